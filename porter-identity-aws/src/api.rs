@@ -1,0 +1,178 @@
+//! The narrow port between the provider's logic and AWS: only the EKS and IAM calls the logic
+//! needs, in the provider's own types. [`crate::sdk::SdkApi`] implements it over the AWS SDK,
+//! [`crate::fake::FakeAws`] (feature `fake`) in memory, and tests mock it.
+//!
+//! Every method returns a porter-identity [`Error`](porter_identity_core::Error) whose kind is
+//! already mapped from the AWS error code, so the logic never sees SDK types.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use porter_identity_core::Result;
+
+/// The `eks-pod-identity-agent` add-on, which injects Pod Identity credentials into pods.
+pub const POD_IDENTITY_AGENT_ADDON: &str = "eks-pod-identity-agent";
+
+/// The parts of an EKS cluster (DescribeCluster) the logic uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterInfo {
+    /// Cluster name.
+    pub name: String,
+    /// `arn:<partition>:eks:<region>:<account>:cluster/<name>`.
+    pub arn: String,
+    /// `CREATING`, `ACTIVE`, `DELETING`, `FAILED`, `UPDATING`, `PENDING`.
+    pub status: String,
+}
+
+impl ClusterInfo {
+    /// The cluster's account, read from its ARN.
+    pub fn account(&self) -> Option<&str> {
+        self.arn.split(':').nth(4).filter(|a| !a.is_empty())
+    }
+
+    /// The cluster's partition, read from its ARN.
+    pub fn partition(&self) -> Option<&str> {
+        self.arn.split(':').nth(1).filter(|a| !a.is_empty())
+    }
+}
+
+/// An EKS add-on (DescribeAddon).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddonInfo {
+    /// Add-on name.
+    pub name: String,
+    /// `CREATING`, `ACTIVE`, `CREATE_FAILED`, `UPDATING`, `DELETING`, `DELETE_FAILED`, `DEGRADED`, `UPDATE_FAILED`.
+    pub status: String,
+    /// `health.issues[]`, as `code: message`.
+    pub health_issues: Vec<String>,
+}
+
+/// An IAM role (GetRole).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleInfo {
+    /// Role name.
+    pub name: String,
+    /// Role ARN.
+    pub arn: String,
+    /// The trust policy as IAM returns it (URL-encoded JSON per RFC 3986; decoded by
+    /// [`crate::policy::PolicyDocument::parse`]).
+    pub assume_role_policy_document: String,
+}
+
+/// A Pod Identity association as ListPodIdentityAssociations summarises it (no role ARN).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssociationSummary {
+    /// Association ID (`a-…`).
+    pub association_id: String,
+    /// Association ARN.
+    pub association_arn: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Service account.
+    pub service_account: String,
+    /// Set when an EKS add-on owns the association: it must not be touched.
+    pub owner_arn: Option<String>,
+}
+
+/// A Pod Identity association in full (Describe/Create/UpdatePodIdentityAssociation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Association {
+    /// Association ID (`a-…`).
+    pub association_id: String,
+    /// Association ARN.
+    pub association_arn: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Service account.
+    pub service_account: String,
+    /// The role the pods get.
+    pub role_arn: String,
+    /// Set when an EKS add-on owns the association.
+    pub owner_arn: Option<String>,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// The input of CreatePodIdentityAssociation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateAssociation {
+    /// Cluster name.
+    pub cluster: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Service account.
+    pub service_account: String,
+    /// Role ARN.
+    pub role_arn: String,
+    /// Idempotency token: the same token within 24 hours returns the same association.
+    pub client_request_token: String,
+    /// Tags (porter-identity's managed-by marker, app, service).
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A managed policy attached to a role (ListAttachedRolePolicies).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachedPolicy {
+    /// Policy name.
+    pub name: String,
+    /// Policy ARN.
+    pub arn: String,
+}
+
+/// The EKS and IAM calls the provider makes. Implementations map AWS errors to
+/// [`ErrorKind`](porter_identity_core::ErrorKind)s: `ResourceNotFoundException`/`NoSuchEntity`
+/// → `NotFound`, `ResourceInUseException` → `AlreadyExists`, `ResourceLimitExceededException`
+/// → `LimitExceeded`, throttling → `Throttled`, 5xx → `Unavailable`, `AccessDenied*` →
+/// `PermissionDenied`, invalid or expired credentials → `Unauthenticated`.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait EksIamApi: Send + Sync + Debug {
+    /// EKS DescribeCluster.
+    async fn describe_cluster(&self, cluster: &str) -> Result<ClusterInfo>;
+    /// EKS DescribeAddon; `None` when the add-on is not installed.
+    async fn describe_addon(&self, cluster: &str, addon: &str) -> Result<Option<AddonInfo>>;
+    /// IAM GetRole by role name.
+    async fn get_role(&self, role_name: &str) -> Result<RoleInfo>;
+    /// EKS ListPodIdentityAssociations, all pages, filtered by namespace and service account
+    /// where given.
+    async fn list_pod_identity_associations(
+        &self,
+        cluster: &str,
+        namespace: Option<&str>,
+        service_account: Option<&str>,
+    ) -> Result<Vec<AssociationSummary>>;
+    /// EKS DescribePodIdentityAssociation.
+    async fn describe_pod_identity_association(
+        &self,
+        cluster: &str,
+        association_id: &str,
+    ) -> Result<Association>;
+    /// EKS CreatePodIdentityAssociation.
+    async fn create_pod_identity_association(
+        &self,
+        input: CreateAssociation,
+    ) -> Result<Association>;
+    /// EKS UpdatePodIdentityAssociation (role only).
+    async fn update_pod_identity_association(
+        &self,
+        cluster: &str,
+        association_id: &str,
+        role_arn: &str,
+    ) -> Result<Association>;
+    /// EKS DeletePodIdentityAssociation.
+    async fn delete_pod_identity_association(
+        &self,
+        cluster: &str,
+        association_id: &str,
+    ) -> Result<()>;
+    /// IAM ListAttachedRolePolicies, all pages.
+    async fn list_attached_role_policies(&self, role_name: &str) -> Result<Vec<AttachedPolicy>>;
+    /// IAM GetPolicy then GetPolicyVersion of its default version: the document as returned
+    /// (URL-encoded JSON).
+    async fn get_managed_policy_document(&self, policy_arn: &str) -> Result<String>;
+    /// IAM ListRolePolicies (inline policy names), all pages.
+    async fn list_role_policies(&self, role_name: &str) -> Result<Vec<String>>;
+    /// IAM GetRolePolicy: the inline policy's document as returned (URL-encoded JSON).
+    async fn get_role_policy(&self, role_name: &str, policy_name: &str) -> Result<String>;
+}

@@ -1,0 +1,48 @@
+//! The stable codes of the findings this provider reports. Tooling may match on them; they
+//! never change meaning.
+
+/// The cluster does not exist (or is not visible to the caller).
+pub const CLUSTER_NOT_FOUND: &str = "aws.cluster.not_found";
+/// The cluster exists but its status is not `ACTIVE`.
+pub const CLUSTER_NOT_ACTIVE: &str = "aws.cluster.not_active";
+/// The `eks-pod-identity-agent` add-on is not installed: no pod gets Pod Identity credentials.
+pub const AGENT_MISSING: &str = "aws.pod_identity_agent.missing";
+/// The `eks-pod-identity-agent` add-on is installed but not `ACTIVE`, or reports health issues.
+pub const AGENT_DEGRADED: &str = "aws.pod_identity_agent.degraded";
+/// The role does not exist.
+pub const ROLE_NOT_FOUND: &str = "aws.role.not_found";
+/// The role is in another account than the cluster.
+pub const ROLE_CROSS_ACCOUNT: &str = "aws.role.cross_account";
+/// No trust-policy statement names principal `pods.eks.amazonaws.com`.
+pub const TRUST_MISSING_PRINCIPAL: &str = "aws.trust_policy.missing_principal";
+/// The trust policy does not allow `sts:AssumeRole` to `pods.eks.amazonaws.com`.
+pub const TRUST_MISSING_ASSUME_ROLE: &str = "aws.trust_policy.missing_assume_role";
+/// The trust policy does not allow `sts:TagSession` to `pods.eks.amazonaws.com`.
+pub const TRUST_MISSING_TAG_SESSION: &str = "aws.trust_policy.missing_tag_session";
+/// A `Deny` statement blocks `pods.eks.amazonaws.com`.
+pub const TRUST_DENIED: &str = "aws.trust_policy.denied";
+/// The allowing statement has conditions that cannot be checked offline.
+pub const TRUST_CONDITIONAL: &str = "aws.trust_policy.conditional";
+/// The trust policy document cannot be read.
+pub const TRUST_MALFORMED: &str = "aws.trust_policy.malformed";
+/// No association exists for the service account.
+pub const ASSOCIATION_MISSING: &str = "aws.association.missing";
+/// The association points at another role.
+pub const ASSOCIATION_WRONG_ROLE: &str = "aws.association.wrong_role";
+/// The association is owned by an EKS add-on (`ownerArn`): porter-identity will not touch it.
+pub const ASSOCIATION_ADDON_OWNED: &str = "aws.association.addon_owned";
+
+/// `Action: "*"` allowed.
+pub const LINT_WILDCARD_ACTION: &str = "lint.wildcard_action";
+/// `Action: "<service>:*"` allowed.
+pub const LINT_SERVICE_WILDCARD_ACTION: &str = "lint.service_wildcard_action";
+/// `Resource: "*"` on write actions.
+pub const LINT_WILDCARD_RESOURCE: &str = "lint.wildcard_resource";
+/// `AdministratorAccess` or `PowerUserAccess` attached.
+pub const LINT_BROAD_MANAGED_POLICY: &str = "lint.broad_managed_policy";
+/// An `Allow` statement with `NotAction`.
+pub const LINT_NOT_ACTION_ALLOW: &str = "lint.not_action_allow";
+/// One role used by several service accounts in the cluster.
+pub const LINT_SHARED_ROLE: &str = "lint.shared_role";
+/// A permission policy could not be read, so it was not linted.
+pub const LINT_POLICY_UNREADABLE: &str = "lint.policy_unreadable";

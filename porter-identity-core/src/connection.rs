@@ -1,0 +1,293 @@
+//! `Connection`: one entry of a porter.yaml service's `connections`.
+
+use std::collections::BTreeMap;
+
+use serde::ser::SerializeMap;
+use serde_json::Value;
+
+use crate::{
+    AzureIdentityName, AzureResourceGroup, Cloud, Error, GcpServiceAccountEmail, Result, RoleRef,
+};
+
+/// One entry of `services[].connections[]` in porter.yaml, tagged by its `type`.
+///
+/// The three identity types are validated when read; any other type (`cloudSql`, `disk`, …)
+/// is kept as [`Connection::Other`] with its raw fields, and ignored by the providers.
+///
+/// ```
+/// use porter_identity_core::{Cloud, Connection};
+///
+/// let c: Connection = serde_json::from_str(r#"{"type":"awsRole","role":"my-role"}"#)?;
+/// assert_eq!(c.cloud(), Some(Cloud::Aws));
+/// let other: Connection = serde_json::from_str(r#"{"type":"cloudSql","instance":"db"}"#)?;
+/// assert_eq!(other.type_name(), "cloudSql");
+/// assert_eq!(other.cloud(), None);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub enum Connection {
+    /// `type: awsRole`: an IAM role for EKS Pod Identity.
+    AwsRole {
+        /// `role`: the role's name or ARN.
+        role: RoleRef,
+    },
+    /// `type: azureManagedIdentity`: a user-assigned managed identity.
+    AzureManagedIdentity {
+        /// `identityName`.
+        identity_name: AzureIdentityName,
+        /// `resourceGroup`.
+        resource_group: AzureResourceGroup,
+    },
+    /// `type: gcpServiceAccount`: a GCP service account for GKE Workload Identity.
+    GcpServiceAccount {
+        /// `serviceAccountEmail`.
+        service_account_email: GcpServiceAccountEmail,
+    },
+    /// Any other connection type, kept as written and ignored by porter-identity.
+    Other {
+        /// The `type` as written.
+        kind: String,
+        /// The other fields as written.
+        raw: BTreeMap<String, Value>,
+    },
+}
+
+/// A problem with one field of a connection, before it is placed in a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FieldProblem {
+    pub(crate) field: String,
+    pub(crate) problem: String,
+    pub(crate) fix: String,
+}
+
+impl Connection {
+    /// The cloud this connection binds to, or `None` for other connection types.
+    pub fn cloud(&self) -> Option<Cloud> {
+        match self {
+            Connection::AwsRole { .. } => Some(Cloud::Aws),
+            Connection::AzureManagedIdentity { .. } => Some(Cloud::Azure),
+            Connection::GcpServiceAccount { .. } => Some(Cloud::Gcp),
+            Connection::Other { .. } => None,
+        }
+    }
+
+    /// The `type` as porter.yaml writes it.
+    pub fn type_name(&self) -> &str {
+        match self {
+            Connection::Other { kind, .. } => kind,
+            other => other.cloud().map_or("", Cloud::connection_type),
+        }
+    }
+
+    /// Whether porter-identity acts on this connection.
+    pub fn is_identity(&self) -> bool {
+        self.cloud().is_some()
+    }
+
+    /// A one-line description, e.g. `awsRole my-role`.
+    pub fn describe(&self) -> String {
+        match self {
+            Connection::AwsRole { role } => format!("awsRole {role}"),
+            Connection::AzureManagedIdentity {
+                identity_name,
+                resource_group,
+            } => format!("azureManagedIdentity {resource_group}/{identity_name}"),
+            Connection::GcpServiceAccount {
+                service_account_email,
+            } => format!("gcpServiceAccount {service_account_email}"),
+            Connection::Other { kind, .. } => format!("{kind} (not an identity connection)"),
+        }
+    }
+
+    /// Builds a connection from its fields (as read from YAML or JSON), checking each.
+    pub(crate) fn from_fields(
+        fields: &serde_json::Map<String, Value>,
+    ) -> std::result::Result<Self, FieldProblem> {
+        let kind = match fields.get("type") {
+            None => {
+                return Err(FieldProblem {
+                    field: "type".into(),
+                    problem: "is missing".into(),
+                    fix: "add `type:` (awsRole, azureManagedIdentity, gcpServiceAccount, or another connection type)".into(),
+                });
+            }
+            Some(Value::String(s)) if !s.is_empty() => s.as_str(),
+            Some(other) => {
+                return Err(FieldProblem {
+                    field: "type".into(),
+                    problem: format!("must be a non-empty string, found {}", value_kind(other)),
+                    fix: "write the connection type as a string, e.g. `type: awsRole`".into(),
+                });
+            }
+        };
+        let text = |name: &str, example: &str| -> std::result::Result<&str, FieldProblem> {
+            match fields.get(name) {
+                Some(Value::String(s)) => Ok(s.as_str()),
+                None | Some(Value::Null) => Err(FieldProblem {
+                    field: name.into(),
+                    problem: format!("is missing; `{kind}` needs it"),
+                    fix: format!("add `{name}: {example}`"),
+                }),
+                Some(other) => Err(FieldProblem {
+                    field: name.into(),
+                    problem: format!("must be a string, found {}", value_kind(other)),
+                    fix: format!("write it as a string, e.g. `{name}: {example}`"),
+                }),
+            }
+        };
+        Ok(match kind {
+            "awsRole" => Connection::AwsRole {
+                role: checked("role", RoleRef::parse(text("role", "my-app-role")?))?,
+            },
+            "azureManagedIdentity" => {
+                let name = text("identityName", "my-app-identity")?;
+                let group = text("resourceGroup", "my-resource-group")?;
+                Connection::AzureManagedIdentity {
+                    identity_name: checked("identityName", AzureIdentityName::parse(name))?,
+                    resource_group: checked("resourceGroup", AzureResourceGroup::parse(group))?,
+                }
+            }
+            "gcpServiceAccount" => {
+                let v = text(
+                    "serviceAccountEmail",
+                    "my-app@my-project.iam.gserviceaccount.com",
+                )?;
+                Connection::GcpServiceAccount {
+                    service_account_email: checked(
+                        "serviceAccountEmail",
+                        GcpServiceAccountEmail::parse(v),
+                    )?,
+                }
+            }
+            other => Connection::Other {
+                kind: other.to_owned(),
+                raw: fields
+                    .iter()
+                    .filter(|(k, _)| *k != "type")
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            },
+        })
+    }
+}
+
+/// Places a validator's error on `field`.
+fn checked<T>(field: &str, r: Result<T>) -> std::result::Result<T, FieldProblem> {
+    r.map_err(|e| match e {
+        Error::InvalidInput { problem, fix, .. } => FieldProblem {
+            field: field.into(),
+            problem,
+            fix,
+        },
+        other => FieldProblem {
+            field: field.into(),
+            problem: other.to_string(),
+            fix: String::new(),
+        },
+    })
+}
+
+/// Names a JSON value's type for an error message.
+pub(crate) fn value_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+impl serde::Serialize for Connection {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("type", self.type_name())?;
+        match self {
+            Connection::AwsRole { role } => map.serialize_entry("role", role)?,
+            Connection::AzureManagedIdentity {
+                identity_name,
+                resource_group,
+            } => {
+                map.serialize_entry("identityName", identity_name)?;
+                map.serialize_entry("resourceGroup", resource_group)?;
+            }
+            Connection::GcpServiceAccount {
+                service_account_email,
+            } => map.serialize_entry("serviceAccountEmail", service_account_email)?,
+            Connection::Other { raw, .. } => {
+                for (k, v) in raw {
+                    map.serialize_entry(k, v)?;
+                }
+            }
+        }
+        map.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Connection {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let fields = serde_json::Map::<String, Value>::deserialize(d)?;
+        Connection::from_fields(&fields).map_err(|p| {
+            serde::de::Error::custom(format!("field `{}` {}. Fix: {}", p.field, p.problem, p.fix))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> std::result::Result<Connection, FieldProblem> {
+        let v: serde_json::Map<String, Value> = serde_json::from_str(json).unwrap();
+        Connection::from_fields(&v)
+    }
+
+    #[test]
+    fn identity_types() {
+        let c =
+            parse(r#"{"type":"azureManagedIdentity","identityName":"idn","resourceGroup":"rg"}"#)
+                .unwrap();
+        assert_eq!(c.cloud(), Some(Cloud::Azure));
+        assert_eq!(c.describe(), "azureManagedIdentity rg/idn");
+        let c = parse(r#"{"type":"gcpServiceAccount","serviceAccountEmail":"my-app@my-project.iam.gserviceaccount.com"}"#).unwrap();
+        assert_eq!(c.type_name(), "gcpServiceAccount");
+    }
+
+    #[test]
+    fn other_keeps_raw_fields() {
+        let c = parse(r#"{"type":"cloudSql","config":{"instance":"db","port":5432}}"#).unwrap();
+        let Connection::Other { kind, raw } = &c else {
+            panic!("{c:?}")
+        };
+        assert_eq!(kind, "cloudSql");
+        assert_eq!(raw["config"]["port"], 5432);
+        let back = serde_json::to_value(&c).unwrap();
+        assert_eq!(back["type"], "cloudSql");
+        assert_eq!(back["config"]["instance"], "db");
+    }
+
+    #[test]
+    fn problems_name_field() {
+        assert_eq!(parse(r#"{"role":"x"}"#).unwrap_err().field, "type");
+        assert_eq!(parse(r#"{"type":7}"#).unwrap_err().field, "type");
+        let p = parse(r#"{"type":"awsRole"}"#).unwrap_err();
+        assert_eq!(p.field, "role");
+        assert!(p.problem.contains("missing"));
+        let p = parse(r#"{"type":"awsRole","role":["a"]}"#).unwrap_err();
+        assert!(p.problem.contains("a list"), "{p:?}");
+        let p = parse(r#"{"type":"azureManagedIdentity","identityName":"ok-name"}"#).unwrap_err();
+        assert_eq!(p.field, "resourceGroup");
+    }
+
+    #[test]
+    fn serde_round_trip() {
+        let c = parse(r#"{"type":"awsRole","role":"arn:aws:iam::123456789012:role/r"}"#).unwrap();
+        let json = serde_json::to_string(&c).unwrap();
+        let back: Connection = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, c);
+        let err =
+            serde_json::from_str::<Connection>(r#"{"type":"awsRole","role":""}"#).unwrap_err();
+        assert!(err.to_string().contains("field `role`"), "{err}");
+    }
+}

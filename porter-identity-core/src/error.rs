@@ -1,0 +1,400 @@
+//! The one error type of porter-identity, with a kind callers can match on.
+
+use std::fmt;
+
+use crate::Cloud;
+
+/// What went wrong, independent of the cloud: the part of an [`Error`] callers branch on.
+///
+/// Marked `#[non_exhaustive]` so that new kinds can be added without a breaking change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The input was rejected before any cloud call: a bad name, a bad porter.yaml, a binding
+    /// of another cloud's connection.
+    InvalidInput,
+    /// The cloud resource the call needs (role, cluster, identity) does not exist.
+    NotFound,
+    /// The resource already exists and cannot be adopted.
+    AlreadyExists,
+    /// The resource is in a state that forbids the change (owned by someone else, a concurrent
+    /// write won the race).
+    Conflict,
+    /// The caller's credentials are valid but lack a permission.
+    PermissionDenied,
+    /// No usable credentials, or they expired.
+    Unauthenticated,
+    /// The cloud throttled the call; retrying later succeeds.
+    Throttled,
+    /// The cloud (or the network to it) failed transiently; retrying later may succeed.
+    Unavailable,
+    /// A quota of the cloud would be exceeded by the write.
+    LimitExceeded,
+    /// Anything else.
+    Other,
+}
+
+impl ErrorKind {
+    /// Whether an error of this kind is retried by default (throttling and transient failures).
+    pub const fn is_retryable_by_default(self) -> bool {
+        matches!(self, ErrorKind::Throttled | ErrorKind::Unavailable)
+    }
+
+    /// A short lowercase name, stable for logs and metrics.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::AlreadyExists => "already_exists",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::PermissionDenied => "permission_denied",
+            ErrorKind::Unauthenticated => "unauthenticated",
+            ErrorKind::Throttled => "throttled",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::LimitExceeded => "limit_exceeded",
+            ErrorKind::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where in a porter.yaml a [`ManifestError`] was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SourceLocation {
+    /// 1-based line.
+    pub line: u64,
+    /// 1-based column.
+    pub column: u64,
+}
+
+impl fmt::Display for SourceLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}, column {}", self.line, self.column)
+    }
+}
+
+/// A porter.yaml that could not be read: which service, which connection, which field, where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestError {
+    /// The file, when read from a path.
+    pub file: Option<String>,
+    /// The path to the offending value, e.g. `services[1].connections[0].role`.
+    pub path: String,
+    /// The service's name, where it is known.
+    pub service: Option<String>,
+    /// The connection's index in `connections`, where the error is in a connection.
+    pub connection_index: Option<usize>,
+    /// The field the error is about, e.g. `role`.
+    pub field: Option<String>,
+    /// What is wrong.
+    pub problem: String,
+    /// How to fix it.
+    pub fix: String,
+    /// Where the parser saw it.
+    pub location: Option<SourceLocation>,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(file) = &self.file {
+            write!(f, "{file}: ")?;
+        }
+        if !self.path.is_empty() {
+            write!(f, "{}", self.path)?;
+            if let Some(service) = &self.service {
+                write!(f, " (service `{service}`)")?;
+            }
+            f.write_str(": ")?;
+        }
+        write!(f, "{}", self.problem)?;
+        if let Some(location) = &self.location {
+            write!(f, " (at {location})")?;
+        }
+        if !self.fix.is_empty() {
+            write!(f, ". Fix: {}", self.fix)?;
+        }
+        Ok(())
+    }
+}
+
+/// The error of every porter-identity operation.
+///
+/// Every error has an [`ErrorKind`] to branch on, says whether it is retryable, and reads as
+/// a sentence that names the field or resource and how to fix it. Cloud errors also carry the
+/// cloud, the operation (`GetRole`, `CreatePodIdentityAssociation`, …) and the underlying
+/// source error. No variant ever holds a credential, so `Display` and `Debug` are safe to log.
+///
+/// ```
+/// use porter_identity_core::{Error, ErrorKind, Cloud};
+///
+/// let err = Error::cloud(ErrorKind::Throttled, Cloud::Aws, "GetRole", "Rate exceeded");
+/// assert!(err.is_retryable());
+/// assert_eq!(err.kind(), ErrorKind::Throttled);
+/// assert_eq!(err.to_string(), "aws GetRole failed (throttled): Rate exceeded");
+/// ```
+#[derive(thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A value given by the caller is not valid.
+    #[error("invalid {field}: {problem}{}", fix_suffix(.fix))]
+    InvalidInput {
+        /// The field or argument, e.g. `connections[0].role` or `namespace`.
+        field: String,
+        /// What is wrong with it.
+        problem: String,
+        /// How to fix it.
+        fix: String,
+    },
+    /// A porter.yaml could not be read.
+    #[error("invalid porter.yaml: {0}")]
+    Manifest(Box<ManifestError>),
+    /// A call to a cloud failed, or the cloud's state forbids the operation.
+    #[error("{cloud} {operation} failed ({kind}): {message}{}", fix_suffix(.fix))]
+    Cloud {
+        /// What went wrong.
+        kind: ErrorKind,
+        /// The cloud called.
+        cloud: Cloud,
+        /// The cloud API operation, e.g. `CreatePodIdentityAssociation`.
+        operation: String,
+        /// What the cloud said, or what the SDK found, in words.
+        message: String,
+        /// How to fix it, where known.
+        fix: String,
+        /// Whether retrying may succeed (overrides the kind's default when set).
+        retryable: Option<bool>,
+        /// The underlying error.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    },
+}
+
+fn fix_suffix(fix: &str) -> String {
+    if fix.is_empty() {
+        String::new()
+    } else {
+        format!(". Fix: {fix}")
+    }
+}
+
+impl Error {
+    /// An [`ErrorKind::InvalidInput`] error about `field`.
+    pub fn invalid_input(
+        field: impl Into<String>,
+        problem: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        Error::InvalidInput {
+            field: field.into(),
+            problem: problem.into(),
+            fix: fix.into(),
+        }
+    }
+
+    /// An error of a cloud call.
+    pub fn cloud(
+        kind: ErrorKind,
+        cloud: Cloud,
+        operation: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::Cloud {
+            kind,
+            cloud,
+            operation: operation.into(),
+            message: message.into(),
+            fix: String::new(),
+            retryable: None,
+            source: None,
+        }
+    }
+
+    /// Adds how to fix it (cloud errors and invalid input).
+    #[must_use]
+    pub fn with_fix(mut self, how: impl Into<String>) -> Self {
+        match &mut self {
+            Error::Cloud { fix, .. } | Error::InvalidInput { fix, .. } => *fix = how.into(),
+            Error::Manifest(m) => m.fix = how.into(),
+        }
+        self
+    }
+
+    /// Adds the underlying error (cloud errors only; others are unchanged).
+    #[must_use]
+    pub fn with_source(
+        mut self,
+        err: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        if let Error::Cloud { source, .. } = &mut self {
+            *source = Some(err.into());
+        }
+        self
+    }
+
+    /// Overrides whether this error is retryable, e.g. a cloud-specific conflict that a retry
+    /// resolves (Azure's concurrent credential writes, a stale GCP policy etag).
+    #[must_use]
+    pub fn retryable(mut self, yes: bool) -> Self {
+        if let Error::Cloud { retryable, .. } = &mut self {
+            *retryable = Some(yes);
+        }
+        self
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidInput { .. } | Error::Manifest(_) => ErrorKind::InvalidInput,
+            Error::Cloud { kind, .. } => *kind,
+        }
+    }
+
+    /// Whether retrying the same call may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Cloud {
+                retryable: Some(r), ..
+            } => *r,
+            other => other.kind().is_retryable_by_default(),
+        }
+    }
+
+    /// The cloud, for errors of a cloud call.
+    pub fn cloud_name(&self) -> Option<Cloud> {
+        match self {
+            Error::Cloud { cloud, .. } => Some(*cloud),
+            _ => None,
+        }
+    }
+
+    /// The cloud operation, for errors of a cloud call.
+    pub fn operation(&self) -> Option<&str> {
+        match self {
+            Error::Cloud { operation, .. } => Some(operation),
+            _ => None,
+        }
+    }
+
+    /// How to fix it, where known.
+    pub fn fix(&self) -> Option<&str> {
+        let fix = match self {
+            Error::InvalidInput { fix, .. } | Error::Cloud { fix, .. } => fix.as_str(),
+            Error::Manifest(m) => m.fix.as_str(),
+        };
+        (!fix.is_empty()).then_some(fix)
+    }
+
+    /// The porter.yaml details, for [`Error::Manifest`].
+    pub fn manifest(&self) -> Option<&ManifestError> {
+        match self {
+            Error::Manifest(m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
+impl From<ManifestError> for Error {
+    fn from(e: ManifestError) -> Self {
+        Error::Manifest(Box::new(e))
+    }
+}
+
+// Hand-written so that an underlying SDK error is shown by its Display (a sentence) rather
+// than its Debug, which for some SDKs dumps whole request/response structures.
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidInput {
+                field,
+                problem,
+                fix,
+            } => f
+                .debug_struct("InvalidInput")
+                .field("field", field)
+                .field("problem", problem)
+                .field("fix", fix)
+                .finish(),
+            Error::Manifest(m) => f.debug_tuple("Manifest").field(m).finish(),
+            Error::Cloud {
+                kind,
+                cloud,
+                operation,
+                message,
+                fix,
+                retryable,
+                source,
+            } => f
+                .debug_struct("Cloud")
+                .field("kind", kind)
+                .field("cloud", cloud)
+                .field("operation", operation)
+                .field("message", message)
+                .field("fix", fix)
+                .field("retryable", retryable)
+                .field("source", &source.as_ref().map(|s| s.to_string()))
+                .finish(),
+        }
+    }
+}
+
+/// The result type of porter-identity.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_retry_by_default_only_when_transient() {
+        assert!(ErrorKind::Throttled.is_retryable_by_default());
+        assert!(ErrorKind::Unavailable.is_retryable_by_default());
+        for kind in [
+            ErrorKind::InvalidInput,
+            ErrorKind::NotFound,
+            ErrorKind::AlreadyExists,
+            ErrorKind::Conflict,
+            ErrorKind::PermissionDenied,
+            ErrorKind::Unauthenticated,
+            ErrorKind::LimitExceeded,
+            ErrorKind::Other,
+        ] {
+            assert!(!kind.is_retryable_by_default(), "{kind}");
+        }
+    }
+
+    #[test]
+    fn retryable_override_wins() {
+        let conflict = Error::cloud(ErrorKind::Conflict, Cloud::Azure, "Put", "busy");
+        assert!(!conflict.is_retryable());
+        assert!(conflict.retryable(true).is_retryable());
+        let throttled = Error::cloud(ErrorKind::Throttled, Cloud::Aws, "GetRole", "slow down");
+        assert!(!throttled.retryable(false).is_retryable());
+    }
+
+    #[test]
+    fn display_names_field_and_fix() {
+        let e = Error::invalid_input("namespace", "is empty", "give a DNS-1123 label");
+        assert_eq!(
+            e.to_string(),
+            "invalid namespace: is empty. Fix: give a DNS-1123 label"
+        );
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert_eq!(e.fix(), Some("give a DNS-1123 label"));
+    }
+
+    #[test]
+    fn debug_shows_source_as_sentence() {
+        let e = Error::cloud(ErrorKind::Other, Cloud::Gcp, "getIamPolicy", "boom")
+            .with_source(std::io::Error::other("socket closed"));
+        let dbg = format!("{e:?}");
+        assert!(dbg.contains("socket closed"), "{dbg}");
+        assert!(std::error::Error::source(&e).is_some());
+        assert_eq!(e.operation(), Some("getIamPolicy"));
+        assert_eq!(e.cloud_name(), Some(Cloud::Gcp));
+    }
+}

@@ -1,0 +1,289 @@
+//! Kubernetes names: namespaces, service accounts, and the app/service labels they derive from.
+
+use sha2::{Digest, Sha256};
+
+use super::{shown, string_newtype};
+use crate::{Error, Result};
+
+const LABEL_MAX: usize = 63;
+const SUBDOMAIN_MAX: usize = 253;
+
+/// Checks a DNS-1123 label: 1–63 lowercase letters, digits and `-`, starting and ending
+/// with a letter or digit.
+fn check_label(field: &str, value: &str) -> Result<()> {
+    let fix = "use 1 to 63 lowercase letters, digits and '-', starting and ending with a letter or digit (a DNS-1123 label)";
+    let problem = dns_label_problem(value, LABEL_MAX);
+    match problem {
+        Some(p) => Err(Error::invalid_input(
+            field,
+            format!("{} {p}", shown(value)),
+            fix,
+        )),
+        None => Ok(()),
+    }
+}
+
+fn dns_label_problem(value: &str, max: usize) -> Option<String> {
+    if value.is_empty() {
+        Some("is empty".to_owned())
+    } else if value.len() > max {
+        Some(format!(
+            "is {} characters; at most {max} are allowed",
+            value.len()
+        ))
+    } else if let Some(c) = value
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        if c.is_ascii_uppercase() {
+            Some(format!("contains upper-case {c:?}"))
+        } else {
+            Some(format!("contains {c:?}"))
+        }
+    } else if value.starts_with('-') || value.ends_with('-') {
+        Some("must start and end with a letter or digit".to_owned())
+    } else {
+        None
+    }
+}
+
+/// A DNS-1123 label (1–63 lowercase letters, digits and `-`, alphanumeric at both ends):
+/// the form of Kubernetes namespaces and of porter.yaml app and service names.
+///
+/// ```
+/// use porter_identity_core::KubernetesName;
+/// assert!(KubernetesName::parse("service", "api").is_ok());
+/// assert!(KubernetesName::parse("service", "API").is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KubernetesName(String);
+
+impl KubernetesName {
+    /// Validates `value`; errors name `field`.
+    pub fn parse(field: &str, value: &str) -> Result<Self> {
+        check_label(field, value)?;
+        Ok(KubernetesName(value.to_owned()))
+    }
+}
+string_newtype!(KubernetesName, |s: &str| Self::parse("name", s));
+
+/// A Kubernetes namespace name (DNS-1123 label, at most 63 characters).
+///
+/// ```
+/// use porter_identity_core::Namespace;
+/// assert!(Namespace::parse("default").is_ok());
+/// assert!(Namespace::parse(&"n".repeat(64)).is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Namespace(String);
+
+impl Namespace {
+    /// Validates a namespace name.
+    pub fn parse(value: &str) -> Result<Self> {
+        check_label("namespace", value)?;
+        Ok(Namespace(value.to_owned()))
+    }
+}
+string_newtype!(Namespace);
+
+/// A Kubernetes ServiceAccount name: a DNS-1123 subdomain (at most 253 characters of
+/// lowercase letters, digits, `-` and `.`, each `.`-separated part alphanumeric at both ends).
+///
+/// [`ServiceAccountName::for_service`] derives the name porter-identity gives each service.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceAccountName(String);
+
+/// How many hex digits of SHA-256 a shortened name keeps: 40 bits, so that two services
+/// sharing a 52-character prefix collide with odds of about one in a trillion.
+const HASH_HEX: usize = 10;
+
+impl ServiceAccountName {
+    /// Validates a ServiceAccount name.
+    pub fn parse(value: &str) -> Result<Self> {
+        let fix = "use at most 253 lowercase letters, digits, '-' and '.', each '.'-separated part starting and ending with a letter or digit (a DNS-1123 subdomain)";
+        if value.len() > SUBDOMAIN_MAX {
+            return Err(Error::invalid_input(
+                "serviceAccount",
+                format!(
+                    "{} is {} characters; at most {SUBDOMAIN_MAX} are allowed",
+                    shown(value),
+                    value.len()
+                ),
+                fix,
+            ));
+        }
+        for part in value.split('.') {
+            if let Some(p) = dns_label_problem(part, SUBDOMAIN_MAX) {
+                let p = if part.is_empty() {
+                    "has an empty part (check for a leading, trailing or doubled '.')".to_owned()
+                } else {
+                    format!("has part {part:?} that {p}")
+                };
+                return Err(Error::invalid_input(
+                    "serviceAccount",
+                    format!("{} {p}", shown(value)),
+                    fix,
+                ));
+            }
+        }
+        Ok(ServiceAccountName(value.to_owned()))
+    }
+
+    /// The ServiceAccount name of a porter.yaml service: `<app>-<service>`.
+    ///
+    /// Kept to 63 characters so that it also fits where Kubernetes wants a label (selectors,
+    /// label values). A longer name keeps its first characters and ends in `-` plus 10 hex
+    /// digits of a SHA-256 of the app and service names, so two services never share a name
+    /// and the same service always gets the same one.
+    ///
+    /// ```
+    /// use porter_identity_core::ServiceAccountName;
+    /// let sa = ServiceAccountName::for_service("shop", "api")?;
+    /// assert_eq!(sa.as_str(), "shop-api");
+    /// let long = ServiceAccountName::for_service(&"a".repeat(40), &"s".repeat(40))?;
+    /// assert_eq!(long.as_str().len(), 63);
+    /// # Ok::<(), porter_identity_core::Error>(())
+    /// ```
+    pub fn for_service(app: &str, service: &str) -> Result<Self> {
+        check_label("app", app)?;
+        check_label("service", service)?;
+        let full = format!("{app}-{service}");
+        if full.len() <= LABEL_MAX {
+            return Ok(ServiceAccountName(full));
+        }
+        let digest = Sha256::new()
+            .chain_update(app.as_bytes())
+            .chain_update([0u8])
+            .chain_update(service.as_bytes())
+            .finalize();
+        let hash: String = digest
+            .iter()
+            .flat_map(|b| [b >> 4, b & 0xf])
+            .take(HASH_HEX)
+            .map(|n| char::from_digit(u32::from(n), 16).unwrap_or('0'))
+            .collect();
+        // All characters are ASCII (validated above), so byte slicing is safe.
+        let prefix = full[..LABEL_MAX - 1 - HASH_HEX].trim_end_matches('-');
+        Ok(ServiceAccountName(format!("{prefix}-{hash}")))
+    }
+}
+string_newtype!(ServiceAccountName);
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn labels_boundaries() {
+        assert!(Namespace::parse(&"a".repeat(63)).is_ok());
+        let e = Namespace::parse(&"a".repeat(64)).unwrap_err().to_string();
+        assert!(e.contains("64 characters"), "{e}");
+        assert!(Namespace::parse("a").is_ok());
+        assert!(Namespace::parse("a-1").is_ok());
+        for (bad, needle) in [
+            ("", "empty"),
+            ("-a", "start and end"),
+            ("a-", "start and end"),
+            ("Abc", "upper-case"),
+            ("a_b", "'_'"),
+            ("a.b", "'.'"),
+            ("a/b", "'/'"),
+        ] {
+            let e = Namespace::parse(bad).unwrap_err().to_string();
+            assert!(e.contains(needle), "{bad}: {e}");
+            assert!(e.starts_with("invalid namespace"), "{e}");
+        }
+    }
+
+    #[test]
+    fn service_account_boundaries() {
+        let ok = format!(
+            "{}.{}.{}.{}",
+            "a".repeat(63),
+            "b".repeat(63),
+            "c".repeat(63),
+            "d".repeat(61)
+        );
+        assert_eq!(ok.len(), 253);
+        assert!(ServiceAccountName::parse(&ok).is_ok());
+        let too_long = format!("{ok}e");
+        assert!(
+            ServiceAccountName::parse(&too_long)
+                .unwrap_err()
+                .to_string()
+                .contains("254")
+        );
+        assert!(
+            ServiceAccountName::parse(&"a".repeat(64)).is_ok(),
+            "a part may exceed 63"
+        );
+        for bad in ["", "a..b", ".a", "a.", "A", "a_b", "-a", "a.-b"] {
+            assert!(ServiceAccountName::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn for_service_short_is_plain() {
+        let sa = ServiceAccountName::for_service("demo", "api").unwrap();
+        assert_eq!(sa.as_str(), "demo-api");
+        // exactly 63 stays as it is
+        let app = "a".repeat(31);
+        let svc = "s".repeat(31);
+        let sa = ServiceAccountName::for_service(&app, &svc).unwrap();
+        assert_eq!(sa.as_str(), format!("{app}-{svc}"));
+        assert_eq!(sa.as_str().len(), 63);
+    }
+
+    #[test]
+    fn for_service_long_is_hashed_stable_and_valid() {
+        let app = "a".repeat(32);
+        let svc = "s".repeat(31);
+        let sa = ServiceAccountName::for_service(&app, &svc).unwrap();
+        assert_eq!(sa.as_str().len(), 63);
+        assert!(Namespace::parse(sa.as_str()).is_ok(), "a valid label: {sa}");
+        assert_eq!(sa, ServiceAccountName::for_service(&app, &svc).unwrap());
+        assert!(sa.as_str().starts_with(&format!("{app}-ssssss")));
+    }
+
+    #[test]
+    fn services_sharing_a_63_char_prefix_never_collide() {
+        let app = "payments-platform";
+        let base = "x".repeat(63);
+        let mut seen = HashSet::new();
+        for i in 0..500 {
+            let svc = format!("{}{i}", &base[..60 - i.to_string().len()]);
+            let sa = ServiceAccountName::for_service(app, &svc).unwrap();
+            assert!(sa.as_str().len() <= 63);
+            assert!(seen.insert(sa.clone()), "collision on {sa}");
+        }
+        // two services that differ only after character 63 of the full name
+        let a = ServiceAccountName::for_service(app, &format!("{}-one", "y".repeat(50))).unwrap();
+        let b = ServiceAccountName::for_service(app, &format!("{}-two", "y".repeat(50))).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(&a.as_str()[..45], &b.as_str()[..45]);
+    }
+
+    #[test]
+    fn trailing_dash_of_prefix_is_trimmed() {
+        // the cut falls right after a '-': the result must not contain "--" before the hash
+        let app = "a".repeat(51);
+        let svc = "b".repeat(20);
+        let sa = ServiceAccountName::for_service(&app, &svc).unwrap();
+        assert!(!sa.as_str().contains("--"), "{sa}");
+        assert!(Namespace::parse(sa.as_str()).is_ok());
+    }
+
+    #[test]
+    fn for_service_validates_inputs() {
+        let e = ServiceAccountName::for_service("Demo", "api")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("invalid app"), "{e}");
+        let e = ServiceAccountName::for_service("demo", "api_v2")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("invalid service"), "{e}");
+    }
+}
