@@ -1,1 +1,38 @@
-//! x
+//! # porter-identity
+//!
+//! Gives each Kubernetes workload a cloud identity through the cloud's own workload-identity
+//! mechanism: EKS Pod Identity associations on AWS, federated identity credentials on Azure
+//! managed identities, `roles/iam.workloadIdentityUser` bindings on GCP service accounts.
+//! No static credentials anywhere.
+//!
+//! Everything of [`porter_identity_core`] is re-exported here; each cloud is a module behind
+//! its feature:
+//!
+//! | feature | module | what it adds |
+//! |---|---|---|
+//! | `aws` | `porter_identity::aws` | `AwsPodIdentityProvider`: EKS Pod Identity associations |
+//! | `azure` | — | reserved for the Azure provider (not built yet) |
+//! | `gcp` | — | reserved for the GCP provider (not built yet) |
+//! | `fake` | `aws::fake` | in-memory clouds for tests and demos, no account needed |
+//! | `testing` | `testing` | the conformance suite every provider passes |
+//!
+//! ```
+//! use porter_identity::{AppManifest, Cloud};
+//!
+//! let manifest = AppManifest::from_yaml_str(r#"
+//! services:
+//!   - name: api
+//!     connections:
+//!       - type: awsRole
+//!         role: shop-api-role
+//! "#)?;
+//! let bindings = manifest.bindings_for(Cloud::Aws, "shop", "default")?;
+//! assert_eq!(bindings.len(), 1);
+//! # Ok::<(), porter_identity::Error>(())
+//! ```
+
+pub use porter_identity_core::*;
+
+/// EKS Pod Identity (feature `aws`).
+#[cfg(feature = "aws")]
+pub use porter_identity_aws as aws;
