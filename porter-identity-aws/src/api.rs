@@ -136,11 +136,11 @@ pub trait EksIamApi: Send + Sync + Debug {
     async fn get_role(&self, role_name: &str) -> Result<RoleInfo>;
     /// EKS ListPodIdentityAssociations, all pages, filtered by namespace and service account
     /// where given.
-    async fn list_pod_identity_associations(
+    async fn list_pod_identity_associations<'a>(
         &self,
         cluster: &str,
-        namespace: Option<&str>,
-        service_account: Option<&str>,
+        namespace: Option<&'a str>,
+        service_account: Option<&'a str>,
     ) -> Result<Vec<AssociationSummary>>;
     /// EKS DescribePodIdentityAssociation.
     async fn describe_pod_identity_association(

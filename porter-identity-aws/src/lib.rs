@@ -1,13 +1,42 @@
-//! EKS Pod Identity for porter-identity.
-#![allow(missing_docs)]
+//! EKS Pod Identity for porter-identity: links each Kubernetes workload's service account to
+//! an IAM role with an EKS Pod Identity association.
+//!
+//! ```no_run
+//! use porter_identity_aws::AwsPodIdentityProvider;
+//! use porter_identity_core::{AppManifest, Cloud, WorkloadIdentityProvider};
+//!
+//! # async fn run() -> porter_identity_core::Result<()> {
+//! let aws = AwsPodIdentityProvider::builder()
+//!     .cluster("prod-us-east-1")
+//!     .from_env() // default credential chain and region; AWS_ENDPOINT_URL(_EKS|_IAM) honoured
+//!     .await?;
+//! let manifest = AppManifest::from_path("porter.yaml".as_ref())?;
+//! for binding in manifest.bindings_for(Cloud::Aws, "shop", "default")? {
+//!     println!("{binding}: {}", aws.bind(&binding).await?);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! The crate's rooms: [`api`] is the port (the EKS and IAM calls the logic needs), [`sdk`] the
+//! port over the AWS SDK, `fake` (feature `fake`) an in-memory EKS + IAM, [`policy`] and
+//! [`trust`] read IAM policy documents, [`lint`] finds least-privilege problems, [`codes`]
+//! lists the verify finding codes.
 
 pub mod api;
+mod builder;
 pub mod codes;
 pub mod lint;
 pub mod policy;
 mod provider;
+#[cfg(test)]
+mod provider_tests;
 pub mod sdk;
 pub mod trust;
 
 #[cfg(feature = "fake")]
 pub mod fake;
+
+pub use builder::AwsPodIdentityProviderBuilder;
+pub use provider::{
+    AwsPodIdentityProvider, MANAGED_BY_VALUE, TAG_APP, TAG_MANAGED_BY, TAG_SERVICE,
+};

@@ -103,19 +103,27 @@ impl Connection {
     pub(crate) fn from_fields(
         fields: &serde_json::Map<String, Value>,
     ) -> std::result::Result<Self, FieldProblem> {
+        let type_fix = "add `type:` (awsRole, azureManagedIdentity, gcpServiceAccount, or another connection type)";
         let kind = match fields.get("type") {
             None => {
                 return Err(FieldProblem {
                     field: "type".into(),
                     problem: "is missing".into(),
-                    fix: "add `type:` (awsRole, azureManagedIdentity, gcpServiceAccount, or another connection type)".into(),
+                    fix: type_fix.into(),
                 });
             }
-            Some(Value::String(s)) if !s.is_empty() => s.as_str(),
+            Some(Value::String(s)) if !s.trim().is_empty() => s.as_str(),
+            Some(Value::String(_) | Value::Null) => {
+                return Err(FieldProblem {
+                    field: "type".into(),
+                    problem: "is empty".into(),
+                    fix: type_fix.into(),
+                });
+            }
             Some(other) => {
                 return Err(FieldProblem {
                     field: "type".into(),
-                    problem: format!("must be a non-empty string, found {}", value_kind(other)),
+                    problem: format!("must be a string, found {}", value_kind(other)),
                     fix: "write the connection type as a string, e.g. `type: awsRole`".into(),
                 });
             }
@@ -123,10 +131,15 @@ impl Connection {
         let text = |name: &str, example: &str| -> std::result::Result<&str, FieldProblem> {
             match fields.get(name) {
                 Some(Value::String(s)) => Ok(s.as_str()),
-                None | Some(Value::Null) => Err(FieldProblem {
+                None => Err(FieldProblem {
                     field: name.into(),
                     problem: format!("is missing; `{kind}` needs it"),
                     fix: format!("add `{name}: {example}`"),
+                }),
+                Some(Value::Null) => Err(FieldProblem {
+                    field: name.into(),
+                    problem: format!("is empty; `{kind}` needs it"),
+                    fix: format!("write it as `{name}: {example}`"),
                 }),
                 Some(other) => Err(FieldProblem {
                     field: name.into(),

@@ -37,6 +37,7 @@ mod patch;
 mod provider;
 mod retry;
 mod verify;
+mod yaml;
 
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -4,12 +4,8 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 
-use serde::Deserialize;
-use serde_json::Value;
-use serde_saphyr::Spanned;
-
-use crate::connection::value_kind;
 use crate::error::{ManifestError, SourceLocation};
+use crate::yaml::{self, Located, Node};
 use crate::{Binding, Cloud, Connection, Error, KubernetesName, Result, Workload};
 
 /// The largest porter.yaml read. Real files are a few kilobytes; the bound keeps a runaway
@@ -81,32 +77,6 @@ pub struct AppManifest {
     services: Vec<Service>,
 }
 
-/// The shape read first, with the location of every service and connection.
-#[derive(Deserialize)]
-struct SpannedManifest {
-    services: Option<Spanned<Vec<Spanned<SpannedService>>>>,
-}
-
-#[derive(Deserialize)]
-struct SpannedService {
-    name: Option<Value>,
-    connections: Option<Vec<Spanned<Value>>>,
-}
-
-/// The shape read when the first one does not fit, to say precisely what is wrong.
-#[derive(Deserialize)]
-struct LooseManifest {
-    services: Option<Value>,
-}
-
-/// A service as read, before validation: its fields, where it starts, and where each of
-/// its connections starts (empty when not known).
-struct RawService {
-    fields: Value,
-    at: Option<SourceLocation>,
-    connection_at: Vec<Option<SourceLocation>>,
-}
-
 #[derive(Default)]
 struct ErrorAt {
     path: String,
@@ -132,13 +102,6 @@ impl ErrorAt {
     }
 }
 
-fn location(l: &serde_saphyr::Location) -> Option<SourceLocation> {
-    (l.line() > 0).then(|| SourceLocation {
-        line: l.line(),
-        column: l.column(),
-    })
-}
-
 impl AppManifest {
     /// Reads a porter.yaml from a string.
     ///
@@ -148,104 +111,82 @@ impl AppManifest {
         if yaml.len() > MAX_MANIFEST_BYTES {
             return Err(too_large(yaml.len()));
         }
-        if yaml
-            .lines()
-            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
-        {
+        let blank = yaml.trim_start_matches('\u{feff}').lines().all(|l| {
+            let l = l.trim();
+            l.is_empty() || l.starts_with('#')
+        });
+        if blank {
             return Err(ErrorAt::default().error(
                 "the file is empty",
                 "add a `services:` list, each service with a `name` and its `connections`",
             ));
         }
-        let options = serde_saphyr::options! {
-            budget: serde_saphyr::budget! {
-                max_depth: MAX_MANIFEST_DEPTH,
-                max_documents: 1,
-                max_aliases: 64,
-                max_anchors: 64,
-                max_nodes: 200_000,
-                max_events: 400_000,
-                max_total_scalar_bytes: MAX_MANIFEST_BYTES,
-            },
+        let limits = yaml::Limits {
+            max_depth: MAX_MANIFEST_DEPTH,
+            max_bytes: MAX_MANIFEST_BYTES,
         };
-        match serde_saphyr::from_str_with_options::<SpannedManifest>(yaml, options.clone()) {
-            Ok(raw) => {
-                let Some(services) = raw.services else {
-                    return Err(missing_services());
-                };
-                let raw = services
-                    .value
-                    .into_iter()
-                    .map(|s| {
-                        let mut fields = serde_json::Map::new();
-                        if let Some(name) = s.value.name {
-                            fields.insert("name".into(), name);
-                        }
-                        let mut connection_at = Vec::new();
-                        if let Some(list) = s.value.connections {
-                            let (values, locations) = list
-                                .into_iter()
-                                .map(|c| (c.value, location(&c.referenced)))
-                                .unzip();
-                            fields.insert("connections".into(), Value::Array(values));
-                            connection_at = locations;
-                        }
-                        RawService {
-                            fields: Value::Object(fields),
-                            at: location(&s.referenced),
-                            connection_at,
-                        }
-                    })
-                    .collect();
-                build(raw)
+        let root = yaml::parse(yaml, &limits).map_err(|p| {
+            ErrorAt {
+                location: p.at,
+                ..ErrorAt::default()
             }
-            Err(first) => {
-                // The file does not have the expected shape. Read it again loosely so the
-                // error can say which service, connection and field is wrong; the first
-                // error still gives the line and column.
-                let at = first.location().as_ref().and_then(location);
-                let parse_error = || {
-                    let text = first.to_string();
-                    let first_line = text.lines().next().unwrap_or("").to_owned();
-                    ErrorAt {
-                        location: at,
-                        ..ErrorAt::default()
-                    }
-                    .error(
-                        format!("is not a porter.yaml this SDK can read: {first_line}"),
-                        "make the file valid YAML: a top-level mapping holding a `services:` list",
-                    )
-                };
-                let Ok(loose) = serde_saphyr::from_str_with_options::<LooseManifest>(yaml, options)
-                else {
-                    return Err(parse_error());
-                };
-                let Some(services) = loose.services else {
-                    return Err(missing_services());
-                };
-                let Value::Array(items) = services else {
-                    return Err(ErrorAt {
-                        path: "services".into(),
-                        location: at,
-                        ..ErrorAt::default()
-                    }
-                    .error(
-                        format!("must be a list, found {}", value_kind(&services)),
-                        "write `services:` as a list of `- name: ...` entries",
-                    ));
-                };
-                let raw = items
-                    .into_iter()
-                    .map(|fields| RawService {
-                        fields,
-                        at,
-                        connection_at: Vec::new(),
-                    })
-                    .collect();
-                // If the loose reading finds nothing wrong, the first error stands.
-                build(raw).and_then(|_| Err(parse_error()))
+            .error(p.problem, p.fix)
+        })?;
+        if !matches!(root.node, Node::Map(_)) {
+            return Err(ErrorAt {
+                location: root.at,
+                ..ErrorAt::default()
+            }
+            .error(
+                format!(
+                    "the top level must be a mapping, found {}",
+                    root.node.kind()
+                ),
+                "start the file with `services:` (a porter.yaml is a mapping of keys)",
+            ));
+        }
+        let Some(services) = root.get("services") else {
+            return Err(ErrorAt {
+                path: "services".into(),
+                ..ErrorAt::default()
+            }
+            .error(
+                "is missing",
+                "add a `services:` list, each service with a `name` and its `connections`",
+            ));
+        };
+        let Node::Seq(items) = &services.node else {
+            return Err(ErrorAt {
+                path: "services".into(),
+                location: services.at,
+                ..ErrorAt::default()
+            }
+            .error(
+                format!("must be a list, found {}", services.node.kind()),
+                "write `services:` as a list of `- name: ...` entries",
+            ));
+        };
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let service = parse_service(i, item)?;
+            let name = service.name().to_owned();
+            out.push(service);
+            if let Some(first) = seen.insert(name.clone(), i) {
+                return Err(ErrorAt {
+                    path: format!("services[{i}].name"),
+                    service: Some(name),
+                    field: Some("name".into()),
+                    location: item.get("name").and_then(|n| n.at).or(item.at),
+                    ..ErrorAt::default()
+                }
+                .error(
+                    format!("repeats the name of services[{first}]"),
+                    "give each service a unique name",
+                ));
             }
         }
+        Ok(AppManifest { services: out })
     }
 
     /// Reads a porter.yaml file. Errors name the file; files over [`MAX_MANIFEST_BYTES`]
@@ -270,11 +211,6 @@ impl AppManifest {
             m.into()
         };
         let file = std::fs::File::open(path).map_err(io_err)?;
-        let mut text = String::new();
-        // Read one byte past the limit so an oversized file is detected without reading it all.
-        file.take(MAX_MANIFEST_BYTES as u64 + 1)
-            .read_to_string(&mut text)
-            .map_err(io_err)?;
         let named = |e: Error| match e {
             Error::Manifest(mut m) => {
                 m.file = Some(shown.clone());
@@ -282,9 +218,20 @@ impl AppManifest {
             }
             other => other,
         };
-        if text.len() > MAX_MANIFEST_BYTES {
-            return Err(named(too_large(text.len())));
+        let mut bytes = Vec::new();
+        // Read one byte past the limit so an oversized file is refused without reading it all.
+        file.take(MAX_MANIFEST_BYTES as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io_err)?;
+        if bytes.len() > MAX_MANIFEST_BYTES {
+            return Err(named(too_large(bytes.len())));
         }
+        let text = String::from_utf8(bytes).map_err(|_| {
+            io_err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "not UTF-8",
+            ))
+        })?;
         Self::from_yaml_str(&text).map_err(named)
     }
 
@@ -319,131 +266,81 @@ impl AppManifest {
     }
 }
 
-fn too_large(len: usize) -> Error {
+fn too_large(_len: usize) -> Error {
     ErrorAt::default().error(
         format!(
-            "the input is larger than {} bytes{}; a porter.yaml is a few kilobytes",
-            MAX_MANIFEST_BYTES,
-            if len > MAX_MANIFEST_BYTES {
-                format!(" ({len} bytes read)")
-            } else {
-                String::new()
-            }
+            "is larger than {MAX_MANIFEST_BYTES} bytes (4 MiB); a porter.yaml is a few kilobytes"
         ),
         "pass the app's porter.yaml, not a generated or concatenated file",
     )
 }
 
-fn missing_services() -> Error {
-    ErrorAt {
-        path: "services".into(),
-        ..ErrorAt::default()
-    }
-    .error(
-        "is missing",
-        "add a `services:` list, each service with a `name` and its `connections`",
-    )
-}
-
-/// Validates every service and connection, in file order; the first problem is returned.
-fn build(raw: Vec<RawService>) -> Result<AppManifest> {
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    let mut services = Vec::with_capacity(raw.len());
-    for (i, item) in raw.into_iter().enumerate() {
-        let at = item.at;
-        let service = parse_service(i, item)?;
-        if let Some(first) = seen.insert(service.name().to_owned(), i) {
-            return Err(ErrorAt {
-                path: format!("services[{i}].name"),
-                service: Some(service.name().to_owned()),
-                field: Some("name".into()),
-                location: at,
-                ..ErrorAt::default()
-            }
-            .error(
-                format!("repeats the name of services[{first}]"),
-                "give each service a unique name",
-            ));
-        }
-        services.push(service);
-    }
-    Ok(AppManifest { services })
-}
-
-fn parse_service(i: usize, raw: RawService) -> Result<Service> {
-    let RawService {
-        fields: item,
-        at,
-        connection_at,
-    } = raw;
+fn parse_service(i: usize, item: &Located) -> Result<Service> {
     let path = format!("services[{i}]");
-    let Value::Object(mut fields) = item else {
+    let Node::Map(_) = &item.node else {
         return Err(ErrorAt {
             path,
-            location: at,
+            location: item.at,
             ..ErrorAt::default()
         }
         .error(
-            format!("must be a mapping, found {}", value_kind(&item)),
+            format!("must be a mapping, found {}", item.node.kind()),
             "write each service as `- name: <service>` with its `connections:`",
         ));
     };
-    let name = match fields.remove("name") {
-        Some(Value::String(s)) => s,
-        None | Some(Value::Null) => {
-            return Err(ErrorAt {
-                path: format!("{path}.name"),
-                field: Some("name".into()),
-                location: at,
-                ..ErrorAt::default()
-            }
-            .error("is missing", "give the service a `name:`"));
+    let name_at = |at: Option<SourceLocation>| ErrorAt {
+        path: format!("{path}.name"),
+        field: Some("name".into()),
+        location: at.or(item.at),
+        ..ErrorAt::default()
+    };
+    let name = match item.get("name") {
+        Some(Located {
+            node: Node::String(s),
+            at,
+        }) => KubernetesName::parse("name", s).map_err(|e| {
+            let (problem, fix) = problem_and_fix(e);
+            name_at(*at).error(problem, fix)
+        })?,
+        None
+        | Some(Located {
+            node: Node::Null, ..
+        }) => {
+            return Err(name_at(item.get("name").and_then(|n| n.at))
+                .error("is missing or empty", "give the service a `name:`"));
         }
         Some(other) => {
-            return Err(ErrorAt {
-                path: format!("{path}.name"),
-                field: Some("name".into()),
-                location: at,
-                ..ErrorAt::default()
-            }
-            .error(
-                format!("must be a string, found {}", value_kind(&other)),
+            return Err(name_at(other.at).error(
+                format!("must be a string, found {}", other.node.kind()),
                 "write the service name as a string",
             ));
         }
     };
-    let name = KubernetesName::parse("name", &name).map_err(|e| {
-        let (problem, fix) = match &e {
-            Error::InvalidInput { problem, fix, .. } => (problem.clone(), fix.clone()),
-            other => (other.to_string(), String::new()),
-        };
-        ErrorAt {
-            path: format!("{path}.name"),
-            field: Some("name".into()),
-            location: at,
-            ..ErrorAt::default()
-        }
-        .error(problem, fix)
-    })?;
-    let connections = match fields.remove("connections") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(list)) => list,
+    let connections: &[Located] = match item.get("connections") {
+        None
+        | Some(Located {
+            node: Node::Null, ..
+        }) => &[],
+        Some(Located {
+            node: Node::Seq(list),
+            ..
+        }) => list,
         Some(other) => {
             return Err(ErrorAt {
                 path: format!("{path}.connections"),
                 service: Some(name.to_string()),
                 field: Some("connections".into()),
-                location: at,
+                location: other.at,
                 ..ErrorAt::default()
             }
             .error(
-                format!("must be a list, found {}", value_kind(&other)),
+                format!("must be a list, found {}", other.node.kind()),
                 "write `connections:` as a list of `- type: ...` entries",
             ));
         }
     };
     let mut parsed: Vec<Connection> = Vec::with_capacity(connections.len());
-    for (j, c) in connections.into_iter().enumerate() {
+    for (j, c) in connections.iter().enumerate() {
         let at = |field: Option<&str>| ErrorAt {
             path: match field {
                 Some(f) => format!("{path}.connections[{j}].{f}"),
@@ -452,16 +349,21 @@ fn parse_service(i: usize, raw: RawService) -> Result<Service> {
             service: Some(name.to_string()),
             connection_index: Some(j),
             field: field.map(str::to_owned),
-            location: connection_at.get(j).copied().flatten().or(at),
+            // The field's own line where it is present; the connection's where it is missing.
+            location: field.and_then(|f| c.get(f)).and_then(|v| v.at).or(c.at),
         };
-        let Value::Object(map) = &c else {
+        let Node::Map(entries) = &c.node else {
             return Err(at(None).error(
-                format!("must be a mapping, found {}", value_kind(&c)),
+                format!("must be a mapping, found {}", c.node.kind()),
                 "write each connection as `- type: <type>` followed by its fields",
             ));
         };
-        let conn =
-            Connection::from_fields(map).map_err(|p| at(Some(&p.field)).error(p.problem, p.fix))?;
+        let fields: serde_json::Map<String, serde_json::Value> = entries
+            .iter()
+            .map(|(k, v)| (k.clone(), v.node.to_json()))
+            .collect();
+        let conn = Connection::from_fields(&fields)
+            .map_err(|p| at(Some(&p.field)).error(p.problem, p.fix))?;
         if let Some(k) = parsed
             .iter()
             .position(|prev| prev.type_name() == conn.type_name())
@@ -480,4 +382,11 @@ fn parse_service(i: usize, raw: RawService) -> Result<Service> {
         name,
         connections: parsed,
     })
+}
+
+fn problem_and_fix(e: Error) -> (String, String) {
+    match e {
+        Error::InvalidInput { problem, fix, .. } => (problem, fix),
+        other => (other.to_string(), String::new()),
+    }
 }

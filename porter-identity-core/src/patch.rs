@@ -147,9 +147,11 @@ mod tests {
     fn merge_and_empty() {
         let mut a = ServiceAccountPatch::default();
         assert!(a.is_empty());
-        let mut b = ServiceAccountPatch::default();
-        b.needs_pod_restart = true;
-        b.notes.push("restart".into());
+        let b = ServiceAccountPatch {
+            needs_pod_restart: true,
+            notes: vec!["restart".into()],
+            ..ServiceAccountPatch::default()
+        };
         a.merge(b.clone());
         a.merge(b);
         assert!(a.needs_pod_restart);

@@ -145,7 +145,7 @@ impl fmt::Display for VerifyReport {
         }
         write!(f, " ({errors} errors, {warnings} warnings)")?;
         let mut sorted: Vec<&Finding> = self.findings.iter().collect();
-        sorted.sort_by(|a, b| b.severity.cmp(&a.severity));
+        sorted.sort_by_key(|f| std::cmp::Reverse(f.severity));
         for finding in sorted {
             write!(f, "\n  {finding}")?;
         }

@@ -93,11 +93,20 @@ impl GcpServiceAccountEmail {
 }
 string_newtype!(GcpServiceAccountEmail);
 
+fn article(word: &str) -> &'static str {
+    if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    }
+}
+
 fn check_id(id: &str, what: &str, whole: &str) -> Result<()> {
-    let problem = if !(6..=30).contains(&id.len()) {
+    let len = id.chars().count();
+    let problem = if !(6..=30).contains(&len) {
         Some(format!(
-            "has a {what} of {} characters; GCP allows 6 to 30",
-            id.len()
+            "has {} {what} of {len} characters; GCP allows 6 to 30",
+            article(what)
         ))
     } else if let Some(c) = id
         .chars()
@@ -105,9 +114,12 @@ fn check_id(id: &str, what: &str, whole: &str) -> Result<()> {
     {
         Some(format!("has {c:?} in its {what}"))
     } else if !id.starts_with(|c: char| c.is_ascii_lowercase()) {
-        Some(format!("has a {what} that does not start with a letter"))
+        Some(format!(
+            "has {} {what} that does not start with a letter",
+            article(what)
+        ))
     } else if id.ends_with('-') {
-        Some(format!("has a {what} that ends with '-'"))
+        Some(format!("has {} {what} that ends with '-'", article(what)))
     } else {
         None
     };

@@ -26,10 +26,10 @@ fn check_label(field: &str, value: &str) -> Result<()> {
 fn dns_label_problem(value: &str, max: usize) -> Option<String> {
     if value.is_empty() {
         Some("is empty".to_owned())
-    } else if value.len() > max {
+    } else if value.chars().count() > max {
         Some(format!(
             "is {} characters; at most {max} are allowed",
-            value.len()
+            value.chars().count()
         ))
     } else if let Some(c) = value
         .chars()
@@ -101,13 +101,14 @@ impl ServiceAccountName {
     /// Validates a ServiceAccount name.
     pub fn parse(value: &str) -> Result<Self> {
         let fix = "use at most 253 lowercase letters, digits, '-' and '.', each '.'-separated part starting and ending with a letter or digit (a DNS-1123 subdomain)";
-        if value.len() > SUBDOMAIN_MAX {
+        let len = value.chars().count();
+        if len > SUBDOMAIN_MAX {
             return Err(Error::invalid_input(
                 "serviceAccount",
                 format!(
                     "{} is {} characters; at most {SUBDOMAIN_MAX} are allowed",
                     shown(value),
-                    value.len()
+                    len
                 ),
                 fix,
             ));

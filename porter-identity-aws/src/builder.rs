@@ -1,0 +1,101 @@
+//! `AwsPodIdentityProviderBuilder`: how a provider gets its cluster, credentials and retries.
+
+use std::sync::Arc;
+
+use porter_identity_core::{Cloud, Error, ErrorKind, Result, RetryPolicy};
+
+use crate::AwsPodIdentityProvider;
+use crate::api::EksIamApi;
+use crate::sdk::SdkApi;
+
+/// Builds an [`AwsPodIdentityProvider`].
+///
+/// ```no_run
+/// # async fn run() -> porter_identity_core::Result<()> {
+/// use porter_identity_aws::AwsPodIdentityProvider;
+/// use porter_identity_core::RetryPolicy;
+///
+/// // From the environment: aws-config's default credential chain (env, profile, SSO, web
+/// // identity, IMDS…) and region; AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_EKS and
+/// // AWS_ENDPOINT_URL_IAM override the endpoints.
+/// let aws = AwsPodIdentityProvider::builder()
+///     .cluster("prod-us-east-1")
+///     .retry_policy(RetryPolicy::default().max_attempts(8))
+///     .from_env()
+///     .await?;
+///
+/// // From an SdkConfig the caller already has.
+/// let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+/// let aws = AwsPodIdentityProvider::builder()
+///     .cluster("prod-us-east-1")
+///     .sdk_config(&config)
+///     .build()?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Default)]
+#[must_use]
+pub struct AwsPodIdentityProviderBuilder {
+    cluster: Option<String>,
+    retry: Option<RetryPolicy>,
+    api: Option<Arc<dyn EksIamApi>>,
+}
+
+impl AwsPodIdentityProviderBuilder {
+    /// The EKS cluster (required).
+    pub fn cluster(mut self, name: impl Into<String>) -> Self {
+        self.cluster = Some(name.into());
+        self
+    }
+
+    /// How cloud calls are retried (default: [`RetryPolicy::default`]).
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
+    /// Uses the AWS SDK with this configuration (credentials, region, endpoints).
+    pub fn sdk_config(mut self, config: &aws_config::SdkConfig) -> Self {
+        self.api = Some(Arc::new(SdkApi::from_sdk_config(config)));
+        self
+    }
+
+    /// Uses any implementation of the port: a fake, a mock, or your own client.
+    pub fn api(mut self, api: impl EksIamApi + 'static) -> Self {
+        self.api = Some(Arc::new(api));
+        self
+    }
+
+    /// Loads the AWS configuration from the environment and builds the provider.
+    pub async fn from_env(self) -> Result<AwsPodIdentityProvider> {
+        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        if config.region().is_none() {
+            return Err(Error::cloud(
+                ErrorKind::InvalidInput,
+                Cloud::Aws,
+                "LoadConfig",
+                "no AWS region is configured",
+            )
+            .with_fix("set AWS_REGION (or `region` in the AWS profile) to the cluster's region"));
+        }
+        self.sdk_config(&config).build()
+    }
+
+    /// Builds the provider. Fails when the cluster or the API is missing or invalid.
+    pub fn build(self) -> Result<AwsPodIdentityProvider> {
+        let Some(cluster) = self.cluster else {
+            return Err(Error::invalid_input(
+                "cluster",
+                "is not set",
+                "call .cluster(\"<EKS cluster name>\") on the builder",
+            ));
+        };
+        let Some(api) = self.api else {
+            return Err(Error::invalid_input(
+                "api",
+                "is not set",
+                "call .from_env().await, .sdk_config(&config) or .api(..) on the builder",
+            ));
+        };
+        AwsPodIdentityProvider::new(&cluster, api, self.retry.unwrap_or_default())
+    }
+}
