@@ -689,7 +689,10 @@ impl WorkloadIdentityProvider for AwsPodIdentityProvider {
     #[tracing::instrument(skip_all, fields(cluster = %self.cluster, workload = %binding.workload))]
     async fn plan(&self, binding: &Binding) -> Result<Plan> {
         let role = self.checked_role(binding).await?;
-        let (action, description) = match self.current(binding, &role.arn, "plan").await? {
+        let (action, description) = match self
+            .current(binding, &role.arn, "ListPodIdentityAssociations")
+            .await?
+        {
             Current::None => (
                 PlanAction::Create,
                 format!(
