@@ -449,6 +449,27 @@ fn next_page(
     }
 }
 
+/// Follows every page of a list operation. `fetch(token, page)` makes one call and returns
+/// its items and the next token; a token the service repeats is refused rather than looped on.
+async fn all_pages<T, F, Fut>(operation: &'static str, mut fetch: F) -> Result<Vec<T>>
+where
+    F: FnMut(Option<String>, u32) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, Option<String>)>>,
+{
+    let mut found = Vec::new();
+    let mut token: Option<String> = None;
+    let mut page = 0_u32;
+    loop {
+        page += 1;
+        let (items, next) = fetch(token.clone(), page).await?;
+        found.extend(items);
+        token = next_page(operation, token.as_deref(), next.as_deref())?;
+        if token.is_none() {
+            return Ok(found);
+        }
+    }
+}
+
 #[async_trait]
 impl EksIamApi for SdkApi {
     async fn describe_cluster(&self, cluster: &str) -> Result<ClusterInfo> {
@@ -541,11 +562,7 @@ impl EksIamApi for SdkApi {
         service_account: Option<&'a str>,
     ) -> Result<Vec<AssociationSummary>> {
         const OP: &str = "ListPodIdentityAssociations";
-        let mut found = Vec::new();
-        let mut token: Option<String> = None;
-        let mut page = 0_u32;
-        loop {
-            page += 1;
+        all_pages(OP, |token, page| async move {
             let span = tracing::info_span!(
                 "aws.call",
                 operation = OP,
@@ -560,23 +577,25 @@ impl EksIamApi for SdkApi {
                 .cluster_name(cluster)
                 .set_namespace(namespace.map(str::to_owned))
                 .set_service_account(service_account.map(str::to_owned))
-                .set_next_token(token.clone())
+                .set_next_token(token)
                 .send();
             let out = call(span, Service::Eks, OP, request).await?;
-            for a in out.associations() {
-                found.push(AssociationSummary {
-                    association_id: required(OP, "associationId", a.association_id())?,
-                    association_arn: required(OP, "associationArn", a.association_arn())?,
-                    namespace: required(OP, "namespace", a.namespace())?,
-                    service_account: required(OP, "serviceAccount", a.service_account())?,
-                    owner_arn: a.owner_arn().filter(|o| !o.is_empty()).map(str::to_owned),
-                });
-            }
-            token = next_page(OP, token.as_deref(), out.next_token())?;
-            if token.is_none() {
-                return Ok(found);
-            }
-        }
+            let items = out
+                .associations()
+                .iter()
+                .map(|a| {
+                    Ok(AssociationSummary {
+                        association_id: required(OP, "associationId", a.association_id())?,
+                        association_arn: required(OP, "associationArn", a.association_arn())?,
+                        namespace: required(OP, "namespace", a.namespace())?,
+                        service_account: required(OP, "serviceAccount", a.service_account())?,
+                        owner_arn: a.owner_arn().filter(|o| !o.is_empty()).map(str::to_owned),
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok((items, out.next_token().map(str::to_owned)))
+        })
+        .await
     }
 
     async fn describe_pod_identity_association(
@@ -669,33 +688,30 @@ impl EksIamApi for SdkApi {
 
     async fn list_attached_role_policies(&self, role_name: &str) -> Result<Vec<AttachedPolicy>> {
         const OP: &str = "ListAttachedRolePolicies";
-        let mut found = Vec::new();
-        let mut marker: Option<String> = None;
-        let mut page = 0_u32;
-        loop {
-            page += 1;
+        all_pages(OP, |marker, page| async move {
             let span = tracing::info_span!("aws.call", operation = OP, role = role_name, page);
             let request = self
                 .iam
                 .list_attached_role_policies()
                 .role_name(role_name)
-                .set_marker(marker.clone())
+                .set_marker(marker)
                 .send();
             let out = call(span, Service::Iam, OP, request).await?;
-            for p in out.attached_policies() {
-                found.push(AttachedPolicy {
-                    name: required(OP, "PolicyName", p.policy_name())?,
-                    arn: required(OP, "PolicyArn", p.policy_arn())?,
-                });
-            }
-            if !out.is_truncated() {
-                return Ok(found);
-            }
-            marker = next_page(OP, marker.as_deref(), out.marker())?;
-            if marker.is_none() {
-                return Ok(found);
-            }
-        }
+            let items = out
+                .attached_policies()
+                .iter()
+                .map(|p| {
+                    Ok(AttachedPolicy {
+                        name: required(OP, "PolicyName", p.policy_name())?,
+                        arn: required(OP, "PolicyArn", p.policy_arn())?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            // IAM's Marker only means "more" when IsTruncated says so.
+            let next = out.is_truncated().then(|| out.marker().map(str::to_owned));
+            Ok((items, next.flatten()))
+        })
+        .await
     }
 
     async fn get_managed_policy_document(&self, policy_arn: &str) -> Result<String> {
@@ -734,28 +750,19 @@ impl EksIamApi for SdkApi {
 
     async fn list_role_policies(&self, role_name: &str) -> Result<Vec<String>> {
         const OP: &str = "ListRolePolicies";
-        let mut found = Vec::new();
-        let mut marker: Option<String> = None;
-        let mut page = 0_u32;
-        loop {
-            page += 1;
+        all_pages(OP, |marker, page| async move {
             let span = tracing::info_span!("aws.call", operation = OP, role = role_name, page);
             let request = self
                 .iam
                 .list_role_policies()
                 .role_name(role_name)
-                .set_marker(marker.clone())
+                .set_marker(marker)
                 .send();
             let out = call(span, Service::Iam, OP, request).await?;
-            found.extend(out.policy_names().iter().cloned());
-            if !out.is_truncated() {
-                return Ok(found);
-            }
-            marker = next_page(OP, marker.as_deref(), out.marker())?;
-            if marker.is_none() {
-                return Ok(found);
-            }
-        }
+            let next = out.is_truncated().then(|| out.marker().map(str::to_owned));
+            Ok((out.policy_names().to_vec(), next.flatten()))
+        })
+        .await
     }
 
     async fn get_role_policy(&self, role_name: &str, policy_name: &str) -> Result<String> {
