@@ -109,7 +109,7 @@ impl AppManifest {
     /// using aliases to expand (a "YAML bomb") are refused with an error, never a panic.
     pub fn from_yaml_str(yaml: &str) -> Result<Self> {
         if yaml.len() > MAX_MANIFEST_BYTES {
-            return Err(too_large(yaml.len()));
+            return Err(too_large());
         }
         let blank = yaml.trim_start_matches('\u{feff}').lines().all(|l| {
             let l = l.trim();
@@ -224,7 +224,7 @@ impl AppManifest {
             .read_to_end(&mut bytes)
             .map_err(io_err)?;
         if bytes.len() > MAX_MANIFEST_BYTES {
-            return Err(named(too_large(bytes.len())));
+            return Err(named(too_large()));
         }
         let text = String::from_utf8(bytes).map_err(|_| {
             io_err(std::io::Error::new(
@@ -266,7 +266,7 @@ impl AppManifest {
     }
 }
 
-fn too_large(_len: usize) -> Error {
+fn too_large() -> Error {
     ErrorAt::default().error(
         format!(
             "is larger than {MAX_MANIFEST_BYTES} bytes (4 MiB); a porter.yaml is a few kilobytes"
