@@ -176,3 +176,45 @@ pub trait EksIamApi: Send + Sync + Debug {
     /// IAM GetRolePolicy: the inline policy's document as returned (URL-encoded JSON).
     async fn get_role_policy(&self, role_name: &str, policy_name: &str) -> Result<String>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(arn: &str) -> ClusterInfo {
+        ClusterInfo {
+            name: "prod".into(),
+            arn: arn.into(),
+            status: "ACTIVE".into(),
+        }
+    }
+
+    #[test]
+    fn cluster_account_and_partition_come_from_the_arn() {
+        for (arn, partition) in [
+            ("arn:aws:eks:us-east-1:111122223333:cluster/prod", "aws"),
+            (
+                "arn:aws-cn:eks:cn-north-1:111122223333:cluster/prod",
+                "aws-cn",
+            ),
+            (
+                "arn:aws-us-gov:eks:us-gov-west-1:111122223333:cluster/prod",
+                "aws-us-gov",
+            ),
+        ] {
+            let c = cluster(arn);
+            assert_eq!(c.account(), Some("111122223333"), "{arn}");
+            assert_eq!(c.partition(), Some(partition), "{arn}");
+        }
+    }
+
+    #[test]
+    fn a_malformed_cluster_arn_has_no_account() {
+        assert_eq!(cluster("").account(), None);
+        assert_eq!(
+            cluster("arn:aws:eks:us-east-1::cluster/prod").account(),
+            None
+        );
+        assert_eq!(cluster("not-an-arn").partition(), None);
+    }
+}
