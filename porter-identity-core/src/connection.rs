@@ -6,7 +6,7 @@ use serde::ser::SerializeMap;
 use serde_json::Value;
 
 use crate::{
-    AzureIdentityName, AzureResourceGroup, Cloud, Error, GcpServiceAccountEmail, Result, RoleRef,
+    AzureIdentityName, AzureResourceGroup, Cloud, GcpServiceAccountEmail, Result, RoleRef,
 };
 
 /// One entry of `services[].connections[]` in porter.yaml, tagged by its `type`.
@@ -186,17 +186,13 @@ impl Connection {
 
 /// Places a validator's error on `field`.
 fn checked<T>(field: &str, r: Result<T>) -> std::result::Result<T, FieldProblem> {
-    r.map_err(|e| match e {
-        Error::InvalidInput { problem, fix, .. } => FieldProblem {
+    r.map_err(|e| {
+        let (problem, fix) = e.into_problem_and_fix();
+        FieldProblem {
             field: field.into(),
             problem,
             fix,
-        },
-        other => FieldProblem {
-            field: field.into(),
-            problem: other.to_string(),
-            fix: String::new(),
-        },
+        }
     })
 }
 

@@ -289,6 +289,14 @@ impl Error {
         (!fix.is_empty()).then_some(fix)
     }
 
+    /// What is wrong and how to fix it, for placing a validator's error on another field.
+    pub(crate) fn into_problem_and_fix(self) -> (String, String) {
+        match self {
+            Error::InvalidInput { problem, fix, .. } => (problem, fix),
+            other => (other.to_string(), String::new()),
+        }
+    }
+
     /// The porter.yaml details, for [`Error::Manifest`].
     pub fn manifest(&self) -> Option<&ManifestError> {
         match self {

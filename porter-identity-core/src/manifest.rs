@@ -299,7 +299,7 @@ fn parse_service(i: usize, item: &Located) -> Result<Service> {
             node: Node::String(s),
             at,
         }) => KubernetesName::parse("name", s).map_err(|e| {
-            let (problem, fix) = problem_and_fix(e);
+            let (problem, fix) = e.into_problem_and_fix();
             name_at(*at).error(problem, fix)
         })?,
         None
@@ -382,11 +382,4 @@ fn parse_service(i: usize, item: &Located) -> Result<Service> {
         name,
         connections: parsed,
     })
-}
-
-fn problem_and_fix(e: Error) -> (String, String) {
-    match e {
-        Error::InvalidInput { problem, fix, .. } => (problem, fix),
-        other => (other.to_string(), String::new()),
-    }
 }
