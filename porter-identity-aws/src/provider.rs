@@ -428,13 +428,13 @@ impl AwsPodIdentityProvider {
         if let (Some(arn), Some(cluster)) = (role.arn(), cluster)
             && let Err(e) = self.check_account(cluster, arn)
         {
-            report.push(error_finding(codes::ROLE_CROSS_ACCOUNT, &e));
+            report.push(Finding::from_error(codes::ROLE_CROSS_ACCOUNT, &e));
             return Ok(None);
         }
         let info = match self.get_role(role, binding).await {
             Ok(info) => info,
             Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::InvalidInput) => {
-                report.push(error_finding(codes::ROLE_NOT_FOUND, &e));
+                report.push(Finding::from_error(codes::ROLE_NOT_FOUND, &e));
                 return Ok(None);
             }
             Err(e) => return Err(e),
@@ -442,7 +442,7 @@ impl AwsPodIdentityProvider {
         if let Some(cluster) = cluster
             && let Err(e) = self.check_account(cluster, &info.arn)
         {
-            report.push(error_finding(codes::ROLE_CROSS_ACCOUNT, &e));
+            report.push(Finding::from_error(codes::ROLE_CROSS_ACCOUNT, &e));
         }
         for finding in
             trust::check_trust_policy_raw(&info.assume_role_policy_document).findings(&info.arn)
@@ -550,7 +550,7 @@ impl AwsPodIdentityProvider {
         let fresh = match fresh {
             Ok(c) => c,
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                report.push(error_finding(codes::CLUSTER_NOT_FOUND, &e));
+                report.push(Finding::from_error(codes::CLUSTER_NOT_FOUND, &e));
                 return Ok(None);
             }
             Err(e) => return Err(e),
@@ -772,11 +772,6 @@ impl WorkloadIdentityProvider for AwsPodIdentityProvider {
             .await?;
         Ok(report)
     }
-}
-
-/// An error that verify reports as a finding rather than returns: same sentence, same fix.
-fn error_finding(code: &str, e: &Error) -> Finding {
-    Finding::error(code, e.to_string(), e.fix().unwrap_or_default())
 }
 
 /// A random idempotency token for CreatePodIdentityAssociation (EKS accepts up to 64 chars).

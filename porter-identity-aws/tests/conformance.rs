@@ -214,6 +214,15 @@ async fn verify_role_missing() {
         codes_of(&report, Severity::Error).contains(codes::ROLE_NOT_FOUND),
         "{report}"
     );
+    // The fix is said once, in the remediation, not also at the end of the message.
+    let missing = report
+        .findings
+        .iter()
+        .find(|f| f.code == codes::ROLE_NOT_FOUND)
+        .unwrap();
+    assert!(missing.remediation.contains("create the role"), "{missing}");
+    assert!(!missing.message.contains("Fix:"), "{missing}");
+    assert!(!missing.message.contains(&missing.remediation), "{missing}");
 }
 
 #[tokio::test]

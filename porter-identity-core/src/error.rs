@@ -99,8 +99,9 @@ pub struct ManifestError {
     pub location: Option<SourceLocation>,
 }
 
-impl fmt::Display for ManifestError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl ManifestError {
+    /// Writes where and what, without the fix.
+    fn fmt_problem(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(file) = &self.file {
             write!(f, "{file}: ")?;
         }
@@ -115,10 +116,14 @@ impl fmt::Display for ManifestError {
         if let Some(location) = &self.location {
             write!(f, " (at {location})")?;
         }
-        if !self.fix.is_empty() {
-            write!(f, ". Fix: {}", self.fix)?;
-        }
         Ok(())
+    }
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_problem(f)?;
+        f.write_str(&fix_suffix(&self.fix))
     }
 }
 
@@ -289,6 +294,42 @@ impl Error {
         (!fix.is_empty()).then_some(fix)
     }
 
+    /// What went wrong, without the fix: the error's sentence up to `. Fix:`. Use it with
+    /// [`Error::fix`] where the two are shown apart (a verify finding, a report), so that the
+    /// fix is not said twice.
+    ///
+    /// ```
+    /// use porter_identity_core::{Cloud, Error, ErrorKind};
+    /// let e = Error::cloud(ErrorKind::NotFound, Cloud::Aws, "GetRole", "no role x")
+    ///     .with_fix("create role x");
+    /// assert_eq!(e.problem(), "aws GetRole failed (not_found): no role x");
+    /// assert_eq!(e.to_string(), "aws GetRole failed (not_found): no role x. Fix: create role x");
+    /// ```
+    pub fn problem(&self) -> String {
+        struct Problem<'a>(&'a Error);
+        impl fmt::Display for Problem<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self.0 {
+                    Error::InvalidInput { field, problem, .. } => {
+                        write!(f, "invalid {field}: {problem}")
+                    }
+                    Error::Manifest(m) => {
+                        f.write_str("invalid porter.yaml: ")?;
+                        m.fmt_problem(f)
+                    }
+                    Error::Cloud {
+                        kind,
+                        cloud,
+                        operation,
+                        message,
+                        ..
+                    } => write!(f, "{cloud} {operation} failed ({kind}): {message}"),
+                }
+            }
+        }
+        Problem(self).to_string()
+    }
+
     /// What is wrong and how to fix it, for placing a validator's error on another field.
     pub(crate) fn into_problem_and_fix(self) -> (String, String) {
         match self {
@@ -393,6 +434,31 @@ mod tests {
         );
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
         assert_eq!(e.fix(), Some("give a DNS-1123 label"));
+    }
+
+    #[test]
+    fn problem_is_display_without_the_fix() {
+        let errors = [
+            Error::invalid_input("namespace", "is empty", "give a name"),
+            Error::cloud(ErrorKind::Conflict, Cloud::Aws, "Op", "busy").with_fix("wait"),
+            Error::from(ManifestError {
+                file: Some("porter.yaml".into()),
+                path: "services[0].name".into(),
+                service: None,
+                connection_index: None,
+                field: Some("name".into()),
+                problem: "is missing".into(),
+                fix: "add a name".into(),
+                location: Some(SourceLocation { line: 2, column: 3 }),
+            }),
+        ];
+        for e in errors {
+            let fix = e.fix().unwrap().to_owned();
+            assert_eq!(e.to_string(), format!("{}. Fix: {fix}", e.problem()));
+            assert!(!e.problem().contains(&fix), "{}", e.problem());
+        }
+        let bare = Error::cloud(ErrorKind::Other, Cloud::Gcp, "Op", "boom");
+        assert_eq!(bare.problem(), bare.to_string());
     }
 
     #[test]

@@ -73,6 +73,21 @@ impl Finding {
         Self::new(Severity::Warning, code, message, remediation)
     }
 
+    /// An error finding made from an error that verify reports instead of returning: the
+    /// error's problem as the message and its fix as the remediation, each said once.
+    ///
+    /// ```
+    /// use porter_identity_core::{Cloud, Error, ErrorKind, Finding};
+    /// let e = Error::cloud(ErrorKind::NotFound, Cloud::Aws, "GetRole", "role x does not exist")
+    ///     .with_fix("create role x");
+    /// let f = Finding::from_error("aws.role.not_found", &e);
+    /// assert_eq!(f.message, "aws GetRole failed (not_found): role x does not exist");
+    /// assert_eq!(f.remediation, "create role x");
+    /// ```
+    pub fn from_error(code: impl Into<String>, error: &crate::Error) -> Self {
+        Self::error(code, error.problem(), error.fix().unwrap_or_default())
+    }
+
     /// An info finding.
     pub fn info(code: impl Into<String>, message: impl Into<String>) -> Self {
         Self::new(Severity::Info, code, message, "")
