@@ -159,10 +159,10 @@ async fn run(args: &Args) -> Result<()> {
     println!("\n5. unbind");
     for b in &bindings {
         let outcome = provider.unbind(b).await?;
-        println!("   {:<28} {:?}", b.workload.to_string(), outcome);
+        println!("   {:<28} {outcome}", b.workload.to_string());
     }
     let again = provider.unbind(&bindings[0]).await?;
-    println!("   again: {again:?} (unbind is idempotent)");
+    println!("   again: {again} (unbind is idempotent)");
     println!(
         "\ndone: {} Pod Identity associations left in cluster {CLUSTER}",
         aws.associations(CLUSTER).len()

@@ -62,6 +62,23 @@ pub enum UnbindOutcome {
     AlreadyAbsent,
 }
 
+impl fmt::Display for UnbindOutcome {
+    /// `deleted <resource id>` or `already absent`, for a deploy log.
+    ///
+    /// ```
+    /// use porter_identity_core::UnbindOutcome;
+    /// let deleted = UnbindOutcome::Deleted { resource_id: "a-123".into() };
+    /// assert_eq!(deleted.to_string(), "deleted a-123");
+    /// assert_eq!(UnbindOutcome::AlreadyAbsent.to_string(), "already absent");
+    /// ```
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UnbindOutcome::Deleted { resource_id } => write!(f, "deleted {resource_id}"),
+            UnbindOutcome::AlreadyAbsent => f.write_str("already absent"),
+        }
+    }
+}
+
 /// What a bind would do, found without writing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PlanAction {
