@@ -75,6 +75,15 @@ pub struct AssociationSummary {
     pub owner_arn: Option<String>,
 }
 
+/// One page of ListPodIdentityAssociations.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AssociationPage {
+    /// The associations of the page.
+    pub associations: Vec<AssociationSummary>,
+    /// The token of the next page; `None` on the last.
+    pub next_token: Option<String>,
+}
+
 /// A Pod Identity association in full (Describe/Create/UpdatePodIdentityAssociation).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Association {
@@ -134,14 +143,16 @@ pub trait EksIamApi: Send + Sync + Debug {
     async fn describe_addon(&self, cluster: &str, addon: &str) -> Result<Option<AddonInfo>>;
     /// IAM GetRole by role name.
     async fn get_role(&self, role_name: &str) -> Result<RoleInfo>;
-    /// EKS ListPodIdentityAssociations, all pages, filtered by namespace and service account
-    /// where given.
+    /// EKS ListPodIdentityAssociations: one page (up to 100 associations), filtered by
+    /// namespace and service account where given. `next_token` is `None` for the first page;
+    /// the provider follows the pages, each call retried on its own.
     async fn list_pod_identity_associations<'a>(
         &self,
         cluster: &str,
         namespace: Option<&'a str>,
         service_account: Option<&'a str>,
-    ) -> Result<Vec<AssociationSummary>>;
+        next_token: Option<String>,
+    ) -> Result<AssociationPage>;
     /// EKS DescribePodIdentityAssociation.
     async fn describe_pod_identity_association(
         &self,

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use porter_identity_core::{Cloud, Error, ErrorKind, Result, RetryPolicy};
+use porter_identity_core::{Cloud, DEFAULT_CONCURRENCY, Error, ErrorKind, Result, RetryPolicy};
 
 use crate::AwsPodIdentityProvider;
 use crate::api::EksIamApi;
@@ -37,6 +37,7 @@ use crate::sdk::SdkApi;
 pub struct AwsPodIdentityProviderBuilder {
     cluster: Option<String>,
     retry: Option<RetryPolicy>,
+    concurrency: Option<usize>,
     api: Option<Arc<dyn EksIamApi>>,
 }
 
@@ -53,7 +54,15 @@ impl AwsPodIdentityProviderBuilder {
         self
     }
 
-    /// Uses the AWS SDK with this configuration (credentials, region, endpoints).
+    /// How many EKS and IAM calls the provider makes at once, across everything it does
+    /// (default [`DEFAULT_CONCURRENCY`]). Lower it when the account's EKS API is throttled.
+    pub fn concurrency(mut self, calls: usize) -> Self {
+        self.concurrency = Some(calls);
+        self
+    }
+
+    /// Uses the AWS SDK with this configuration (credentials, region, endpoints), with the
+    /// SDK's own retries turned off: the provider's [`RetryPolicy`] is the one retry layer.
     pub fn sdk_config(mut self, config: &aws_config::SdkConfig) -> Self {
         self.api = Some(Arc::new(SdkApi::from_sdk_config(config)));
         self
@@ -65,7 +74,8 @@ impl AwsPodIdentityProviderBuilder {
         self
     }
 
-    /// Loads the AWS configuration from the environment and builds the provider.
+    /// Loads the AWS configuration from the environment and builds the provider. The SDK's
+    /// own retries are turned off (see [`sdk_config`](Self::sdk_config)).
     pub async fn from_env(self) -> Result<AwsPodIdentityProvider> {
         let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         if config.region().is_none() {
@@ -96,6 +106,11 @@ impl AwsPodIdentityProviderBuilder {
                 "call .from_env().await, .sdk_config(&config) or .api(..) on the builder",
             ));
         };
-        AwsPodIdentityProvider::new(&cluster, api, self.retry.unwrap_or_default())
+        AwsPodIdentityProvider::with_concurrency(
+            &cluster,
+            api,
+            self.retry.unwrap_or_default(),
+            self.concurrency.unwrap_or(DEFAULT_CONCURRENCY),
+        )
     }
 }

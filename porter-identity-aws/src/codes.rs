@@ -31,6 +31,9 @@ pub const ASSOCIATION_MISSING: &str = "aws.association.missing";
 pub const ASSOCIATION_WRONG_ROLE: &str = "aws.association.wrong_role";
 /// The association is owned by an EKS add-on (`ownerArn`): porter-identity will not touch it.
 pub const ASSOCIATION_ADDON_OWNED: &str = "aws.association.addon_owned";
+/// The association's tags name another app or service (their service-account names collide):
+/// porter-identity will not touch it.
+pub const ASSOCIATION_OTHER_OWNER: &str = "aws.association.other_owner";
 
 /// `Action: "*"` allowed.
 pub const LINT_WILDCARD_ACTION: &str = "lint.wildcard_action";

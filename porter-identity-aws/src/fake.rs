@@ -50,8 +50,8 @@ use async_trait::async_trait;
 use porter_identity_core::{ErrorKind, Result};
 
 use crate::api::{
-    AddonInfo, Association, AssociationSummary, AttachedPolicy, ClusterInfo, CreateAssociation,
-    EksIamApi, RoleInfo,
+    AddonInfo, Association, AssociationPage, AssociationSummary, AttachedPolicy, ClusterInfo,
+    CreateAssociation, EksIamApi, RoleInfo,
 };
 
 pub use http::{FakeServer, serve};
@@ -75,7 +75,8 @@ pub fn pods_trust_policy() -> String {
 /// that is a bug in the test, not a cloud error.
 ///
 /// Operations are counted by their AWS names ([`FakeAws::calls`]); failures can be injected
-/// ([`FakeAws::inject_failures`]) and latency added ([`FakeAws::set_latency`]).
+/// ([`FakeAws::inject_failures`]), latency added ([`FakeAws::set_latency`]) and calls stalled
+/// ([`FakeAws::stall_every`]).
 #[derive(Clone)]
 pub struct FakeAws {
     // A std mutex, never held across an await: every operation is a short critical section.
@@ -321,9 +322,18 @@ impl FakeAws {
         self
     }
 
-    /// Calls so far, by AWS operation name. Each [`EksIamApi`] method counts once (one
-    /// `ListPodIdentityAssociations` however many pages), except `get_managed_policy_document`,
-    /// which counts `GetPolicy` and `GetPolicyVersion`; over HTTP each request counts.
+    /// Makes every `every`-th call (all operations counted together; `0` turns it off) answer
+    /// only after `stall` more, like an endpoint that hangs now and then. The call takes effect
+    /// first, as on a real endpoint whose answer is slow: a stalled create has created.
+    pub fn stall_every(&self, every: u64, stall: Duration) -> &Self {
+        self.lock().stall = (every > 0).then_some((every, stall));
+        self
+    }
+
+    /// Calls so far, by AWS operation name. Each [`EksIamApi`] method counts once (each page
+    /// of `ListPodIdentityAssociations`, 100 associations a page, is one call), except
+    /// `get_managed_policy_document`, which counts `GetPolicy` and `GetPolicyVersion`; over
+    /// HTTP each request counts.
     pub fn calls(&self) -> BTreeMap<String, u64> {
         self.lock().calls()
     }
@@ -361,7 +371,7 @@ impl FakeAws {
         let (result, latency) = {
             let mut state = self.lock();
             let result = state.begin_call(name).and_then(|()| op(&mut state));
-            (result, state.latency)
+            (result, state.delay())
         };
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
@@ -443,14 +453,24 @@ impl EksIamApi for FakeAws {
         cluster: &str,
         namespace: Option<&'a str>,
         service_account: Option<&'a str>,
-    ) -> Result<Vec<AssociationSummary>> {
-        // The real adapter follows nextToken; in memory one unbounded page is the same answer.
+        next_token: Option<String>,
+    ) -> Result<AssociationPage> {
+        // Pages of 100, as EKS answers without maxResults: each page is a call.
         let page = self
             .api_call("ListPodIdentityAssociations", |s| {
-                s.list_associations(cluster, namespace, service_account, usize::MAX, None)
+                s.list_associations(
+                    cluster,
+                    namespace,
+                    service_account,
+                    state::PAGE_SIZE,
+                    next_token.as_deref(),
+                )
             })
             .await?;
-        Ok(page.associations.into_iter().map(to_summary).collect())
+        Ok(AssociationPage {
+            associations: page.associations.into_iter().map(to_summary).collect(),
+            next_token: page.next_token,
+        })
     }
 
     async fn describe_pod_identity_association(

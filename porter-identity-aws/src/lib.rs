@@ -25,18 +25,21 @@
 pub mod api;
 mod builder;
 pub mod codes;
+mod links;
 pub mod lint;
+mod ownership;
 pub mod policy;
 mod provider;
 #[cfg(test)]
 mod provider_tests;
 pub mod sdk;
+mod stale;
 pub mod trust;
+mod verify;
 
 #[cfg(feature = "fake")]
 pub mod fake;
 
 pub use builder::AwsPodIdentityProviderBuilder;
-pub use provider::{
-    AwsPodIdentityProvider, MANAGED_BY_VALUE, TAG_APP, TAG_MANAGED_BY, TAG_SERVICE,
-};
+pub use ownership::{MANAGED_BY_VALUE, TAG_APP, TAG_MANAGED_BY, TAG_SERVICE};
+pub use provider::AwsPodIdentityProvider;

@@ -1,35 +1,27 @@
 //! `AwsPodIdentityProvider`: the logic of EKS Pod Identity bindings, over the [`EksIamApi`] port.
+//!
+//! This module holds the provider, the calls it makes and the trait it implements; the batch
+//! logic (one listing per namespace) is in `links`, the stale-link search in `stale`, the
+//! diagnosis in `verify`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use futures_util::stream::{self, StreamExt};
+use futures_util::stream::Stream;
 use porter_identity_core::{
-    BindChange, BindOutcome, Binding, Cloud, Connection, Error, ErrorKind, Finding, Plan,
-    PlanAction, Result, RetryPolicy, RoleRef, ServiceAccountPatch, Severity, UnbindOutcome,
-    VerifyReport, WorkloadIdentityProvider, ensure_cloud,
+    BindChange, BindOutcome, Binding, Cloud, CloudCalls, Connection, DEFAULT_CONCURRENCY, Error,
+    ErrorKind, Plan, Result, RetryPolicy, RoleRef, ServiceAccountPatch, StaleLink, StaleQuery,
+    UnbindOutcome, VerifyReport, Workload, WorkloadIdentityProvider, ensure_cloud, pages,
 };
 use tokio::sync::OnceCell;
 
 use crate::api::{
-    Association, AssociationSummary, ClusterInfo, CreateAssociation, EksIamApi,
-    POD_IDENTITY_AGENT_ADDON, RoleInfo,
+    Association, AssociationPage, AssociationSummary, ClusterInfo, CreateAssociation, EksIamApi,
+    RoleInfo,
 };
-use crate::{codes, lint, trust};
-
-/// Tag marking an association as made by porter-identity.
-pub const TAG_MANAGED_BY: &str = "managed-by";
-/// Value of [`TAG_MANAGED_BY`].
-pub const MANAGED_BY_VALUE: &str = "porter-identity";
-/// Tag naming the porter app of an association.
-pub const TAG_APP: &str = "porter-identity/app";
-/// Tag naming the porter service of an association.
-pub const TAG_SERVICE: &str = "porter-identity/service";
-
-/// How many DescribePodIdentityAssociation calls verify makes at once for the shared-role lint.
-const DESCRIBE_CONCURRENCY: usize = 8;
+use crate::{ownership, trust};
 
 /// Links Kubernetes workloads of one EKS cluster to IAM roles with EKS Pod Identity
 /// associations.
@@ -39,19 +31,27 @@ const DESCRIBE_CONCURRENCY: usize = 8;
 ///
 /// - `bind` checks, before any write, that the role exists, is in the cluster's account and
 ///   trusts `pods.eks.amazonaws.com` for `sts:AssumeRole` and `sts:TagSession`; then creates the
-///   association (tagged `managed-by: porter-identity`), updates it in place when it points at
-///   another role, or does nothing when it is already right. An association owned by an EKS
-///   add-on (`ownerArn`) is never modified.
+///   association (tagged `managed-by: porter-identity` with the app and service), updates it in
+///   place when it points at another role, or does nothing when it is already right.
 /// - `unbind` deletes the association of the service account, if any.
+/// - `bind_all`, `plan_all` and `unbind_all` list each namespace's associations once (every
+///   page) for the whole batch, describe only the associations of the batch's service
+///   accounts, and write only what differs.
 /// - `verify` diagnoses the cluster, the Pod Identity agent, the role, its trust policy, the
 ///   association, and lints the role's permission policies for least privilege.
 ///
-/// Roles that passed the checks are cached for the provider's lifetime (one GetRole per role,
-/// not per workload); `verify` always reads them afresh.
+/// Never changed or removed: an association owned by an EKS add-on (`ownerArn`), and one whose
+/// tags name another app or service (two apps can derive the same service-account name). Both
+/// are a `Conflict` naming the owner.
+///
+/// Every call goes through one gate: at most `concurrency` calls in flight (16 by default),
+/// each under the [`RetryPolicy`] (per-attempt timeout, backoff with jitter, deadline). Roles
+/// that passed the checks are cached for the provider's lifetime (one GetRole per role, not per
+/// workload); `verify` always reads them afresh.
 pub struct AwsPodIdentityProvider {
-    api: Arc<dyn EksIamApi>,
-    cluster: String,
-    retry: RetryPolicy,
+    pub(crate) api: Arc<dyn EksIamApi>,
+    pub(crate) cluster: String,
+    pub(crate) calls: CloudCalls,
     cluster_info: OnceCell<ClusterInfo>,
     checked_roles: Mutex<HashMap<String, Arc<OnceCell<RoleInfo>>>>,
     association_roles: Mutex<HashMap<String, String>>,
@@ -62,16 +62,10 @@ impl fmt::Debug for AwsPodIdentityProvider {
         f.debug_struct("AwsPodIdentityProvider")
             .field("cluster", &self.cluster)
             .field("api", &self.api)
-            .field("retry", &self.retry)
+            .field("retry", self.calls.retry_policy())
+            .field("concurrency", &self.calls.concurrency())
             .finish_non_exhaustive()
     }
-}
-
-/// What bind found before deciding to write.
-enum Current {
-    None,
-    Same(Association),
-    Other(Association),
 }
 
 impl AwsPodIdentityProvider {
@@ -81,13 +75,23 @@ impl AwsPodIdentityProvider {
     }
 
     /// A provider for `cluster` over any implementation of the port (a fake, a mock, or
-    /// [`crate::sdk::SdkApi`]). `cluster` is validated.
+    /// [`crate::sdk::SdkApi`]), making at most [`DEFAULT_CONCURRENCY`] calls at once.
+    /// `cluster` is validated.
     pub fn new(cluster: &str, api: Arc<dyn EksIamApi>, retry: RetryPolicy) -> Result<Self> {
+        Self::with_concurrency(cluster, api, retry, DEFAULT_CONCURRENCY)
+    }
+
+    pub(crate) fn with_concurrency(
+        cluster: &str,
+        api: Arc<dyn EksIamApi>,
+        retry: RetryPolicy,
+        concurrency: usize,
+    ) -> Result<Self> {
         validate_cluster_name(cluster)?;
         Ok(AwsPodIdentityProvider {
             api,
             cluster: cluster.to_owned(),
-            retry,
+            calls: CloudCalls::new(Cloud::Aws, retry, concurrency),
             cluster_info: OnceCell::new(),
             checked_roles: Mutex::new(HashMap::new()),
             association_roles: Mutex::new(HashMap::new()),
@@ -99,7 +103,7 @@ impl AwsPodIdentityProvider {
         &self.cluster
     }
 
-    fn role_ref(binding: &Binding) -> Result<&RoleRef> {
+    pub(crate) fn role_ref(binding: &Binding) -> Result<&RoleRef> {
         ensure_cloud(Cloud::Aws, binding)?;
         match &binding.connection {
             Connection::AwsRole { role } => Ok(role),
@@ -111,25 +115,34 @@ impl AwsPodIdentityProvider {
         }
     }
 
-    async fn cluster_info(&self) -> Result<&ClusterInfo> {
+    // ---- the cluster and the roles ---------------------------------------------------------
+
+    pub(crate) async fn cluster_info(&self) -> Result<&ClusterInfo> {
         self.cluster_info
-            .get_or_try_init(|| async {
-                self.retry
-                    .run("DescribeCluster", || {
-                        self.api.describe_cluster(&self.cluster)
-                    })
-                    .await
-                    .map_err(|e| self.cluster_error(e))
-            })
+            .get_or_try_init(|| self.describe_cluster())
             .await
     }
 
-    fn cluster_error(&self, e: Error) -> Error {
+    /// DescribeCluster, always afresh.
+    pub(crate) async fn describe_cluster(&self) -> Result<ClusterInfo> {
+        let fresh = self
+            .calls
+            .run("DescribeCluster", || {
+                self.api.describe_cluster(&self.cluster)
+            })
+            .await
+            .map_err(|e| self.cluster_error(e))?;
+        // Already set by a concurrent call: the same cluster, nothing to do.
+        let _ = self.cluster_info.set(fresh.clone());
+        Ok(fresh)
+    }
+
+    pub(crate) fn cluster_error(&self, e: Error) -> Error {
         if e.kind() == ErrorKind::NotFound {
             Error::cloud(
                 ErrorKind::NotFound,
                 Cloud::Aws,
-                "DescribeCluster",
+                e.operation().unwrap_or("DescribeCluster").to_owned(),
                 format!("EKS cluster {:?} was not found", self.cluster),
             )
             .with_fix("check the cluster name and the region of the credentials (AWS_REGION)")
@@ -139,10 +152,10 @@ impl AwsPodIdentityProvider {
         }
     }
 
-    /// GetRole, with the role-name and account checks that need no trust policy.
-    async fn get_role(&self, role: &RoleRef, binding: &Binding) -> Result<RoleInfo> {
+    /// GetRole, with the role-name check that needs no trust policy.
+    pub(crate) async fn get_role(&self, role: &RoleRef, binding: &Binding) -> Result<RoleInfo> {
         let found = self
-            .retry
+            .calls
             .run("GetRole", || self.api.get_role(role.name()))
             .await;
         match found {
@@ -185,7 +198,7 @@ impl AwsPodIdentityProvider {
     }
 
     /// The account check: a Pod Identity association's role must be in the cluster's account.
-    fn check_account(&self, cluster: &ClusterInfo, role_arn: &str) -> Result<()> {
+    pub(crate) fn check_account(&self, cluster: &ClusterInfo, role_arn: &str) -> Result<()> {
         let role_account = role_arn.split(':').nth(4).unwrap_or_default();
         match cluster.account() {
             Some(account) if account != role_account => Err(Error::cloud(
@@ -207,7 +220,7 @@ impl AwsPodIdentityProvider {
     /// The role of a binding, checked once per provider: exists, same account as the cluster,
     /// trust policy right. A role that failed a check is not cached, so a fix is seen on the
     /// next call.
-    async fn checked_role(&self, binding: &Binding) -> Result<RoleInfo> {
+    pub(crate) async fn checked_role(&self, binding: &Binding) -> Result<RoleInfo> {
         let role = Self::role_ref(binding)?;
         let cluster = self.cluster_info().await?;
         if let Some(arn) = role.arn() {
@@ -218,7 +231,7 @@ impl AwsPodIdentityProvider {
             let mut roles = self
                 .checked_roles
                 .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+                .unwrap_or_else(PoisonError::into_inner);
             roles.entry(role.as_str().to_owned()).or_default().clone()
         };
         let info = cell
@@ -249,21 +262,42 @@ impl AwsPodIdentityProvider {
         Ok(info.clone())
     }
 
-    async fn list(&self, binding: &Binding) -> Result<Vec<AssociationSummary>> {
-        let ns = binding.workload.namespace().as_str();
-        let sa = binding.workload.service_account().as_str();
-        self.retry
-            .run("ListPodIdentityAssociations", || {
-                self.api
-                    .list_pod_identity_associations(&self.cluster, Some(ns), Some(sa))
-            })
-            .await
-            .map_err(|e| self.cluster_error(e))
+    // ---- associations ----------------------------------------------------------------------
+
+    /// The pages of ListPodIdentityAssociations of `namespace` (and `service_account`), each
+    /// page one call under the retry policy.
+    pub(crate) fn list<'a>(
+        &'a self,
+        namespace: Option<&'a str>,
+        service_account: Option<&'a str>,
+    ) -> impl Stream<Item = Result<Vec<AssociationSummary>>> + Send + 'a {
+        pages(
+            Cloud::Aws,
+            "ListPodIdentityAssociations",
+            move |token, _page| async move {
+                let AssociationPage {
+                    associations,
+                    next_token,
+                } = self
+                    .calls
+                    .run("ListPodIdentityAssociations", || {
+                        self.api.list_pod_identity_associations(
+                            &self.cluster,
+                            namespace,
+                            service_account,
+                            token.clone(),
+                        )
+                    })
+                    .await
+                    .map_err(|e| self.cluster_error(e))?;
+                Ok((associations, next_token))
+            },
+        )
     }
 
-    async fn describe(&self, association_id: &str) -> Result<Association> {
+    pub(crate) async fn describe(&self, association_id: &str) -> Result<Association> {
         let a = self
-            .retry
+            .calls
             .run("DescribePodIdentityAssociation", || {
                 self.api
                     .describe_pod_identity_association(&self.cluster, association_id)
@@ -276,11 +310,19 @@ impl AwsPodIdentityProvider {
     fn remember_role(&self, a: &Association) {
         self.association_roles
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
             .insert(a.association_id.clone(), a.role_arn.clone());
     }
 
-    fn refuse_addon_owned(&self, binding: &Binding, owner: &str, op: &str) -> Error {
+    /// The roles of associations this provider has described, by association id.
+    pub(crate) fn known_roles(&self) -> HashMap<String, String> {
+        self.association_roles
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn addon_owned(&self, binding: &Binding, owner: &str, op: &str) -> Error {
         Error::cloud(
             ErrorKind::Conflict,
             Cloud::Aws,
@@ -296,27 +338,9 @@ impl AwsPodIdentityProvider {
         ))
     }
 
-    /// Finds the association of the binding's service account and compares its role.
-    async fn current(&self, binding: &Binding, role_arn: &str, op: &str) -> Result<Current> {
-        let found = self.list(binding).await?;
-        let Some(summary) = found.into_iter().next() else {
-            return Ok(Current::None);
-        };
-        if let Some(owner) = &summary.owner_arn {
-            return Err(self.refuse_addon_owned(binding, owner, op));
-        }
-        let a = self.describe(&summary.association_id).await?;
-        if let Some(owner) = &a.owner_arn {
-            return Err(self.refuse_addon_owned(binding, owner, op));
-        }
-        Ok(if a.role_arn == role_arn {
-            Current::Same(a)
-        } else {
-            Current::Other(a)
-        })
-    }
-
-    fn patch(changed: bool) -> ServiceAccountPatch {
+    /// What the Kubernetes side needs after a bind: Pod Identity needs no annotation, only a
+    /// restart of pods created before a change.
+    pub(crate) fn patch(changed: bool) -> ServiceAccountPatch {
         let mut patch = ServiceAccountPatch::default();
         if changed {
             patch.needs_pod_restart = true;
@@ -327,7 +351,7 @@ impl AwsPodIdentityProvider {
         patch
     }
 
-    async fn create(&self, binding: &Binding, role_arn: &str) -> Result<BindOutcome> {
+    pub(crate) async fn create(&self, binding: &Binding, role_arn: &str) -> Result<BindOutcome> {
         let w = &binding.workload;
         let input = CreateAssociation {
             cluster: self.cluster.clone(),
@@ -335,16 +359,12 @@ impl AwsPodIdentityProvider {
             service_account: w.service_account().to_string(),
             role_arn: role_arn.to_owned(),
             // One token per bind, reused by its retries: a retried create that already
-            // succeeded returns the same association instead of failing.
+            // succeeded (its answer lost to a timeout) returns the same association.
             client_request_token: client_request_token(),
-            tags: BTreeMap::from([
-                (TAG_MANAGED_BY.to_owned(), MANAGED_BY_VALUE.to_owned()),
-                (TAG_APP.to_owned(), w.app().to_string()),
-                (TAG_SERVICE.to_owned(), w.service().to_string()),
-            ]),
+            tags: ownership::tags_for(w),
         };
         let created = self
-            .retry
+            .calls
             .run("CreatePodIdentityAssociation", || {
                 self.api.create_pod_identity_association(input.clone())
             })
@@ -361,21 +381,58 @@ impl AwsPodIdentityProvider {
             // Another process created it between our list and our create: adopt it.
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
                 tracing::debug!(workload = %binding.workload, "association created concurrently; adopting it");
-                match self
-                    .current(binding, role_arn, "CreatePodIdentityAssociation")
-                    .await?
-                {
-                    Current::Same(a) => Ok(BindOutcome {
-                        change: BindChange::Unchanged,
-                        resource_id: a.association_arn,
-                        service_account_patch: Self::patch(false),
-                    }),
-                    Current::Other(a) => self.update(a, role_arn).await,
-                    Current::None => Err(e),
-                }
+                self.adopt(binding, role_arn, e).await
             }
             Err(e) => Err(self.limit_error(e)),
         }
+    }
+
+    /// After a create lost a race: the association that won, if it may be ours, made right.
+    async fn adopt(&self, binding: &Binding, role_arn: &str, lost: Error) -> Result<BindOutcome> {
+        let op = "CreatePodIdentityAssociation";
+        let w = &binding.workload;
+        let Some(summary) = self.association_of(w).await? else {
+            return Err(lost);
+        };
+        if let Some(owner) = &summary.owner_arn {
+            return Err(self.addon_owned(binding, owner, op));
+        }
+        let current = self.describe(&summary.association_id).await?;
+        ownership::check(binding, &current, &self.cluster, op)?;
+        if current.role_arn == role_arn {
+            Ok(BindOutcome {
+                change: BindChange::Unchanged,
+                resource_id: current.association_arn,
+                service_account_patch: Self::patch(false),
+            })
+        } else {
+            self.update(current, role_arn).await
+        }
+    }
+
+    /// The association of a workload's service account, if any (EKS keeps one per service
+    /// account): a listing filtered to it.
+    pub(crate) async fn association_of(
+        &self,
+        workload: &Workload,
+    ) -> Result<Option<AssociationSummary>> {
+        let found = self
+            .list_all(
+                Some(workload.namespace().as_str()),
+                Some(workload.service_account().as_str()),
+            )
+            .await?;
+        Ok(found.into_iter().next())
+    }
+
+    /// Every association of `namespace` (and `service_account`), all pages.
+    pub(crate) async fn list_all(
+        &self,
+        namespace: Option<&str>,
+        service_account: Option<&str>,
+    ) -> Result<Vec<AssociationSummary>> {
+        use futures_util::TryStreamExt;
+        self.list(namespace, service_account).try_concat().await
     }
 
     fn limit_error(&self, e: Error) -> Error {
@@ -389,16 +446,16 @@ impl AwsPodIdentityProvider {
                     self.cluster
                 ),
             )
-            .with_fix("unbind services that are gone, or share a service account between replicas of one service")
+            .with_fix("unbind services that are gone (a Reconciler with the previous deploy's porter.yaml removes them), or share a service account between replicas of one service")
             .with_source(e)
         } else {
             e
         }
     }
 
-    async fn update(&self, current: Association, role_arn: &str) -> Result<BindOutcome> {
+    pub(crate) async fn update(&self, current: Association, role_arn: &str) -> Result<BindOutcome> {
         let updated = self
-            .retry
+            .calls
             .run("UpdatePodIdentityAssociation", || {
                 self.api.update_pod_identity_association(
                     &self.cluster,
@@ -417,251 +474,45 @@ impl AwsPodIdentityProvider {
         })
     }
 
-    /// The verify checks of the role: existence, account, trust, permissions lint.
-    async fn verify_role(
+    /// DeletePodIdentityAssociation; one deleted by another process meanwhile is absent.
+    pub(crate) async fn delete(
         &self,
-        role: &RoleRef,
-        binding: &Binding,
-        cluster: Option<&ClusterInfo>,
-        report: &mut VerifyReport,
-    ) -> Result<Option<RoleInfo>> {
-        if let (Some(arn), Some(cluster)) = (role.arn(), cluster)
-            && let Err(e) = self.check_account(cluster, arn)
-        {
-            report.push(Finding::from_error(codes::ROLE_CROSS_ACCOUNT, &e));
-            return Ok(None);
-        }
-        let info = match self.get_role(role, binding).await {
-            Ok(info) => info,
-            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::InvalidInput) => {
-                report.push(Finding::from_error(codes::ROLE_NOT_FOUND, &e));
-                return Ok(None);
-            }
-            Err(e) => return Err(e),
-        };
-        if let Some(cluster) = cluster
-            && let Err(e) = self.check_account(cluster, &info.arn)
-        {
-            report.push(Finding::from_error(codes::ROLE_CROSS_ACCOUNT, &e));
-        }
-        for finding in
-            trust::check_trust_policy_raw(&info.assume_role_policy_document).findings(&info.arn)
-        {
-            report.push(finding);
-        }
-        self.lint_permissions(&info, report).await?;
-        Ok(Some(info))
-    }
-
-    async fn lint_permissions(&self, role: &RoleInfo, report: &mut VerifyReport) -> Result<()> {
-        let attached = self
-            .retry
-            .run("ListAttachedRolePolicies", || {
-                self.api.list_attached_role_policies(&role.name)
-            })
-            .await?;
-        for policy in &attached {
-            if let Some(finding) = lint::lint_attached_policy(policy) {
-                // Its document would repeat the same finding in other words.
-                report.push(finding);
-                continue;
-            }
-            let doc = self
-                .retry
-                .run("GetPolicyVersion", || {
-                    self.api.get_managed_policy_document(&policy.arn)
-                })
-                .await?;
-            for finding in lint::lint_policy_raw(&policy.name, &doc) {
-                report.push(finding);
-            }
-        }
-        let inline = self
-            .retry
-            .run("ListRolePolicies", || {
-                self.api.list_role_policies(&role.name)
-            })
-            .await?;
-        for name in &inline {
-            let doc = self
-                .retry
-                .run("GetRolePolicy", || {
-                    self.api.get_role_policy(&role.name, name)
-                })
-                .await?;
-            for finding in lint::lint_policy_raw(name, &doc) {
-                report.push(finding);
-            }
-        }
-        Ok(())
-    }
-
-    /// Every (namespace, service account) of the cluster associated with `role_arn`.
-    async fn service_accounts_of_role(&self, role_arn: &str) -> Result<Vec<(String, String)>> {
-        let all = self
-            .retry
-            .run("ListPodIdentityAssociations", || {
+        association_id: &str,
+        association_arn: &str,
+    ) -> Result<UnbindOutcome> {
+        let deleted = self
+            .calls
+            .run("DeletePodIdentityAssociation", || {
                 self.api
-                    .list_pod_identity_associations(&self.cluster, None, None)
+                    .delete_pod_identity_association(&self.cluster, association_id)
             })
-            .await?;
-        let known: HashMap<String, String> = self
-            .association_roles
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
-        let roles: Vec<Result<(AssociationSummary, String)>> = stream::iter(all)
-            .map(|s| {
-                let cached = known.get(&s.association_id).cloned();
-                async move {
-                    let role = match cached {
-                        Some(r) => r,
-                        None => self.describe(&s.association_id).await?.role_arn,
-                    };
-                    Ok((s, role))
-                }
-            })
-            .buffer_unordered(DESCRIBE_CONCURRENCY)
-            .collect()
             .await;
-        let mut out = Vec::new();
-        for r in roles {
-            match r {
-                Ok((s, role)) if role == role_arn => out.push((s.namespace, s.service_account)),
-                Ok(_) => {}
-                // Deleted between list and describe: not sharing anything any more.
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
+        match deleted {
+            Ok(()) => {
+                self.association_roles
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(association_id);
+                Ok(UnbindOutcome::Deleted {
+                    resource_id: association_arn.to_owned(),
+                })
             }
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(UnbindOutcome::AlreadyAbsent),
+            Err(e) => Err(e),
         }
-        out.sort();
-        Ok(out)
     }
+}
 
-    async fn verify_cluster(&self, report: &mut VerifyReport) -> Result<Option<ClusterInfo>> {
-        // Verify reads the cluster afresh: a cached status may be old.
-        let fresh = self
-            .retry
-            .run("DescribeCluster", || {
-                self.api.describe_cluster(&self.cluster)
-            })
-            .await
-            .map_err(|e| self.cluster_error(e));
-        let fresh = match fresh {
-            Ok(c) => c,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                report.push(Finding::from_error(codes::CLUSTER_NOT_FOUND, &e));
-                return Ok(None);
-            }
-            Err(e) => return Err(e),
-        };
-        // Already set by a concurrent call: the same cluster, nothing to do.
-        let _ = self.cluster_info.set(fresh.clone());
-        if fresh.status != "ACTIVE" {
-            report.push(Finding::error(
-                codes::CLUSTER_NOT_ACTIVE,
-                format!("cluster {} is {}, not ACTIVE", self.cluster, fresh.status),
-                "wait for the cluster to become ACTIVE, or repair it in the EKS console",
-            ));
-        }
-        let addon = self
-            .retry
-            .run("DescribeAddon", || {
-                self.api
-                    .describe_addon(&self.cluster, POD_IDENTITY_AGENT_ADDON)
-            })
-            .await?;
-        match addon {
-            None => report.push(Finding::error(
-                codes::AGENT_MISSING,
-                format!(
-                    "the {POD_IDENTITY_AGENT_ADDON} add-on is not installed in cluster {}: no pod gets Pod Identity credentials",
-                    self.cluster
-                ),
-                format!(
-                    "aws eks create-addon --cluster-name {} --addon-name {POD_IDENTITY_AGENT_ADDON}",
-                    self.cluster
-                ),
-            )),
-            Some(a) if a.status != "ACTIVE" || !a.health_issues.is_empty() => {
-                let severity = if a.status == "ACTIVE" || a.status == "UPDATING" {
-                    Severity::Warning
-                } else {
-                    Severity::Error
-                };
-                let issues = if a.health_issues.is_empty() {
-                    String::new()
-                } else {
-                    format!("; health issues: {}", a.health_issues.join("; "))
-                };
-                report.push(Finding::new(
-                    severity,
-                    codes::AGENT_DEGRADED,
-                    format!("the {POD_IDENTITY_AGENT_ADDON} add-on is {}{issues}", a.status),
-                    format!(
-                        "inspect it with `aws eks describe-addon --cluster-name {} --addon-name {POD_IDENTITY_AGENT_ADDON}` and update or re-install it",
-                        self.cluster
-                    ),
-                ));
-            }
-            Some(_) => {}
-        }
-        Ok(Some(fresh))
-    }
-
-    async fn verify_association(
-        &self,
-        binding: &Binding,
-        role: Option<&RoleInfo>,
-        report: &mut VerifyReport,
-    ) -> Result<()> {
-        let found = self.list(binding).await?;
-        let Some(summary) = found.into_iter().next() else {
-            report.push(Finding::error(
-                codes::ASSOCIATION_MISSING,
-                format!(
-                    "no Pod Identity association for {} in cluster {}: its pods get no AWS credentials",
-                    binding.workload, self.cluster
-                ),
-                "run bind for this service",
-            ));
-            return Ok(());
-        };
-        if let Some(owner) = &summary.owner_arn {
-            report.push(Finding::error(
-                codes::ASSOCIATION_ADDON_OWNED,
-                format!(
-                    "the association of {} is owned by {owner}; porter-identity will not change it",
-                    binding.workload
-                ),
-                format!(
-                    "give service {} its own service account",
-                    binding.workload.service()
-                ),
-            ));
-            return Ok(());
-        }
-        let a = self.describe(&summary.association_id).await?;
-        let Some(role) = role else {
-            return Ok(());
-        };
-        if a.role_arn != role.arn {
-            report.push(Finding::error(
-                codes::ASSOCIATION_WRONG_ROLE,
-                format!(
-                    "the association of {} points at {}, not at {}",
-                    binding.workload, a.role_arn, role.arn
-                ),
-                "run bind for this service to point it at the role in porter.yaml",
-            ));
-            return Ok(());
-        }
-        let sharing = self.service_accounts_of_role(&role.arn).await?;
-        if let Some(finding) = lint::lint_shared_role(&role.arn, &sharing) {
-            report.push(finding);
-        }
-        Ok(())
-    }
+/// The one result of a batch of one.
+fn only<T>(mut results: Vec<Result<T>>) -> Result<T> {
+    results.pop().unwrap_or_else(|| {
+        Err(Error::cloud(
+            ErrorKind::Other,
+            Cloud::Aws,
+            "batch",
+            "a batch of one binding gave no result",
+        ))
+    })
 }
 
 #[async_trait]
@@ -670,107 +521,53 @@ impl WorkloadIdentityProvider for AwsPodIdentityProvider {
         Cloud::Aws
     }
 
+    fn concurrency(&self) -> usize {
+        self.calls.concurrency()
+    }
+
     #[tracing::instrument(skip_all, fields(cluster = %self.cluster, workload = %binding.workload))]
     async fn plan(&self, binding: &Binding) -> Result<Plan> {
-        let role = self.checked_role(binding).await?;
-        let (action, description) = match self
-            .current(binding, &role.arn, "ListPodIdentityAssociations")
-            .await?
-        {
-            Current::None => (
-                PlanAction::Create,
-                format!(
-                    "create a Pod Identity association of {} to {} in cluster {}",
-                    binding.workload, role.arn, self.cluster
-                ),
-            ),
-            Current::Same(_) => (
-                PlanAction::Unchanged,
-                format!(
-                    "{} is already associated with {}",
-                    binding.workload, role.arn
-                ),
-            ),
-            Current::Other(a) => (
-                PlanAction::Update {
-                    current: a.role_arn.clone(),
-                },
-                format!(
-                    "update the association of {} from {} to {}",
-                    binding.workload, a.role_arn, role.arn
-                ),
-            ),
-        };
-        let changed = action != PlanAction::Unchanged;
-        Ok(Plan {
-            action,
-            description,
-            service_account_patch: Self::patch(changed),
-        })
+        only(self.plan_batch(std::slice::from_ref(binding)).await)
     }
 
     #[tracing::instrument(skip_all, fields(cluster = %self.cluster, workload = %binding.workload))]
     async fn bind(&self, binding: &Binding) -> Result<BindOutcome> {
-        let role = self.checked_role(binding).await?;
-        match self
-            .current(binding, &role.arn, "CreatePodIdentityAssociation")
-            .await?
-        {
-            Current::None => self.create(binding, &role.arn).await,
-            Current::Same(a) => Ok(BindOutcome {
-                change: BindChange::Unchanged,
-                resource_id: a.association_arn,
-                service_account_patch: Self::patch(false),
-            }),
-            Current::Other(a) => self.update(a, &role.arn).await,
-        }
+        only(self.bind_batch(std::slice::from_ref(binding)).await)
     }
 
     #[tracing::instrument(skip_all, fields(cluster = %self.cluster, workload = %binding.workload))]
     async fn unbind(&self, binding: &Binding) -> Result<UnbindOutcome> {
-        Self::role_ref(binding)?;
-        let Some(summary) = self.list(binding).await?.into_iter().next() else {
-            return Ok(UnbindOutcome::AlreadyAbsent);
-        };
-        if let Some(owner) = &summary.owner_arn {
-            return Err(self.refuse_addon_owned(binding, owner, "DeletePodIdentityAssociation"));
-        }
-        let deleted = self
-            .retry
-            .run("DeletePodIdentityAssociation", || {
-                self.api
-                    .delete_pod_identity_association(&self.cluster, &summary.association_id)
-            })
-            .await;
-        match deleted {
-            Ok(()) => {
-                self.association_roles
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .remove(&summary.association_id);
-                Ok(UnbindOutcome::Deleted {
-                    resource_id: summary.association_arn,
-                })
-            }
-            // Deleted by another process between our list and our delete.
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(UnbindOutcome::AlreadyAbsent),
-            Err(e) => Err(e),
-        }
+        only(self.unbind_batch(std::slice::from_ref(binding)).await)
     }
 
     #[tracing::instrument(skip_all, fields(cluster = %self.cluster, workload = %binding.workload))]
     async fn verify(&self, binding: &Binding) -> Result<VerifyReport> {
-        let role = Self::role_ref(binding)?;
-        let mut report = VerifyReport::default();
-        let Some(cluster) = self.verify_cluster(&mut report).await? else {
-            return Ok(report);
-        };
-        let info = self
-            .verify_role(role, binding, Some(&cluster), &mut report)
-            .await?;
-        self.verify_association(binding, info.as_ref(), &mut report)
-            .await?;
-        Ok(report)
+        self.verify_binding(binding).await
+    }
+
+    #[tracing::instrument(skip_all, fields(cluster = %self.cluster, bindings = bindings.len()))]
+    async fn plan_all(&self, bindings: &[Binding]) -> Vec<Result<Plan>> {
+        self.plan_batch(bindings).await
+    }
+
+    #[tracing::instrument(skip_all, fields(cluster = %self.cluster, bindings = bindings.len()))]
+    async fn bind_all(&self, bindings: &[Binding]) -> Vec<Result<BindOutcome>> {
+        self.bind_batch(bindings).await
+    }
+
+    #[tracing::instrument(skip_all, fields(cluster = %self.cluster, bindings = bindings.len()))]
+    async fn unbind_all(&self, bindings: &[Binding]) -> Vec<Result<UnbindOutcome>> {
+        self.unbind_batch(bindings).await
+    }
+
+    #[tracing::instrument(skip_all, fields(cluster = %self.cluster, app = %query.app, namespace = %query.namespace))]
+    async fn stale_links(&self, query: &StaleQuery<'_>) -> Result<Vec<StaleLink>> {
+        self.find_stale(query).await
+    }
+
+    #[tracing::instrument(skip_all, fields(cluster = %self.cluster, links = links.len()))]
+    async fn remove_stale_links(&self, links: &[StaleLink]) -> Vec<Result<UnbindOutcome>> {
+        self.remove_stale(links).await
     }
 }
 

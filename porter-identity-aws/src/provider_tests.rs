@@ -11,7 +11,9 @@ use porter_identity_core::{
     UnbindOutcome, Workload, WorkloadIdentityProvider,
 };
 
-use crate::api::{Association, AssociationSummary, ClusterInfo, MockEksIamApi, RoleInfo};
+use crate::api::{
+    Association, AssociationPage, AssociationSummary, ClusterInfo, MockEksIamApi, RoleInfo,
+};
 use crate::{AwsPodIdentityProvider, MANAGED_BY_VALUE, TAG_APP, TAG_MANAGED_BY, TAG_SERVICE};
 
 const ACCOUNT: &str = "111122223333";
@@ -43,7 +45,28 @@ fn summary(id: &str, owner: Option<&str>) -> AssociationSummary {
     }
 }
 
+/// An association made by porter-identity for service `api` of app `demo`.
 fn association(id: &str, role: &str) -> Association {
+    tagged(id, role, "demo", "api")
+}
+
+/// An association made by porter-identity for service `service` of app `app`.
+fn tagged(id: &str, role: &str, app: &str, service: &str) -> Association {
+    Association {
+        tags: [
+            (TAG_MANAGED_BY, MANAGED_BY_VALUE),
+            (TAG_APP, app),
+            (TAG_SERVICE, service),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+        ..untagged(id, role)
+    }
+}
+
+/// An association made by hand or another tool: no porter-identity tags.
+fn untagged(id: &str, role: &str) -> Association {
     Association {
         association_id: id.into(),
         association_arn: format!(
@@ -54,6 +77,13 @@ fn association(id: &str, role: &str) -> Association {
         role_arn: role_arn(role),
         owner_arn: None,
         tags: Default::default(),
+    }
+}
+
+fn page(associations: Vec<AssociationSummary>) -> AssociationPage {
+    AssociationPage {
+        associations,
+        next_token: None,
     }
 }
 
@@ -90,12 +120,15 @@ fn provider(api: MockEksIamApi) -> AwsPodIdentityProvider {
     AwsPodIdentityProvider::new("prod", Arc::new(api), retry).unwrap()
 }
 
+/// One filtered listing of service account `demo-api` (what a bind of one binding makes).
 fn list_returns(api: &mut MockEksIamApi, seq: &mut Sequence, found: Vec<AssociationSummary>) {
     api.expect_list_pod_identity_associations()
-        .withf(|c, ns, sa| c == "prod" && *ns == Some("shop") && *sa == Some("demo-api"))
+        .withf(|c, ns, sa, token| {
+            c == "prod" && *ns == Some("shop") && *sa == Some("demo-api") && token.is_none()
+        })
         .times(1)
         .in_sequence(seq)
-        .returning(move |_, _, _| Ok(found.clone()));
+        .returning(move |_, _, _, _| Ok(page(found.clone())));
 }
 
 #[tokio::test]
@@ -265,6 +298,11 @@ async fn unbind_deletes_and_absent_is_success() {
     let mut api = MockEksIamApi::new();
     let mut seq = Sequence::new();
     list_returns(&mut api, &mut seq, vec![summary("a-1", None)]);
+    api.expect_describe_pod_identity_association()
+        .with(eq("prod"), eq("a-1"))
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _| Ok(association("a-1", "api-role")));
     api.expect_delete_pod_identity_association()
         .with(eq("prod"), eq("a-1"))
         .times(1)
@@ -282,8 +320,10 @@ async fn unbind_deletes_and_absent_is_success() {
 
 #[tokio::test]
 async fn broken_trust_policy_fails_before_any_write() {
-    let api = mock_with_role("api-role", TRUST_NO_TAG);
-    // No list/create expectation: the check must stop bind before them.
+    let mut api = mock_with_role("api-role", TRUST_NO_TAG);
+    // The listing is a read and runs beside the role check; there is no create expectation:
+    // the check must stop bind before any write.
+    list_returns(&mut api, &mut Sequence::new(), vec![]);
     let err = provider(api)
         .bind(&binding("api", "api-role"))
         .await
@@ -299,6 +339,7 @@ async fn broken_trust_policy_fails_before_any_write() {
 #[tokio::test]
 async fn foreign_account_arn_is_refused_without_get_role() {
     let mut api = MockEksIamApi::new();
+    list_returns(&mut api, &mut Sequence::new(), vec![]);
     api.expect_describe_cluster().times(1).returning(|_| {
         Ok(ClusterInfo {
             name: "prod".into(),
@@ -317,6 +358,7 @@ async fn foreign_account_arn_is_refused_without_get_role() {
 #[tokio::test]
 async fn missing_role_names_the_service_and_the_fix() {
     let mut api = MockEksIamApi::new();
+    list_returns(&mut api, &mut Sequence::new(), vec![]);
     api.expect_describe_cluster().times(1).returning(|_| {
         Ok(ClusterInfo {
             name: "prod".into(),
@@ -347,7 +389,7 @@ async fn role_is_read_once_per_provider() {
     let mut api = mock_with_role("shared-role", TRUST);
     api.expect_list_pod_identity_associations()
         .times(2)
-        .returning(|_, _, _| Ok(vec![]));
+        .returning(|_, _, _, _| Ok(page(vec![])));
     api.expect_create_pod_identity_association()
         .times(2)
         .returning(|input| {
@@ -367,7 +409,7 @@ async fn throttling_is_retried() {
     api.expect_list_pod_identity_associations()
         .times(2)
         .in_sequence(&mut seq)
-        .returning(|_, _, _| {
+        .returning(|_, _, _, _| {
             Err(Error::cloud(
                 ErrorKind::Throttled,
                 Cloud::Aws,
@@ -403,7 +445,7 @@ async fn throttling_gives_up_after_max_attempts() {
     let mut api = mock_with_role("api-role", TRUST);
     api.expect_list_pod_identity_associations()
         .times(3)
-        .returning(|_, _, _| {
+        .returning(|_, _, _, _| {
             Err(Error::cloud(
                 ErrorKind::Throttled,
                 Cloud::Aws,
@@ -469,4 +511,192 @@ async fn other_cloud_is_invalid_input_without_calls() {
         p.plan(&b).await.unwrap_err().kind(),
         ErrorKind::InvalidInput
     );
+}
+
+// ---- the ownership guard -------------------------------------------------------------------
+
+/// A mock whose service account `demo-api` has association a-1 (role `api-role`) described as
+/// `found`, with no write expected: any write fails the test.
+fn mock_with_association(found: Association, role_calls: bool) -> MockEksIamApi {
+    let mut api = if role_calls {
+        mock_with_role("new-role", TRUST)
+    } else {
+        MockEksIamApi::new()
+    };
+    api.expect_list_pod_identity_associations()
+        .returning(|_, _, _, _| Ok(page(vec![summary("a-1", None)])));
+    api.expect_describe_pod_identity_association()
+        .with(eq("prod"), eq("a-1"))
+        .returning(move |_, _| Ok(found.clone()));
+    api
+}
+
+#[tokio::test]
+async fn another_apps_association_is_never_changed_or_deleted() {
+    // App `demo-api-x`'s services can derive the same service account name; here the tags say
+    // the association was made for service `api` of app `shop`.
+    for (who, found) in [
+        ("another app", tagged("a-1", "api-role", "shop", "api")),
+        (
+            "another service of this app",
+            tagged("a-1", "api-role", "demo", "worker"),
+        ),
+    ] {
+        let b = binding("api", "new-role");
+        let err = provider(mock_with_association(found.clone(), true))
+            .bind(&b)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Conflict, "bind vs {who}: {err}");
+        let owner_app = found.tags[TAG_APP].as_str();
+        let owner_service = found.tags[TAG_SERVICE].as_str();
+        assert!(
+            err.to_string()
+                .contains(&format!("service `{owner_service}` of app `{owner_app}`")),
+            "bind vs {who} names the owner: {err}"
+        );
+        let fix = err.fix().unwrap();
+        assert!(
+            fix.contains("rename") && fix.contains("explicit service account"),
+            "{fix}"
+        );
+
+        let err = provider(mock_with_association(found.clone(), true))
+            .plan(&b)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Conflict, "plan vs {who}: {err}");
+
+        let err = provider(mock_with_association(found.clone(), false))
+            .unbind(&b)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Conflict, "unbind vs {who}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn an_untagged_association_is_adopted() {
+    let mut api = mock_with_association(untagged("a-1", "old-role"), true);
+    api.expect_update_pod_identity_association()
+        .withf(|_, id, role| id == "a-1" && role == role_arn("new-role"))
+        .times(1)
+        .returning(|_, _, _| Ok(untagged("a-1", "new-role")));
+    let outcome = provider(api)
+        .bind(&binding("api", "new-role"))
+        .await
+        .unwrap();
+    assert!(matches!(outcome.change, BindChange::Updated { .. }));
+
+    let mut api = mock_with_association(untagged("a-1", "old-role"), false);
+    api.expect_delete_pod_identity_association()
+        .times(1)
+        .returning(|_, _| Ok(()));
+    let outcome = provider(api)
+        .unbind(&binding("api", "new-role"))
+        .await
+        .unwrap();
+    assert!(matches!(outcome, UnbindOutcome::Deleted { .. }));
+}
+
+#[tokio::test]
+async fn a_reconcile_keeps_another_apps_association_named_by_the_previous_deploy() {
+    let mut api = MockEksIamApi::new();
+    api.expect_list_pod_identity_associations()
+        .withf(|_, ns, sa, token| *ns == Some("shop") && sa.is_none() && token.is_none())
+        .times(1)
+        .returning(|_, _, _, _| Ok(page(vec![summary("a-1", None)])));
+    api.expect_describe_pod_identity_association()
+        .times(1)
+        .returning(|_, _| Ok(tagged("a-1", "api-role", "shop", "api")));
+    // No delete expectation: removing it fails the test.
+    let p = provider(api);
+    let report = porter_identity_core::Reconciler::new("demo", "shop")
+        .provider(&p)
+        .desired_bindings([])
+        .previous_bindings([binding("api", "api-role")])
+        .run()
+        .await
+        .unwrap();
+    assert!(report.removed.is_empty(), "{report}");
+    assert_eq!(report.kept.len(), 1, "{report}");
+    assert!(report.kept[0].reason.contains("app `shop`"), "{report}");
+}
+
+// ---- batches ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn bind_all_lists_the_namespace_once_and_describes_only_the_batch() {
+    let mut api = mock_with_role("api-role", TRUST);
+    let sa = |name: &str, id: &str| AssociationSummary {
+        service_account: name.into(),
+        ..summary(id, None)
+    };
+    // Two pages of the namespace: the batch's `demo-api` and `demo-worker`, and another app's
+    // `other-x`, which is never described.
+    api.expect_list_pod_identity_associations()
+        .withf(|_, ns, sa, token| *ns == Some("shop") && sa.is_none() && token.is_none())
+        .times(1)
+        .returning(move |_, _, _, _| {
+            Ok(AssociationPage {
+                associations: vec![sa("demo-api", "a-1"), sa("other-x", "a-9")],
+                next_token: Some("page-2".into()),
+            })
+        });
+    api.expect_list_pod_identity_associations()
+        .withf(|_, ns, sa, token| {
+            *ns == Some("shop") && sa.is_none() && token.as_deref() == Some("page-2")
+        })
+        .times(1)
+        .returning(move |_, _, _, _| Ok(page(vec![sa("demo-worker", "a-2")])));
+    api.expect_describe_pod_identity_association()
+        .with(eq("prod"), eq("a-1"))
+        .times(1)
+        .returning(|_, _| Ok(association("a-1", "api-role")));
+    api.expect_describe_pod_identity_association()
+        .with(eq("prod"), eq("a-2"))
+        .times(1)
+        .returning(|_, _| {
+            Ok(Association {
+                service_account: "demo-worker".into(),
+                ..tagged("a-2", "old-role", "demo", "worker")
+            })
+        });
+    api.expect_update_pod_identity_association()
+        .withf(|_, id, _| id == "a-2")
+        .times(1)
+        .returning(|_, _, _| Ok(tagged("a-2", "api-role", "demo", "worker")));
+    api.expect_create_pod_identity_association()
+        .withf(|input| input.service_account == "demo-cron")
+        .times(1)
+        .returning(|_| Ok(tagged("a-3", "api-role", "demo", "cron")));
+    let bindings = [
+        binding("api", "api-role"),
+        binding("worker", "api-role"),
+        binding("cron", "api-role"),
+    ];
+    let results = provider(api).bind_all(&bindings).await;
+    let changes: Vec<_> = results.into_iter().map(|r| r.unwrap().change).collect();
+    assert_eq!(changes[0], BindChange::Unchanged);
+    assert!(matches!(changes[1], BindChange::Updated { .. }));
+    assert_eq!(changes[2], BindChange::Created);
+}
+
+#[tokio::test]
+async fn bind_all_refuses_a_second_role_for_one_service_account() {
+    // The first binding is made; the second, another role for the same service account, is
+    // refused before any call of its own (there is one association per service account).
+    let mut api = mock_with_role("api-role", TRUST);
+    list_returns(&mut api, &mut Sequence::new(), vec![]);
+    api.expect_create_pod_identity_association()
+        .withf(|input| input.role_arn == role_arn("api-role"))
+        .times(1)
+        .returning(|_| Ok(association("a-1", "api-role")));
+    let results = provider(api)
+        .bind_all(&[binding("api", "api-role"), binding("api", "other-role")])
+        .await;
+    assert_eq!(results[0].as_ref().unwrap().change, BindChange::Created);
+    let second = results[1].as_ref().unwrap_err();
+    assert_eq!(second.kind(), ErrorKind::InvalidInput, "{second}");
+    assert!(second.to_string().contains("bindings[0]"), "{second}");
 }

@@ -13,14 +13,15 @@ use std::fmt;
 use std::future::Future;
 
 use async_trait::async_trait;
+use aws_sdk_eks::config::retry::RetryConfig;
 use aws_sdk_eks::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_eks::types::PodIdentityAssociation;
-use porter_identity_core::{Cloud, Error, ErrorKind, Result};
+use porter_identity_core::{Cloud, Error, ErrorKind, Result, collect_pages};
 use tracing::Instrument;
 
 use crate::api::{
-    AddonInfo, Association, AssociationSummary, AttachedPolicy, ClusterInfo, CreateAssociation,
-    EksIamApi, RoleInfo,
+    AddonInfo, Association, AssociationPage, AssociationSummary, AttachedPolicy, ClusterInfo,
+    CreateAssociation, EksIamApi, RoleInfo,
 };
 
 /// [`EksIamApi`] over the real AWS SDK clients.
@@ -41,18 +42,30 @@ pub struct SdkApi {
 }
 
 impl SdkApi {
-    /// Wraps ready-made SDK clients (their region, credentials, endpoint and retry settings are
-    /// used as they are).
+    /// Wraps ready-made SDK clients: their region, credentials, endpoint, timeouts and retry
+    /// settings are used as they are. Build them with `RetryConfig::disabled()` so that the
+    /// provider's [`RetryPolicy`](porter_identity_core::RetryPolicy) stays the only retry layer
+    /// ([`SdkApi::from_sdk_config`] does).
     pub fn new(eks: aws_sdk_eks::Client, iam: aws_sdk_iam::Client) -> Self {
         Self { eks, iam }
     }
 
     /// Builds both SDK clients from one shared AWS configuration, e.g. the default credential
-    /// chain's `aws_config::load_defaults(..)`.
+    /// chain's `aws_config::load_defaults(..)`, with the SDK's own retries turned off.
+    ///
+    /// The provider's [`RetryPolicy`](porter_identity_core::RetryPolicy) is the one retry
+    /// layer: under it, the SDK's standard mode (3 attempts) would multiply every attempt by
+    /// three and wait outside its deadline.
     pub fn from_sdk_config(config: &aws_config::SdkConfig) -> Self {
+        let eks = aws_sdk_eks::config::Builder::from(config)
+            .retry_config(RetryConfig::disabled())
+            .build();
+        let iam = aws_sdk_iam::config::Builder::from(config)
+            .retry_config(RetryConfig::disabled())
+            .build();
         Self::new(
-            aws_sdk_eks::Client::new(config),
-            aws_sdk_iam::Client::new(config),
+            aws_sdk_eks::Client::from_conf(eks),
+            aws_sdk_iam::Client::from_conf(iam),
         )
     }
 }
@@ -431,45 +444,6 @@ fn association(
     })
 }
 
-/// Guards a pagination loop against a service that hands back the token it was given.
-fn next_page(
-    operation: &'static str,
-    previous: Option<&str>,
-    next: Option<&str>,
-) -> Result<Option<String>> {
-    match next.filter(|t| !t.is_empty()) {
-        None => Ok(None),
-        Some(token) if Some(token) == previous => Err(Error::cloud(
-            ErrorKind::Other,
-            Cloud::Aws,
-            operation,
-            "the service returned the same pagination token twice",
-        )),
-        Some(token) => Ok(Some(token.to_owned())),
-    }
-}
-
-/// Follows every page of a list operation. `fetch(token, page)` makes one call and returns
-/// its items and the next token; a token the service repeats is refused rather than looped on.
-async fn all_pages<T, F, Fut>(operation: &'static str, mut fetch: F) -> Result<Vec<T>>
-where
-    F: FnMut(Option<String>, u32) -> Fut,
-    Fut: std::future::Future<Output = Result<(Vec<T>, Option<String>)>>,
-{
-    let mut found = Vec::new();
-    let mut token: Option<String> = None;
-    let mut page = 0_u32;
-    loop {
-        page += 1;
-        let (items, next) = fetch(token.clone(), page).await?;
-        found.extend(items);
-        token = next_page(operation, token.as_deref(), next.as_deref())?;
-        if token.is_none() {
-            return Ok(found);
-        }
-    }
-}
-
 #[async_trait]
 impl EksIamApi for SdkApi {
     async fn describe_cluster(&self, cluster: &str) -> Result<ClusterInfo> {
@@ -560,42 +534,46 @@ impl EksIamApi for SdkApi {
         cluster: &str,
         namespace: Option<&'a str>,
         service_account: Option<&'a str>,
-    ) -> Result<Vec<AssociationSummary>> {
+        next_token: Option<String>,
+    ) -> Result<AssociationPage> {
         const OP: &str = "ListPodIdentityAssociations";
-        all_pages(OP, |token, page| async move {
-            let span = tracing::info_span!(
-                "aws.call",
-                operation = OP,
-                cluster,
-                namespace,
-                service_account,
-                page
-            );
-            let request = self
-                .eks
-                .list_pod_identity_associations()
-                .cluster_name(cluster)
-                .set_namespace(namespace.map(str::to_owned))
-                .set_service_account(service_account.map(str::to_owned))
-                .set_next_token(token)
-                .send();
-            let out = call(span, Service::Eks, OP, request).await?;
-            let items = out
-                .associations()
-                .iter()
-                .map(|a| {
-                    Ok(AssociationSummary {
-                        association_id: required(OP, "associationId", a.association_id())?,
-                        association_arn: required(OP, "associationArn", a.association_arn())?,
-                        namespace: required(OP, "namespace", a.namespace())?,
-                        service_account: required(OP, "serviceAccount", a.service_account())?,
-                        owner_arn: a.owner_arn().filter(|o| !o.is_empty()).map(str::to_owned),
-                    })
+        let span = tracing::info_span!(
+            "aws.call",
+            operation = OP,
+            cluster,
+            namespace,
+            service_account,
+            next_page = next_token.is_some()
+        );
+        let request = self
+            .eks
+            .list_pod_identity_associations()
+            .cluster_name(cluster)
+            .set_namespace(namespace.map(str::to_owned))
+            .set_service_account(service_account.map(str::to_owned))
+            .set_next_token(next_token)
+            .send();
+        let out = call(span, Service::Eks, OP, request).await?;
+        let associations = out
+            .associations()
+            .iter()
+            .map(|a| {
+                Ok(AssociationSummary {
+                    association_id: required(OP, "associationId", a.association_id())?,
+                    association_arn: required(OP, "associationArn", a.association_arn())?,
+                    namespace: required(OP, "namespace", a.namespace())?,
+                    service_account: required(OP, "serviceAccount", a.service_account())?,
+                    owner_arn: a.owner_arn().filter(|o| !o.is_empty()).map(str::to_owned),
                 })
-                .collect::<Result<Vec<_>>>()?;
-            Ok((items, out.next_token().map(str::to_owned)))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(AssociationPage {
+            associations,
+            next_token: out
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned),
         })
-        .await
     }
 
     async fn describe_pod_identity_association(
@@ -688,7 +666,7 @@ impl EksIamApi for SdkApi {
 
     async fn list_attached_role_policies(&self, role_name: &str) -> Result<Vec<AttachedPolicy>> {
         const OP: &str = "ListAttachedRolePolicies";
-        all_pages(OP, |marker, page| async move {
+        collect_pages(Cloud::Aws, OP, |marker, page| async move {
             let span = tracing::info_span!("aws.call", operation = OP, role = role_name, page);
             let request = self
                 .iam
@@ -750,7 +728,7 @@ impl EksIamApi for SdkApi {
 
     async fn list_role_policies(&self, role_name: &str) -> Result<Vec<String>> {
         const OP: &str = "ListRolePolicies";
-        all_pages(OP, |marker, page| async move {
+        collect_pages(Cloud::Aws, OP, |marker, page| async move {
             let span = tracing::info_span!("aws.call", operation = OP, role = role_name, page);
             let request = self
                 .iam

@@ -256,7 +256,7 @@ async fn operations_moto_lacks_are_errors_not_empty_answers() {
     assert!(err.to_string().contains("HTTP 404"), "{err}");
 
     let err = api
-        .list_pod_identity_associations("any", None, None)
+        .list_pod_identity_associations("any", None, None, None)
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Other, "{err}");

@@ -1,8 +1,9 @@
 //! `Workload` and `Binding`: what every provider call takes.
 
+use std::collections::HashMap;
 use std::fmt;
 
-use crate::{Connection, KubernetesName, Namespace, Result, ServiceAccountName};
+use crate::{Cloud, Connection, Error, KubernetesName, Namespace, Result, ServiceAccountName};
 
 /// A Kubernetes workload that gets a cloud identity: the ServiceAccount its pods run as,
 /// in its namespace, and the porter app and service it belongs to.
@@ -114,6 +115,130 @@ impl fmt::Display for Binding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} -> {}", self.workload, self.connection.describe())
     }
+}
+
+impl Binding {
+    /// The natural key of the link this binding makes, within one provider (one cluster):
+    /// what the cloud keeps one link per. `None` for a connection of no cloud.
+    ///
+    /// - AWS: (namespace, service account). EKS holds one Pod Identity association per service
+    ///   account, so the same workload bound to another role is the *same* link, re-pointed.
+    /// - Azure: (managed identity, namespace, service account): one federated identity
+    ///   credential per identity and subject; another identity is another link.
+    /// - GCP: (service account email, namespace, service account): one member on one GCP
+    ///   service account's policy; another GCP service account is another link.
+    ///
+    /// The reconciler compares keys to tell a link that moved (same key, new identity: bind
+    /// updates it) from one that is stale (its key is no longer desired: it is removed).
+    ///
+    /// ```
+    /// use porter_identity_core::{Binding, Connection, RoleRef, Workload};
+    /// let api = Workload::for_service("prod", "shop", "api")?;
+    /// let to = |role: &str| Binding::new(api.clone(), Connection::AwsRole { role: RoleRef::parse(role).unwrap() });
+    /// // On AWS, moving a workload to another role keeps its link (EKS updates it in place).
+    /// assert_eq!(to("role-a").link_key(), to("role-b").link_key());
+    /// # Ok::<(), porter_identity_core::Error>(())
+    /// ```
+    pub fn link_key(&self) -> Option<LinkKey> {
+        let identity = match &self.connection {
+            Connection::AwsRole { .. } => None,
+            // ARM resource names and emails compare without case.
+            Connection::AzureManagedIdentity {
+                identity_name,
+                resource_group,
+            } => Some(format!("{resource_group}/{identity_name}").to_ascii_lowercase()),
+            Connection::GcpServiceAccount {
+                service_account_email,
+            } => Some(service_account_email.as_str().to_ascii_lowercase()),
+            Connection::Other { .. } => return None,
+        };
+        Some(LinkKey {
+            cloud: self.connection.cloud()?,
+            namespace: self.workload.namespace.clone(),
+            service_account: self.workload.service_account.clone(),
+            identity,
+        })
+    }
+}
+
+/// The natural key of a link; see [`Binding::link_key`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LinkKey {
+    cloud: Cloud,
+    namespace: Namespace,
+    service_account: ServiceAccountName,
+    identity: Option<String>,
+}
+
+impl LinkKey {
+    /// The cloud of the link.
+    pub fn cloud(&self) -> Cloud {
+        self.cloud
+    }
+
+    /// The namespace of the linked service account.
+    pub fn namespace(&self) -> &Namespace {
+        &self.namespace
+    }
+
+    /// The linked service account.
+    pub fn service_account(&self) -> &ServiceAccountName {
+        &self.service_account
+    }
+}
+
+impl fmt::Display for LinkKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}/{}",
+            self.cloud, self.namespace, self.service_account
+        )?;
+        if let Some(identity) = &self.identity {
+            write!(f, " on {identity}")?;
+        }
+        Ok(())
+    }
+}
+
+/// For each binding of a batch, the error that makes it unbindable together with the others:
+/// an earlier binding has the same [`link key`](Binding::link_key) but another connection, so
+/// the two would fight over one link (two roles for one EKS service account). Exact repeats
+/// are not conflicts. The first binding of a key is never refused.
+///
+/// ```
+/// use porter_identity_core::{link_conflicts, Binding, Connection, RoleRef, Workload};
+/// let api = Workload::for_service("prod", "shop", "api")?;
+/// let to = |role: &str| Binding::new(api.clone(), Connection::AwsRole { role: RoleRef::parse(role).unwrap() });
+/// let found = link_conflicts(&[to("a"), to("a"), to("b")]);
+/// assert!(found[0].is_none() && found[1].is_none());
+/// assert!(found[2].as_ref().unwrap().to_string().contains("bindings[0]"));
+/// # Ok::<(), porter_identity_core::Error>(())
+/// ```
+pub fn link_conflicts(bindings: &[Binding]) -> Vec<Option<Error>> {
+    let mut first: HashMap<LinkKey, usize> = HashMap::new();
+    bindings
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let key = b.link_key()?;
+            let j = *first.entry(key.clone()).or_insert(i);
+            let earlier = &bindings[j];
+            (earlier.connection != b.connection).then(|| {
+                Error::invalid_input(
+                    format!("bindings[{i}]"),
+                    format!(
+                        "links {} to {}, but bindings[{j}] links the same {key} to {}; one {} link per key",
+                        b.workload,
+                        b.connection.describe(),
+                        earlier.connection.describe(),
+                        key.cloud
+                    ),
+                    "keep one connection per service account and cloud: give the services their own service accounts, or remove one of the two bindings",
+                )
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -23,6 +23,24 @@ impl Cloud {
         }
     }
 
+    /// The cloud's name as its vendor writes it: `AWS`, `Azure`, `Google Cloud`.
+    pub const fn display_name(self) -> &'static str {
+        match self {
+            Cloud::Aws => "AWS",
+            Cloud::Azure => "Azure",
+            Cloud::Gcp => "Google Cloud",
+        }
+    }
+
+    /// The vendor's public status page, named in the fix of errors a retry could not resolve.
+    pub const fn status_page(self) -> &'static str {
+        match self {
+            Cloud::Aws => "https://health.aws.amazon.com/health/status",
+            Cloud::Azure => "https://azure.status.microsoft/status",
+            Cloud::Gcp => "https://status.cloud.google.com",
+        }
+    }
+
     /// The porter.yaml connection `type` this cloud serves.
     pub const fn connection_type(self) -> &'static str {
         match self {

@@ -1,6 +1,7 @@
 //! The one error type of porter-identity, with a kind callers can match on.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::Cloud;
 
@@ -142,7 +143,7 @@ impl fmt::Display for ManifestError {
 /// assert_eq!(err.kind(), ErrorKind::Throttled);
 /// assert_eq!(err.to_string(), "aws GetRole failed (throttled): Rate exceeded");
 /// ```
-#[derive(thiserror::Error)]
+#[derive(thiserror::Error, Clone)]
 #[non_exhaustive]
 pub enum Error {
     /// A value given by the caller is not valid.
@@ -173,9 +174,10 @@ pub enum Error {
         fix: String,
         /// Whether retrying may succeed (overrides the kind's default when set).
         retryable: Option<bool>,
-        /// The underlying error.
+        /// The underlying error, shared so that one error can be reported for each binding it
+        /// failed (a list call that failed for a whole namespace, a role check for its services).
         #[source]
-        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+        source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
     },
 }
 
@@ -236,7 +238,7 @@ impl Error {
         err: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     ) -> Self {
         if let Error::Cloud { source, .. } = &mut self {
-            *source = Some(err.into());
+            *source = Some(Arc::from(err.into()));
         }
         self
     }

@@ -28,21 +28,27 @@
 //! ```
 
 mod binding;
+mod calls;
 mod cloud;
 mod connection;
 mod error;
 mod manifest;
 mod names;
+mod paging;
 mod patch;
 mod provider;
+mod reconcile;
+mod report;
 mod retry;
+mod stale;
 mod verify;
 mod yaml;
 
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use binding::{Binding, Workload};
+pub use binding::{Binding, LinkKey, Workload, link_conflicts};
+pub use calls::{CallCounts, CloudCalls, DEFAULT_CONCURRENCY, count_calls};
 pub use cloud::Cloud;
 pub use connection::Connection;
 pub use error::{Error, ErrorKind, ManifestError, Result, SourceLocation};
@@ -51,10 +57,16 @@ pub use names::{
     AwsPartition, AzureIdentityName, AzureResourceGroup, GcpServiceAccountEmail, KubernetesName,
     Namespace, RoleRef, ServiceAccountName,
 };
+pub use paging::{collect_pages, pages};
 pub use patch::ServiceAccountPatch;
 pub use provider::{
     BindChange, BindOutcome, Plan, PlanAction, UnbindOutcome, WorkloadIdentityProvider,
     ensure_cloud,
 };
+pub use reconcile::Reconciler;
+pub use report::{
+    KeptLink, LinkChange, ReconcileReport, RemovedLink, ServiceAccountNeeds, WorkloadResult,
+};
 pub use retry::RetryPolicy;
+pub use stale::{Evidence, StaleAction, StaleLink, StaleQuery};
 pub use verify::{Finding, Severity, VerifyReport};

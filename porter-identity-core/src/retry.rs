@@ -1,21 +1,32 @@
-//! `RetryPolicy`: exponential backoff with full jitter, bounded by attempts and a deadline.
+//! `RetryPolicy`: exponential backoff with full jitter, a per-attempt timeout, bounded by
+//! attempts and by a deadline that also cuts a call in flight.
 
+use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::Result;
+use crate::{Cloud, Error, ErrorKind, Result};
 
 /// How a provider retries a cloud call that failed with a retryable error
-/// ([`Error::is_retryable`](crate::Error::is_retryable): throttling, transient failures, and
-/// cloud-specific conflicts a retry resolves).
+/// ([`Error::is_retryable`](crate::Error::is_retryable): throttling, transient failures, calls
+/// that timed out, and cloud-specific conflicts a retry resolves).
 ///
-/// Delay before retry *n* (1-based) is a uniformly random duration in
-/// `[0, min(max_backoff, initial_backoff × 2^(n-1))]` ("full jitter"), so that many
-/// deploy processes throttled together do not retry in lockstep. Retrying stops after
-/// `max_attempts` calls, or when the next delay would pass the total `deadline`; the last
-/// error is returned. Non-retryable errors are returned at once.
+/// - **Per-attempt timeout** ([`attempt_timeout`](Self::attempt_timeout), 20 s by default): an
+///   attempt that has not answered by then is dropped and counts as a transient failure
+///   (`Unavailable`), retried like a 5xx. Every write porter-identity makes is idempotent (a
+///   create carries an idempotency token, an update sets a value, a delete of an absent link is
+///   success), so a retried attempt whose first try did land duplicates nothing.
+/// - **Backoff**: the delay before retry *n* (1-based) is a uniformly random duration in
+///   `[0, min(max_backoff, initial_backoff × 2^(n-1))]` ("full jitter"), so that many deploy
+///   processes throttled together do not retry in lockstep.
+/// - **Bounds**: at most [`max_attempts`](Self::max_attempts) attempts, and the whole operation
+///   — attempts in flight included — ends by the [`deadline`](Self::deadline). The last error
+///   is returned; when it is retryable, its fix says what the caller can do.
+///
+/// Non-retryable errors are returned at once. This is the only retry layer: the providers turn
+/// the cloud SDKs' own retries off, so that these counts and this deadline are the truth.
 ///
 /// ```
 /// use std::time::Duration;
@@ -24,25 +35,29 @@ use crate::Result;
 /// let policy = RetryPolicy::default()
 ///     .max_attempts(8)
 ///     .initial_backoff(Duration::from_millis(100))
+///     .attempt_timeout(Duration::from_secs(10))
 ///     .deadline(Duration::from_secs(30));
 /// assert_eq!(policy.get_max_attempts(), 8);
+/// assert_eq!(policy.get_attempt_timeout(), Duration::from_secs(10));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
     max_attempts: u32,
     initial_backoff: Duration,
     max_backoff: Duration,
+    attempt_timeout: Duration,
     deadline: Duration,
     seed: Option<u64>,
 }
 
 impl Default for RetryPolicy {
-    /// 6 attempts, 200 ms initial backoff, 10 s maximum backoff, 60 s in all.
+    /// 6 attempts, 200 ms initial backoff, 10 s maximum backoff, 20 s per attempt, 60 s in all.
     fn default() -> Self {
         RetryPolicy {
             max_attempts: 6,
             initial_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
+            attempt_timeout: Duration::from_secs(20),
             deadline: Duration::from_secs(60),
             seed: None,
         }
@@ -50,7 +65,7 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// No retries: every call is made once.
+    /// No retries: every call is made once (still bounded by the timeouts).
     pub fn none() -> Self {
         RetryPolicy {
             max_attempts: 1,
@@ -79,10 +94,18 @@ impl RetryPolicy {
         self
     }
 
-    /// The total time retries may take, from the first call.
+    /// How long one attempt may take before it is dropped and retried (at least 1 ms).
+    #[must_use]
+    pub fn attempt_timeout(mut self, d: Duration) -> Self {
+        self.attempt_timeout = d.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The total time an operation may take, from its first attempt, attempts in flight
+    /// included (at least 1 ms).
     #[must_use]
     pub fn deadline(mut self, d: Duration) -> Self {
-        self.deadline = d;
+        self.deadline = d.max(Duration::from_millis(1));
         self
     }
 
@@ -98,6 +121,16 @@ impl RetryPolicy {
         self.max_attempts
     }
 
+    /// The configured per-attempt timeout.
+    pub fn get_attempt_timeout(&self) -> Duration {
+        self.attempt_timeout
+    }
+
+    /// The configured deadline.
+    pub fn get_deadline(&self) -> Duration {
+        self.deadline
+    }
+
     /// The upper bound of the delay before retry `retry` (1-based), before jitter.
     pub fn backoff_ceiling(&self, retry: u32) -> Duration {
         let factor = 2u32.saturating_pow(retry.saturating_sub(1));
@@ -106,9 +139,11 @@ impl RetryPolicy {
             .min(self.max_backoff)
     }
 
-    /// Runs `call` until it succeeds, fails with a non-retryable error, or the attempts or
-    /// the deadline run out. `operation` names the call in the retry log lines.
-    pub async fn run<T, F, Fut>(&self, operation: &str, mut call: F) -> Result<T>
+    /// Runs `call`, the `operation` of `cloud`, until it succeeds, fails with a non-retryable
+    /// error, or the attempts or the deadline run out. Each attempt is counted by
+    /// [`count_calls`](crate::count_calls) and bounded by the per-attempt timeout and by what is
+    /// left of the deadline.
+    pub async fn run<T, F, Fut>(&self, cloud: Cloud, operation: &str, mut call: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
@@ -119,21 +154,44 @@ impl RetryPolicy {
             None => fastrand::Rng::new(),
         };
         let mut attempt = 1;
+        let mut last: Option<Error> = None;
         loop {
-            let err = match call().await {
-                Ok(v) => return Ok(v),
-                Err(e) => e,
+            let left = self.deadline.saturating_sub(started.elapsed());
+            let limit = self.attempt_timeout.min(left);
+            crate::calls::record(cloud, operation);
+            let err = match tokio::time::timeout(limit, call()).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) => e,
+                Err(_) if limit < self.attempt_timeout => {
+                    // The deadline, not the attempt timeout, cut this attempt: no time is left
+                    // for another.
+                    let err = self.deadline_error(cloud, operation, attempt, last.as_ref());
+                    tracing::warn!(operation, attempt, error = %err, "retry deadline reached");
+                    return Err(err);
+                }
+                Err(_) => Error::cloud(
+                    ErrorKind::Unavailable,
+                    cloud,
+                    operation,
+                    format!(
+                        "no answer within {} (the per-attempt timeout)",
+                        Secs(self.attempt_timeout)
+                    ),
+                ),
             };
-            if !err.is_retryable() || attempt >= self.max_attempts {
+            if !err.is_retryable() {
                 return Err(err);
+            }
+            if attempt >= self.max_attempts {
+                return Err(self.gave_up(err, attempt, started.elapsed()));
             }
             let ceiling = self.backoff_ceiling(attempt);
             let delay = Duration::from_nanos(
                 rng.u64(0..=u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX)),
             );
-            if started.elapsed() + delay > self.deadline {
+            if started.elapsed() + delay >= self.deadline {
                 tracing::warn!(operation, attempt, error = %err, "retry deadline reached");
-                return Err(err);
+                return Err(self.gave_up(err, attempt, started.elapsed()));
             }
             tracing::debug!(
                 operation,
@@ -142,8 +200,88 @@ impl RetryPolicy {
                 error = %err,
                 "retrying"
             );
+            last = Some(err);
             tokio::time::sleep(delay).await;
             attempt += 1;
+        }
+    }
+
+    /// The last retryable error of an operation that ran out of attempts or time. An error
+    /// without a fix of its own gets one: what the caller can do about a cloud that throttles
+    /// or fails.
+    fn gave_up(&self, err: Error, attempts: u32, elapsed: Duration) -> Error {
+        if err.fix().is_some() {
+            return err;
+        }
+        let cloud = err.cloud_name();
+        let fix = retry_fix(err.kind(), cloud, attempts, elapsed);
+        err.with_fix(fix)
+    }
+
+    fn deadline_error(
+        &self,
+        cloud: Cloud,
+        operation: &str,
+        attempts: u32,
+        previous: Option<&Error>,
+    ) -> Error {
+        let mut message = format!(
+            "no answer before the retry deadline of {} ({attempts} attempt{})",
+            Secs(self.deadline),
+            if attempts == 1 { "" } else { "s" }
+        );
+        if let Some(previous) = previous {
+            message.push_str(&format!(
+                "; the attempt before failed: {}",
+                previous.problem()
+            ));
+        }
+        Error::cloud(ErrorKind::Unavailable, cloud, operation, message).with_fix(retry_fix(
+            ErrorKind::Unavailable,
+            Some(cloud),
+            attempts,
+            self.deadline,
+        ))
+    }
+}
+
+/// What a caller can do about an operation that failed transiently every time it was tried.
+fn retry_fix(kind: ErrorKind, cloud: Option<Cloud>, attempts: u32, elapsed: Duration) -> String {
+    let tried = format!(
+        "it was tried {attempts} time{} over {}",
+        if attempts == 1 { "" } else { "s" },
+        Secs(elapsed)
+    );
+    let status = cloud.map_or_else(String::new, |c| {
+        format!(
+            "; check the {} status page ({})",
+            c.display_name(),
+            c.status_page()
+        )
+    });
+    if kind == ErrorKind::Throttled {
+        format!(
+            "{tried}: retry the deploy later, make fewer calls at once (a lower concurrency on the provider's builder), or allow more attempts and time with RetryPolicy::max_attempts and RetryPolicy::deadline{status}"
+        )
+    } else {
+        format!(
+            "{tried}: retry the deploy later, or allow more attempts and time with RetryPolicy::max_attempts, RetryPolicy::attempt_timeout and RetryPolicy::deadline{status}"
+        )
+    }
+}
+
+/// A duration for people: `300 ms`, `1.5 s`, `20 s`.
+struct Secs(Duration);
+
+impl fmt::Display for Secs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        if ms < 1000 {
+            write!(f, "{ms} ms")
+        } else if ms.is_multiple_of(1000) {
+            write!(f, "{} s", ms / 1000)
+        } else {
+            write!(f, "{:.1} s", self.0.as_secs_f64())
         }
     }
 }
@@ -164,7 +302,7 @@ mod tests {
         let calls = Arc::new(AtomicU32::new(0));
         let c = calls.clone();
         let r = policy
-            .run("op", || {
+            .run(Cloud::Aws, "op", || {
                 let c = c.clone();
                 async move {
                     let k = c.fetch_add(1, Ordering::SeqCst) + 1;
@@ -256,6 +394,122 @@ mod tests {
             start.elapsed()
         );
         assert!(calls > 2 && calls < 1000, "{calls}");
+    }
+
+    /// A call that never answers on the attempts listed in `stall`, and succeeds otherwise.
+    async fn stalling(policy: &RetryPolicy, stall: &[u32]) -> (Result<u32>, u32, Duration) {
+        let calls = Arc::new(AtomicU32::new(0));
+        let start = Instant::now();
+        let c = calls.clone();
+        let r = policy
+            .run(Cloud::Aws, "DescribeCluster", || {
+                let c = c.clone();
+                let stall = stall.to_vec();
+                async move {
+                    let k = c.fetch_add(1, Ordering::SeqCst) + 1;
+                    if stall.contains(&k) {
+                        std::future::pending::<()>().await;
+                    }
+                    Ok(k)
+                }
+            })
+            .await;
+        (r, calls.load(Ordering::SeqCst), start.elapsed())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_attempt_is_timed_out_and_retried() {
+        let p = RetryPolicy::default()
+            .attempt_timeout(Duration::from_secs(2))
+            .jitter_seed(4);
+        let (r, calls, took) = stalling(&p, &[1, 2]).await;
+        assert_eq!(r.unwrap(), 3);
+        assert_eq!(calls, 3);
+        // two timeouts of 2 s plus two jittered delays of at most 200 + 400 ms
+        assert!(took >= Duration::from_secs(4), "{took:?}");
+        assert!(took <= Duration::from_millis(4600), "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_cuts_a_call_in_flight() {
+        let p = RetryPolicy::default()
+            .attempt_timeout(Duration::from_secs(20))
+            .deadline(Duration::from_secs(5))
+            .jitter_seed(4);
+        let (r, calls, took) = stalling(&p, &[1]).await;
+        let err = r.unwrap_err();
+        assert_eq!(calls, 1);
+        assert_eq!(
+            took,
+            Duration::from_secs(5),
+            "the deadline, not the 20 s attempt timeout"
+        );
+        assert_eq!(err.kind(), ErrorKind::Unavailable);
+        assert!(err.is_retryable());
+        assert!(err.to_string().contains("deadline of 5 s"), "{err}");
+        assert!(
+            err.fix().unwrap().contains("RetryPolicy::deadline"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_attempt_stalled_ends_by_the_deadline_naming_the_last_failure() {
+        let p = RetryPolicy::default()
+            .max_attempts(100)
+            .attempt_timeout(Duration::from_secs(3))
+            .deadline(Duration::from_secs(10))
+            .jitter_seed(8);
+        let (r, calls, took) = stalling(&p, &(1..=100).collect::<Vec<_>>()).await;
+        let err = r.unwrap_err();
+        assert!(took <= Duration::from_secs(10), "{took:?}");
+        assert!((3..=4).contains(&calls), "{calls}");
+        assert!(err.to_string().contains("per-attempt timeout"), "{err}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn giving_up_on_a_transient_error_says_what_to_do() {
+        let p = RetryPolicy::default().max_attempts(3).jitter_seed(1);
+        let unavailable = || {
+            Error::cloud(
+                ErrorKind::Unavailable,
+                Cloud::Aws,
+                "CreatePodIdentityAssociation",
+                "HTTP 503",
+            )
+        };
+        let (r, _) = failing_n(&p, 10, unavailable).await;
+        let err = r.unwrap_err();
+        let fix = err
+            .fix()
+            .expect("an Unavailable error that outlived its retries has a fix");
+        assert!(fix.contains("tried 3 times"), "{fix}");
+        assert!(fix.contains("retry the deploy later"), "{fix}");
+        assert!(fix.contains("health.aws.amazon.com"), "{fix}");
+
+        let (r, _) = failing_n(&p, 10, throttled).await;
+        let fix = r.unwrap_err().fix().unwrap().to_owned();
+        assert!(fix.contains("fewer calls at once"), "{fix}");
+
+        // A fix the error already has is kept, not replaced.
+        let (r, _) = failing_n(&p, 10, || {
+            Error::cloud(
+                ErrorKind::Unavailable,
+                Cloud::Aws,
+                "GetRole",
+                "connection refused",
+            )
+            .with_fix("check the proxy")
+        })
+        .await;
+        assert_eq!(r.unwrap_err().fix(), Some("check the proxy"));
+    }
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(Secs(Duration::from_millis(300)).to_string(), "300 ms");
+        assert_eq!(Secs(Duration::from_secs(20)).to_string(), "20 s");
+        assert_eq!(Secs(Duration::from_millis(1500)).to_string(), "1.5 s");
     }
 
     #[tokio::test(start_paused = true)]

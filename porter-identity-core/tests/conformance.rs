@@ -70,7 +70,9 @@ impl WorkloadIdentityProvider for MemoryProvider {
 
     async fn plan(&self, b: &Binding) -> Result<Plan> {
         ensure_cloud(Cloud::Aws, b)?;
-        retry().run("Link", || async { self.call() }).await?;
+        retry()
+            .run(Cloud::Aws, "Link", || async { self.call() })
+            .await?;
         let current = self.links.lock().unwrap().get(&Self::key(b)).cloned();
         let action = match current {
             None => PlanAction::Create,
@@ -86,7 +88,9 @@ impl WorkloadIdentityProvider for MemoryProvider {
 
     async fn bind(&self, b: &Binding) -> Result<BindOutcome> {
         ensure_cloud(Cloud::Aws, b)?;
-        retry().run("Link", || async { self.call() }).await?;
+        retry()
+            .run(Cloud::Aws, "Link", || async { self.call() })
+            .await?;
         let key = Self::key(b);
         let change = if self.forgetful {
             BindChange::Created
@@ -107,7 +111,9 @@ impl WorkloadIdentityProvider for MemoryProvider {
 
     async fn unbind(&self, b: &Binding) -> Result<UnbindOutcome> {
         ensure_cloud(Cloud::Aws, b)?;
-        retry().run("Unlink", || async { self.call() }).await?;
+        retry()
+            .run(Cloud::Aws, "Unlink", || async { self.call() })
+            .await?;
         let key = Self::key(b);
         Ok(match self.links.lock().unwrap().remove(&key) {
             Some(_) => UnbindOutcome::Deleted {
@@ -119,7 +125,9 @@ impl WorkloadIdentityProvider for MemoryProvider {
 
     async fn verify(&self, b: &Binding) -> Result<VerifyReport> {
         ensure_cloud(Cloud::Aws, b)?;
-        retry().run("Link", || async { self.call() }).await?;
+        retry()
+            .run(Cloud::Aws, "Link", || async { self.call() })
+            .await?;
         let mut report = VerifyReport::default();
         match self.links.lock().unwrap().get(&Self::key(b)) {
             None => report.push(Finding::error("memory.link.missing", "no link", "bind it")),

@@ -29,7 +29,7 @@ use super::state::{AddonRecord, AssociationRecord, ClusterRecord, CreateInput, U
 
 /// ListPodIdentityAssociations' page size when the request gives no `maxResults`, and its
 /// maximum (`ListPodIdentityAssociationsMaxResults`: 1..=100).
-const MAX_RESULTS: usize = 100;
+const MAX_RESULTS: usize = super::state::PAGE_SIZE;
 
 /// How long [`FakeServer::shutdown`] waits for open requests before cutting them off.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);

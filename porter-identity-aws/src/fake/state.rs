@@ -21,6 +21,9 @@ const RFC3986: &AsciiSet = &NON_ALPHANUMERIC
 /// EKS's quota of Pod Identity associations per cluster.
 pub(crate) const DEFAULT_ASSOCIATION_LIMIT: usize = 5_000;
 
+/// ListPodIdentityAssociations' page size when no `maxResults` is given (also its maximum).
+pub(crate) const PAGE_SIZE: usize = 100;
+
 /// EKS's cap on tags per resource (`TagMap` max 50 in the model).
 const MAX_TAGS: usize = 50;
 
@@ -227,6 +230,10 @@ pub(crate) struct State {
     calls: BTreeMap<String, u64>,
     injections: Vec<Injection>,
     pub(crate) latency: Duration,
+    /// Every `.0`-th call answers only after `.1` more (see `FakeAws::stall_every`).
+    pub(crate) stall: Option<(u64, Duration)>,
+    /// Calls so far, all operations together, for the stall.
+    call_number: u64,
     next_seq: u64,
     id_seed: u64,
 }
@@ -244,6 +251,8 @@ impl State {
             calls: BTreeMap::new(),
             injections: Vec::new(),
             latency: Duration::ZERO,
+            stall: None,
+            call_number: 0,
             next_seq: 1,
             // Ids differ between fakes, like real ones, without a random-number dependency.
             id_seed: RandomState::new().hash_one(account),
@@ -269,9 +278,21 @@ impl State {
 
     // ---- calls, failures ------------------------------------------------------------------
 
+    /// How long the call being made waits before it answers: the latency, and the stall when
+    /// this call is one of those that stall.
+    pub(crate) fn delay(&self) -> Duration {
+        match self.stall {
+            Some((every, stall)) if every > 0 && self.call_number.is_multiple_of(every) => {
+                self.latency + stall
+            }
+            _ => self.latency,
+        }
+    }
+
     /// Counts a call and answers with an injected failure when one matches.
     pub(crate) fn begin_call(&mut self, op: &str) -> Result<(), AwsError> {
         *self.calls.entry(op.to_owned()).or_default() += 1;
+        self.call_number += 1;
         let hit = self
             .injections
             .iter_mut()

@@ -327,24 +327,28 @@ async fn list_filters_and_describe_round_trips() {
             .unwrap();
     }
     let all = aws
-        .list_pod_identity_associations("prod", None, None)
+        .list_pod_identity_associations("prod", None, None, None)
         .await
-        .unwrap();
+        .unwrap()
+        .associations;
     assert_eq!(all.len(), 3);
     let shop = aws
-        .list_pod_identity_associations("prod", Some("shop"), None)
+        .list_pod_identity_associations("prod", Some("shop"), None, None)
         .await
-        .unwrap();
+        .unwrap()
+        .associations;
     assert_eq!(shop.len(), 2);
     let api = aws
-        .list_pod_identity_associations("prod", None, Some("api"))
+        .list_pod_identity_associations("prod", None, Some("api"), None)
         .await
-        .unwrap();
+        .unwrap()
+        .associations;
     assert_eq!(api.len(), 2);
     let one = aws
-        .list_pod_identity_associations("prod", Some("shop"), Some("api"))
+        .list_pod_identity_associations("prod", Some("shop"), Some("api"), None)
         .await
-        .unwrap();
+        .unwrap()
+        .associations;
     assert_eq!(one.len(), 1);
     let described = aws
         .describe_pod_identity_association("prod", &one[0].association_id)
@@ -354,6 +358,38 @@ async fn list_filters_and_describe_round_trips() {
     assert_eq!(described.service_account, "api");
     assert_eq!(described.association_arn, one[0].association_arn);
     assert_eq!(aws.call_count("ListPodIdentityAssociations"), 4);
+}
+
+#[tokio::test]
+async fn list_answers_pages_of_one_hundred_each_a_call() {
+    let aws = fake();
+    for i in 0..250 {
+        aws.create_pod_identity_association(create(
+            &aws,
+            "shop",
+            &format!("sa-{i}"),
+            "app",
+            &format!("t{i}"),
+        ))
+        .await
+        .unwrap();
+    }
+    aws.reset_calls();
+    let mut token = None;
+    let mut sizes = Vec::new();
+    loop {
+        let page = aws
+            .list_pod_identity_associations("prod", Some("shop"), None, token)
+            .await
+            .unwrap();
+        sizes.push(page.associations.len());
+        token = page.next_token;
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(sizes, [100, 100, 50]);
+    assert_eq!(aws.call_count("ListPodIdentityAssociations"), 3);
 }
 
 #[tokio::test]
@@ -368,9 +404,10 @@ async fn addon_owned_associations_are_listed_but_cannot_be_changed() {
         owner,
     );
     let listed = aws
-        .list_pod_identity_associations("prod", Some("kube-system"), None)
+        .list_pod_identity_associations("prod", Some("kube-system"), None, None)
         .await
-        .unwrap();
+        .unwrap()
+        .associations;
     assert_eq!(listed[0].owner_arn.as_deref(), Some(owner));
     assert_eq!(aws.calls().get("CreatePodIdentityAssociation"), None);
     for err in [
@@ -455,7 +492,7 @@ async fn counters_count_each_call_by_aws_name() {
     aws.update_pod_identity_association("prod", &created.association_id, &aws.role_arn("other"))
         .await
         .unwrap();
-    aws.list_pod_identity_associations("prod", None, None)
+    aws.list_pod_identity_associations("prod", None, None, None)
         .await
         .unwrap();
     aws.delete_pod_identity_association("prod", &created.association_id)

@@ -1,0 +1,366 @@
+//! Batches: `plan_all`, `bind_all` and `unbind_all` (and the single-binding calls, as batches
+//! of one). One listing per namespace, following every page, serves the whole batch: as each
+//! page arrives, the associations of the batch's service accounts are described while the next
+//! page is fetched; service accounts the listing did not find are created once it is complete.
+//! Only what differs is written.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::pin;
+
+use futures_util::future::{join, join_all};
+use futures_util::stream::{self, StreamExt};
+use porter_identity_core::{
+    BindChange, BindOutcome, Binding, Cloud, Error, ErrorKind, Plan, PlanAction, Result,
+    UnbindOutcome, link_conflicts,
+};
+use tokio::sync::{OnceCell, mpsc};
+
+use crate::api::{AssociationSummary, RoleInfo};
+use crate::ownership;
+use crate::provider::AwsPodIdentityProvider;
+
+/// What the listing found for one binding: its service account's association, none, or the
+/// error that kept the listing from saying.
+type Found = Result<Option<AssociationSummary>>;
+
+/// The role checks of one batch: one check per distinct role, its result (error included)
+/// shared by every binding of that role, so a missing role costs one GetRole, not one per
+/// workload.
+struct RoleChecks<'b> {
+    roles: HashMap<String, OnceCell<Result<RoleInfo>>>,
+    /// The first admitted binding of each role, to start its check with.
+    firsts: Vec<&'b Binding>,
+}
+
+impl<'b> RoleChecks<'b> {
+    fn new(admitted: impl Iterator<Item = &'b Binding>) -> Self {
+        let mut roles = HashMap::new();
+        let mut firsts = Vec::new();
+        for b in admitted {
+            if let Ok(role) = AwsPodIdentityProvider::role_ref(b)
+                && !roles.contains_key(role.as_str())
+            {
+                roles.insert(role.as_str().to_owned(), OnceCell::new());
+                firsts.push(b);
+            }
+        }
+        RoleChecks { roles, firsts }
+    }
+
+    async fn check(
+        &self,
+        provider: &AwsPodIdentityProvider,
+        binding: &Binding,
+    ) -> Result<RoleInfo> {
+        let role = AwsPodIdentityProvider::role_ref(binding)?;
+        match self.roles.get(role.as_str()) {
+            Some(cell) => cell
+                .get_or_init(|| provider.checked_role(binding))
+                .await
+                .clone(),
+            None => provider.checked_role(binding).await,
+        }
+    }
+}
+
+impl AwsPodIdentityProvider {
+    pub(crate) async fn plan_batch(&self, bindings: &[Binding]) -> Vec<Result<Plan>> {
+        let (refused, roles) = self.admit(bindings);
+        let work = |i: usize, found| self.plan_one(&bindings[i], found, &roles);
+        let (results, ()) = join(
+            self.each_with_association(bindings, refused, work),
+            self.prefetch_roles(&roles),
+        )
+        .await;
+        results
+    }
+
+    pub(crate) async fn bind_batch(&self, bindings: &[Binding]) -> Vec<Result<BindOutcome>> {
+        let (refused, roles) = self.admit(bindings);
+        let work = |i: usize, found| self.bind_one(&bindings[i], found, &roles);
+        let (results, ()) = join(
+            self.each_with_association(bindings, refused, work),
+            self.prefetch_roles(&roles),
+        )
+        .await;
+        results
+    }
+
+    pub(crate) async fn unbind_batch(&self, bindings: &[Binding]) -> Vec<Result<UnbindOutcome>> {
+        let refused = self.refusals(bindings, false);
+        let work = |i: usize, found| self.unbind_one(&bindings[i], found);
+        self.each_with_association(bindings, refused, work).await
+    }
+
+    /// The refusals of a plan or bind batch, and the role checks of the bindings it admits.
+    fn admit<'b>(&self, bindings: &'b [Binding]) -> (Vec<Option<Error>>, RoleChecks<'b>) {
+        let refused = self.refusals(bindings, true);
+        let roles = RoleChecks::new(
+            bindings
+                .iter()
+                .zip(&refused)
+                .filter(|(_, r)| r.is_none())
+                .map(|(b, _)| b),
+        );
+        (refused, roles)
+    }
+
+    /// Bindings refused before any call: of another cloud, or (when binding) fighting over one
+    /// service account with an earlier binding of the batch.
+    fn refusals(&self, bindings: &[Binding], conflicts: bool) -> Vec<Option<Error>> {
+        let mut refused: Vec<Option<Error>> = if conflicts {
+            link_conflicts(bindings)
+        } else {
+            bindings.iter().map(|_| None).collect()
+        };
+        for (b, r) in bindings.iter().zip(refused.iter_mut()) {
+            if let Err(e) = Self::role_ref(b) {
+                *r = Some(e);
+            }
+        }
+        refused
+    }
+
+    /// Starts every role check of the batch at once, beside the listing: by the time a
+    /// binding needs its role, it is usually known.
+    async fn prefetch_roles(&self, roles: &RoleChecks<'_>) {
+        join_all(roles.firsts.iter().map(|b| roles.check(self, b))).await;
+    }
+
+    /// Runs `work` for every binding not `refused`, with the association its service account
+    /// has (or none), found by one listing of each namespace. Results in input order.
+    ///
+    /// The listing of a namespace feeds a channel page by page; the work of each binding starts
+    /// as soon as its service account is seen (or, if unseen, when the listing is complete),
+    /// while the next page is fetched. All in this task: the provider's gate bounds the calls.
+    async fn each_with_association<T, F, Fut>(
+        &self,
+        bindings: &[Binding],
+        refused: Vec<Option<Error>>,
+        work: F,
+    ) -> Vec<Result<T>>
+    where
+        F: Fn(usize, Option<AssociationSummary>) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut results: Vec<Option<Result<T>>> = refused.into_iter().map(|e| e.map(Err)).collect();
+        let mut by_namespace: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, b) in bindings.iter().enumerate() {
+            if results[i].is_none() {
+                by_namespace
+                    .entry(b.workload.namespace().as_str())
+                    .or_default()
+                    .push(i);
+            }
+        }
+        let (found_tx, mut found_rx) = mpsc::unbounded_channel::<(usize, Found)>();
+        let listings = join_all(by_namespace.into_iter().map(|(namespace, wanted)| {
+            self.list_for(namespace, wanted, bindings, found_tx.clone())
+        }));
+        drop(found_tx);
+        let found = stream::poll_fn(|cx| found_rx.poll_recv(cx));
+        let done = found
+            .map(|(i, found)| {
+                let work = &work;
+                async move {
+                    let result = match found {
+                        Ok(found) => work(i, found).await,
+                        Err(e) => Err(e),
+                    };
+                    (i, result)
+                }
+            })
+            .buffer_unordered(bindings.len().max(1))
+            .collect::<Vec<_>>();
+        let (_, done) = join(listings, done).await;
+        for (i, result) in done {
+            results[i] = Some(result);
+        }
+        results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(Error::cloud(
+                        ErrorKind::Other,
+                        Cloud::Aws,
+                        "ListPodIdentityAssociations",
+                        "a binding of the batch got no result (a bug in porter-identity)",
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    /// Lists `namespace` (only the one service account when the batch wants one) and sends
+    /// each wanted binding what was found for it.
+    async fn list_for(
+        &self,
+        namespace: &str,
+        wanted: Vec<usize>,
+        bindings: &[Binding],
+        found: mpsc::UnboundedSender<(usize, Found)>,
+    ) {
+        let mut by_account: HashMap<&str, Vec<usize>> = HashMap::new();
+        for i in wanted {
+            by_account
+                .entry(bindings[i].workload.service_account().as_str())
+                .or_default()
+                .push(i);
+        }
+        // One service account: a filtered listing (one page) beats the namespace's pages.
+        let only = (by_account.len() == 1)
+            .then(|| by_account.keys().next().copied())
+            .flatten();
+        let mut pages = pin!(self.list(Some(namespace), only));
+        // A send fails only when the receiver is gone, i.e. the batch was dropped: nothing to
+        // tell anyone then.
+        while let Some(page) = pages.next().await {
+            match page {
+                Ok(summaries) => {
+                    for s in summaries {
+                        for i in by_account
+                            .remove(s.service_account.as_str())
+                            .unwrap_or_default()
+                        {
+                            let _ = found.send((i, Ok(Some(s.clone()))));
+                        }
+                    }
+                }
+                Err(e) => {
+                    for i in by_account.drain().flat_map(|(_, is)| is) {
+                        let _ = found.send((i, Err(e.clone())));
+                    }
+                    return;
+                }
+            }
+        }
+        for i in by_account.into_values().flatten() {
+            let _ = found.send((i, Ok(None)));
+        }
+    }
+
+    async fn plan_one(
+        &self,
+        binding: &Binding,
+        found: Option<AssociationSummary>,
+        roles: &RoleChecks<'_>,
+    ) -> Result<Plan> {
+        const OP: &str = "ListPodIdentityAssociations";
+        let (role, current) = match found {
+            None => (roles.check(self, binding).await?, None),
+            Some(summary) => {
+                if let Some(owner) = &summary.owner_arn {
+                    return Err(self.addon_owned(binding, owner, OP));
+                }
+                let (role, current) = join(
+                    roles.check(self, binding),
+                    self.describe(&summary.association_id),
+                )
+                .await;
+                let role = role?;
+                match current {
+                    Ok(a) => {
+                        ownership::check(binding, &a, &self.cluster, OP)?;
+                        (role, Some(a))
+                    }
+                    Err(e) if e.kind() == ErrorKind::NotFound => (role, None),
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        let w = &binding.workload;
+        let (action, description) = match current {
+            None => (
+                PlanAction::Create,
+                format!(
+                    "create a Pod Identity association of {w} to {} in cluster {}",
+                    role.arn, self.cluster
+                ),
+            ),
+            Some(a) if a.role_arn == role.arn => (
+                PlanAction::Unchanged,
+                format!("{w} is already associated with {}", role.arn),
+            ),
+            Some(a) => (
+                PlanAction::Update {
+                    current: a.role_arn.clone(),
+                },
+                format!(
+                    "update the association of {w} from {} to {}",
+                    a.role_arn, role.arn
+                ),
+            ),
+        };
+        let changed = action != PlanAction::Unchanged;
+        Ok(Plan {
+            action,
+            description,
+            service_account_patch: Self::patch(changed),
+        })
+    }
+
+    async fn bind_one(
+        &self,
+        binding: &Binding,
+        found: Option<AssociationSummary>,
+        roles: &RoleChecks<'_>,
+    ) -> Result<BindOutcome> {
+        const OP: &str = "CreatePodIdentityAssociation";
+        let Some(summary) = found else {
+            let role = roles.check(self, binding).await?;
+            return self.create(binding, &role.arn).await;
+        };
+        if let Some(owner) = &summary.owner_arn {
+            return Err(self.addon_owned(binding, owner, OP));
+        }
+        // The role check and the describe are independent reads: make them together. No write
+        // happens before both pass.
+        let (role, current) = join(
+            roles.check(self, binding),
+            self.describe(&summary.association_id),
+        )
+        .await;
+        let role = role?;
+        let current = match current {
+            Ok(a) => a,
+            // Deleted since the listing: make it anew.
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return self.create(binding, &role.arn).await;
+            }
+            Err(e) => return Err(e),
+        };
+        ownership::check(binding, &current, &self.cluster, OP)?;
+        if current.role_arn == role.arn {
+            Ok(BindOutcome {
+                change: BindChange::Unchanged,
+                resource_id: current.association_arn,
+                service_account_patch: Self::patch(false),
+            })
+        } else {
+            self.update(current, &role.arn).await
+        }
+    }
+
+    async fn unbind_one(
+        &self,
+        binding: &Binding,
+        found: Option<AssociationSummary>,
+    ) -> Result<UnbindOutcome> {
+        const OP: &str = "DeletePodIdentityAssociation";
+        let Some(summary) = found else {
+            return Ok(UnbindOutcome::AlreadyAbsent);
+        };
+        if let Some(owner) = &summary.owner_arn {
+            return Err(self.addon_owned(binding, owner, OP));
+        }
+        let current = match self.describe(&summary.association_id).await {
+            Ok(a) => a,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(UnbindOutcome::AlreadyAbsent),
+            Err(e) => return Err(e),
+        };
+        ownership::check(binding, &current, &self.cluster, OP)?;
+        self.delete(&current.association_id, &current.association_arn)
+            .await
+    }
+}

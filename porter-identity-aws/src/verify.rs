@@ -1,0 +1,270 @@
+//! `verify` of the AWS provider: the cluster, the Pod Identity agent, the role, its trust
+//! policy, the association (and who owns it), and the least-privilege lint of the role.
+
+use std::collections::HashMap;
+
+use futures_util::stream::{self, StreamExt};
+use porter_identity_core::{Binding, ErrorKind, Finding, Result, RoleRef, Severity, VerifyReport};
+
+use crate::api::{AssociationSummary, ClusterInfo, POD_IDENTITY_AGENT_ADDON, RoleInfo};
+use crate::ownership::{self, Owner};
+use crate::provider::AwsPodIdentityProvider;
+use crate::{codes, lint, trust};
+
+/// How many DescribePodIdentityAssociation calls verify makes at once for the shared-role lint.
+const DESCRIBE_CONCURRENCY: usize = 8;
+
+impl AwsPodIdentityProvider {
+    /// The whole diagnosis of one binding.
+    pub(crate) async fn verify_binding(&self, binding: &Binding) -> Result<VerifyReport> {
+        let role = Self::role_ref(binding)?;
+        let mut report = VerifyReport::default();
+        let Some(cluster) = self.verify_cluster(&mut report).await? else {
+            return Ok(report);
+        };
+        let info = self
+            .verify_role(role, binding, Some(&cluster), &mut report)
+            .await?;
+        self.verify_association(binding, info.as_ref(), &mut report)
+            .await?;
+        Ok(report)
+    }
+
+    /// The verify checks of the role: existence, account, trust, permissions lint.
+    async fn verify_role(
+        &self,
+        role: &RoleRef,
+        binding: &Binding,
+        cluster: Option<&ClusterInfo>,
+        report: &mut VerifyReport,
+    ) -> Result<Option<RoleInfo>> {
+        if let (Some(arn), Some(cluster)) = (role.arn(), cluster)
+            && let Err(e) = self.check_account(cluster, arn)
+        {
+            report.push(Finding::from_error(codes::ROLE_CROSS_ACCOUNT, &e));
+            return Ok(None);
+        }
+        let info = match self.get_role(role, binding).await {
+            Ok(info) => info,
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::InvalidInput) => {
+                report.push(Finding::from_error(codes::ROLE_NOT_FOUND, &e));
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(cluster) = cluster
+            && let Err(e) = self.check_account(cluster, &info.arn)
+        {
+            report.push(Finding::from_error(codes::ROLE_CROSS_ACCOUNT, &e));
+        }
+        for finding in
+            trust::check_trust_policy_raw(&info.assume_role_policy_document).findings(&info.arn)
+        {
+            report.push(finding);
+        }
+        self.lint_permissions(&info, report).await?;
+        Ok(Some(info))
+    }
+
+    async fn lint_permissions(&self, role: &RoleInfo, report: &mut VerifyReport) -> Result<()> {
+        let attached = self
+            .calls
+            .run("ListAttachedRolePolicies", || {
+                self.api.list_attached_role_policies(&role.name)
+            })
+            .await?;
+        for policy in &attached {
+            if let Some(finding) = lint::lint_attached_policy(policy) {
+                // Its document would repeat the same finding in other words.
+                report.push(finding);
+                continue;
+            }
+            let doc = self
+                .calls
+                .run("GetPolicyVersion", || {
+                    self.api.get_managed_policy_document(&policy.arn)
+                })
+                .await?;
+            for finding in lint::lint_policy_raw(&policy.name, &doc) {
+                report.push(finding);
+            }
+        }
+        let inline = self
+            .calls
+            .run("ListRolePolicies", || {
+                self.api.list_role_policies(&role.name)
+            })
+            .await?;
+        for name in &inline {
+            let doc = self
+                .calls
+                .run("GetRolePolicy", || {
+                    self.api.get_role_policy(&role.name, name)
+                })
+                .await?;
+            for finding in lint::lint_policy_raw(name, &doc) {
+                report.push(finding);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every (namespace, service account) of the cluster associated with `role_arn`.
+    async fn service_accounts_of_role(&self, role_arn: &str) -> Result<Vec<(String, String)>> {
+        let all = self.list_all(None, None).await?;
+        let known: HashMap<String, String> = self.known_roles();
+        let roles: Vec<Result<(AssociationSummary, String)>> = stream::iter(all)
+            .map(|s| {
+                let cached = known.get(&s.association_id).cloned();
+                async move {
+                    let role = match cached {
+                        Some(r) => r,
+                        None => self.describe(&s.association_id).await?.role_arn,
+                    };
+                    Ok((s, role))
+                }
+            })
+            .buffer_unordered(DESCRIBE_CONCURRENCY)
+            .collect()
+            .await;
+        let mut out = Vec::new();
+        for r in roles {
+            match r {
+                Ok((s, role)) if role == role_arn => out.push((s.namespace, s.service_account)),
+                Ok(_) => {}
+                // Deleted between list and describe: not sharing anything any more.
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    async fn verify_cluster(&self, report: &mut VerifyReport) -> Result<Option<ClusterInfo>> {
+        // Verify reads the cluster afresh: a cached status may be old.
+        let fresh = match self.describe_cluster().await {
+            Ok(c) => c,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                report.push(Finding::from_error(codes::CLUSTER_NOT_FOUND, &e));
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        if fresh.status != "ACTIVE" {
+            report.push(Finding::error(
+                codes::CLUSTER_NOT_ACTIVE,
+                format!("cluster {} is {}, not ACTIVE", self.cluster, fresh.status),
+                "wait for the cluster to become ACTIVE, or repair it in the EKS console",
+            ));
+        }
+        let addon = self
+            .calls
+            .run("DescribeAddon", || {
+                self.api
+                    .describe_addon(&self.cluster, POD_IDENTITY_AGENT_ADDON)
+            })
+            .await?;
+        match addon {
+            None => report.push(Finding::error(
+                codes::AGENT_MISSING,
+                format!(
+                    "the {POD_IDENTITY_AGENT_ADDON} add-on is not installed in cluster {}: no pod gets Pod Identity credentials",
+                    self.cluster
+                ),
+                format!(
+                    "aws eks create-addon --cluster-name {} --addon-name {POD_IDENTITY_AGENT_ADDON}",
+                    self.cluster
+                ),
+            )),
+            Some(a) if a.status != "ACTIVE" || !a.health_issues.is_empty() => {
+                let severity = if a.status == "ACTIVE" || a.status == "UPDATING" {
+                    Severity::Warning
+                } else {
+                    Severity::Error
+                };
+                let issues = if a.health_issues.is_empty() {
+                    String::new()
+                } else {
+                    format!("; health issues: {}", a.health_issues.join("; "))
+                };
+                report.push(Finding::new(
+                    severity,
+                    codes::AGENT_DEGRADED,
+                    format!("the {POD_IDENTITY_AGENT_ADDON} add-on is {}{issues}", a.status),
+                    format!(
+                        "inspect it with `aws eks describe-addon --cluster-name {} --addon-name {POD_IDENTITY_AGENT_ADDON}` and update or re-install it",
+                        self.cluster
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+        Ok(Some(fresh))
+    }
+
+    async fn verify_association(
+        &self,
+        binding: &Binding,
+        role: Option<&RoleInfo>,
+        report: &mut VerifyReport,
+    ) -> Result<()> {
+        let w = &binding.workload;
+        let Some(summary) = self.association_of(w).await? else {
+            report.push(Finding::error(
+                codes::ASSOCIATION_MISSING,
+                format!(
+                    "no Pod Identity association for {} in cluster {}: its pods get no AWS credentials",
+                    binding.workload, self.cluster
+                ),
+                "run bind for this service",
+            ));
+            return Ok(());
+        };
+        if let Some(owner) = &summary.owner_arn {
+            report.push(Finding::error(
+                codes::ASSOCIATION_ADDON_OWNED,
+                format!(
+                    "the association of {} is owned by {owner}; porter-identity will not change it",
+                    binding.workload
+                ),
+                format!(
+                    "give service {} its own service account",
+                    binding.workload.service()
+                ),
+            ));
+            return Ok(());
+        }
+        let a = self.describe(&summary.association_id).await?;
+        let owner = Owner::of(&a.tags);
+        if owner != Owner::Unmarked && !owner.is(w) {
+            let e = ownership::conflict(
+                binding,
+                &owner,
+                &self.cluster,
+                "DescribePodIdentityAssociation",
+            );
+            report.push(Finding::from_error(codes::ASSOCIATION_OTHER_OWNER, &e));
+            return Ok(());
+        }
+        let Some(role) = role else {
+            return Ok(());
+        };
+        if a.role_arn != role.arn {
+            report.push(Finding::error(
+                codes::ASSOCIATION_WRONG_ROLE,
+                format!(
+                    "the association of {} points at {}, not at {}",
+                    binding.workload, a.role_arn, role.arn
+                ),
+                "run bind for this service to point it at the role in porter.yaml",
+            ));
+            return Ok(());
+        }
+        let sharing = self.service_accounts_of_role(&role.arn).await?;
+        if let Some(finding) = lint::lint_shared_role(&role.arn, &sharing) {
+            report.push(finding);
+        }
+        Ok(())
+    }
+}

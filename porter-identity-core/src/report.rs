@@ -1,0 +1,422 @@
+//! `ReconcileReport`: what one deploy of an app did (or, in a dry run, would do) to its links.
+
+use std::fmt;
+
+use crate::{
+    BindChange, BindOutcome, Binding, CallCounts, Error, Evidence, KubernetesName, Namespace, Plan,
+    PlanAction, ServiceAccountPatch, Workload,
+};
+
+/// What a [`Reconciler`](crate::Reconciler) did, or in a dry run would do.
+///
+/// - [`workloads`](Self::workloads): one entry per desired binding, in the desired order, with
+///   its change or its error;
+/// - [`removed`](Self::removed): the stale links removed (would be, in a dry run), with the
+///   evidence that they were the app's own;
+/// - [`kept`](Self::kept): stale-looking links left in place, each with the reason;
+/// - [`service_accounts`](Self::service_accounts): per Kubernetes service account, the merged
+///   [`ServiceAccountPatch`] of its bindings on every cloud;
+/// - [`calls`](Self::calls): the cloud calls made, by cloud and operation, retries included.
+///
+/// With feature `serde` it serialises to stable JSON (see the crate README for the schema).
+#[derive(Debug, Clone)]
+pub struct ReconcileReport {
+    /// The app deployed.
+    pub app: KubernetesName,
+    /// Its namespace.
+    pub namespace: Namespace,
+    /// Whether this was a dry run (nothing written; changes say what would happen).
+    pub dry_run: bool,
+    /// One entry per desired binding, in order.
+    pub workloads: Vec<WorkloadResult>,
+    /// Stale links removed (or that a dry run would remove).
+    pub removed: Vec<RemovedLink>,
+    /// Stale-looking links kept, with the reason.
+    pub kept: Vec<KeptLink>,
+    /// Errors that kept the reconciler from looking for stale links on a cloud (nothing was
+    /// removed there).
+    pub cleanup_errors: Vec<Error>,
+    /// What each Kubernetes service account needs, merged over its bindings.
+    pub service_accounts: Vec<ServiceAccountNeeds>,
+    /// The cloud calls made.
+    pub calls: CallCounts,
+}
+
+/// The result of one desired binding.
+#[derive(Debug, Clone)]
+pub struct WorkloadResult {
+    /// The binding.
+    pub binding: Binding,
+    /// What changed (would change, in a dry run), or why it could not.
+    pub result: Result<LinkChange, Error>,
+}
+
+/// What changed for one binding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkChange {
+    /// Created, updated (from what) or unchanged.
+    pub change: BindChange,
+    /// The cloud's id of the link, when known (a dry run of a new link has none).
+    pub resource_id: Option<String>,
+    /// The change in words (dry runs).
+    pub description: Option<String>,
+}
+
+impl From<BindOutcome> for LinkChange {
+    fn from(outcome: BindOutcome) -> Self {
+        LinkChange {
+            change: outcome.change,
+            resource_id: Some(outcome.resource_id),
+            description: None,
+        }
+    }
+}
+
+impl From<Plan> for LinkChange {
+    fn from(plan: Plan) -> Self {
+        LinkChange {
+            change: match plan.action {
+                PlanAction::Create => BindChange::Created,
+                PlanAction::Update { current } => BindChange::Updated { previous: current },
+                PlanAction::Unchanged => BindChange::Unchanged,
+            },
+            resource_id: None,
+            description: Some(plan.description),
+        }
+    }
+}
+
+/// A stale link removed (or that a dry run would remove).
+#[derive(Debug, Clone)]
+pub struct RemovedLink {
+    /// Its workload and connection.
+    pub binding: Binding,
+    /// The cloud's id of the link, when known.
+    pub resource_id: Option<String>,
+    /// Why it was known to be the app's own.
+    pub evidence: Evidence,
+    /// Set when removing it failed: it is still there.
+    pub error: Option<Error>,
+}
+
+/// A stale-looking link that was left in place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeptLink {
+    /// Its workload and connection, as far as known.
+    pub binding: Binding,
+    /// The cloud's id of the link, when known.
+    pub resource_id: Option<String>,
+    /// Why it was kept, and what the user can do.
+    pub reason: String,
+}
+
+/// What one Kubernetes service account needs after a reconcile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceAccountNeeds {
+    /// The (first) workload running as it.
+    pub workload: Workload,
+    /// Its annotations, pod labels and restart advice, merged over every cloud.
+    pub patch: ServiceAccountPatch,
+}
+
+impl ReconcileReport {
+    /// Whether everything asked was done: no binding failed, no stale link failed to be
+    /// removed, and stale links could be looked for on every cloud.
+    pub fn is_ok(&self) -> bool {
+        self.errors().next().is_none()
+    }
+
+    /// Every error, with what it is about: the binding, the stale link, or (for a failed look
+    /// for stale links) none.
+    pub fn errors(&self) -> impl Iterator<Item = (Option<&Binding>, &Error)> {
+        let workloads = self
+            .workloads
+            .iter()
+            .filter_map(|w| w.result.as_ref().err().map(|e| (Some(&w.binding), e)));
+        let removals = self
+            .removed
+            .iter()
+            .filter_map(|r| r.error.as_ref().map(|e| (Some(&r.binding), e)));
+        let cleanup = self.cleanup_errors.iter().map(|e| (None, e));
+        workloads.chain(removals).chain(cleanup)
+    }
+
+    /// How many links were (would be) created, updated or removed.
+    pub fn changes(&self) -> usize {
+        let bound = self
+            .workloads
+            .iter()
+            .filter(|w| matches!(&w.result, Ok(c) if c.change != BindChange::Unchanged))
+            .count();
+        bound + self.removed.iter().filter(|r| r.error.is_none()).count()
+    }
+}
+
+impl fmt::Display for ReconcileReport {
+    /// A table for a deploy log: one line per binding, removed and kept link, then the
+    /// service accounts' needs and the cloud calls.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (create, update, remove) = if self.dry_run {
+            ("would create", "would update", "would remove")
+        } else {
+            ("created", "updated", "removed")
+        };
+        writeln!(
+            f,
+            "reconcile of app {} in namespace {}{}: {} change{}, {} error{}",
+            self.app,
+            self.namespace,
+            if self.dry_run { " (dry run)" } else { "" },
+            self.changes(),
+            plural(self.changes()),
+            self.errors().count(),
+            plural(self.errors().count()),
+        )?;
+        for w in &self.workloads {
+            let what = match &w.result {
+                Ok(c) => match &c.change {
+                    BindChange::Created => create.to_owned(),
+                    BindChange::Updated { previous } => format!("{update} (was {previous})"),
+                    BindChange::Unchanged => "unchanged".to_owned(),
+                },
+                Err(e) => format!("FAILED: {e}"),
+            };
+            line(f, &w.binding, &what)?;
+        }
+        for r in &self.removed {
+            let what = match &r.error {
+                None => format!("{remove} (stale; {})", r.evidence),
+                Some(e) => format!("FAILED to remove (stale; {}): {e}", r.evidence),
+            };
+            line(f, &r.binding, &what)?;
+        }
+        for k in &self.kept {
+            line(f, &k.binding, &format!("kept: {}", k.reason))?;
+        }
+        for e in &self.cleanup_errors {
+            writeln!(f, "  stale links not looked for: {e}")?;
+        }
+        for sa in &self.service_accounts {
+            if sa.patch.is_empty() {
+                continue;
+            }
+            write!(
+                f,
+                "  service account {}/{} needs",
+                sa.workload.namespace(),
+                sa.workload.service_account()
+            )?;
+            for (k, v) in &sa.patch.annotations {
+                write!(f, " annotation {k}={v};")?;
+            }
+            for (k, v) in &sa.patch.pod_labels {
+                write!(f, " pod label {k}={v};")?;
+            }
+            if sa.patch.needs_pod_restart {
+                f.write_str(" a restart of its pods")?;
+            }
+            writeln!(f)?;
+        }
+        write!(f, "  cloud calls: {}", self.calls.total())?;
+        for (cloud, op, n) in self.calls.iter() {
+            write!(f, ", {cloud} {op} {n}")?;
+        }
+        Ok(())
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn line(f: &mut fmt::Formatter<'_>, binding: &Binding, what: &str) -> fmt::Result {
+    let cloud = binding.connection.cloud().map_or("-", |c| c.as_str());
+    writeln!(
+        f,
+        "  {cloud:<5} {:<32} {:<40} {what}",
+        binding.workload.to_string(),
+        binding.connection.describe()
+    )
+}
+
+#[cfg(feature = "serde")]
+mod json {
+    //! The stable JSON shape of a report: field names are part of the public API.
+
+    use std::collections::BTreeMap;
+
+    use serde::Serialize;
+
+    use super::{KeptLink, ReconcileReport, RemovedLink, WorkloadResult};
+    use crate::{BindChange, Binding, CallCounts, Connection, Error};
+
+    #[derive(Serialize)]
+    struct Report<'a> {
+        app: &'a str,
+        namespace: &'a str,
+        dry_run: bool,
+        ok: bool,
+        changes: usize,
+        workloads: Vec<Workload<'a>>,
+        removed: Vec<Removed<'a>>,
+        kept: Vec<Kept<'a>>,
+        cleanup_errors: Vec<ErrorJson<'a>>,
+        service_accounts: Vec<ServiceAccount<'a>>,
+        calls: &'a CallCounts,
+    }
+
+    #[derive(Serialize)]
+    struct Link<'a> {
+        cloud: Option<&'static str>,
+        namespace: &'a str,
+        service_account: &'a str,
+        app: &'a str,
+        service: &'a str,
+        connection: &'a Connection,
+    }
+
+    #[derive(Serialize)]
+    struct Workload<'a> {
+        #[serde(flatten)]
+        link: Link<'a>,
+        change: Option<&'static str>,
+        previous: Option<&'a str>,
+        resource_id: Option<&'a str>,
+        description: Option<&'a str>,
+        error: Option<ErrorJson<'a>>,
+    }
+
+    #[derive(Serialize)]
+    struct Removed<'a> {
+        #[serde(flatten)]
+        link: Link<'a>,
+        resource_id: Option<&'a str>,
+        evidence: &'static str,
+        error: Option<ErrorJson<'a>>,
+    }
+
+    #[derive(Serialize)]
+    struct Kept<'a> {
+        #[serde(flatten)]
+        link: Link<'a>,
+        resource_id: Option<&'a str>,
+        reason: &'a str,
+    }
+
+    #[derive(Serialize)]
+    struct ErrorJson<'a> {
+        kind: &'static str,
+        cloud: Option<&'static str>,
+        operation: Option<&'a str>,
+        message: String,
+        fix: Option<&'a str>,
+        retryable: bool,
+    }
+
+    #[derive(Serialize)]
+    struct ServiceAccount<'a> {
+        namespace: &'a str,
+        name: &'a str,
+        annotations: &'a BTreeMap<String, String>,
+        pod_labels: &'a BTreeMap<String, String>,
+        needs_pod_restart: bool,
+        notes: &'a [String],
+    }
+
+    fn link(b: &Binding) -> Link<'_> {
+        Link {
+            cloud: b.connection.cloud().map(|c| c.as_str()),
+            namespace: b.workload.namespace().as_str(),
+            service_account: b.workload.service_account().as_str(),
+            app: b.workload.app().as_str(),
+            service: b.workload.service().as_str(),
+            connection: &b.connection,
+        }
+    }
+
+    fn error(e: &Error) -> ErrorJson<'_> {
+        ErrorJson {
+            kind: e.kind().as_str(),
+            cloud: e.cloud_name().map(|c| c.as_str()),
+            operation: e.operation(),
+            message: e.problem(),
+            fix: e.fix(),
+            retryable: e.is_retryable(),
+        }
+    }
+
+    fn workload(w: &WorkloadResult) -> Workload<'_> {
+        let (change, previous, resource_id, description, err) = match &w.result {
+            Ok(c) => {
+                let (change, previous) = match &c.change {
+                    BindChange::Created => ("created", None),
+                    BindChange::Updated { previous } => ("updated", Some(previous.as_str())),
+                    BindChange::Unchanged => ("unchanged", None),
+                };
+                (
+                    Some(change),
+                    previous,
+                    c.resource_id.as_deref(),
+                    c.description.as_deref(),
+                    None,
+                )
+            }
+            Err(e) => (None, None, None, None, Some(error(e))),
+        };
+        Workload {
+            link: link(&w.binding),
+            change,
+            previous,
+            resource_id,
+            description,
+            error: err,
+        }
+    }
+
+    fn removed(r: &RemovedLink) -> Removed<'_> {
+        Removed {
+            link: link(&r.binding),
+            resource_id: r.resource_id.as_deref(),
+            evidence: r.evidence.as_str(),
+            error: r.error.as_ref().map(error),
+        }
+    }
+
+    fn kept(k: &KeptLink) -> Kept<'_> {
+        Kept {
+            link: link(&k.binding),
+            resource_id: k.resource_id.as_deref(),
+            reason: &k.reason,
+        }
+    }
+
+    impl Serialize for ReconcileReport {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            Report {
+                app: self.app.as_str(),
+                namespace: self.namespace.as_str(),
+                dry_run: self.dry_run,
+                ok: self.is_ok(),
+                changes: self.changes(),
+                workloads: self.workloads.iter().map(workload).collect(),
+                removed: self.removed.iter().map(removed).collect(),
+                kept: self.kept.iter().map(kept).collect(),
+                cleanup_errors: self.cleanup_errors.iter().map(error).collect(),
+                service_accounts: self
+                    .service_accounts
+                    .iter()
+                    .map(|sa| ServiceAccount {
+                        namespace: sa.workload.namespace().as_str(),
+                        name: sa.workload.service_account().as_str(),
+                        annotations: &sa.patch.annotations,
+                        pod_labels: &sa.patch.pod_labels,
+                        needs_pod_restart: sa.patch.needs_pod_restart,
+                        notes: &sa.patch.notes,
+                    })
+                    .collect(),
+                calls: &self.calls,
+            }
+            .serialize(s)
+        }
+    }
+}
