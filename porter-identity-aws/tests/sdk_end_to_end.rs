@@ -11,8 +11,8 @@ use porter_identity_aws::AwsPodIdentityProvider;
 use porter_identity_aws::fake::{FakeAws, FakeServer, serve};
 use porter_identity_aws::sdk::SdkApi;
 use porter_identity_core::{
-    BindChange, Binding, Connection, ErrorKind, PlanAction, RoleRef, UnbindOutcome, Workload,
-    WorkloadIdentityProvider,
+    BindChange, Binding, Connection, ErrorKind, PlanAction, Reconciler, RetryPolicy, RoleRef,
+    UnbindOutcome, Workload, WorkloadIdentityProvider,
 };
 use support::{MOTO_ACCOUNT, POD_IDENTITY_TRUST_POLICY, REGION};
 
@@ -186,5 +186,223 @@ async fn from_env_honours_per_service_endpoint_variables() {
         "the child bound through the EKS endpoint variable"
     );
     assert_eq!(made[0].role_arn, arn);
+    server.shutdown().await;
+}
+
+fn binding_of(app: &str, service: &str, role: &str) -> Binding {
+    Binding::new(
+        Workload::for_service("apps", app, service).expect("workload"),
+        Connection::AwsRole {
+            role: RoleRef::parse(role).expect("role"),
+        },
+    )
+}
+
+#[tokio::test]
+async fn another_apps_association_is_never_touched_over_http() {
+    // app `shop` + service `admin-api` and app `shop-admin` + service `api` both run as
+    // `shop-admin-api`.
+    let role = support::unique("e2e-owner");
+    let arn = support::create_pod_identity_role(&role).await;
+    let (fake, server) = fake_eks().await;
+    fake.add_role_with_arn(&arn, POD_IDENTITY_TRUST_POLICY);
+    let p = provider_over_http(&server);
+    let owner = binding_of("shop", "admin-api", &role);
+    p.bind(&owner).await.expect("bind the owner");
+    let intruder = binding_of("shop-admin", "api", &role);
+    fake.reset_calls();
+    for err in [
+        p.bind(&intruder).await.unwrap_err(),
+        p.plan(&intruder).await.unwrap_err(),
+        p.unbind(&intruder).await.unwrap_err(),
+    ] {
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+        assert!(err.to_string().contains("app `shop`"), "{err}");
+    }
+    let report = Reconciler::new("shop-admin", "apps")
+        .provider(&p)
+        .desired_bindings([])
+        .previous_bindings([intruder.clone()])
+        .run()
+        .await
+        .expect("reconcile");
+    assert!(report.removed.is_empty(), "{report}");
+    assert_eq!(report.kept.len(), 1, "{report}");
+    assert_eq!(fake.write_calls(), 0, "{:?}", fake.calls());
+    let left = fake.associations(CLUSTER);
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].tags["porter-identity/app"], "shop");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_reconcile_over_http_follows_every_page_and_removes_exactly_the_stale() {
+    let role = support::unique("e2e-pages");
+    let arn = support::create_pod_identity_role(&role).await;
+    let (fake, server) = fake_eks().await;
+    fake.add_role_with_arn(&arn, POD_IDENTITY_TRUST_POLICY);
+    let p = provider_over_http(&server);
+    let all: Vec<Binding> = (0..150)
+        .map(|i| binding_of("pages", &format!("svc-{i}"), &role))
+        .collect();
+    let deploy = |desired: &[Binding], previous: &[Binding]| {
+        let r = Reconciler::new("pages", "apps")
+            .provider(&p)
+            .desired_bindings(desired.to_vec())
+            .previous_bindings(previous.to_vec());
+        async move { r.run().await.expect("reconcile") }
+    };
+    let first = deploy(&all, &[]).await;
+    assert!(first.is_ok(), "{first}");
+    assert_eq!(fake.associations(CLUSTER).len(), 150);
+
+    // Unchanged: two pages of 100 + 50 for the binds and two for the stale search, one
+    // describe per association, nothing written.
+    fake.reset_calls();
+    let second = deploy(&all, &all).await;
+    assert!(second.is_ok() && second.changes() == 0, "{second}");
+    assert_eq!(fake.call_count("ListPodIdentityAssociations"), 4);
+    assert_eq!(fake.call_count("DescribePodIdentityAssociation"), 150);
+    assert_eq!(fake.write_calls(), 0);
+
+    // Twenty services removed: exactly twenty deletes, nothing else written.
+    fake.reset_calls();
+    let third = deploy(&all[..130], &all).await;
+    assert!(third.is_ok(), "{third}");
+    assert_eq!(third.removed.len(), 20);
+    assert_eq!(fake.call_count("DeletePodIdentityAssociation"), 20);
+    assert_eq!(fake.write_calls(), 20);
+    assert_eq!(fake.associations(CLUSTER).len(), 130);
+    server.shutdown().await;
+}
+
+const ONE_LAYER_CHILD: &str = "PORTER_IDENTITY_ONE_LAYER_CHILD";
+
+/// Tried as a user: one bind against an EKS endpoint answering 503 made 18 calls (the SDK's
+/// three attempts under each of six). RetryPolicy must be the only layer, from `from_env` and
+/// from an `SdkConfig` with the SDK's standard retries alike.
+#[tokio::test]
+async fn a_503_endpoint_gets_exactly_the_retry_policys_attempts() {
+    if std::env::var_os(ONE_LAYER_CHILD).is_some() {
+        let p = AwsPodIdentityProvider::builder()
+            .cluster(CLUSTER)
+            .retry_policy(
+                RetryPolicy::default()
+                    .max_attempts(3)
+                    .initial_backoff(std::time::Duration::from_millis(1)),
+            )
+            .from_env()
+            .await
+            .expect("from_env");
+        let err = p.bind(&binding("api", "any-role")).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+        assert!(
+            err.fix().is_some_and(|f| f.contains("tried 3 times")),
+            "{err}"
+        );
+        return;
+    }
+    let server = support::scripted(503, r#"{"message":"Service Unavailable"}"#).await;
+
+    // An SdkConfig with the SDK's standard retries (what aws_config::load_defaults gives).
+    let config = support::sdk_config_at(&server.url)
+        .into_builder()
+        .retry_config(aws_sdk_eks::config::retry::RetryConfig::standard())
+        .build();
+    let p = AwsPodIdentityProvider::builder()
+        .cluster(CLUSTER)
+        .sdk_config(&config)
+        .retry_policy(
+            RetryPolicy::default()
+                .max_attempts(3)
+                .initial_backoff(std::time::Duration::from_millis(1)),
+        )
+        .build()
+        .expect("provider");
+    let err = p.bind(&binding("api", "any-role")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    let fix = err
+        .fix()
+        .expect("a 503 that outlived its retries says what to do");
+    assert!(fix.contains("retry the deploy later"), "{fix}");
+    assert!(fix.contains("health.aws.amazon.com"), "{fix}");
+    // DescribeCluster (the role check) and the listing each tried three times, no more.
+    assert_eq!(
+        server.requests(),
+        6,
+        "attempts beyond RetryPolicy's three per call"
+    );
+
+    // from_env, in a child run of this test (the environment is per process).
+    let before = server.requests();
+    let exe = std::env::current_exe().expect("test binary");
+    let mut child = Command::new(exe);
+    child
+        .args([
+            "--exact",
+            "a_503_endpoint_gets_exactly_the_retry_policys_attempts",
+            "--nocapture",
+        ])
+        .env(ONE_LAYER_CHILD, "1")
+        .env("AWS_ACCESS_KEY_ID", "AKIDONELAYERTEST0000")
+        .env("AWS_SECRET_ACCESS_KEY", "one-layer-test-secret")
+        .env("AWS_REGION", REGION)
+        .env("AWS_ENDPOINT_URL", &server.url)
+        .env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    let out = tokio::task::spawn_blocking(move || child.output())
+        .await
+        .expect("join")
+        .expect("run the child test");
+    assert!(
+        out.status.success(),
+        "child run failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        server.requests() - before,
+        6,
+        "from_env keeps the SDK's retries off"
+    );
+}
+
+#[tokio::test]
+async fn a_stalled_call_over_http_is_timed_out_and_retried_without_duplicates() {
+    let role = support::unique("e2e-stall");
+    let arn = support::create_pod_identity_role(&role).await;
+    let (fake, server) = fake_eks().await;
+    fake.add_role_with_arn(&arn, POD_IDENTITY_TRUST_POLICY);
+    // Every fourth EKS call answers only after a minute.
+    fake.stall_every(4, std::time::Duration::from_secs(60));
+    let eks = aws_sdk_eks::Client::new(&support::sdk_config_at(&server.url()));
+    let iam = aws_sdk_iam::Client::new(&support::sdk_config());
+    let p = AwsPodIdentityProvider::builder()
+        .cluster(CLUSTER)
+        .api(SdkApi::new(eks, iam))
+        .retry_policy(
+            RetryPolicy::default()
+                .initial_backoff(std::time::Duration::from_millis(1))
+                .attempt_timeout(std::time::Duration::from_millis(500)),
+        )
+        .build()
+        .expect("provider");
+    let bindings: Vec<Binding> = (0..6)
+        .map(|i| binding_of("stall", &format!("svc-{i}"), &role))
+        .collect();
+    let started = std::time::Instant::now();
+    let results = p.bind_all(&bindings).await;
+    for r in &results {
+        assert_eq!(r.as_ref().expect("bind").change, BindChange::Created);
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(fake.associations(CLUSTER).len(), 6, "nothing duplicated");
+    fake.stall_every(0, std::time::Duration::ZERO);
     server.shutdown().await;
 }

@@ -438,16 +438,19 @@ fn assemble(
         let Some((result, patch)) = result else {
             continue;
         };
-        let sa = binding.workload.service_account();
-        match service_accounts
-            .iter_mut()
-            .find(|n| n.workload.service_account() == sa)
-        {
-            Some(needs) => needs.patch.merge(patch),
-            None => service_accounts.push(ServiceAccountNeeds {
-                workload: binding.workload.clone(),
-                patch,
-            }),
+        // What a failed binding needs is not known: only the links made (or planned) count.
+        if result.is_ok() {
+            let sa = binding.workload.service_account();
+            match service_accounts
+                .iter_mut()
+                .find(|n| n.workload.service_account() == sa)
+            {
+                Some(needs) => needs.patch.merge(patch),
+                None => service_accounts.push(ServiceAccountNeeds {
+                    workload: binding.workload.clone(),
+                    patch,
+                }),
+            }
         }
         workloads.push(WorkloadResult { binding, result });
     }

@@ -1,0 +1,392 @@
+//! The Reconciler across clouds, on the in-memory providers of `support`: its input checks
+//! (before any cloud call), the report it builds, and its stable JSON.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::sync::atomic::Ordering;
+
+use porter_identity_core::{
+    AppManifest, BindChange, Binding, Cloud, Connection, ErrorKind, Evidence, Reconciler, RoleRef,
+    Workload,
+};
+use support::MemoryProvider;
+
+/// Three services: `api` on all three clouds, `worker` on AWS and Azure, `web` on nothing.
+const MANIFEST: &str = r"
+services:
+  - name: api
+    connections:
+      - type: awsRole
+        role: api-role
+      - type: azureManagedIdentity
+        identityName: api-identity
+        resourceGroup: shop-rg
+      - type: gcpServiceAccount
+        serviceAccountEmail: shop-api@shop-project.iam.gserviceaccount.com
+  - name: worker
+    connections:
+      - type: awsRole
+        role: worker-role
+      - type: azureManagedIdentity
+        identityName: worker-identity
+        resourceGroup: shop-rg
+  - name: web
+    connections:
+      - type: cloudSql
+        instance: main
+";
+
+/// The next deploy: `worker` lost its awsRole connection, `api` moved to another identity.
+const NEXT: &str = r"
+services:
+  - name: api
+    connections:
+      - type: awsRole
+        role: api-role
+      - type: azureManagedIdentity
+        identityName: api-identity-2
+        resourceGroup: shop-rg
+      - type: gcpServiceAccount
+        serviceAccountEmail: shop-api@shop-project.iam.gserviceaccount.com
+  - name: worker
+    connections:
+      - type: azureManagedIdentity
+        identityName: worker-identity
+        resourceGroup: shop-rg
+";
+
+struct Clouds {
+    aws: MemoryProvider,
+    azure: MemoryProvider,
+    gcp: MemoryProvider,
+}
+
+impl Clouds {
+    fn new() -> Self {
+        Clouds {
+            aws: MemoryProvider::new(Cloud::Aws),
+            azure: MemoryProvider::new(Cloud::Azure),
+            gcp: MemoryProvider::new(Cloud::Gcp),
+        }
+    }
+
+    fn reconciler(&self, app: &str, namespace: &str) -> Reconciler<'_> {
+        Reconciler::new(app, namespace)
+            .provider(&self.aws)
+            .provider(&self.azure)
+            .provider(&self.gcp)
+    }
+
+    fn writes(&self) -> u64 {
+        [&self.aws, &self.azure, &self.gcp]
+            .iter()
+            .map(|p| p.writes.load(Ordering::SeqCst))
+            .sum()
+    }
+}
+
+fn manifest(yaml: &str) -> AppManifest {
+    AppManifest::from_yaml_str(yaml).unwrap()
+}
+
+fn aws_binding(app: &str, service: &str, role: &str) -> Binding {
+    Binding::new(
+        Workload::for_service("prod", app, service).unwrap(),
+        Connection::AwsRole {
+            role: RoleRef::parse(role).unwrap(),
+        },
+    )
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_before_any_cloud_call() {
+    let clouds = Clouds::new();
+    let m = manifest(MANIFEST);
+    let cases = [
+        (
+            clouds.reconciler("Shop", "prod").desired(&m),
+            "invalid app",
+            "lowercase",
+        ),
+        (
+            clouds.reconciler("shop", "prod_1").desired(&m),
+            "invalid namespace",
+            "DNS-1123",
+        ),
+        (
+            clouds.reconciler("shop", "prod"),
+            "invalid desired: is not set",
+            ".desired(&manifest)",
+        ),
+        (
+            clouds
+                .reconciler("shop", "prod")
+                .desired_bindings([aws_binding("other", "api", "r")]),
+            "invalid desired[0]: is workload prod/other-api of app other",
+            "its own Reconciler",
+        ),
+        (
+            clouds.reconciler("shop", "prod").desired_bindings([
+                aws_binding("shop", "api", "role-a"),
+                Binding::new(
+                    Workload::new("prod", "shop-api", "shop", "api-v2").unwrap(),
+                    Connection::AwsRole {
+                        role: RoleRef::parse("role-b").unwrap(),
+                    },
+                ),
+            ]),
+            "invalid bindings[1]",
+            "own service accounts",
+        ),
+        (
+            Reconciler::new("shop", "prod")
+                .provider(&clouds.aws)
+                .desired(&m),
+            "services api, worker have `azureManagedIdentity` connections",
+            ".ignore_cloud(Cloud::Azure)",
+        ),
+    ];
+    for (reconciler, problem, fix) in cases {
+        let err = reconciler.run().await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+        assert!(err.to_string().contains(problem), "{err}");
+        assert!(err.fix().unwrap().contains(fix), "{err}");
+        let err = reconciler.dry_run().await.unwrap_err();
+        assert!(err.to_string().contains(problem), "{err}");
+    }
+    assert_eq!(clouds.writes(), 0);
+    assert_eq!(clouds.aws.len() + clouds.azure.len() + clouds.gcp.len(), 0);
+}
+
+#[tokio::test]
+async fn an_ignored_cloud_is_left_alone() {
+    let clouds = Clouds::new();
+    let m = manifest(MANIFEST);
+    let report = Reconciler::new("shop", "prod")
+        .provider(&clouds.aws)
+        .ignore_cloud(Cloud::Azure)
+        .ignore_cloud(Cloud::Gcp)
+        .desired(&m)
+        .run()
+        .await
+        .unwrap();
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(report.workloads.len(), 2, "the two awsRole bindings only");
+    assert_eq!(clouds.aws.len(), 2);
+    assert_eq!(clouds.azure.len() + clouds.gcp.len(), 0);
+}
+
+#[tokio::test]
+async fn every_cloud_is_reconciled_and_the_report_merges_service_accounts() {
+    let clouds = Clouds::new();
+    let (m, next) = (manifest(MANIFEST), manifest(NEXT));
+    let first = clouds
+        .reconciler("shop", "prod")
+        .desired(&m)
+        .run()
+        .await
+        .unwrap();
+    assert!(first.is_ok(), "{first}");
+    assert_eq!(first.workloads.len(), 5);
+    assert!(
+        first
+            .workloads
+            .iter()
+            .all(|w| w.result.as_ref().unwrap().change == BindChange::Created)
+    );
+    // In porter.yaml order: api's three clouds, then worker's two.
+    let order: Vec<_> = first
+        .workloads
+        .iter()
+        .map(|w| {
+            (
+                w.binding.workload.service().to_string(),
+                w.binding.connection.cloud().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("api".to_owned(), Cloud::Aws),
+            ("api".to_owned(), Cloud::Azure),
+            ("api".to_owned(), Cloud::Gcp),
+            ("worker".to_owned(), Cloud::Aws),
+            ("worker".to_owned(), Cloud::Azure),
+        ]
+    );
+    // One entry per Kubernetes service account, whatever the number of clouds.
+    let accounts: Vec<_> = first
+        .service_accounts
+        .iter()
+        .map(|sa| sa.workload.service_account().to_string())
+        .collect();
+    assert_eq!(accounts, ["shop-api", "shop-worker"]);
+    assert!(
+        first
+            .service_accounts
+            .iter()
+            .all(|sa| sa.patch.needs_pod_restart)
+    );
+    for cloud in [Cloud::Aws, Cloud::Azure, Cloud::Gcp] {
+        assert!(
+            first.calls.get(cloud, "Link") >= 1,
+            "{cloud}: {:?}",
+            first.calls
+        );
+    }
+    assert_eq!(first.calls.get(Cloud::Aws, "Link"), 2);
+
+    let second = clouds
+        .reconciler("shop", "prod")
+        .desired(&next)
+        .previous(&m)
+        .run()
+        .await
+        .unwrap();
+    assert!(second.is_ok(), "{second}");
+    let mut removed: Vec<_> = second
+        .removed
+        .iter()
+        .map(|r| (r.binding.connection.describe(), r.evidence))
+        .collect();
+    removed.sort();
+    assert_eq!(
+        removed,
+        [
+            ("awsRole worker-role".to_owned(), Evidence::PreviousDeploy),
+            (
+                "azureManagedIdentity shop-rg/api-identity".to_owned(),
+                Evidence::PreviousDeploy
+            ),
+        ],
+        "the removed connection and the moved identity's old link:\n{second}"
+    );
+    assert_eq!(clouds.aws.len(), 1);
+    assert_eq!(clouds.azure.len(), 2);
+    assert_eq!(clouds.gcp.len(), 1);
+    assert_eq!(
+        second.changes(),
+        3,
+        "one new Azure link, two removed:\n{second}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_binding_is_reported_and_does_not_stop_the_others() {
+    let clouds = Clouds::new();
+    let m = manifest(MANIFEST);
+    // Two transient failures are retried away; nine are more than the retries of one call.
+    clouds.gcp.fail_next.store(9, Ordering::SeqCst);
+    let report = clouds
+        .reconciler("shop", "prod")
+        .desired(&m)
+        .run()
+        .await
+        .unwrap();
+    assert!(!report.is_ok());
+    let errors: Vec<_> = report.errors().collect();
+    assert_eq!(errors.len(), 1, "{report}");
+    let (binding, error) = errors[0];
+    assert_eq!(binding.unwrap().connection.cloud(), Some(Cloud::Gcp));
+    assert_eq!(error.kind(), ErrorKind::Throttled);
+    assert!(
+        error.fix().unwrap().contains("retry the deploy later"),
+        "{error}"
+    );
+    assert_eq!(clouds.aws.len(), 2);
+    assert_eq!(clouds.azure.len(), 2);
+    let text = report.to_string();
+    assert!(
+        text.contains("FAILED: gcp Link failed (throttled)"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn the_reconcile_future_is_send() {
+    fn send<T: Send>(t: T) -> T {
+        t
+    }
+    let clouds = Clouds::new();
+    let m = manifest(MANIFEST);
+    let r = clouds.reconciler("shop", "prod").desired(&m);
+    let report = send(r.run()).await.unwrap();
+    assert!(report.is_ok());
+}
+
+#[cfg(feature = "serde")]
+#[tokio::test]
+async fn the_report_serialises_to_stable_json() {
+    let clouds = Clouds::new();
+    let m = manifest(
+        "services:\n  - name: api\n    connections:\n      - type: awsRole\n        role: api-role\n",
+    );
+    clouds
+        .reconciler("shop", "prod")
+        .desired(&m)
+        .run()
+        .await
+        .unwrap();
+    clouds.aws.fail_next.store(9, Ordering::SeqCst);
+    let gone = aws_binding("shop", "worker", "worker-role");
+    let report = Reconciler::new("shop", "prod")
+        .provider(&clouds.aws)
+        .desired(&m)
+        .previous_bindings([gone])
+        .dry_run()
+        .await
+        .unwrap();
+    let json = serde_json::to_value(&report).unwrap();
+    let expected = serde_json::json!({
+        "app": "shop",
+        "namespace": "prod",
+        "dry_run": true,
+        "ok": false,
+        "changes": 1,
+        "workloads": [{
+            "cloud": "aws",
+            "namespace": "prod",
+            "service_account": "shop-api",
+            "app": "shop",
+            "service": "api",
+            "connection": {"type": "awsRole", "role": "api-role"},
+            "change": null,
+            "previous": null,
+            "resource_id": null,
+            "description": null,
+            "error": {
+                "kind": "throttled",
+                "cloud": "aws",
+                "operation": "Get",
+                "message": "aws Get failed (throttled): slow down",
+                "fix": json["workloads"][0]["error"]["fix"],
+                "retryable": true
+            }
+        }],
+        "removed": [{
+            "cloud": "aws",
+            "namespace": "prod",
+            "service_account": "shop-worker",
+            "app": "shop",
+            "service": "worker",
+            "connection": {"type": "awsRole", "role": "worker-role"},
+            "resource_id": null,
+            "evidence": "previous_deploy",
+            "error": null
+        }],
+        "kept": [],
+        "cleanup_errors": [],
+        "service_accounts": [],
+        "calls": {"aws": {"Get": 6}}
+    });
+    assert_eq!(
+        json,
+        expected,
+        "{}",
+        serde_json::to_string_pretty(&json).unwrap()
+    );
+    let fix = json["workloads"][0]["error"]["fix"].as_str().unwrap();
+    assert!(fix.starts_with("it was tried 6 times"), "{fix}");
+}

@@ -1,0 +1,161 @@
+//! A small in-memory provider for core's own tests: links keyed by their natural key
+//! ([`Binding::link_key`]), for any one cloud, with injectable transient failures and a
+//! deliberately broken mode, so the suite and the reconciler are known to pass on a correct
+//! provider and fail on broken ones.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)] // each test binary uses a subset
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use porter_identity_core::{
+    BindChange, BindOutcome, Binding, Cloud, Error, ErrorKind, Finding, LinkKey, Plan, PlanAction,
+    Result, RetryPolicy, ServiceAccountPatch, UnbindOutcome, VerifyReport,
+    WorkloadIdentityProvider, ensure_cloud,
+};
+
+/// Links of one cloud, in memory.
+#[derive(Debug)]
+pub struct MemoryProvider {
+    pub cloud: Cloud,
+    /// Link key → (identity, resource id).
+    links: Mutex<BTreeMap<LinkKey, (String, String)>>,
+    next_id: AtomicU64,
+    /// The next this many calls fail as throttled.
+    pub fail_next: AtomicU32,
+    /// A deliberately broken provider: bind always reports Created and writes nothing.
+    pub forgetful: bool,
+    /// Writes made (binds that created or updated, unbinds that deleted).
+    pub writes: AtomicU64,
+}
+
+impl MemoryProvider {
+    pub fn new(cloud: Cloud) -> Self {
+        MemoryProvider {
+            cloud,
+            links: Mutex::new(BTreeMap::new()),
+            next_id: AtomicU64::new(1),
+            fail_next: AtomicU32::new(0),
+            forgetful: false,
+            writes: AtomicU64::new(0),
+        }
+    }
+
+    /// One cloud call, `op`: fails while `fail_next` is above zero.
+    pub fn call(&self, op: &str) -> Result<()> {
+        let left = self.fail_next.load(Ordering::SeqCst);
+        if left > 0
+            && self
+                .fail_next
+                .compare_exchange(left, left - 1, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        {
+            return Err(Error::cloud(
+                ErrorKind::Throttled,
+                self.cloud,
+                op,
+                "slow down",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn checked(&self, b: &Binding, op: &str) -> Result<(LinkKey, String)> {
+        ensure_cloud(self.cloud, b)?;
+        RetryPolicy::default()
+            .jitter_seed(1)
+            .run(self.cloud, op, || async { self.call(op) })
+            .await?;
+        Ok((b.link_key().unwrap(), b.connection.describe()))
+    }
+
+    /// How many links there are.
+    pub fn len(&self) -> usize {
+        self.links.lock().unwrap().len()
+    }
+}
+
+fn patch(changed: bool) -> ServiceAccountPatch {
+    ServiceAccountPatch {
+        needs_pod_restart: changed,
+        ..ServiceAccountPatch::default()
+    }
+}
+
+#[async_trait]
+impl WorkloadIdentityProvider for MemoryProvider {
+    fn cloud(&self) -> Cloud {
+        self.cloud
+    }
+
+    async fn plan(&self, b: &Binding) -> Result<Plan> {
+        let (key, identity) = self.checked(b, "Get").await?;
+        let current = self.links.lock().unwrap().get(&key).cloned();
+        let action = match current {
+            None => PlanAction::Create,
+            Some((i, _)) if i == identity => PlanAction::Unchanged,
+            Some((i, _)) => PlanAction::Update { current: i },
+        };
+        Ok(Plan {
+            description: format!("{action:?} {b}"),
+            service_account_patch: patch(action != PlanAction::Unchanged),
+            action,
+        })
+    }
+
+    async fn bind(&self, b: &Binding) -> Result<BindOutcome> {
+        let (key, identity) = self.checked(b, "Link").await?;
+        if self.forgetful {
+            return Ok(BindOutcome {
+                change: BindChange::Created,
+                resource_id: "forgotten".into(),
+                service_account_patch: patch(true),
+            });
+        }
+        let mut links = self.links.lock().unwrap();
+        let (change, id) = match links.get(&key).cloned() {
+            Some((i, id)) if i == identity => (BindChange::Unchanged, id),
+            Some((previous, id)) => (BindChange::Updated { previous }, id),
+            None => (
+                BindChange::Created,
+                format!("link-{}", self.next_id.fetch_add(1, Ordering::SeqCst)),
+            ),
+        };
+        if change != BindChange::Unchanged {
+            self.writes.fetch_add(1, Ordering::SeqCst);
+        }
+        links.insert(key, (identity, id.clone()));
+        Ok(BindOutcome {
+            service_account_patch: patch(change != BindChange::Unchanged),
+            change,
+            resource_id: id,
+        })
+    }
+
+    async fn unbind(&self, b: &Binding) -> Result<UnbindOutcome> {
+        let (key, _) = self.checked(b, "Unlink").await?;
+        Ok(match self.links.lock().unwrap().remove(&key) {
+            Some((_, resource_id)) => {
+                self.writes.fetch_add(1, Ordering::SeqCst);
+                UnbindOutcome::Deleted { resource_id }
+            }
+            None => UnbindOutcome::AlreadyAbsent,
+        })
+    }
+
+    async fn verify(&self, b: &Binding) -> Result<VerifyReport> {
+        let (key, identity) = self.checked(b, "Get").await?;
+        let mut report = VerifyReport::default();
+        match self.links.lock().unwrap().get(&key) {
+            None => report.push(Finding::error("memory.link.missing", "no link", "bind it")),
+            Some((i, _)) if *i != identity => report.push(Finding::error(
+                "memory.link.wrong",
+                "other identity",
+                "bind it",
+            )),
+            Some(_) => {}
+        }
+        Ok(report)
+    }
+}
