@@ -39,13 +39,9 @@ fn provider_over_http(server: &FakeServer) -> AwsPodIdentityProvider {
         .expect("provider")
 }
 
+/// Service `service` of app `e2e`, to `role`.
 fn binding(service: &str, role: &str) -> Binding {
-    Binding::new(
-        Workload::for_service("apps", "e2e", service).expect("workload"),
-        Connection::AwsRole {
-            role: RoleRef::parse(role).expect("role"),
-        },
-    )
+    binding_of("e2e", service, role)
 }
 
 #[tokio::test]
@@ -149,36 +145,16 @@ async fn from_env_honours_per_service_endpoint_variables() {
     let arn = support::create_pod_identity_role(&role).await;
     let (fake, server) = fake_eks().await;
     fake.add_role_with_arn(&arn, POD_IDENTITY_TRUST_POLICY);
-    let exe = std::env::current_exe().expect("test binary");
-    let mut child = Command::new(exe);
-    child
-        .args([
-            "--exact",
-            "from_env_honours_per_service_endpoint_variables",
-            "--nocapture",
-        ])
-        .env(CHILD, "1")
-        .env("E2E_ROLE", &role)
-        .env("AWS_ACCESS_KEY_ID", "AKIDFROMENVTEST00000")
-        .env("AWS_SECRET_ACCESS_KEY", "from-env-test-secret")
-        .env("AWS_REGION", REGION)
-        .env("AWS_ENDPOINT_URL_EKS", server.url())
-        .env("AWS_ENDPOINT_URL_IAM", support::moto_url())
-        .env_remove("AWS_PROFILE")
-        .env("AWS_CONFIG_FILE", "/nonexistent")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-        .env("AWS_EC2_METADATA_DISABLED", "true");
-    // On a blocking thread: this runtime must keep serving the fake EKS the child calls.
-    let out = tokio::task::spawn_blocking(move || child.output())
-        .await
-        .expect("join")
-        .expect("run the child test");
-    assert!(
-        out.status.success(),
-        "child run failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_child(
+        "from_env_honours_per_service_endpoint_variables",
+        &[
+            (CHILD, "1"),
+            ("E2E_ROLE", &role),
+            ("AWS_ENDPOINT_URL_EKS", &server.url()),
+            ("AWS_ENDPOINT_URL_IAM", support::moto_url()),
+        ],
+    )
+    .await;
     let made = fake.associations(CLUSTER);
     assert_eq!(
         made.len(),
@@ -189,6 +165,36 @@ async fn from_env_honours_per_service_endpoint_variables() {
     server.shutdown().await;
 }
 
+/// Runs test `test` of this binary again in a child process with `vars` and the AWS
+/// environment of a user with static keys and no profile (the environment is per process, so
+/// setting it here would race with the other tests), and checks that it passed.
+async fn run_child(test: &str, vars: &[(&str, &str)]) {
+    let exe = std::env::current_exe().expect("test binary");
+    let mut child = Command::new(exe);
+    child
+        .args(["--exact", test, "--nocapture"])
+        .env("AWS_ACCESS_KEY_ID", "AKIDFROMENVTEST00000")
+        .env("AWS_SECRET_ACCESS_KEY", "from-env-test-secret")
+        .env("AWS_REGION", REGION)
+        .env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(vars.iter().copied());
+    // On a blocking thread: this runtime must keep serving the servers the child calls.
+    let out = tokio::task::spawn_blocking(move || child.output())
+        .await
+        .expect("join")
+        .expect("run the child test");
+    assert!(
+        out.status.success(),
+        "child run of {test} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Service `service` of `app`, in namespace `apps`, to `role`.
 fn binding_of(app: &str, service: &str, role: &str) -> Binding {
     Binding::new(
         Workload::for_service("apps", app, service).expect("workload"),
@@ -335,33 +341,11 @@ async fn a_503_endpoint_gets_exactly_the_retry_policys_attempts() {
 
     // from_env, in a child run of this test (the environment is per process).
     let before = server.requests();
-    let exe = std::env::current_exe().expect("test binary");
-    let mut child = Command::new(exe);
-    child
-        .args([
-            "--exact",
-            "a_503_endpoint_gets_exactly_the_retry_policys_attempts",
-            "--nocapture",
-        ])
-        .env(ONE_LAYER_CHILD, "1")
-        .env("AWS_ACCESS_KEY_ID", "AKIDONELAYERTEST0000")
-        .env("AWS_SECRET_ACCESS_KEY", "one-layer-test-secret")
-        .env("AWS_REGION", REGION)
-        .env("AWS_ENDPOINT_URL", &server.url)
-        .env_remove("AWS_PROFILE")
-        .env("AWS_CONFIG_FILE", "/nonexistent")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-        .env("AWS_EC2_METADATA_DISABLED", "true");
-    let out = tokio::task::spawn_blocking(move || child.output())
-        .await
-        .expect("join")
-        .expect("run the child test");
-    assert!(
-        out.status.success(),
-        "child run failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_child(
+        "a_503_endpoint_gets_exactly_the_retry_policys_attempts",
+        &[(ONE_LAYER_CHILD, "1"), ("AWS_ENDPOINT_URL", &server.url)],
+    )
+    .await;
     assert_eq!(
         server.requests() - before,
         6,
