@@ -1,6 +1,7 @@
-//! Quickstart: bind a porter.yaml's `awsRole` connections with EKS Pod Identity on the
-//! built-in fake EKS + IAM (no AWS account needed), verify, break a trust policy on purpose,
-//! re-bind, and unbind.
+//! Quickstart: deploy the identity links of a porter.yaml with one `Reconciler` call per
+//! deploy, on the built-in fake EKS + IAM (no AWS account needed): plan, deploy, deploy again
+//! (nothing to change), verify, break a trust policy on purpose, drop a service (its link is
+//! removed), and tear the app down.
 //!
 //! ```text
 //! cargo run --example quickstart                         # uses examples/porter.yaml
@@ -13,7 +14,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use porter_identity::{AppManifest, Cloud, Connection, Result, WorkloadIdentityProvider};
+use porter_identity::{
+    AppManifest, Cloud, Connection, ReconcileReport, Reconciler, Result, WorkloadIdentityProvider,
+};
 use porter_identity_aws::AwsPodIdentityProvider;
 use porter_identity_aws::fake::FakeAws;
 
@@ -68,22 +71,10 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(args: &Args) -> Result<()> {
-    let manifest = AppManifest::from_path(&args.file)?;
-    let bindings = manifest.bindings_for(Cloud::Aws, &args.app, &args.namespace)?;
-    println!("porter-identity quickstart: EKS Pod Identity on the built-in fake (no AWS account)");
-    println!(
-        "  porter.yaml {}  app {}  namespace {}  cluster {CLUSTER}",
-        args.file.display(),
-        args.app,
-        args.namespace
-    );
-    if bindings.is_empty() {
-        println!("\nno service of this porter.yaml has an awsRole connection: nothing to bind");
-        return Ok(());
-    }
-
-    // The fake account holds the roles porter.yaml names (ARNs say which account).
+/// A fake AWS account holding the cluster and every role the porter.yaml names.
+fn fake_aws(manifest: &AppManifest, app: &str, namespace: &str) -> Result<FakeAws> {
+    let bindings = manifest.bindings_for(Cloud::Aws, app, namespace)?;
+    // The fake account is the one the role ARNs name, if any.
     let account = bindings
         .iter()
         .find_map(|b| match &b.connection {
@@ -107,21 +98,55 @@ async fn run(args: &Args) -> Result<()> {
             );
         }
     }
+    Ok(aws)
+}
+
+async fn run(args: &Args) -> Result<()> {
+    let manifest = AppManifest::from_path(&args.file)?;
+    let (app, namespace) = (args.app.as_str(), args.namespace.as_str());
+    let bindings = manifest.bindings_for(Cloud::Aws, app, namespace)?;
+    println!(
+        "porter-identity quickstart: one Reconciler call per deploy, on the built-in fake EKS"
+    );
+    println!(
+        "  porter.yaml {}  app {app}  namespace {namespace}  cluster {CLUSTER}",
+        args.file.display()
+    );
+    if bindings.is_empty() {
+        println!("\nno service of this porter.yaml has an awsRole connection: nothing to bind");
+        return Ok(());
+    }
+    let aws = fake_aws(&manifest, app, namespace)?;
     let provider = AwsPodIdentityProvider::builder()
         .cluster(CLUSTER)
         .api(aws.clone())
         .build()?;
+    // This demo has only the AWS provider: Azure and GCP connections are left as they are.
+    let deploy = || {
+        Reconciler::new(app, namespace)
+            .provider(&provider)
+            .ignore_cloud(Cloud::Azure)
+            .ignore_cloud(Cloud::Gcp)
+    };
 
-    println!("\n1. bind (creates one Pod Identity association per service)");
-    for b in &bindings {
-        let outcome = provider.bind(b).await?;
-        println!("   {:<28} {}", b.workload.to_string(), outcome);
-        for note in &outcome.service_account_patch.notes {
-            println!("   {:<28} note: {note}", "");
-        }
-    }
+    step("1. plan the first deploy (a dry run: nothing is written)");
+    show(&deploy().desired(&manifest).dry_run().await?);
 
-    println!("\n2. verify");
+    step("2. deploy: one call binds every service");
+    show(&deploy().desired(&manifest).run().await?);
+
+    step("3. deploy again, as every deploy does: nothing to change");
+    aws.reset_calls();
+    show(
+        &deploy()
+            .desired(&manifest)
+            .previous(&manifest)
+            .run()
+            .await?,
+    );
+    println!("   {} writes", aws.write_calls());
+
+    step("4. verify");
     for b in &bindings {
         let report = provider.verify(b).await?;
         println!("   {}: {}", b.workload, indent(&report.to_string()));
@@ -131,43 +156,56 @@ async fn run(args: &Args) -> Result<()> {
     let Connection::AwsRole { role } = &broken.connection else {
         unreachable!("bindings_for(Cloud::Aws) gives awsRole bindings")
     };
-    println!(
-        "\n3. break it on purpose: role {} trusts pods.eks.amazonaws.com for sts:AssumeRole only",
+    step(&format!(
+        "5. break it on purpose: role {} trusts pods.eks.amazonaws.com for sts:AssumeRole only",
         role.name()
-    );
-    let original = FakeAws::pods_trust_policy();
+    ));
     aws.set_trust_policy(
         role.name(),
         r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"pods.eks.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
     );
     let report = provider.verify(broken).await?;
     println!("   {}: {}", broken.workload, indent(&report.to_string()));
-    aws.set_trust_policy(role.name(), &original);
+    aws.set_trust_policy(role.name(), &FakeAws::pods_trust_policy());
 
-    println!("\n4. re-bind after fixing the trust policy (every deploy does this)");
-    aws.reset_calls();
-    for b in &bindings {
-        let outcome = provider.bind(b).await?;
-        println!("   {:<28} {}", b.workload.to_string(), outcome);
-    }
-    println!(
-        "   cloud calls: {} in all, {} writes",
-        aws.calls().values().sum::<u64>(),
-        aws.write_calls()
+    let dropped = bindings[bindings.len() - 1].workload.service().to_string();
+    step(&format!(
+        "6. the next deploy drops service `{dropped}`: its link is removed (previous = this porter.yaml)"
+    ));
+    let next: Vec<_> = manifest
+        .bindings(app, namespace)?
+        .into_iter()
+        .filter(|b| b.workload.service().as_str() != dropped)
+        .collect();
+    show(
+        &deploy()
+            .desired_bindings(next)
+            .previous(&manifest)
+            .run()
+            .await?,
     );
 
-    println!("\n5. unbind");
-    for b in &bindings {
-        let outcome = provider.unbind(b).await?;
-        println!("   {:<28} {outcome}", b.workload.to_string());
-    }
-    let again = provider.unbind(&bindings[0]).await?;
-    println!("   again: {again} (unbind is idempotent)");
+    step("7. tear the app down: an empty desired set removes every link the app made");
+    show(
+        &deploy()
+            .desired_bindings([])
+            .previous(&manifest)
+            .run()
+            .await?,
+    );
     println!(
         "\ndone: {} Pod Identity associations left in cluster {CLUSTER}",
         aws.associations(CLUSTER).len()
     );
     Ok(())
+}
+
+fn step(title: &str) {
+    println!("\n{title}");
+}
+
+fn show(report: &ReconcileReport) {
+    println!("   {}", indent(&report.to_string()));
 }
 
 fn indent(text: &str) -> String {

@@ -15,6 +15,10 @@
 //! | `gcp` | — | reserved for the GCP provider (not built yet) |
 //! | `fake` | `aws::fake` | in-memory clouds for tests and demos, no account needed |
 //! | `testing` | `testing` | the conformance suite every provider passes |
+//! | `serde` | — | `Serialize` for `ReconcileReport`: its stable JSON, for scripts and CI |
+//!
+//! A deploy is one call: a [`Reconciler`] binds the app's desired set on every cloud and
+//! removes the links the app no longer wants (only those provably its own).
 //!
 //! ```
 //! use porter_identity::{AppManifest, Cloud};
@@ -29,6 +33,25 @@
 //! let bindings = manifest.bindings_for(Cloud::Aws, "shop", "default")?;
 //! assert_eq!(bindings.len(), 1);
 //! # Ok::<(), porter_identity::Error>(())
+//! ```
+//!
+//! ```no_run
+//! # #[cfg(feature = "aws")]
+//! # async fn deploy() -> porter_identity::Result<()> {
+//! use porter_identity::{AppManifest, Reconciler};
+//! use porter_identity::aws::AwsPodIdentityProvider;
+//!
+//! let aws = AwsPodIdentityProvider::builder().cluster("prod-us-east-1").from_env().await?;
+//! let now = AppManifest::from_path("porter.yaml".as_ref())?;
+//! let before = AppManifest::from_path("porter.previous.yaml".as_ref())?;
+//! let report = Reconciler::new("shop", "production")
+//!     .provider(&aws)
+//!     .desired(&now)
+//!     .previous(&before)
+//!     .run()
+//!     .await?;
+//! println!("{report}");
+//! # Ok(()) }
 //! ```
 
 pub use porter_identity_core::*;

@@ -12,7 +12,7 @@ use futures_util::future::{join, join_all};
 use futures_util::stream::{self, StreamExt};
 use porter_identity_core::{
     BindChange, BindOutcome, Binding, Cloud, Error, ErrorKind, Plan, PlanAction, Result,
-    UnbindOutcome, link_conflicts,
+    UnbindOutcome, link_conflicts, share_read,
 };
 use tokio::sync::{OnceCell, mpsc};
 
@@ -213,11 +213,16 @@ impl AwsPodIdentityProvider {
             .then(|| by_account.keys().next().copied())
             .flatten();
         let mut pages = pin!(self.list(Some(namespace), only));
+        // The whole namespace, kept for this reconcile's stale-link search.
+        let mut listed: Vec<AssociationSummary> = Vec::new();
         // A send fails only when the receiver is gone, i.e. the batch was dropped: nothing to
         // tell anyone then.
         while let Some(page) = pages.next().await {
             match page {
                 Ok(summaries) => {
+                    if only.is_none() {
+                        listed.extend(summaries.iter().cloned());
+                    }
                     for s in summaries {
                         for i in by_account
                             .remove(s.service_account.as_str())
@@ -237,6 +242,9 @@ impl AwsPodIdentityProvider {
         }
         for i in by_account.into_values().flatten() {
             let _ = found.send((i, Ok(None)));
+        }
+        if only.is_none() {
+            share_read(self.namespace_read_key(namespace), listed);
         }
     }
 

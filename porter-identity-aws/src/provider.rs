@@ -9,6 +9,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
+use futures_util::future::join;
 use futures_util::stream::Stream;
 use porter_identity_core::{
     BindChange, BindOutcome, Binding, Cloud, CloudCalls, Connection, DEFAULT_CONCURRENCY, Error,
@@ -222,10 +223,9 @@ impl AwsPodIdentityProvider {
     /// next call.
     pub(crate) async fn checked_role(&self, binding: &Binding) -> Result<RoleInfo> {
         let role = Self::role_ref(binding)?;
-        let cluster = self.cluster_info().await?;
         if let Some(arn) = role.arn() {
             // Refuse a foreign ARN before calling GetRole, which only sees the caller's account.
-            self.check_account(cluster, arn)?;
+            self.check_account(self.cluster_info().await?, arn)?;
         }
         let cell = {
             let mut roles = self
@@ -236,7 +236,10 @@ impl AwsPodIdentityProvider {
         };
         let info = cell
             .get_or_try_init(|| async {
-                let info = self.get_role(role, binding).await?;
+                // Two independent reads: the role by name needs no cluster to be read.
+                let (cluster, info) = join(self.cluster_info(), self.get_role(role, binding)).await;
+                let cluster = cluster?;
+                let info = info?;
                 self.check_account(cluster, &info.arn)?;
                 let check = trust::check_trust_policy_raw(&info.assume_role_policy_document);
                 if !check.is_ok() {
@@ -293,6 +296,11 @@ impl AwsPodIdentityProvider {
                 Ok((associations, next_token))
             },
         )
+    }
+
+    /// The key under which a full listing of `namespace` is shared within one reconcile.
+    pub(crate) fn namespace_read_key(&self, namespace: &str) -> String {
+        format!("aws/{}/namespace/{namespace}", self.cluster)
     }
 
     pub(crate) async fn describe(&self, association_id: &str) -> Result<Association> {

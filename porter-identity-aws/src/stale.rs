@@ -9,7 +9,7 @@ use futures_util::future::join_all;
 use futures_util::stream::{self, StreamExt};
 use porter_identity_core::{
     Binding, Cloud, Connection, Error, ErrorKind, Evidence, Result, RoleRef, StaleAction,
-    StaleLink, StaleQuery, UnbindOutcome, Workload,
+    StaleLink, StaleQuery, UnbindOutcome, Workload, take_shared_read,
 };
 
 use crate::api::{Association, AssociationSummary};
@@ -39,7 +39,15 @@ impl AwsPodIdentityProvider {
                     .map(|b| b.workload.namespace().as_str()),
             )
             .collect();
-        let listed = join_all(namespaces.iter().map(|ns| self.list_all(Some(ns), None))).await;
+        // The binds of this reconcile listed the namespace moments ago: use that listing. Only
+        // associations the desired set does not want matter here, and the binds touched none.
+        let listed = join_all(namespaces.iter().map(|ns| async move {
+            match take_shared_read::<Vec<AssociationSummary>>(&self.namespace_read_key(ns)) {
+                Some(listed) => Ok(listed),
+                None => self.list_all(Some(ns), None).await,
+            }
+        }))
+        .await;
 
         let mut links = Vec::new();
         // Indexes into query.previous rather than references: the provider's futures must be

@@ -111,12 +111,12 @@ async fn first_deploy_creates_and_the_next_changes_nothing_with_exact_calls() {
     assert!(first.is_ok(), "{first}");
     assert_eq!(first.changes(), 3, "{first}");
     assert!(first.removed.is_empty() && first.kept.is_empty(), "{first}");
-    // One listing of the namespace for the binds, one for the stale search; nothing existed,
-    // so nothing is described.
+    // One listing of the namespace serves the binds and then the stale search; nothing
+    // existed, so nothing is described.
     let expected = calls(&[
         ("DescribeCluster", 1),
         ("GetRole", 2),
-        ("ListPodIdentityAssociations", 2),
+        ("ListPodIdentityAssociations", 1),
         ("CreatePodIdentityAssociation", 3),
     ]);
     assert_eq!(aws.calls(), expected);
@@ -146,7 +146,7 @@ async fn first_deploy_creates_and_the_next_changes_nothing_with_exact_calls() {
     assert_eq!(
         aws.calls(),
         calls(&[
-            ("ListPodIdentityAssociations", 2),
+            ("ListPodIdentityAssociations", 1),
             ("DescribePodIdentityAssociation", 3)
         ])
     );

@@ -262,12 +262,12 @@ async fn a_reconcile_over_http_follows_every_page_and_removes_exactly_the_stale(
     assert!(first.is_ok(), "{first}");
     assert_eq!(fake.associations(CLUSTER).len(), 150);
 
-    // Unchanged: two pages of 100 + 50 for the binds and two for the stale search, one
-    // describe per association, nothing written.
+    // Unchanged: two pages (100 + 50) of one listing, shared by the binds and the stale
+    // search, one describe per association, nothing written.
     fake.reset_calls();
     let second = deploy(&all, &all).await;
     assert!(second.is_ok() && second.changes() == 0, "{second}");
-    assert_eq!(fake.call_count("ListPodIdentityAssociations"), 4);
+    assert_eq!(fake.call_count("ListPodIdentityAssociations"), 2);
     assert_eq!(fake.call_count("DescribePodIdentityAssociation"), 150);
     assert_eq!(fake.write_calls(), 0);
 

@@ -40,6 +40,7 @@ mod provider;
 mod reconcile;
 mod report;
 mod retry;
+mod shared_reads;
 mod stale;
 mod verify;
 mod yaml;
@@ -68,5 +69,6 @@ pub use report::{
     KeptLink, LinkChange, ReconcileReport, RemovedLink, ServiceAccountNeeds, WorkloadResult,
 };
 pub use retry::RetryPolicy;
+pub use shared_reads::{share_read, take_shared_read};
 pub use stale::{Evidence, StaleAction, StaleLink, StaleQuery};
 pub use verify::{Finding, Severity, VerifyReport};

@@ -191,8 +191,8 @@ pub trait WorkloadIdentityProvider: Send + Sync + fmt::Debug {
 
     /// The stale links of an app, read-only: links that the previous deploy's bindings name,
     /// or (on a cloud with ownership marks) that carry the app's marks, and whose key is not
-    /// desired. Each says whether it is provably the app's own ([`StaleAction::Remove`]) or
-    /// must stay, and why ([`StaleAction::Keep`]): another app's link, an add-on's, one made by
+    /// desired. Each says whether it is provably the app's own ([`StaleAction::Remove`](crate::StaleAction::Remove)) or
+    /// must stay, and why ([`StaleAction::Keep`](crate::StaleAction::Keep)): another app's link, an add-on's, one made by
     /// hand.
     ///
     /// The default, for a cloud without ownership marks, trusts the previous deploy: every
@@ -206,7 +206,7 @@ pub trait WorkloadIdentityProvider: Send + Sync + fmt::Debug {
     }
 
     /// Removes links found by [`stale_links`](Self::stale_links) with
-    /// [`StaleAction::Remove`]: one result per link, in input order. The default unbinds each
+    /// [`StaleAction::Remove`](crate::StaleAction::Remove): one result per link, in input order. The default unbinds each
     /// link's binding.
     async fn remove_stale_links(&self, links: &[StaleLink]) -> Vec<Result<UnbindOutcome>> {
         let bindings: Vec<Binding> = links.iter().map(|l| l.binding.clone()).collect();

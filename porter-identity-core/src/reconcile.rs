@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use futures_util::future::{join, join_all};
+use futures_util::future::join_all;
 
 use crate::report::{
     KeptLink, LinkChange, ReconcileReport, RemovedLink, ServiceAccountNeeds, WorkloadResult,
@@ -11,7 +11,7 @@ use crate::report::{
 use crate::{
     AppManifest, Binding, Cloud, Error, KubernetesName, LinkKey, Namespace, Result,
     ServiceAccountPatch, StaleAction, StaleLink, StaleQuery, WorkloadIdentityProvider, count_calls,
-    link_conflicts,
+    link_conflicts, shared_reads,
 };
 
 /// Deploys the identity links of one app in one namespace: binds its desired set on every
@@ -174,11 +174,11 @@ impl<'a> Reconciler<'a> {
             .copied()
             .filter(|c| !self.ignored.contains(c))
             .collect();
-        let (outcomes, calls) = count_calls(join_all(
+        let (outcomes, calls) = count_calls(shared_reads::scope(join_all(
             clouds
                 .iter()
                 .map(|&cloud| self.reconcile_cloud(cloud, &inputs, dry_run)),
-        ))
+        )))
         .await;
         Ok(assemble(inputs, dry_run, outcomes, calls))
     }
@@ -303,12 +303,12 @@ impl<'a> Reconciler<'a> {
             desired: &desired,
             previous: &previous,
         };
-        // The two look at disjoint links (desired keys, and keys not desired), so the reads of
-        // one need not wait for the writes of the other.
-        let (results, stale) = if dry_run {
-            let (plans, stale) =
-                join(provider.plan_all(&desired), provider.stale_links(&query)).await;
-            let results = plans
+        // Bind first, then look for stale links: a moved workload is never without its link,
+        // and the search reuses what the binds read (shared_reads) instead of reading again.
+        let results: Vec<(Result<LinkChange>, ServiceAccountPatch)> = if dry_run {
+            provider
+                .plan_all(&desired)
+                .await
                 .into_iter()
                 .map(|r| match r {
                     Ok(plan) => {
@@ -317,12 +317,11 @@ impl<'a> Reconciler<'a> {
                     }
                     Err(e) => (Err(e), ServiceAccountPatch::default()),
                 })
-                .collect::<Vec<_>>();
-            (results, stale)
+                .collect()
         } else {
-            let (bound, stale) =
-                join(provider.bind_all(&desired), provider.stale_links(&query)).await;
-            let results = bound
+            provider
+                .bind_all(&desired)
+                .await
                 .into_iter()
                 .map(|r| match r {
                     Ok(outcome) => {
@@ -331,9 +330,9 @@ impl<'a> Reconciler<'a> {
                     }
                     Err(e) => (Err(e), ServiceAccountPatch::default()),
                 })
-                .collect::<Vec<_>>();
-            (results, stale)
+                .collect()
         };
+        let stale = provider.stale_links(&query).await;
         let desired_results = indexes
             .into_iter()
             .zip(results)

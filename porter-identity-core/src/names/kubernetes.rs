@@ -134,8 +134,26 @@ impl ServiceAccountName {
     ///
     /// Kept to 63 characters so that it also fits where Kubernetes wants a label (selectors,
     /// label values). A longer name keeps its first characters and ends in `-` plus 10 hex
-    /// digits of a SHA-256 of the app and service names, so two services never share a name
-    /// and the same service always gets the same one.
+    /// digits of a SHA-256 of the app and service names, so two services of one app never
+    /// share a name and the same service always gets the same one.
+    ///
+    /// **Two apps can collide.** The name joins app and service with `-`, and both may contain
+    /// `-`: app `shop` + service `admin-api` and app `shop-admin` + service `api` both give
+    /// `shop-admin-api`. In one namespace they would share one service account, and so one
+    /// cloud link. Providers guard against it: a link marked as another app's or service's (on
+    /// AWS, the association's tags) is never changed or removed, and `bind` answers
+    /// [`ErrorKind::Conflict`](crate::ErrorKind::Conflict) naming its owner. Resolve it by
+    /// renaming one of the services (or apps), or by giving the workload an explicit name with
+    /// [`Workload::new`](crate::Workload::new).
+    ///
+    /// ```
+    /// use porter_identity_core::ServiceAccountName;
+    /// assert_eq!(
+    ///     ServiceAccountName::for_service("shop", "admin-api")?,
+    ///     ServiceAccountName::for_service("shop-admin", "api")?,
+    /// );
+    /// # Ok::<(), porter_identity_core::Error>(())
+    /// ```
     ///
     /// ```
     /// use porter_identity_core::ServiceAccountName;
