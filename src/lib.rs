@@ -59,3 +59,8 @@ pub use porter_identity_core::*;
 /// EKS Pod Identity (feature `aws`).
 #[cfg(feature = "aws")]
 pub use porter_identity_aws as aws;
+
+// The README's Rust examples, compiled as doc tests so that what it promises keeps building.
+#[cfg(all(doctest, feature = "aws"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! use porter_identity_aws::AwsPodIdentityProvider;
-//! use porter_identity_core::{AppManifest, Cloud, WorkloadIdentityProvider};
+//! use porter_identity_core::{AppManifest, Reconciler};
 //!
 //! # async fn run() -> porter_identity_core::Result<()> {
 //! let aws = AwsPodIdentityProvider::builder()
@@ -11,16 +11,22 @@
 //!     .from_env() // default credential chain and region; AWS_ENDPOINT_URL(_EKS|_IAM) honoured
 //!     .await?;
 //! let manifest = AppManifest::from_path("porter.yaml".as_ref())?;
-//! for binding in manifest.bindings_for(Cloud::Aws, "shop", "default")? {
-//!     println!("{binding}: {}", aws.bind(&binding).await?);
-//! }
+//! // One call per deploy: binds every awsRole connection, removes the app's stale associations.
+//! let report = Reconciler::new("shop", "default")
+//!     .provider(&aws)
+//!     .desired(&manifest)
+//!     .run()
+//!     .await?;
+//! println!("{report}");
 //! # Ok(()) }
 //! ```
 //!
 //! The crate's rooms: [`api`] is the port (the EKS and IAM calls the logic needs), [`sdk`] the
 //! port over the AWS SDK, `fake` (feature `fake`) an in-memory EKS + IAM, [`policy`] and
 //! [`trust`] read IAM policy documents, [`lint`] finds least-privilege problems, [`codes`]
-//! lists the verify finding codes.
+//! lists the verify finding codes. Inside, `provider` holds the calls, `links` the batches
+//! (one listing per namespace), `stale` the stale-link search, `ownership` the tags and the
+//! guard, `verify` the diagnosis.
 
 pub mod api;
 mod builder;
@@ -43,3 +49,8 @@ pub mod fake;
 pub use builder::AwsPodIdentityProviderBuilder;
 pub use ownership::{MANAGED_BY_VALUE, TAG_APP, TAG_MANAGED_BY, TAG_SERVICE};
 pub use provider::AwsPodIdentityProvider;
+
+// The README's Rust example, compiled as a doc test so that what it promises keeps building.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -69,6 +69,20 @@ async fn fake_passes_the_conformance_suite() {
 }
 
 #[tokio::test]
+async fn the_suite_passes_one_call_at_a_time() {
+    // The provider's gate at its narrowest: nothing waits on a call that waits on the gate.
+    let aws = fake();
+    let p = AwsPodIdentityProvider::builder()
+        .cluster(CLUSTER)
+        .api(aws.clone())
+        .concurrency(1)
+        .retry_policy(RetryPolicy::default().initial_backoff(Duration::from_millis(1)))
+        .build()
+        .unwrap();
+    testing::run_all(&p, &factory).await;
+}
+
+#[tokio::test]
 async fn two_hundred_concurrent_binds_lose_nothing() {
     let aws = fake();
     let p = provider(&aws);

@@ -11,8 +11,8 @@ use porter_identity_aws::AwsPodIdentityProvider;
 use porter_identity_aws::fake::{FakeAws, FakeServer, serve};
 use porter_identity_aws::sdk::SdkApi;
 use porter_identity_core::{
-    BindChange, Binding, Connection, ErrorKind, PlanAction, Reconciler, RetryPolicy, RoleRef,
-    UnbindOutcome, Workload, WorkloadIdentityProvider,
+    BindChange, Binding, Cloud, Connection, ErrorKind, PlanAction, Reconciler, RetryPolicy,
+    RoleRef, UnbindOutcome, Workload, WorkloadIdentityProvider, count_calls,
 };
 use support::{MOTO_ACCOUNT, POD_IDENTITY_TRUST_POLICY, REGION};
 
@@ -325,18 +325,28 @@ async fn a_503_endpoint_gets_exactly_the_retry_policys_attempts() {
         )
         .build()
         .expect("provider");
-    let err = p.bind(&binding("api", "any-role")).await.unwrap_err();
+    let (result, attempts) = count_calls(p.bind(&binding("api", "any-role"))).await;
+    let err = result.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     let fix = err
         .fix()
         .expect("a 503 that outlived its retries says what to do");
     assert!(fix.contains("retry the deploy later"), "{fix}");
     assert!(fix.contains("health.aws.amazon.com"), "{fix}");
-    // DescribeCluster (the role check) and the listing each tried three times, no more.
+    // Each call the bind made (DescribeCluster, GetRole, the listing) was tried three times,
+    // and the endpoint saw exactly those attempts: no retry underneath.
+    for (cloud, operation, n) in attempts.iter() {
+        assert_eq!(n, 3, "{cloud} {operation}: {attempts:?}");
+    }
+    assert!(
+        attempts.get(Cloud::Aws, "DescribeCluster") == 3,
+        "{attempts:?}"
+    );
+    let in_process = server.requests();
     assert_eq!(
-        server.requests(),
-        6,
-        "attempts beyond RetryPolicy's three per call"
+        u64::from(in_process),
+        attempts.total(),
+        "requests beyond RetryPolicy's attempts reached the endpoint"
     );
 
     // from_env, in a child run of this test (the environment is per process).
@@ -348,8 +358,8 @@ async fn a_503_endpoint_gets_exactly_the_retry_policys_attempts() {
     .await;
     assert_eq!(
         server.requests() - before,
-        6,
-        "from_env keeps the SDK's retries off"
+        in_process,
+        "from_env keeps the SDK's retries off: the same attempts as in process"
     );
 }
 

@@ -72,3 +72,8 @@ pub use retry::RetryPolicy;
 pub use shared_reads::{share_read, take_shared_read};
 pub use stale::{Evidence, StaleAction, StaleLink, StaleQuery};
 pub use verify::{Finding, Severity, VerifyReport};
+
+// The README's Rust examples, compiled as doc tests so that what it promises keeps building.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
