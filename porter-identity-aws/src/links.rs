@@ -16,13 +16,23 @@ use porter_identity_core::{
 };
 use tokio::sync::{OnceCell, mpsc};
 
-use crate::api::{AssociationSummary, RoleInfo};
-use crate::ownership;
+use crate::api::{Association, AssociationSummary, RoleInfo};
+use crate::ownership::{self, Owner};
 use crate::provider::AwsPodIdentityProvider;
 
 /// What the listing found for one binding: its service account's association, none, or the
 /// error that kept the listing from saying.
 type Found = Result<Option<AssociationSummary>>;
+
+/// A binding's service account's association, against the binding's role.
+enum Current {
+    /// None: create one.
+    None,
+    /// One with the binding's role: nothing to do.
+    Same(Association),
+    /// One with another role: update it in place.
+    Other(Association),
+}
 
 /// The role checks of one batch: one check per distinct role, its result (error included)
 /// shared by every binding of that role, so a missing role costs one GetRole, not one per
@@ -89,7 +99,7 @@ impl AwsPodIdentityProvider {
 
     pub(crate) async fn unbind_batch(&self, bindings: &[Binding]) -> Vec<Result<UnbindOutcome>> {
         let refused = self.refusals(bindings, false);
-        let work = |i: usize, found| self.unbind_one(&bindings[i], found);
+        let work = |i: usize, found| self.unbind_one(&bindings[i], found, false);
         self.each_with_association(bindings, refused, work).await
     }
 
@@ -248,49 +258,66 @@ impl AwsPodIdentityProvider {
         }
     }
 
+    /// The binding's checked role and its service account's association now, compared.
+    /// `found` is what the listing saw; one deleted since is treated as none. Fails, before
+    /// any write, on the role checks and on an association of an add-on or of another owner.
+    async fn current(
+        &self,
+        binding: &Binding,
+        found: Option<AssociationSummary>,
+        roles: &RoleChecks<'_>,
+        operation: &str,
+    ) -> Result<(RoleInfo, Current)> {
+        let Some(summary) = found else {
+            return Ok((roles.check(self, binding).await?, Current::None));
+        };
+        if let Some(owner) = &summary.owner_arn {
+            return Err(self.addon_owned(binding, owner, operation));
+        }
+        // The role check and the describe are independent reads: make them together.
+        let (role, described) = join(
+            roles.check(self, binding),
+            self.describe(&summary.association_id),
+        )
+        .await;
+        let role = role?;
+        let association = match described {
+            Ok(a) => a,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok((role, Current::None)),
+            Err(e) => return Err(e),
+        };
+        ownership::check(binding, &association, &self.cluster, operation)?;
+        let current = if association.role_arn == role.arn {
+            Current::Same(association)
+        } else {
+            Current::Other(association)
+        };
+        Ok((role, current))
+    }
+
     async fn plan_one(
         &self,
         binding: &Binding,
         found: Option<AssociationSummary>,
         roles: &RoleChecks<'_>,
     ) -> Result<Plan> {
-        const OP: &str = "ListPodIdentityAssociations";
-        let (role, current) = match found {
-            None => (roles.check(self, binding).await?, None),
-            Some(summary) => {
-                if let Some(owner) = &summary.owner_arn {
-                    return Err(self.addon_owned(binding, owner, OP));
-                }
-                let (role, current) = join(
-                    roles.check(self, binding),
-                    self.describe(&summary.association_id),
-                )
-                .await;
-                let role = role?;
-                match current {
-                    Ok(a) => {
-                        ownership::check(binding, &a, &self.cluster, OP)?;
-                        (role, Some(a))
-                    }
-                    Err(e) if e.kind() == ErrorKind::NotFound => (role, None),
-                    Err(e) => return Err(e),
-                }
-            }
-        };
+        let (role, current) = self
+            .current(binding, found, roles, "ListPodIdentityAssociations")
+            .await?;
         let w = &binding.workload;
         let (action, description) = match current {
-            None => (
+            Current::None => (
                 PlanAction::Create,
                 format!(
                     "create a Pod Identity association of {w} to {} in cluster {}",
                     role.arn, self.cluster
                 ),
             ),
-            Some(a) if a.role_arn == role.arn => (
+            Current::Same(_) => (
                 PlanAction::Unchanged,
                 format!("{w} is already associated with {}", role.arn),
             ),
-            Some(a) => (
+            Current::Other(a) => (
                 PlanAction::Update {
                     current: a.role_arn.clone(),
                 },
@@ -314,46 +341,28 @@ impl AwsPodIdentityProvider {
         found: Option<AssociationSummary>,
         roles: &RoleChecks<'_>,
     ) -> Result<BindOutcome> {
-        const OP: &str = "CreatePodIdentityAssociation";
-        let Some(summary) = found else {
-            let role = roles.check(self, binding).await?;
-            return self.create(binding, &role.arn).await;
-        };
-        if let Some(owner) = &summary.owner_arn {
-            return Err(self.addon_owned(binding, owner, OP));
-        }
-        // The role check and the describe are independent reads: make them together. No write
-        // happens before both pass.
-        let (role, current) = join(
-            roles.check(self, binding),
-            self.describe(&summary.association_id),
-        )
-        .await;
-        let role = role?;
-        let current = match current {
-            Ok(a) => a,
-            // Deleted since the listing: make it anew.
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                return self.create(binding, &role.arn).await;
-            }
-            Err(e) => return Err(e),
-        };
-        ownership::check(binding, &current, &self.cluster, OP)?;
-        if current.role_arn == role.arn {
-            Ok(BindOutcome {
+        let (role, current) = self
+            .current(binding, found, roles, "CreatePodIdentityAssociation")
+            .await?;
+        match current {
+            Current::None => self.create(binding, &role.arn).await,
+            Current::Same(a) => Ok(BindOutcome {
                 change: BindChange::Unchanged,
-                resource_id: current.association_arn,
+                resource_id: a.association_arn,
                 service_account_patch: Self::patch(false),
-            })
-        } else {
-            self.update(current, &role.arn).await
+            }),
+            Current::Other(a) => self.update(a, &role.arn).await,
         }
     }
 
-    async fn unbind_one(
+    /// Deletes the association `found` for `binding`'s service account. `unbind` adopts an
+    /// untagged association; removing a stale link (`marks_required`) needs its tags to prove it
+    /// is the binding's own.
+    pub(crate) async fn unbind_one(
         &self,
         binding: &Binding,
         found: Option<AssociationSummary>,
+        marks_required: bool,
     ) -> Result<UnbindOutcome> {
         const OP: &str = "DeletePodIdentityAssociation";
         let Some(summary) = found else {
@@ -367,6 +376,10 @@ impl AwsPodIdentityProvider {
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(UnbindOutcome::AlreadyAbsent),
             Err(e) => return Err(e),
         };
+        let owner = Owner::of(&current.tags);
+        if marks_required && !owner.proves(&binding.workload) {
+            return Err(ownership::conflict(binding, &owner, &self.cluster, OP));
+        }
         ownership::check(binding, &current, &self.cluster, OP)?;
         self.delete(&current.association_id, &current.association_arn)
             .await

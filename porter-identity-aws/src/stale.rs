@@ -13,7 +13,7 @@ use porter_identity_core::{
 };
 
 use crate::api::{Association, AssociationSummary};
-use crate::ownership::{self, Owner};
+use crate::ownership::Owner;
 use crate::provider::AwsPodIdentityProvider;
 
 impl AwsPodIdentityProvider {
@@ -121,29 +121,8 @@ impl AwsPodIdentityProvider {
         }
         // A link not read by stale_links (made by the caller): read it and require its tags to
         // name the binding's own service.
-        let w = &link.binding.workload;
-        let Some(summary) = self.association_of(w).await? else {
-            return Ok(UnbindOutcome::AlreadyAbsent);
-        };
-        if let Some(owner) = &summary.owner_arn {
-            return Err(self.addon_owned(&link.binding, owner, OP));
-        }
-        let current = match self.describe(&summary.association_id).await {
-            Ok(a) => a,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(UnbindOutcome::AlreadyAbsent),
-            Err(e) => return Err(e),
-        };
-        let owner = Owner::of(&current.tags);
-        if !owner.proves(w) {
-            return Err(ownership::conflict(
-                &link.binding,
-                &owner,
-                &self.cluster,
-                OP,
-            ));
-        }
-        self.delete(&current.association_id, &current.association_arn)
-            .await
+        let found = self.association_of(&link.binding.workload).await?;
+        self.unbind_one(&link.binding, found, true).await
     }
 }
 

@@ -500,3 +500,56 @@ async fn an_endpoint_that_stalls_one_call_in_five_does_not_stall_the_deploy() {
             .all(|r| r.as_ref().unwrap().change == BindChange::Unchanged)
     );
 }
+
+#[tokio::test]
+async fn a_stale_link_made_by_the_caller_is_removed_only_when_its_tags_prove_it() {
+    use porter_identity_core::{StaleLink, UnbindOutcome};
+    let aws = fake();
+    let p = provider(&aws);
+    let ours = Binding::new(
+        Workload::for_service(NS, "demo", "api").unwrap(),
+        Connection::AwsRole {
+            role: RoleRef::parse("role-0").unwrap(),
+        },
+    );
+    p.bind(&ours).await.unwrap();
+    let by_hand = Binding::new(
+        Workload::new(NS, "demo-legacy", "demo", "legacy").unwrap(),
+        Connection::AwsRole {
+            role: RoleRef::parse("role-0").unwrap(),
+        },
+    );
+    aws.create_pod_identity_association(CreateAssociation {
+        cluster: CLUSTER.into(),
+        namespace: NS.into(),
+        service_account: "demo-legacy".into(),
+        role_arn: role_arn("role-0"),
+        client_request_token: "by-hand".into(),
+        tags: BTreeMap::new(),
+    })
+    .await
+    .unwrap();
+    let absent = Binding::new(
+        Workload::for_service(NS, "demo", "gone").unwrap(),
+        Connection::AwsRole {
+            role: RoleRef::parse("role-0").unwrap(),
+        },
+    );
+    let links: Vec<StaleLink> = [&ours, &by_hand, &absent]
+        .into_iter()
+        .map(StaleLink::from_previous)
+        .collect();
+    let results = p.remove_stale_links(&links).await;
+    assert!(
+        matches!(results[0], Ok(UnbindOutcome::Deleted { .. })),
+        "{results:?}"
+    );
+    let refused = results[1].as_ref().unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::Conflict, "{refused}");
+    assert_eq!(results[2].as_ref().unwrap(), &UnbindOutcome::AlreadyAbsent);
+    assert_eq!(
+        associations(&aws),
+        BTreeMap::from([("demo-legacy".to_owned(), role_arn("role-0"))]),
+        "the untagged association stays"
+    );
+}
