@@ -93,6 +93,20 @@ fn associations(aws: &FakeAws) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// An association made by hand (no porter-identity tags) for `service_account`, to role-0.
+async fn create_by_hand(aws: &FakeAws, service_account: &str) {
+    aws.create_pod_identity_association(CreateAssociation {
+        cluster: CLUSTER.into(),
+        namespace: NS.into(),
+        service_account: service_account.into(),
+        role_arn: role_arn("role-0"),
+        client_request_token: format!("by-hand-{service_account}"),
+        tags: BTreeMap::new(),
+    })
+    .await
+    .unwrap();
+}
+
 fn calls(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
 }
@@ -232,16 +246,7 @@ async fn never_removes_an_untagged_an_addon_owned_or_another_apps_association() 
     let aws = fake();
     let p = provider(&aws);
     // Made by hand: no porter-identity tags.
-    aws.create_pod_identity_association(CreateAssociation {
-        cluster: CLUSTER.into(),
-        namespace: NS.into(),
-        service_account: "demo-legacy".into(),
-        role_arn: role_arn("role-0"),
-        client_request_token: "by-hand".into(),
-        tags: BTreeMap::new(),
-    })
-    .await
-    .unwrap();
+    create_by_hand(&aws, "demo-legacy").await;
     aws.add_addon_owned_association(
         CLUSTER,
         NS,
@@ -519,16 +524,7 @@ async fn a_stale_link_made_by_the_caller_is_removed_only_when_its_tags_prove_it(
             role: RoleRef::parse("role-0").unwrap(),
         },
     );
-    aws.create_pod_identity_association(CreateAssociation {
-        cluster: CLUSTER.into(),
-        namespace: NS.into(),
-        service_account: "demo-legacy".into(),
-        role_arn: role_arn("role-0"),
-        client_request_token: "by-hand".into(),
-        tags: BTreeMap::new(),
-    })
-    .await
-    .unwrap();
+    create_by_hand(&aws, "demo-legacy").await;
     let absent = Binding::new(
         Workload::for_service(NS, "demo", "gone").unwrap(),
         Connection::AwsRole {
