@@ -549,3 +549,50 @@ async fn a_stale_link_made_by_the_caller_is_removed_only_when_its_tags_prove_it(
         "the untagged association stays"
     );
 }
+
+#[tokio::test]
+async fn a_second_cluster_on_the_same_roles_keeps_its_own_associations() {
+    let aws = fake();
+    aws.add_cluster("staging");
+    aws.install_addon("staging", "eks-pod-identity-agent", "ACTIVE");
+    let prod = provider(&aws);
+    let staging = AwsPodIdentityProvider::builder()
+        .cluster("staging")
+        .api(aws.clone())
+        .retry_policy(retry())
+        .build()
+        .unwrap();
+    let (before, after) = (manifest(BEFORE), manifest(AFTER));
+    for p in [&prod, &staging] {
+        let r = Reconciler::new("demo", NS)
+            .provider(p)
+            .desired(&before)
+            .run()
+            .await
+            .unwrap();
+        assert!(r.is_ok(), "{r}");
+    }
+    // Only prod moves on; staging's associations, of the same app and roles, stay as they were.
+    let r = Reconciler::new("demo", NS)
+        .provider(&prod)
+        .desired(&after)
+        .previous(&before)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(r.removed.len(), 2, "{r}");
+    assert_eq!(aws.associations(CLUSTER).len(), 1);
+    let staged: BTreeMap<String, String> = aws
+        .associations("staging")
+        .into_iter()
+        .map(|a| (a.service_account, a.role_arn))
+        .collect();
+    assert_eq!(
+        staged,
+        BTreeMap::from([
+            ("demo-api".to_owned(), role_arn("role-0")),
+            ("demo-cron".to_owned(), role_arn("role-1")),
+            ("demo-worker".to_owned(), role_arn("role-0")),
+        ])
+    );
+}
