@@ -10,8 +10,8 @@ use crate::report::{
 };
 use crate::{
     AppManifest, Binding, Cloud, Error, KubernetesName, LinkKey, Namespace, Result,
-    ServiceAccountPatch, StaleAction, StaleLink, StaleQuery, WorkloadIdentityProvider, count_calls,
-    link_conflicts, shared_reads,
+    ServiceAccountPatch, StaleAction, StaleLink, StaleQuery, UnbindOutcome,
+    WorkloadIdentityProvider, count_calls, link_conflicts, shared_reads,
 };
 
 /// Deploys the identity links of one app in one namespace: binds its desired set on every
@@ -306,30 +306,16 @@ impl<'a> Reconciler<'a> {
         // Bind first, then look for stale links: a moved workload is never without its link,
         // and the search reuses what the binds read (shared_reads) instead of reading again.
         let results: Vec<(Result<LinkChange>, ServiceAccountPatch)> = if dry_run {
-            provider
-                .plan_all(&desired)
-                .await
+            let plans = provider.plan_all(&desired).await;
+            plans
                 .into_iter()
-                .map(|r| match r {
-                    Ok(plan) => {
-                        let patch = plan.service_account_patch.clone();
-                        (Ok(LinkChange::from(plan)), patch)
-                    }
-                    Err(e) => (Err(e), ServiceAccountPatch::default()),
-                })
+                .map(|r| with_patch(r, |p| p.service_account_patch.clone()))
                 .collect()
         } else {
-            provider
-                .bind_all(&desired)
-                .await
+            let outcomes = provider.bind_all(&desired).await;
+            outcomes
                 .into_iter()
-                .map(|r| match r {
-                    Ok(outcome) => {
-                        let patch = outcome.service_account_patch.clone();
-                        (Ok(LinkChange::from(outcome)), patch)
-                    }
-                    Err(e) => (Err(e), ServiceAccountPatch::default()),
-                })
+                .map(|r| with_patch(r, |o| o.service_account_patch.clone()))
                 .collect()
         };
         let stale = provider.stale_links(&query).await;
@@ -379,14 +365,14 @@ impl<'a> Reconciler<'a> {
                 .into_iter()
                 .zip(outcomes)
                 .filter_map(|(l, outcome)| match outcome {
-                    Ok(crate::UnbindOutcome::Deleted { resource_id }) => Some(RemovedLink {
+                    Ok(UnbindOutcome::Deleted { resource_id }) => Some(RemovedLink {
                         binding: l.binding,
                         resource_id: Some(resource_id),
                         evidence: l.evidence,
                         error: None,
                     }),
                     // Gone already (another deploy removed it, or it never existed).
-                    Ok(crate::UnbindOutcome::AlreadyAbsent) => None,
+                    Ok(UnbindOutcome::AlreadyAbsent) => None,
                     Err(e) => Some(RemovedLink {
                         binding: l.binding,
                         resource_id: l.resource_id,
@@ -402,6 +388,23 @@ impl<'a> Reconciler<'a> {
             kept,
             cleanup_error,
         }
+    }
+}
+
+/// A binding's change, and what its service account needs (nothing known when it failed).
+fn with_patch<T>(
+    result: Result<T>,
+    patch: impl Fn(&T) -> ServiceAccountPatch,
+) -> (Result<LinkChange>, ServiceAccountPatch)
+where
+    LinkChange: From<T>,
+{
+    match result {
+        Ok(done) => {
+            let needs = patch(&done);
+            (Ok(LinkChange::from(done)), needs)
+        }
+        Err(e) => (Err(e), ServiceAccountPatch::default()),
     }
 }
 
