@@ -56,7 +56,7 @@ pub use error::{Error, ErrorKind, ManifestError, Result, SourceLocation};
 pub use manifest::{AppManifest, MAX_MANIFEST_BYTES, MAX_MANIFEST_DEPTH, Service};
 pub use names::{
     AwsPartition, AzureIdentityName, AzureResourceGroup, GcpServiceAccountEmail, KubernetesName,
-    Namespace, RoleRef, ServiceAccountName,
+    Namespace, RoleRef, ServiceAccountName, stable_hash_hex,
 };
 pub use paging::{collect_pages, pages};
 pub use patch::ServiceAccountPatch;

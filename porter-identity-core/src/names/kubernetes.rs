@@ -1,7 +1,5 @@
 //! Kubernetes names: namespaces, service accounts, and the app/service labels they derive from.
 
-use sha2::{Digest, Sha256};
-
 use super::{shown, string_newtype};
 use crate::{Error, Result};
 
@@ -170,17 +168,7 @@ impl ServiceAccountName {
         if full.len() <= LABEL_MAX {
             return Ok(ServiceAccountName(full));
         }
-        let digest = Sha256::new()
-            .chain_update(app.as_bytes())
-            .chain_update([0u8])
-            .chain_update(service.as_bytes())
-            .finalize();
-        let hash: String = digest
-            .iter()
-            .flat_map(|b| [b >> 4, b & 0xf])
-            .take(HASH_HEX)
-            .map(|n| char::from_digit(u32::from(n), 16).unwrap_or('0'))
-            .collect();
+        let hash = super::stable_hash_hex(&[app, service], HASH_HEX);
         // All characters are ASCII (validated above), so byte slicing is safe.
         let prefix = full[..LABEL_MAX - 1 - HASH_HEX].trim_end_matches('-');
         Ok(ServiceAccountName(format!("{prefix}-{hash}")))
@@ -282,6 +270,17 @@ mod tests {
         let b = ServiceAccountName::for_service(app, &format!("{}-two", "y".repeat(50))).unwrap();
         assert_ne!(a, b);
         assert_eq!(&a.as_str()[..45], &b.as_str()[..45]);
+    }
+
+    #[test]
+    fn shortened_names_never_change() {
+        // Renaming would move every long-named service to a new service account: pin one.
+        let sa = ServiceAccountName::for_service(&"a".repeat(32), &"s".repeat(31)).unwrap();
+        // sha256("a"×32 \0 "s"×31) begins d07490d5de.
+        assert_eq!(
+            sa.as_str(),
+            format!("{}-{}-d07490d5de", "a".repeat(32), "s".repeat(19))
+        );
     }
 
     #[test]

@@ -13,6 +13,39 @@ pub use azure::{AzureIdentityName, AzureResourceGroup};
 pub use gcp::GcpServiceAccountEmail;
 pub use kubernetes::{KubernetesName, Namespace, ServiceAccountName};
 
+use sha2::{Digest, Sha256};
+
+/// The first `hex_len` hex digits (at most 64) of the SHA-256 of `parts` joined by a 0 byte:
+/// the stable suffix that keeps a shortened name unique. The same parts always give the same
+/// digits; the 0 byte keeps `("ab", "c")` and `("a", "bc")` apart.
+///
+/// Used by [`ServiceAccountName::for_service`] and by providers that derive cloud resource
+/// names (Azure federated identity credentials).
+///
+/// ```
+/// use porter_identity_core::stable_hash_hex;
+/// let h = stable_hash_hex(&["shop", "api"], 10);
+/// assert_eq!(h.len(), 10);
+/// assert_eq!(h, stable_hash_hex(&["shop", "api"], 10));
+/// assert_ne!(h, stable_hash_hex(&["shopa", "pi"], 10));
+/// ```
+pub fn stable_hash_hex(parts: &[&str], hex_len: usize) -> String {
+    let mut digest = Sha256::new();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            digest.update([0u8]);
+        }
+        digest.update(part.as_bytes());
+    }
+    digest
+        .finalize()
+        .iter()
+        .flat_map(|b| [b >> 4, b & 0xf])
+        .take(hex_len)
+        .map(|n| char::from_digit(u32::from(n), 16).unwrap_or('0'))
+        .collect()
+}
+
 /// Implements `as_str`, `Display`, `AsRef<str>`, `FromStr` and serde (as a validated
 /// string) for a newtype over `String`, given its `fn(&str) -> Result<Self>` validator.
 macro_rules! string_newtype {
