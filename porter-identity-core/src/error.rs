@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::Cloud;
 
@@ -174,6 +175,8 @@ pub enum Error {
         fix: String,
         /// Whether retrying may succeed (overrides the kind's default when set).
         retryable: Option<bool>,
+        /// How long the cloud asked the caller to wait before retrying (`Retry-After`).
+        retry_after: Option<Duration>,
         /// The underlying error, shared so that one error can be reported for each binding it
         /// failed (a list call that failed for a whole namespace, a role check for its services).
         #[source]
@@ -217,6 +220,7 @@ impl Error {
             message: message.into(),
             fix: String::new(),
             retryable: None,
+            retry_after: None,
             source: None,
         }
     }
@@ -251,6 +255,24 @@ impl Error {
             *retryable = Some(yes);
         }
         self
+    }
+
+    /// Records how long the cloud asked to wait before a retry (an HTTP `Retry-After`);
+    /// [`RetryPolicy`](crate::RetryPolicy) waits at least that long (cloud errors only).
+    #[must_use]
+    pub fn with_retry_after(mut self, wait: Duration) -> Self {
+        if let Error::Cloud { retry_after, .. } = &mut self {
+            *retry_after = Some(wait);
+        }
+        self
+    }
+
+    /// How long the cloud asked to wait before a retry, if it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Cloud { retry_after, .. } => *retry_after,
+            _ => None,
+        }
     }
 
     /// What went wrong.
@@ -378,6 +400,7 @@ impl fmt::Debug for Error {
                 message,
                 fix,
                 retryable,
+                retry_after,
                 source,
             } => f
                 .debug_struct("Cloud")
@@ -387,6 +410,7 @@ impl fmt::Debug for Error {
                 .field("message", message)
                 .field("fix", fix)
                 .field("retryable", retryable)
+                .field("retry_after", retry_after)
                 .field("source", &source.as_ref().map(|s| s.to_string()))
                 .finish(),
         }

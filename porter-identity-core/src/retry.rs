@@ -20,7 +20,8 @@ use crate::{Cloud, Error, ErrorKind, Result};
 ///   success), so a retried attempt whose first try did land duplicates nothing.
 /// - **Backoff**: the delay before retry *n* (1-based) is a uniformly random duration in
 ///   `[0, min(max_backoff, initial_backoff × 2^(n-1))]` ("full jitter"), so that many deploy
-///   processes throttled together do not retry in lockstep.
+///   processes throttled together do not retry in lockstep; and at least the `Retry-After` the
+///   cloud sent ([`Error::retry_after`](crate::Error::retry_after)), when that fits the deadline.
 /// - **Bounds**: at most [`max_attempts`](Self::max_attempts) attempts, and the whole operation
 ///   — attempts in flight included — ends by the [`deadline`](Self::deadline). The last error
 ///   is returned; when it is retryable, its fix says what the caller can do.
@@ -186,9 +187,11 @@ impl RetryPolicy {
                 return Err(self.gave_up(err, attempt, started.elapsed()));
             }
             let ceiling = self.backoff_ceiling(attempt);
-            let delay = Duration::from_nanos(
+            let jitter = Duration::from_nanos(
                 rng.u64(0..=u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX)),
             );
+            // A cloud that says when to come back (Retry-After) is not asked sooner.
+            let delay = err.retry_after().map_or(jitter, |wait| wait.max(jitter));
             if started.elapsed() + delay >= self.deadline {
                 tracing::warn!(operation, attempt, error = %err, "retry deadline reached");
                 return Err(self.gave_up(err, attempt, started.elapsed()));
@@ -503,6 +506,37 @@ mod tests {
         })
         .await;
         assert_eq!(r.unwrap_err().fix(), Some("check the proxy"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_is_waited_within_the_deadline() {
+        let p = RetryPolicy::default()
+            .initial_backoff(Duration::from_millis(10))
+            .jitter_seed(2);
+        let start = Instant::now();
+        let (r, calls) = failing_n(&p, 1, || {
+            throttled().with_retry_after(Duration::from_secs(7))
+        })
+        .await;
+        assert_eq!(r.unwrap(), 2);
+        assert_eq!(calls, 2);
+        assert!(
+            start.elapsed() >= Duration::from_secs(7),
+            "{:?}",
+            start.elapsed()
+        );
+
+        // A Retry-After past the deadline ends the retries at once.
+        let p = p.deadline(Duration::from_secs(5));
+        let start = Instant::now();
+        let (r, calls) = failing_n(&p, 1, || {
+            throttled().with_retry_after(Duration::from_secs(30))
+        })
+        .await;
+        let err = r.unwrap_err();
+        assert_eq!(calls, 1);
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(30)));
+        assert!(start.elapsed() < Duration::from_secs(1));
     }
 
     #[test]
