@@ -192,6 +192,18 @@ impl ArmClient {
         self.url(&segments, api_version)
     }
 
+    /// The federated identity credentials of an identity, or one of them.
+    fn credentials_url(&self, resource_group: &str, identity: &str, name: Option<&str>) -> Url {
+        let mut provider = vec![
+            "Microsoft.ManagedIdentity",
+            "userAssignedIdentities",
+            identity,
+            "federatedIdentityCredentials",
+        ];
+        provider.extend(name);
+        self.resource_url(resource_group, &provider, MANAGED_IDENTITY_API_VERSION)
+    }
+
     /// A `nextLink`, followed only to this endpoint's scheme, host and port.
     fn next_url(&self, operation: &'static str, link: &str) -> Result<Url> {
         let url = Url::parse(link).map_err(|e| {
@@ -814,16 +826,7 @@ impl ArmApi for ArmClient {
         );
         let url = match &next_link {
             Some(link) => self.next_url(OP, link)?,
-            None => self.resource_url(
-                resource_group,
-                &[
-                    "Microsoft.ManagedIdentity",
-                    "userAssignedIdentities",
-                    identity,
-                    "federatedIdentityCredentials",
-                ],
-                MANAGED_IDENTITY_API_VERSION,
-            ),
+            None => self.credentials_url(resource_group, identity, None),
         };
         let wire: WireList<WireCredential> = self.get_json(span, OP, url).await?;
         Ok(CredentialPage {
@@ -847,17 +850,7 @@ impl ArmApi for ArmClient {
             identity,
             credential = name
         );
-        let url = self.resource_url(
-            resource_group,
-            &[
-                "Microsoft.ManagedIdentity",
-                "userAssignedIdentities",
-                identity,
-                "federatedIdentityCredentials",
-                name,
-            ],
-            MANAGED_IDENTITY_API_VERSION,
-        );
+        let url = self.credentials_url(resource_group, identity, Some(name));
         let body = serde_json::json!({
             "properties": {
                 "issuer": spec.issuer,
@@ -884,17 +877,7 @@ impl ArmApi for ArmClient {
             identity,
             credential = name
         );
-        let url = self.resource_url(
-            resource_group,
-            &[
-                "Microsoft.ManagedIdentity",
-                "userAssignedIdentities",
-                identity,
-                "federatedIdentityCredentials",
-                name,
-            ],
-            MANAGED_IDENTITY_API_VERSION,
-        );
+        let url = self.credentials_url(resource_group, identity, Some(name));
         let answer = self.send(span, OP, Method::DELETE, url, None).await?;
         // 200: deleted; 204: there was nothing to delete.
         Ok(answer.status != StatusCode::NO_CONTENT)
