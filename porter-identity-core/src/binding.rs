@@ -202,9 +202,10 @@ impl fmt::Display for LinkKey {
 }
 
 /// For each binding of a batch, the error that makes it unbindable together with the others:
-/// an earlier binding has the same [`link key`](Binding::link_key) but another connection, so
-/// the two would fight over one link (two roles for one EKS service account). Exact repeats
-/// are not conflicts. The first binding of a key is never refused.
+/// an earlier binding has the same [`link key`](Binding::link_key) but another connection
+/// (two roles for one EKS service account), or is another app's or service's (two services
+/// running as one service account), so the two would fight over one link. Exact repeats are
+/// not conflicts. The first binding of a key is never refused.
 ///
 /// ```
 /// use porter_identity_core::{link_conflicts, Binding, Connection, RoleRef, Workload};
@@ -224,19 +225,31 @@ pub fn link_conflicts(bindings: &[Binding]) -> Vec<Option<Error>> {
             let key = b.link_key()?;
             let j = *first.entry(key.clone()).or_insert(i);
             let earlier = &bindings[j];
-            (earlier.connection != b.connection).then(|| {
-                Error::invalid_input(
-                    format!("bindings[{i}]"),
-                    format!(
-                        "links {} to {}, but bindings[{j}] links the same {key} to {}; one {} link per key",
-                        b.workload,
-                        b.connection.describe(),
-                        earlier.connection.describe(),
-                        key.cloud
-                    ),
-                    "keep one connection per service account and cloud: give the services their own service accounts, or remove one of the two bindings",
+            if earlier == b {
+                return None;
+            }
+            let problem = if earlier.workload == b.workload {
+                format!(
+                    "links {} to {}, but bindings[{j}] links the same {key} to {}; one {} link per key",
+                    b.workload,
+                    b.connection.describe(),
+                    earlier.connection.describe(),
+                    key.cloud
                 )
-            })
+            } else {
+                format!(
+                    "is service `{}` of app `{}`, but bindings[{j}] is service `{}` of app `{}` on the same {key}; one link cannot belong to both",
+                    b.workload.service(),
+                    b.workload.app(),
+                    earlier.workload.service(),
+                    earlier.workload.app()
+                )
+            };
+            Some(Error::invalid_input(
+                format!("bindings[{i}]"),
+                problem,
+                "keep one connection per service account and cloud: give the services their own service accounts, or remove one of the two bindings",
+            ))
         })
         .collect()
 }

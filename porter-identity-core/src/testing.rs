@@ -707,7 +707,6 @@ pub async fn another_owners_link_is_never_touched(
     let owner = of_app(factory, "owner-a", 3000, 0);
     provider.bind(&owner).await.expect("bind the owner");
     let w = &owner.workload;
-    let identity_1 = factory.binding(3000, 1).connection;
     let intruders = [
         ("another app", "owner-b", w.service().as_str()),
         ("another service of the same app", "owner-a", "intruder"),
@@ -721,7 +720,8 @@ pub async fn another_owners_link_is_never_touched(
                 service,
             )
             .expect("intruder workload"),
-            identity_1.clone(),
+            // The same identity and the same service account: the one link both would make.
+            owner.connection.clone(),
         );
         let conflict = |what: &str, r: Option<crate::Error>| {
             let e = r.unwrap_or_else(|| panic!("{what} by {who} must be refused"));
