@@ -1,11 +1,50 @@
 //! Azure workload identity for porter-identity: links each Kubernetes workload's service
-//! account to a user-assigned managed identity with a federated identity credential that
-//! trusts the cluster's OIDC issuer.
+//! account to a user-assigned managed identity with a **federated identity credential** that
+//! trusts the cluster's OIDC issuer for `system:serviceaccount:<namespace>:<service account>`.
 //!
-//! The crate's rooms: [`api`] is the port (the ARM calls the logic needs), [`names`] derives
-//! credential names and compares issuers.
+//! ```no_run
+//! use porter_identity_azure::AzureWorkloadIdentityProvider;
+//! use porter_identity_core::{AppManifest, Reconciler};
+//!
+//! # async fn run() -> porter_identity_core::Result<()> {
+//! let azure = AzureWorkloadIdentityProvider::builder()
+//!     .aks_cluster("prod-rg", "prod-aks")
+//!     .from_env() // AZURE_SUBSCRIPTION_ID and a credential chosen as Azure users expect
+//!     .await?;
+//! let manifest = AppManifest::from_path("porter.yaml".as_ref())?;
+//! // One call per deploy: binds every azureManagedIdentity connection, removes stale ones.
+//! let report = Reconciler::new("shop", "default")
+//!     .provider(&azure)
+//!     .desired(&manifest)
+//!     .run()
+//!     .await?;
+//! println!("{report}");
+//! # Ok(()) }
+//! ```
+//!
+//! The crate's rooms: [`api`] is the port (the ARM calls the logic needs), [`arm`] the port
+//! over HTTP, `fake` (feature `fake`) an in-memory ARM with an HTTP face, [`names`] derives
+//! credential names (the ownership marks) and compares issuers, [`lint`] finds least-privilege
+//! problems, [`codes`] lists the verify finding codes, [`credential`] holds the emulator's
+//! static token. Inside, `provider` holds the calls, `links` the batches (one read per
+//! identity), `stale` the stale-link search, `verify` the diagnosis.
 
 pub mod api;
 pub mod arm;
+mod builder;
+pub mod codes;
 pub mod credential;
+mod links;
+pub mod lint;
 pub mod names;
+mod provider;
+#[cfg(test)]
+mod provider_tests;
+mod stale;
+mod verify;
+
+#[cfg(feature = "fake")]
+pub mod fake;
+
+pub use builder::{AzureConfigKey, AzureWorkloadIdentityProviderBuilder};
+pub use provider::{AzureWorkloadIdentityProvider, CLIENT_ID_ANNOTATION, USE_LABEL};

@@ -1,0 +1,490 @@
+//! Batches: `plan_all`, `bind_all` and `unbind_all` (and the single-binding calls, as batches
+//! of one). Bindings are grouped by managed identity: each identity is read once (per provider)
+//! and its credentials listed once per batch, whatever the number of workloads on it; the
+//! writes to one identity go one at a time, identities side by side.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use futures_util::future::{join_all, join3};
+use porter_identity_core::{
+    BindChange, BindOutcome, Binding, Cloud, Error, ErrorKind, Plan, PlanAction, Result,
+    UnbindOutcome, link_conflicts, share_read,
+};
+
+use crate::api::{FEDERATED_CREDENTIAL_LIMIT, FederatedCredential, Identity};
+use crate::names::{NameMarks, TOKEN_EXCHANGE_AUDIENCE, credential_name, same_issuer};
+use crate::provider::{AzureWorkloadIdentityProvider, identity_key};
+
+/// What a binding's subject has on its identity now.
+enum Current {
+    /// No credential trusts the issuer for the subject.
+    None,
+    /// One does, with the right audience.
+    Same(FederatedCredential),
+    /// One does, with another audience: fix it in place.
+    WrongAudience(FederatedCredential),
+}
+
+impl AzureWorkloadIdentityProvider {
+    pub(crate) async fn plan_batch(&self, bindings: &[Binding]) -> Vec<Result<Plan>> {
+        let refused = self.refusals(bindings, true);
+        self.by_identity(bindings, refused, |group| self.plan_group(bindings, group))
+            .await
+    }
+
+    pub(crate) async fn bind_batch(&self, bindings: &[Binding]) -> Vec<Result<BindOutcome>> {
+        let refused = self.refusals(bindings, true);
+        self.by_identity(bindings, refused, |group| self.bind_group(bindings, group))
+            .await
+    }
+
+    pub(crate) async fn unbind_batch(&self, bindings: &[Binding]) -> Vec<Result<UnbindOutcome>> {
+        let refused = self.refusals(bindings, false);
+        self.by_identity(bindings, refused, |group| {
+            self.unbind_group(bindings, group)
+        })
+        .await
+    }
+
+    /// Bindings refused before any call: of another cloud, or (plan and bind) fighting over one
+    /// link with an earlier binding of the batch.
+    fn refusals(&self, bindings: &[Binding], conflicts: bool) -> Vec<Option<Error>> {
+        let mut refused: Vec<Option<Error>> = if conflicts {
+            link_conflicts(bindings)
+        } else {
+            bindings.iter().map(|_| None).collect()
+        };
+        for (b, r) in bindings.iter().zip(refused.iter_mut()) {
+            if let Err(e) = Self::identity_ref(b) {
+                *r = Some(e);
+            }
+        }
+        refused
+    }
+
+    /// Runs `work` once per identity with the indexes of its admitted bindings, identities side
+    /// by side. Results in input order.
+    async fn by_identity<T, F, Fut>(
+        &self,
+        bindings: &[Binding],
+        refused: Vec<Option<Error>>,
+        work: F,
+    ) -> Vec<Result<T>>
+    where
+        F: Fn(Vec<usize>) -> Fut,
+        Fut: Future<Output = Vec<(usize, Result<T>)>>,
+    {
+        let mut results: Vec<Option<Result<T>>> = refused.into_iter().map(|e| e.map(Err)).collect();
+        let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, b) in bindings.iter().enumerate() {
+            if results[i].is_none()
+                && let Ok((rg, name)) = Self::identity_ref(b)
+            {
+                groups
+                    .entry(identity_key(rg.as_str(), name.as_str()))
+                    .or_default()
+                    .push(i);
+            }
+        }
+        for (i, result) in join_all(groups.into_values().map(work))
+            .await
+            .into_iter()
+            .flatten()
+        {
+            results[i] = Some(result);
+        }
+        results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(Error::cloud(
+                        ErrorKind::Other,
+                        Cloud::Azure,
+                        "batch",
+                        "a binding of the batch got no result (a bug in porter-identity)",
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    /// The key under which an identity's credential listing is shared within one reconcile.
+    pub(crate) fn credentials_read_key(&self, issuer: &str, rg: &str, name: &str) -> String {
+        format!("azure/{issuer}/identity/{}", identity_key(rg, name))
+    }
+
+    /// What every binding of a group needs first: the issuer, the identity and its
+    /// credentials, read side by side. An error is every binding's.
+    async fn group_reads(
+        &self,
+        first: &Binding,
+        with_identity: bool,
+    ) -> Result<(String, Option<Identity>, Vec<FederatedCredential>)> {
+        let (rg, name) = Self::identity_ref(first)?;
+        let identity = async {
+            if with_identity {
+                self.identity(first).await.map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let (issuer, identity, listed) = join3(
+            self.issuer(),
+            identity,
+            self.list_credentials(rg.as_str(), name.as_str()),
+        )
+        .await;
+        let issuer = issuer?.to_owned();
+        let identity = identity?;
+        let listed = listed.map_err(|e| self.missing_identity(first, e))?;
+        share_read(
+            self.credentials_read_key(&issuer, rg.as_str(), name.as_str()),
+            listed.clone(),
+        );
+        Ok((issuer, identity, listed))
+    }
+
+    /// A listing of a missing identity fails with ARM's 404: say which identity.
+    fn missing_identity(&self, binding: &Binding, e: Error) -> Error {
+        match Self::identity_ref(binding) {
+            Ok((rg, name)) if e.kind() == ErrorKind::NotFound => Error::cloud(
+                ErrorKind::NotFound,
+                Cloud::Azure,
+                "FederatedIdentityCredentials_List",
+                format!(
+                    "managed identity {rg}/{name} (azureManagedIdentity of service {}) does not exist",
+                    binding.workload.service()
+                ),
+            )
+            .with_fix(format!(
+                "create it with `az identity create --resource-group {rg} --name {name}`, or correct identityName and resourceGroup in porter.yaml"
+            ))
+            .with_source(e),
+            _ => e,
+        }
+    }
+
+    /// The credential of a binding's subject, judged: another owner's is an error.
+    fn current(
+        &self,
+        binding: &Binding,
+        issuer: &str,
+        held: &[FederatedCredential],
+        operation: &str,
+    ) -> Result<Current> {
+        let subject = binding.workload.subject();
+        let Some(found) = held
+            .iter()
+            .find(|c| same_issuer(&c.issuer, issuer) && c.subject == subject)
+        else {
+            return Ok(Current::None);
+        };
+        let marks = NameMarks::of(&found.name);
+        if marks != NameMarks::Foreign && !marks.is(&binding.workload) {
+            return Err(self.other_owner(binding, &marks, found, operation));
+        }
+        Ok(if found.audiences == [TOKEN_EXCHANGE_AUDIENCE] {
+            Current::Same(found.clone())
+        } else {
+            Current::WrongAudience(found.clone())
+        })
+    }
+
+    /// The error for a credential whose name marks another app or service.
+    pub(crate) fn other_owner(
+        &self,
+        binding: &Binding,
+        marks: &NameMarks,
+        credential: &FederatedCredential,
+        operation: &str,
+    ) -> Error {
+        let w = &binding.workload;
+        let identity = Self::identity_ref(binding)
+            .map(|(rg, name)| format!("{rg}/{name}"))
+            .unwrap_or_default();
+        Error::cloud(
+            ErrorKind::Conflict,
+            Cloud::Azure,
+            operation,
+            format!(
+                "the federated identity credential {} of managed identity {identity} that trusts {w} belongs to {} (by its name), not to service `{}` of app `{}`; porter-identity never changes or removes another service's credential",
+                credential.name,
+                marks.describe(),
+                w.service(),
+                w.app()
+            ),
+        )
+        .with_fix(format!(
+            "both services run as service account {}: rename service `{}` or app `{}` so that their service account names differ, or give this workload an explicit service account name (Workload::new(namespace, service_account, app, service))",
+            w.service_account(),
+            w.service(),
+            w.app()
+        ))
+    }
+
+    /// The error for an identity with no room for another credential.
+    fn limit_error(&self, binding: &Binding, held: &[FederatedCredential]) -> Error {
+        let identity = Self::identity_ref(binding)
+            .map(|(rg, name)| format!("{rg}/{name}"))
+            .unwrap_or_default();
+        let listed: Vec<String> = held
+            .iter()
+            .map(|c| format!("{} (issuer {}, subject {})", c.name, c.issuer, c.subject))
+            .collect();
+        let (rg, name) = identity
+            .split_once('/')
+            .unwrap_or(("<group>", "<identity>"));
+        Error::cloud(
+            ErrorKind::LimitExceeded,
+            Cloud::Azure,
+            "FederatedIdentityCredentials_CreateOrUpdate",
+            format!(
+                "managed identity {identity} holds {} federated identity credentials, Azure's limit of {FEDERATED_CREDENTIAL_LIMIT} per identity, so none can be added for {}; it holds: {}",
+                held.len(),
+                binding.workload,
+                listed.join("; ")
+            ),
+        )
+        .with_fix(format!(
+            "delete the credentials it no longer needs (`az identity federated-credential delete --resource-group {rg} --identity-name {name} --name <credential>`), or give this service its own managed identity"
+        ))
+    }
+
+    // ---- plan ---------------------------------------------------------------------------------
+
+    async fn plan_group(
+        &self,
+        bindings: &[Binding],
+        group: Vec<usize>,
+    ) -> Vec<(usize, Result<Plan>)> {
+        let (issuer, identity, mut held) = match self.group_reads(&bindings[group[0]], true).await {
+            Ok((issuer, Some(identity), held)) => (issuer, identity, held),
+            Ok(_) => unreachable!("the identity was asked for"),
+            Err(e) => return group.into_iter().map(|i| (i, Err(e.clone()))).collect(),
+        };
+        let mut out = Vec::with_capacity(group.len());
+        for i in group {
+            let b = &bindings[i];
+            let w = &b.workload;
+            let planned = match self.current(b, &issuer, &held, "FederatedIdentityCredentials_List")
+            {
+                Err(e) => Err(e),
+                Ok(Current::Same(c)) => Ok((
+                    PlanAction::Unchanged,
+                    format!("credential {} already trusts {issuer} for {w}", c.name),
+                )),
+                Ok(Current::WrongAudience(c)) => Ok((
+                    PlanAction::Update {
+                        current: format!("audiences {}", c.audiences.join(",")),
+                    },
+                    format!(
+                        "set the audience of credential {} to {TOKEN_EXCHANGE_AUDIENCE} (it has {})",
+                        c.name,
+                        c.audiences.join(",")
+                    ),
+                )),
+                Ok(Current::None) if held.len() >= FEDERATED_CREDENTIAL_LIMIT => {
+                    Err(self.limit_error(b, &held))
+                }
+                Ok(Current::None) => {
+                    let name = credential_name(&issuer, w);
+                    // Count it, so that the batch's later bindings see the limit coming.
+                    held.push(FederatedCredential {
+                        name: name.clone(),
+                        id: String::new(),
+                        issuer: issuer.clone(),
+                        subject: w.subject(),
+                        audiences: vec![TOKEN_EXCHANGE_AUDIENCE.to_owned()],
+                    });
+                    Ok((
+                        PlanAction::Create,
+                        format!(
+                            "create credential {name} on managed identity {} trusting {issuer} for {w}",
+                            identity.name
+                        ),
+                    ))
+                }
+            };
+            out.push((
+                i,
+                planned.map(|(action, description)| Plan {
+                    service_account_patch: Self::patch(&identity, action != PlanAction::Unchanged),
+                    action,
+                    description,
+                }),
+            ));
+        }
+        out
+    }
+
+    // ---- bind ---------------------------------------------------------------------------------
+
+    async fn bind_group(
+        &self,
+        bindings: &[Binding],
+        group: Vec<usize>,
+    ) -> Vec<(usize, Result<BindOutcome>)> {
+        let (issuer, identity, mut held) = match self.group_reads(&bindings[group[0]], true).await {
+            Ok((issuer, Some(identity), held)) => (issuer, identity, held),
+            Ok(_) => unreachable!("the identity was asked for"),
+            Err(e) => return group.into_iter().map(|i| (i, Err(e.clone()))).collect(),
+        };
+        let mut out = Vec::with_capacity(group.len());
+        // One binding after another: writes to one identity go one at a time anyway.
+        for i in group {
+            let result = self
+                .bind_one(&bindings[i], &issuer, &identity, &mut held)
+                .await;
+            out.push((i, result));
+        }
+        out
+    }
+
+    async fn bind_one(
+        &self,
+        binding: &Binding,
+        issuer: &str,
+        identity: &Identity,
+        held: &mut Vec<FederatedCredential>,
+    ) -> Result<BindOutcome> {
+        const OP: &str = "FederatedIdentityCredentials_CreateOrUpdate";
+        let (rg, name) = Self::identity_ref(binding)?;
+        let (rg, name) = (rg.as_str(), name.as_str());
+        let spec = Self::spec(issuer, binding);
+        match self.current(binding, issuer, held, OP)? {
+            Current::Same(c) => return Ok(outcome(identity, BindChange::Unchanged, c)),
+            Current::WrongAudience(c) => {
+                let previous = format!("audiences {}", c.audiences.join(","));
+                let fixed = self.put_credential(rg, name, &c.name, &spec).await?;
+                replace(held, fixed.clone());
+                return Ok(outcome(identity, BindChange::Updated { previous }, fixed));
+            }
+            Current::None => {}
+        }
+        if held.len() >= FEDERATED_CREDENTIAL_LIMIT {
+            return Err(self.limit_error(binding, held));
+        }
+        let new_name = credential_name(issuer, &binding.workload);
+        match self.put_credential(rg, name, &new_name, &spec).await {
+            Ok(created) => {
+                held.push(created.clone());
+                Ok(outcome(identity, BindChange::Created, created))
+            }
+            // Another process created a credential for the same issuer and subject under
+            // another name since the listing: adopt it.
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                tracing::debug!(workload = %binding.workload, "credential created concurrently; adopting it");
+                *held = self.list_credentials(rg, name).await?;
+                match self.current(binding, issuer, held, OP)? {
+                    Current::Same(c) => Ok(outcome(identity, BindChange::Unchanged, c)),
+                    Current::WrongAudience(c) => {
+                        let previous = format!("audiences {}", c.audiences.join(","));
+                        let fixed = self.put_credential(rg, name, &c.name, &spec).await?;
+                        replace(held, fixed.clone());
+                        Ok(outcome(identity, BindChange::Updated { previous }, fixed))
+                    }
+                    Current::None => Err(e),
+                }
+            }
+            // Other processes filled the identity since the listing.
+            Err(e) if e.kind() == ErrorKind::LimitExceeded => {
+                *held = self.list_credentials(rg, name).await?;
+                Err(self.limit_error(binding, held).with_source(e))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    // ---- unbind -------------------------------------------------------------------------------
+
+    async fn unbind_group(
+        &self,
+        bindings: &[Binding],
+        group: Vec<usize>,
+    ) -> Vec<(usize, Result<UnbindOutcome>)> {
+        let (issuer, _, held) = match self.group_reads(&bindings[group[0]], false).await {
+            Ok(reads) => reads,
+            // A missing identity has nothing to unbind.
+            Err(e)
+                if e.kind() == ErrorKind::NotFound
+                    && e.operation() != Some("ManagedClusters_Get") =>
+            {
+                return group
+                    .into_iter()
+                    .map(|i| (i, Ok(UnbindOutcome::AlreadyAbsent)))
+                    .collect();
+            }
+            Err(e) => return group.into_iter().map(|i| (i, Err(e.clone()))).collect(),
+        };
+        let mut out = Vec::with_capacity(group.len());
+        for i in group {
+            out.push((
+                i,
+                self.unbind_one(&bindings[i], &issuer, &held, false).await,
+            ));
+        }
+        out
+    }
+
+    /// Deletes every credential of the binding's identity that trusts `issuer` for its subject,
+    /// whatever its name. A name marking another owner refuses the whole unbind. With
+    /// `marks_required` (a stale link), a foreign name refuses it too.
+    pub(crate) async fn unbind_one(
+        &self,
+        binding: &Binding,
+        issuer: &str,
+        held: &[FederatedCredential],
+        marks_required: bool,
+    ) -> Result<UnbindOutcome> {
+        const OP: &str = "FederatedIdentityCredentials_Delete";
+        let (rg, name) = Self::identity_ref(binding)?;
+        let subject = binding.workload.subject();
+        let matching: Vec<&FederatedCredential> = held
+            .iter()
+            .filter(|c| same_issuer(&c.issuer, issuer) && c.subject == subject)
+            .collect();
+        for c in &matching {
+            let marks = NameMarks::of(&c.name);
+            let foreign = marks == NameMarks::Foreign;
+            if (!foreign && !marks.is(&binding.workload)) || (foreign && marks_required) {
+                return Err(self.other_owner(binding, &marks, c, OP));
+            }
+        }
+        let mut deleted = None;
+        for c in matching {
+            if self
+                .delete_credential(rg.as_str(), name.as_str(), &c.name)
+                .await?
+            {
+                deleted.get_or_insert_with(|| c.id.clone());
+            }
+        }
+        Ok(match deleted {
+            Some(resource_id) => UnbindOutcome::Deleted { resource_id },
+            None => UnbindOutcome::AlreadyAbsent,
+        })
+    }
+}
+
+fn outcome(
+    identity: &Identity,
+    change: BindChange,
+    credential: FederatedCredential,
+) -> BindOutcome {
+    let changed = change != BindChange::Unchanged;
+    BindOutcome {
+        change,
+        resource_id: credential.id,
+        service_account_patch: AzureWorkloadIdentityProvider::patch(identity, changed),
+    }
+}
+
+fn replace(held: &mut [FederatedCredential], fixed: FederatedCredential) {
+    if let Some(slot) = held
+        .iter_mut()
+        .find(|c| c.name.eq_ignore_ascii_case(&fixed.name))
+    {
+        *slot = fixed;
+    }
+}
