@@ -11,9 +11,9 @@
 //! | feature | module | what it adds |
 //! |---|---|---|
 //! | `aws` | `porter_identity::aws` | `AwsPodIdentityProvider`: EKS Pod Identity associations |
-//! | `azure` | — | reserved for the Azure provider (not built yet) |
+//! | `azure` | `porter_identity::azure` | `AzureWorkloadIdentityProvider`: federated identity credentials on managed identities |
 //! | `gcp` | — | reserved for the GCP provider (not built yet) |
-//! | `fake` | `aws::fake` | in-memory clouds for tests and demos, no account needed |
+//! | `fake` | `aws::fake`, `azure::fake` | in-memory clouds for tests and demos, no account needed |
 //! | `testing` | `testing` | the conformance suite every provider passes |
 //! | `serde` | — | `Serialize` for `ReconcileReport`: its stable JSON, for scripts and CI |
 //!
@@ -59,6 +59,10 @@ pub use porter_identity_core::*;
 /// EKS Pod Identity (feature `aws`).
 #[cfg(feature = "aws")]
 pub use porter_identity_aws as aws;
+
+/// Federated identity credentials on Azure user-assigned managed identities (feature `azure`).
+#[cfg(feature = "azure")]
+pub use porter_identity_azure as azure;
 
 // The README's Rust examples, compiled as doc tests so that what it promises keeps building.
 #[cfg(all(doctest, feature = "aws"))]

@@ -350,23 +350,35 @@ impl Answer {
     }
 }
 
-/// The one HTTP client of a provider: timeouts, a user agent, no redirects (a redirect could
-/// carry the token elsewhere).
+/// The one HTTP client of a provider: TLS by rustls on the `ring` provider with the platform's
+/// roots, timeouts, a user agent, no redirects (a redirect could carry the token elsewhere).
 pub fn http_client(options: &ArmClientOptions) -> Result<reqwest::Client> {
+    use rustls_platform_verifier::BuilderVerifierExt;
+    let failed = |what: String| {
+        Error::cloud(
+            ErrorKind::Other,
+            Cloud::Azure,
+            "HttpClient",
+            format!("the HTTP client could not be built: {what}"),
+        )
+    };
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| failed(e.to_string()))?
+    .with_platform_verifier()
+    .map_err(|e| failed(format!("the platform's certificate roots: {e}")))?
+    .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
         .timeout(options.timeout)
         .connect_timeout(options.connect_timeout)
         .user_agent(concat!("porter-identity/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .map_err(|e| {
-            Error::cloud(
-                ErrorKind::Other,
-                Cloud::Azure,
-                "HttpClient",
-                format!("the HTTP client could not be built: {e}"),
-            )
-        })
+        .map_err(|e| failed(e.to_string()))
 }
 
 fn check_subscription(subscription_id: &str) -> Result<()> {

@@ -36,6 +36,7 @@
 
 mod http;
 mod state;
+mod transport;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -52,6 +53,7 @@ use crate::api::{
 use crate::arm::map_arm_error;
 
 pub use http::{FakeServer, serve};
+pub use transport::LoopbackHttpsAsHttp;
 
 use state::{ArmError, CredentialRecord, IdentityRecord, PutBody, State};
 
@@ -354,8 +356,8 @@ impl FakeAzure {
     // ---- the calls ------------------------------------------------------------------------
 
     /// Runs one ARM call: counts it, answers an injected failure or runs `op` on the state
-    /// (with the call's delay, the window a write holds its identity), then sleeps the delay
-    /// with the lock released. Shared by both faces.
+    /// (with the latency, the window a write holds its identity), then sleeps the call's delay
+    /// (latency, and a stall) with the lock released. Shared by both faces.
     async fn call<T, F>(&self, name: &'static str, op: F) -> std::result::Result<T, ArmError>
     where
         F: FnOnce(&mut State, Duration) -> std::result::Result<T, ArmError> + Send,
@@ -364,8 +366,11 @@ impl FakeAzure {
         let (result, delay) = {
             let mut state = self.lock();
             let begun = state.begin_call(name);
+            // A write holds its identity for the time it takes; a stalled answer (the write
+            // done, its answer late) does not hold it longer.
+            let window = state.latency;
             let delay = state.delay();
-            (begun.and_then(|()| op(&mut state, delay)), delay)
+            (begun.and_then(|()| op(&mut state, window)), delay)
         };
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;

@@ -586,6 +586,22 @@ async fn throttling_carries_retry_after_and_a_closed_port_is_unavailable() {
 }
 
 #[tokio::test]
+async fn https_goes_through_the_clients_own_tls() {
+    // rustls on ring with the platform's roots: a closed https port is a connection error, not
+    // a missing crypto provider.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let e = client(&format!("https://127.0.0.1:{port}"))
+        .get_identity("rg", "id")
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+}
+
+#[tokio::test]
 async fn role_assignments_are_listed_for_the_principal() {
     let (url, seen) = serve(Arc::new(|_: &Seen| {
         json(
