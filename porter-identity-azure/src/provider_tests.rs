@@ -47,21 +47,24 @@ fn ours() -> String {
     credential_name(ISSUER, &binding().workload)
 }
 
+/// The AKS cluster, with its issuer on.
+fn cluster() -> ManagedCluster {
+    ManagedCluster {
+        id: "/subscriptions/s/resourceGroups/aks-rg/providers/Microsoft.ContainerService/managedClusters/prod".into(),
+        name: "prod".into(),
+        oidc_issuer_enabled: true,
+        issuer_url: Some(ISSUER.into()),
+        workload_identity_enabled: true,
+    }
+}
+
 /// A mock that answers the cluster and the identity once each.
 fn mock() -> MockArmApi {
     let mut api = MockArmApi::new();
     api.expect_get_managed_cluster()
         .with(eq("aks-rg"), eq("prod"))
         .times(1)
-        .returning(|_, _| {
-            Ok(ManagedCluster {
-                id: "/subscriptions/s/resourceGroups/aks-rg/providers/Microsoft.ContainerService/managedClusters/prod".into(),
-                name: "prod".into(),
-                oidc_issuer_enabled: true,
-                issuer_url: Some(ISSUER.into()),
-                workload_identity_enabled: true,
-            })
-        });
+        .returning(|_, _| Ok(cluster()));
     api.expect_get_identity()
         .with(eq("rg"), eq("api-id"))
         .times(1)
@@ -268,15 +271,8 @@ async fn another_apps_credential_is_never_written_or_deleted() {
     );
 
     let mut api = MockArmApi::new();
-    api.expect_get_managed_cluster().returning(|_, _| {
-        Ok(ManagedCluster {
-            id: "c".into(),
-            name: "prod".into(),
-            oidc_issuer_enabled: true,
-            issuer_url: Some(ISSUER.into()),
-            workload_identity_enabled: true,
-        })
-    });
+    api.expect_get_managed_cluster()
+        .returning(|_, _| Ok(cluster()));
     let theirs_too = theirs.clone();
     api.expect_list_federated_credentials()
         .returning(move |_, _, _| {
@@ -293,15 +289,9 @@ async fn another_apps_credential_is_never_written_or_deleted() {
 #[tokio::test]
 async fn unbind_deletes_and_an_absent_credential_is_success() {
     let mut api = MockArmApi::new();
-    api.expect_get_managed_cluster().times(1).returning(|_, _| {
-        Ok(ManagedCluster {
-            id: "c".into(),
-            name: "prod".into(),
-            oidc_issuer_enabled: true,
-            issuer_url: Some(ISSUER.into()),
-            workload_identity_enabled: true,
-        })
-    });
+    api.expect_get_managed_cluster()
+        .times(1)
+        .returning(|_, _| Ok(cluster()));
     let mut seq = Sequence::new();
     lists(
         &mut api,
