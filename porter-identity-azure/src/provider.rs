@@ -197,7 +197,8 @@ impl AzureWorkloadIdentityProvider {
         }
     }
 
-    pub(crate) fn oidc_disabled(&self) -> Error {
+    /// What is wrong when the cluster's OIDC issuer is off.
+    pub(crate) fn oidc_disabled_message(&self) -> String {
         let name = match &self.cluster {
             ClusterSource::Aks {
                 resource_group,
@@ -205,13 +206,17 @@ impl AzureWorkloadIdentityProvider {
             } => format!("{resource_group}/{name}"),
             ClusterSource::Issuer(url) => url.clone(),
         };
+        format!(
+            "the OIDC issuer of AKS cluster {name} is off: no federated identity credential can trust its service accounts"
+        )
+    }
+
+    pub(crate) fn oidc_disabled(&self) -> Error {
         Error::cloud(
             ErrorKind::Conflict,
             Cloud::Azure,
             "ManagedClusters_Get",
-            format!(
-                "the OIDC issuer of AKS cluster {name} is off: no federated identity credential can trust its service accounts"
-            ),
+            self.oidc_disabled_message(),
         )
         .with_fix(self.enable_command())
     }

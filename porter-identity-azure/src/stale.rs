@@ -6,7 +6,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use futures_util::future::join_all;
-use futures_util::stream::{self, StreamExt};
 use porter_identity_core::{
     Binding, Cloud, Connection, Error, ErrorKind, Evidence, Result, StaleAction, StaleLink,
     StaleQuery, UnbindOutcome, Workload, take_shared_read,
@@ -91,12 +90,28 @@ impl AzureWorkloadIdentityProvider {
         Ok(links)
     }
 
+    /// Removes `links`, identities side by side and one identity's deletes one after another:
+    /// Azure takes one write at a time per identity, so running them side by side would only
+    /// queue them on the identity's lock while other identities wait for the gate.
     pub(crate) async fn remove_stale(&self, links: &[StaleLink]) -> Vec<Result<UnbindOutcome>> {
-        stream::iter(0..links.len())
-            .map(|i| self.remove_one(&links[i]))
-            .buffered(self.calls.concurrency())
-            .collect()
-            .await
+        let mut groups: BTreeMap<Option<String>, Vec<usize>> = BTreeMap::new();
+        for (i, link) in links.iter().enumerate() {
+            groups.entry(key_of(&link.binding)).or_default().push(i);
+        }
+        let mut results: Vec<Option<Result<UnbindOutcome>>> =
+            std::iter::repeat_with(|| None).take(links.len()).collect();
+        let removed = join_all(groups.into_values().map(|group| async move {
+            let mut out = Vec::with_capacity(group.len());
+            for i in group {
+                out.push((i, self.remove_one(&links[i]).await));
+            }
+            out
+        }))
+        .await;
+        for (i, result) in removed.into_iter().flatten() {
+            results[i] = Some(result);
+        }
+        results.into_iter().flatten().collect()
     }
 
     async fn remove_one(&self, link: &StaleLink) -> Result<UnbindOutcome> {

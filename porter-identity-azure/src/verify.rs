@@ -7,7 +7,7 @@ use porter_identity_core::{Binding, Cloud, ErrorKind, Finding, Result, VerifyRep
 
 use crate::api::{FEDERATED_CREDENTIAL_LIMIT, FederatedCredential, Identity, RoleAssignment};
 use crate::names::{
-    NameMarks, TOKEN_EXCHANGE_AUDIENCE, differ_only_by_trailing_slash, same_issuer,
+    NameMarks, TOKEN_EXCHANGE_AUDIENCE, credential_name, differ_only_by_trailing_slash, same_issuer,
 };
 use crate::provider::{AzureWorkloadIdentityProvider, ClusterSource};
 use crate::{codes, lint};
@@ -97,9 +97,10 @@ impl AzureWorkloadIdentityProvider {
         match cluster.issuer_url.filter(|_| cluster.oidc_issuer_enabled) {
             Some(issuer) => Ok(Some(issuer)),
             None => {
-                report.push(Finding::from_error(
+                report.push(Finding::error(
                     codes::OIDC_ISSUER_DISABLED,
-                    &self.oidc_disabled(),
+                    self.oidc_disabled_message(),
+                    self.enable_command(),
                 ));
                 Ok(None)
             }
@@ -116,6 +117,11 @@ impl AzureWorkloadIdentityProvider {
     ) {
         let w = &binding.workload;
         let subject = w.subject();
+        // For the `az` commands of the fixes.
+        let (rg, name) = Self::identity_ref(binding)
+            .map_or(("<group>", "<identity>"), |(rg, name)| {
+                (rg.as_str(), name.as_str())
+            });
         let Some(found) = held
             .iter()
             .find(|c| same_issuer(&c.issuer, issuer) && c.subject == subject)
@@ -134,7 +140,10 @@ impl AzureWorkloadIdentityProvider {
                 format!(
                     "no federated identity credential trusts {issuer} for {subject}: the pods of {w} get no Azure token{hint}"
                 ),
-                "run bind for this service",
+                format!(
+                    "deploy again (bind creates it), or by hand: `az identity federated-credential create --resource-group {rg} --identity-name {name} --name {} --issuer {issuer} --subject {subject} --audiences {TOKEN_EXCHANGE_AUDIENCE}`",
+                    credential_name(issuer, w)
+                ),
             ));
             return;
         };
@@ -151,7 +160,10 @@ impl AzureWorkloadIdentityProvider {
                     "credential {} trusts {subject} for the audiences {:?}, but workload identity tokens are for {TOKEN_EXCHANGE_AUDIENCE} only",
                     found.name, found.audiences
                 ),
-                "run bind for this service: it sets the audience in place",
+                format!(
+                    "deploy again (bind sets the audience in place), or by hand: `az identity federated-credential update --resource-group {rg} --identity-name {name} --name {} --audiences {TOKEN_EXCHANGE_AUDIENCE}`",
+                    found.name
+                ),
             ));
         }
     }

@@ -448,6 +448,8 @@ async fn verify_is_healthy_after_bind_and_reports_each_cluster_problem() {
         finding.remediation.contains("--enable-oidc-issuer"),
         "{finding}"
     );
+    // The finding says what is wrong in words, not as a failed call.
+    assert!(finding.message.starts_with("the OIDC issuer"), "{finding}");
 
     let gone = FakeAzure::new();
     gone.add_identity(RG, "shop-api");
@@ -475,6 +477,21 @@ async fn verify_reports_each_identity_and_credential_problem() {
         codes_of(&report, Severity::Error).contains(codes::CREDENTIAL_MISSING),
         "{report}"
     );
+    // The fix names the exact credential bind would create.
+    let fix = &report
+        .findings
+        .iter()
+        .find(|f| f.code == codes::CREDENTIAL_MISSING)
+        .unwrap()
+        .remediation;
+    let name = porter_identity_azure::names::credential_name(ISSUER, &b.workload);
+    for part in [
+        "az identity federated-credential create --resource-group rg --identity-name shop-api",
+        &format!("--name {name} --issuer {ISSUER}"),
+        "--subject system:serviceaccount:prod:shop-api --audiences api://AzureADTokenExchange",
+    ] {
+        assert!(fix.contains(part), "{part} not in: {fix}");
+    }
 
     // An issuer that differs only by its trailing slash never matches: say so.
     let subject = "system:serviceaccount:prod:shop-api";
@@ -506,6 +523,17 @@ async fn verify_reports_each_identity_and_credential_problem() {
     assert!(
         codes_of(&report, Severity::Error).contains(codes::CREDENTIAL_WRONG_AUDIENCE),
         "{report}"
+    );
+    let wrong = report
+        .findings
+        .iter()
+        .find(|f| f.code == codes::CREDENTIAL_WRONG_AUDIENCE)
+        .unwrap();
+    assert!(
+        wrong.remediation.contains(
+            "az identity federated-credential update --resource-group rg --identity-name shop-api --name wrong-audience --audiences api://AzureADTokenExchange"
+        ),
+        "{wrong}"
     );
 }
 
