@@ -200,22 +200,30 @@ impl fmt::Display for ReconcileReport {
             if sa.patch.is_empty() {
                 continue;
             }
-            write!(
+            let needs: Vec<String> = sa
+                .patch
+                .annotations
+                .iter()
+                .map(|(k, v)| format!("annotation {k}={v}"))
+                .chain(
+                    sa.patch
+                        .pod_labels
+                        .iter()
+                        .map(|(k, v)| format!("pod label {k}={v}")),
+                )
+                .chain(
+                    sa.patch
+                        .needs_pod_restart
+                        .then(|| "a restart of its pods".to_owned()),
+                )
+                .collect();
+            writeln!(
                 f,
-                "  service account {}/{} needs",
+                "  service account {}/{} needs {}",
                 sa.workload.namespace(),
-                sa.workload.service_account()
+                sa.workload.service_account(),
+                needs.join("; ")
             )?;
-            for (k, v) in &sa.patch.annotations {
-                write!(f, " annotation {k}={v};")?;
-            }
-            for (k, v) in &sa.patch.pod_labels {
-                write!(f, " pod label {k}={v};")?;
-            }
-            if sa.patch.needs_pod_restart {
-                f.write_str(" a restart of its pods")?;
-            }
-            writeln!(f)?;
         }
         write!(f, "  cloud calls: {}", self.calls.total())?;
         for (cloud, op, n) in self.calls.iter() {
@@ -418,5 +426,52 @@ mod json {
             }
             .serialize(s)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::CallCounts;
+
+    fn report(patch: ServiceAccountPatch) -> ReconcileReport {
+        let workload = Workload::for_service("prod", "shop", "api").unwrap();
+        ReconcileReport {
+            app: workload.app().clone(),
+            namespace: workload.namespace().clone(),
+            dry_run: false,
+            workloads: Vec::new(),
+            removed: Vec::new(),
+            kept: Vec::new(),
+            cleanup_errors: Vec::new(),
+            service_accounts: vec![ServiceAccountNeeds { workload, patch }],
+            calls: CallCounts::default(),
+        }
+    }
+
+    #[test]
+    fn a_service_accounts_needs_are_listed_without_a_dangling_separator() {
+        let mut patch = ServiceAccountPatch::default();
+        patch
+            .annotations
+            .insert("azure.workload.identity/client-id".into(), "c1".into());
+        patch
+            .pod_labels
+            .insert("azure.workload.identity/use".into(), "true".into());
+        let text = report(patch.clone()).to_string();
+        assert!(
+            text.contains(
+                "service account prod/shop-api needs annotation azure.workload.identity/client-id=c1; pod label azure.workload.identity/use=true\n"
+            ),
+            "{text}"
+        );
+        patch.needs_pod_restart = true;
+        let text = report(patch).to_string();
+        assert!(
+            text.contains("pod label azure.workload.identity/use=true; a restart of its pods\n"),
+            "{text}"
+        );
     }
 }
