@@ -2,7 +2,7 @@
 //! call, for 1,000 workloads of one app in one namespace (ten roles shared round-robin).
 //!
 //! ```text
-//! cargo bench --bench reconcile
+//! cargo bench --bench aws
 //! ```
 //!
 //! The table comes first: exact cloud-call counts (read off the fake's counters) and the wall
@@ -18,10 +18,11 @@
 //! target only when run as a benchmark (`cargo bench`). For comparison, the last row is the old
 //! way: a loop of `bind`, 32 at a time. divan then times each case.
 
-use std::collections::BTreeMap;
-use std::future::Future;
-use std::time::{Duration, Instant};
+mod common;
 
+use std::time::Duration;
+
+use common::{CONCURRENCY, LATENCY, Measured};
 use futures_util::stream::{self, StreamExt};
 use porter_identity::{
     BindChange, Binding, Connection, ReconcileReport, Reconciler, RoleRef, Workload,
@@ -33,17 +34,15 @@ use porter_identity_aws::fake::FakeAws;
 const CLUSTER: &str = "bench";
 const APP: &str = "app";
 const NAMESPACE: &str = "bench";
-const LATENCY: Duration = Duration::from_millis(10);
-/// Cloud calls in flight at once (the provider's gate).
-const CONCURRENCY: usize = 32;
 const ROLES: usize = 10;
 const N: usize = 1000;
 const REMOVED: usize = 200;
-const WRITES: [&str; 3] = [
+const WRITES: &[&str] = &[
     "CreatePodIdentityAssociation",
     "UpdatePodIdentityAssociation",
     "DeletePodIdentityAssociation",
 ];
+const DELETE: &str = "DeletePodIdentityAssociation";
 
 fn fake() -> FakeAws {
     let aws = FakeAws::new("123456789012", "us-east-1");
@@ -79,13 +78,6 @@ fn bindings(n: usize) -> Vec<Binding> {
         .collect()
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
 async fn reconcile(
     p: &AwsPodIdentityProvider,
     desired: &[Binding],
@@ -102,123 +94,49 @@ async fn reconcile(
     report
 }
 
-/// One measured case: its calls and wall time.
-struct Measured {
-    label: &'static str,
-    n: usize,
-    calls: BTreeMap<String, u64>,
-    wall: Duration,
+/// 1.25 × calls × latency / concurrency: the wall-time target of the deploy API.
+fn wall_target(m: &Measured) -> Duration {
+    m.ideal().mul_f64(1.25)
 }
 
-impl Measured {
-    fn count(&self, ops: &[&str]) -> u64 {
-        ops.iter()
-            .map(|op| self.calls.get(*op).copied().unwrap_or(0))
-            .sum()
-    }
-
-    fn total(&self) -> u64 {
-        self.calls.values().sum()
-    }
-
-    fn writes(&self) -> u64 {
-        self.count(&WRITES)
-    }
-
-    fn reads(&self) -> u64 {
-        self.total() - self.writes()
-    }
-
-    /// 1.25 × calls × latency / concurrency.
-    fn wall_target(&self) -> Duration {
-        LATENCY.mul_f64(1.25 * self.total() as f64 / CONCURRENCY as f64)
-    }
-
-    fn row(&self) {
-        let per = |x: u64| x as f64 / self.n as f64;
-        println!(
-            "| {:<33} | {:>5} | {:>6} | {:>8.3} | {:>9.3} | {:>7} | {:>7.0} | {:>9.0} |",
-            self.label,
-            self.n,
-            self.total(),
-            per(self.reads()),
-            per(self.writes()),
-            self.count(&["DeletePodIdentityAssociation"]),
-            self.wall.as_secs_f64() * 1000.0,
-            self.wall_target().as_secs_f64() * 1000.0,
-        );
-        let by_op: Vec<String> = self
-            .calls
-            .iter()
-            .filter(|(_, c)| **c > 0)
-            .map(|(op, c)| format!("{op} {c}"))
-            .collect();
-        println!(
-            "|   {:<31} |       |        |          |           |         |         |           |",
-            by_op.join(", ")
-        );
-    }
-}
-
-fn measure<F: Future>(
+/// Runs one case and prints its row.
+fn measure<F: std::future::Future>(
     rt: &tokio::runtime::Runtime,
     aws: &FakeAws,
     label: &'static str,
     n: usize,
     work: F,
 ) -> (Measured, F::Output) {
-    aws.reset_calls();
-    let start = Instant::now();
-    let out = rt.block_on(work);
-    let wall = start.elapsed();
-    let measured = Measured {
+    let (m, out) = common::measure(
+        rt,
         label,
         n,
-        calls: aws.calls(),
-        wall,
-    };
-    measured.row();
-    (measured, out)
-}
-
-/// What the fake alone achieves on this machine: N calls, CONCURRENCY at a time, no provider
-/// in between. The timer makes a 10 ms sleep last a little longer; the targets do not allow
-/// for that.
-fn calibrate(rt: &tokio::runtime::Runtime, aws: &FakeAws) {
-    use porter_identity_aws::api::EksIamApi;
-    let start = Instant::now();
-    rt.block_on(
-        stream::iter(0..N)
-            .map(|_| aws.describe_cluster(CLUSTER))
-            .buffer_unordered(CONCURRENCY)
-            .for_each(|r| async move {
-                r.expect("describe");
-            }),
+        (
+            &|| {
+                aws.reset_calls();
+            },
+            &|| aws.calls(),
+        ),
+        (WRITES, DELETE),
+        work,
     );
-    let wall = start.elapsed();
-    let ideal = LATENCY.mul_f64(N as f64 / CONCURRENCY as f64);
-    println!(
-        "| the fake alone: {N} calls        | {N:>5} | {N:>6} |          |           |         | {:>7.0} | ideal {:>3.0} |",
-        wall.as_secs_f64() * 1000.0,
-        ideal.as_secs_f64() * 1000.0
-    );
+    m.row(wall_target(&m));
+    (m, out)
 }
 
 /// The table, with every count target checked; the wall-time target too when `timed`.
 fn count_calls(timed: bool) {
-    println!(
-        "\nEKS Pod Identity through the Reconciler on the fake: {LATENCY:?} per call, {CONCURRENCY} calls in flight"
-    );
-    println!(
-        "| case                              |     N |  calls | reads/wl | writes/wl | deletes | wall ms | target ms |"
-    );
-    println!(
-        "|-----------------------------------|------:|-------:|---------:|----------:|--------:|--------:|----------:|"
-    );
-    let rt = runtime();
+    common::header("EKS Pod Identity through the Reconciler on the fake");
+    let rt = common::runtime();
     let aws = fake();
     let all = bindings(N);
-    calibrate(&rt, &aws);
+    common::calibrate(&rt, N, || {
+        use porter_identity_aws::api::EksIamApi;
+        let aws = aws.clone();
+        async move {
+            aws.describe_cluster(CLUSTER).await.expect("describe");
+        }
+    });
 
     let p = provider(&aws);
     let (first, report) = measure(&rt, &aws, "first deploy", N, reconcile(&p, &all, &[]));
@@ -254,10 +172,10 @@ fn count_calls(timed: bool) {
     );
     if timed {
         assert!(
-            unchanged.wall <= unchanged.wall_target(),
+            unchanged.wall <= wall_target(&unchanged),
             "unchanged re-deploy took {:?}, over the target {:?}",
             unchanged.wall,
-            unchanged.wall_target()
+            wall_target(&unchanged)
         );
     }
 
@@ -269,10 +187,7 @@ fn count_calls(timed: bool) {
         reconcile(&p, &all[..N - REMOVED], &all),
     );
     assert_eq!(report.removed.len(), REMOVED);
-    assert_eq!(
-        removed.count(&["DeletePodIdentityAssociation"]),
-        REMOVED as u64
-    );
+    assert_eq!(removed.count(&[DELETE]), REMOVED as u64);
     assert_eq!(
         removed.writes(),
         REMOVED as u64,
@@ -292,7 +207,7 @@ fn count_calls(timed: bool) {
                 let p = &p;
                 async move { p.bind(b).await.expect("bind").change }
             })
-            .buffer_unordered(32)
+            .buffer_unordered(CONCURRENCY)
             .collect::<Vec<_>>(),
     );
     assert!(changes.iter().all(|c| *c == BindChange::Unchanged));
@@ -300,14 +215,13 @@ fn count_calls(timed: bool) {
 }
 
 fn main() {
-    let timed = std::env::args().any(|a| a == "--bench");
-    count_calls(timed);
+    count_calls(common::timed());
     divan::main();
 }
 
 #[divan::bench(sample_count = 3, sample_size = 1)]
 fn first_deploy_of_1000(bencher: divan::Bencher) {
-    let rt = runtime();
+    let rt = common::runtime();
     let all = bindings(N);
     bencher
         .with_inputs(|| {
@@ -319,7 +233,7 @@ fn first_deploy_of_1000(bencher: divan::Bencher) {
 
 #[divan::bench(sample_count = 3, sample_size = 1)]
 fn unchanged_redeploy_of_1000(bencher: divan::Bencher) {
-    let rt = runtime();
+    let rt = common::runtime();
     let all = bindings(N);
     bencher
         .with_inputs(|| {

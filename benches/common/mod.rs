@@ -1,0 +1,145 @@
+//! What the benches share: the runtime, the table, a measured case.
+#![allow(dead_code)] // each bench uses its own subset
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// The latency every call of a fake gets.
+pub(crate) const LATENCY: Duration = Duration::from_millis(10);
+/// Cloud calls in flight at once (each provider's gate).
+pub(crate) const CONCURRENCY: usize = 32;
+
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// Whether this is `cargo bench` (an optimised build, timed) rather than `cargo test --benches`.
+pub(crate) fn timed() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+pub(crate) fn header(title: &str) {
+    println!("\n{title}: {LATENCY:?} per call, {CONCURRENCY} calls in flight");
+    println!(
+        "| case                              |     N |  calls | reads/wl | writes/wl | deletes | wall ms | bound ms |"
+    );
+    println!(
+        "|-----------------------------------|------:|-------:|---------:|----------:|--------:|--------:|---------:|"
+    );
+}
+
+/// One measured case: its calls (read off the fake's counters) and its wall time.
+pub(crate) struct Measured {
+    pub(crate) label: &'static str,
+    pub(crate) n: usize,
+    pub(crate) calls: BTreeMap<String, u64>,
+    pub(crate) wall: Duration,
+    /// The operations that write.
+    pub(crate) writes: &'static [&'static str],
+    /// The operation that deletes.
+    pub(crate) delete: &'static str,
+}
+
+impl Measured {
+    pub(crate) fn count(&self, ops: &[&str]) -> u64 {
+        ops.iter()
+            .map(|op| self.calls.get(*op).copied().unwrap_or(0))
+            .sum()
+    }
+
+    pub(crate) fn total(&self) -> u64 {
+        self.calls.values().sum()
+    }
+
+    pub(crate) fn writes(&self) -> u64 {
+        self.count(self.writes)
+    }
+
+    pub(crate) fn reads(&self) -> u64 {
+        self.total() - self.writes()
+    }
+
+    /// calls × latency / concurrency, in whole waves of `CONCURRENCY` calls: the wall time of
+    /// perfect use of the gate.
+    pub(crate) fn ideal(&self) -> Duration {
+        LATENCY * u32::try_from(self.total().div_ceil(CONCURRENCY as u64)).unwrap_or(u32::MAX)
+    }
+
+    pub(crate) fn row(&self, bound: Duration) {
+        let per = |x: u64| x as f64 / self.n as f64;
+        println!(
+            "| {:<33} | {:>5} | {:>6} | {:>8.3} | {:>9.3} | {:>7} | {:>7.0} | {:>8.0} |",
+            self.label,
+            self.n,
+            self.total(),
+            per(self.reads()),
+            per(self.writes()),
+            self.count(&[self.delete]),
+            self.wall.as_secs_f64() * 1000.0,
+            bound.as_secs_f64() * 1000.0,
+        );
+        let by_op: Vec<String> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| **c > 0)
+            .map(|(op, c)| format!("{op} {c}"))
+            .collect();
+        println!("|   {} |", by_op.join(", "));
+    }
+}
+
+/// Runs `work`, with the fake's counters reset before and read after.
+pub(crate) fn measure<F: Future>(
+    rt: &tokio::runtime::Runtime,
+    label: &'static str,
+    n: usize,
+    counters: (&dyn Fn(), &dyn Fn() -> BTreeMap<String, u64>),
+    kinds: (&'static [&'static str], &'static str),
+    work: F,
+) -> (Measured, F::Output) {
+    (counters.0)();
+    let start = Instant::now();
+    let out = rt.block_on(work);
+    let wall = start.elapsed();
+    (
+        Measured {
+            label,
+            n,
+            calls: (counters.1)(),
+            wall,
+            writes: kinds.0,
+            delete: kinds.1,
+        },
+        out,
+    )
+}
+
+/// What `calls` calls of the fake alone take, CONCURRENCY at a time: the machine's own
+/// overhead (a 10 ms sleep lasts a little longer), which the bounds do not allow for.
+pub(crate) fn calibrate<Fut: Future<Output = ()>>(
+    rt: &tokio::runtime::Runtime,
+    calls: usize,
+    one: impl Fn() -> Fut,
+) {
+    use futures_util::stream::{self, StreamExt};
+    let start = Instant::now();
+    rt.block_on(
+        stream::iter(0..calls)
+            .map(|_| one())
+            .buffer_unordered(CONCURRENCY)
+            .for_each(|()| async {}),
+    );
+    let wall = start.elapsed();
+    println!(
+        "| the fake alone: {calls} calls        | {calls:>5} | {calls:>6} |          |           |         | {:>7.0} | {:>8.0} |",
+        wall.as_secs_f64() * 1000.0,
+        LATENCY
+            .mul_f64(calls as f64 / CONCURRENCY as f64)
+            .as_secs_f64()
+            * 1000.0
+    );
+}
