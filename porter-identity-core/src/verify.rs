@@ -158,7 +158,13 @@ impl fmt::Display for VerifyReport {
         } else {
             write!(f, "BROKEN")?;
         }
-        write!(f, " ({errors} errors, {warnings} warnings)")?;
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        write!(
+            f,
+            " ({errors} error{}, {warnings} warning{})",
+            plural(errors),
+            plural(warnings)
+        )?;
         let mut sorted: Vec<&Finding> = self.findings.iter().collect();
         sorted.sort_by_key(|f| std::cmp::Reverse(f.severity));
         for finding in sorted {
@@ -178,7 +184,7 @@ mod tests {
         r.push(Finding::info("x.info", "fine"));
         r.push(Finding::error("x.err", "broken", "do this\nthen that"));
         let s = r.to_string();
-        assert!(s.starts_with("BROKEN (1 errors, 0 warnings)"), "{s}");
+        assert!(s.starts_with("BROKEN (1 error, 0 warnings)"), "{s}");
         let err_at = s.find("x.err").unwrap();
         let info_at = s.find("x.info").unwrap();
         assert!(err_at < info_at, "{s}");
