@@ -1,15 +1,18 @@
 //! Quickstart: deploy the identity links of a porter.yaml with one `Reconciler` call per
-//! deploy, on the built-in fake EKS + IAM (no AWS account needed): plan, deploy, deploy again
-//! (nothing to change), verify, break a trust policy on purpose, drop a service (its link is
-//! removed), and tear the app down.
+//! deploy, on the built-in fakes of EKS + IAM and of Azure Resource Manager (no cloud account
+//! needed): plan, deploy (Pod Identity associations on AWS, federated identity credentials on
+//! Azure), print the ServiceAccount manifests, deploy again (nothing to change), verify, break
+//! each cloud on purpose and read the fixes, drop a service (its links are removed), and tear
+//! the app down.
 //!
 //! ```text
 //! cargo run --example quickstart                         # uses examples/porter.yaml
 //! cargo run --example quickstart -- path/to/porter.yaml --app NAME --namespace NS
 //! ```
 //!
-//! Against a real cluster the only difference is how the provider is built:
-//! `AwsPodIdentityProvider::builder().cluster("prod").from_env().await?`.
+//! Against real clouds the only difference is how the providers are built:
+//! `AwsPodIdentityProvider::builder().cluster("prod").from_env().await?` and
+//! `AzureWorkloadIdentityProvider::builder().aks_cluster("aks-rg", "prod").from_env().await?`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,9 +22,15 @@ use porter_identity::{
 };
 use porter_identity_aws::AwsPodIdentityProvider;
 use porter_identity_aws::fake::FakeAws;
+use porter_identity_azure::AzureWorkloadIdentityProvider;
+use porter_identity_azure::fake::{BUILT_IN_ROLES, FakeAzure};
 
 const CLUSTER: &str = "demo-cluster";
 const DEFAULT_ACCOUNT: &str = "123456789012";
+/// The AKS cluster (its resource group and name) and its OIDC issuer.
+const AKS_RESOURCE_GROUP: &str = "demo-aks-rg";
+const AKS_ISSUER: &str =
+    "https://eastus.oic.prod-aks.azure.com/72f988bf-86f1-41af-91ab-2d7cd011db47/demo-cluster/";
 
 struct Args {
     file: PathBuf,
@@ -101,42 +110,85 @@ fn fake_aws(manifest: &AppManifest, app: &str, namespace: &str) -> Result<FakeAw
     Ok(aws)
 }
 
+/// A fake Azure subscription holding the AKS cluster and every managed identity the porter.yaml
+/// names, each allowed to read one storage account (a role at resource scope, as least
+/// privilege asks).
+fn fake_azure(manifest: &AppManifest, app: &str, namespace: &str) -> Result<FakeAzure> {
+    let azure = FakeAzure::new();
+    azure.add_aks_cluster(AKS_RESOURCE_GROUP, CLUSTER, AKS_ISSUER);
+    let (blob_reader, _) = BUILT_IN_ROLES[4];
+    for b in manifest.bindings_for(Cloud::Azure, app, namespace)? {
+        if let Connection::AzureManagedIdentity {
+            identity_name,
+            resource_group,
+        } = &b.connection
+        {
+            let identity = azure.add_identity(resource_group.as_str(), identity_name.as_str());
+            let storage = format!(
+                "{}/providers/Microsoft.Storage/storageAccounts/demodata",
+                azure.resource_group_scope(resource_group.as_str())
+            );
+            azure.assign_role(&identity.principal_id, blob_reader, &storage);
+        }
+    }
+    Ok(azure)
+}
+
 async fn run(args: &Args) -> Result<()> {
     let manifest = AppManifest::from_path(&args.file)?;
     let (app, namespace) = (args.app.as_str(), args.namespace.as_str());
-    let bindings = manifest.bindings_for(Cloud::Aws, app, namespace)?;
+    let on_aws = manifest.bindings_for(Cloud::Aws, app, namespace)?;
+    let on_azure = manifest.bindings_for(Cloud::Azure, app, namespace)?;
     println!(
-        "porter-identity quickstart: one Reconciler call per deploy, on the built-in fake EKS"
+        "porter-identity quickstart: one Reconciler call per deploy, on the built-in fakes of EKS and Azure"
     );
     println!(
         "  porter.yaml {}  app {app}  namespace {namespace}  cluster {CLUSTER}",
         args.file.display()
     );
-    if bindings.is_empty() {
-        println!("\nno service of this porter.yaml has an awsRole connection: nothing to bind");
+    if on_aws.is_empty() && on_azure.is_empty() {
+        println!(
+            "\nno service of this porter.yaml has an awsRole or azureManagedIdentity connection: nothing to bind"
+        );
         return Ok(());
     }
     let aws = fake_aws(&manifest, app, namespace)?;
-    let provider = AwsPodIdentityProvider::builder()
+    let aws_provider = AwsPodIdentityProvider::builder()
         .cluster(CLUSTER)
         .api(aws.clone())
         .build()?;
-    // This demo has only the AWS provider: Azure and GCP connections are left as they are.
+    let azure = fake_azure(&manifest, app, namespace)?;
+    let azure_provider = AzureWorkloadIdentityProvider::builder()
+        .aks_cluster(AKS_RESOURCE_GROUP, CLUSTER)
+        .api(azure.clone())
+        .build()?;
+    // One reconciler for both clouds. This demo has no GCP provider: GCP connections are left
+    // as they are.
     let deploy = || {
         Reconciler::new(app, namespace)
-            .provider(&provider)
-            .ignore_cloud(Cloud::Azure)
+            .provider(&aws_provider)
+            .provider(&azure_provider)
             .ignore_cloud(Cloud::Gcp)
     };
 
     step("1. plan the first deploy (a dry run: nothing is written)");
     show(&deploy().desired(&manifest).dry_run().await?);
 
-    step("2. deploy: one call binds every service");
-    show(&deploy().desired(&manifest).run().await?);
+    step("2. deploy: one call binds every service on both clouds");
+    let first = deploy().desired(&manifest).run().await?;
+    show(&first);
 
-    step("3. deploy again, as every deploy does: nothing to change");
+    step("3. the ServiceAccounts to apply (annotations, pod labels, restart advice)");
+    for needs in &first.service_accounts {
+        println!(
+            "   {}",
+            indent(&needs.patch.to_service_account_yaml(&needs.workload))
+        );
+    }
+
+    step("4. deploy again, as every deploy does: nothing to change");
     aws.reset_calls();
+    azure.reset_calls();
     show(
         &deploy()
             .desired(&manifest)
@@ -144,36 +196,70 @@ async fn run(args: &Args) -> Result<()> {
             .run()
             .await?,
     );
-    println!("   {} writes", aws.write_calls());
+    println!(
+        "   {} writes on AWS, {} on Azure",
+        aws.write_calls(),
+        azure.write_calls()
+    );
 
-    step("4. verify");
-    for b in &bindings {
-        let report = provider.verify(b).await?;
+    step("5. verify");
+    for b in &on_aws {
+        let report = aws_provider.verify(b).await?;
+        println!("   {}: {}", b.workload, indent(&report.to_string()));
+    }
+    for b in &on_azure {
+        let report = azure_provider.verify(b).await?;
         println!("   {}: {}", b.workload, indent(&report.to_string()));
     }
 
-    let broken = &bindings[0];
-    let Connection::AwsRole { role } = &broken.connection else {
-        unreachable!("bindings_for(Cloud::Aws) gives awsRole bindings")
-    };
-    step(&format!(
-        "5. break it on purpose: role {} trusts pods.eks.amazonaws.com for sts:AssumeRole only",
-        role.name()
-    ));
-    aws.set_trust_policy(
-        role.name(),
-        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"pods.eks.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
-    );
-    let report = provider.verify(broken).await?;
-    println!("   {}: {}", broken.workload, indent(&report.to_string()));
-    aws.set_trust_policy(role.name(), &FakeAws::pods_trust_policy());
+    if let Some(broken) = on_aws.first() {
+        let Connection::AwsRole { role } = &broken.connection else {
+            unreachable!("bindings_for(Cloud::Aws) gives awsRole bindings")
+        };
+        step(&format!(
+            "6. break AWS on purpose: role {} trusts pods.eks.amazonaws.com for sts:AssumeRole only",
+            role.name()
+        ));
+        aws.set_trust_policy(
+            role.name(),
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"pods.eks.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
+        );
+        let report = aws_provider.verify(broken).await?;
+        println!("   {}: {}", broken.workload, indent(&report.to_string()));
+        aws.set_trust_policy(role.name(), &FakeAws::pods_trust_policy());
+    }
 
-    let dropped = bindings[bindings.len() - 1].workload.service().to_string();
+    if let Some(broken) = on_azure.first() {
+        step(&format!(
+            "7. break Azure on purpose: unbind {} by hand, then turn the cluster's OIDC issuer off",
+            broken.workload
+        ));
+        println!("   unbind: {}", azure_provider.unbind(broken).await?);
+        let report = azure_provider.verify(broken).await?;
+        println!("   {}: {}", broken.workload, indent(&report.to_string()));
+        azure.set_oidc_issuer_enabled(AKS_RESOURCE_GROUP, CLUSTER, false);
+        let report = azure_provider.verify(broken).await?;
+        println!("   {}: {}", broken.workload, indent(&report.to_string()));
+        azure.set_oidc_issuer_enabled(AKS_RESOURCE_GROUP, CLUSTER, true);
+        step("   the next deploy puts the missing credential back");
+        show(
+            &deploy()
+                .desired(&manifest)
+                .previous(&manifest)
+                .run()
+                .await?,
+        );
+    }
+
+    let services = manifest.bindings(app, namespace)?;
+    let Some(last) = services.last() else {
+        return Ok(());
+    };
+    let dropped = last.workload.service().to_string();
     step(&format!(
-        "6. the next deploy drops service `{dropped}`: its link is removed (previous = this porter.yaml)"
+        "8. the next deploy drops service `{dropped}`: its links are removed (previous = this porter.yaml)"
     ));
-    let next: Vec<_> = manifest
-        .bindings(app, namespace)?
+    let next: Vec<_> = services
         .into_iter()
         .filter(|b| b.workload.service().as_str() != dropped)
         .collect();
@@ -185,7 +271,7 @@ async fn run(args: &Args) -> Result<()> {
             .await?,
     );
 
-    step("7. tear the app down: an empty desired set removes every link the app made");
+    step("9. tear the app down: an empty desired set removes every link the app made");
     show(
         &deploy()
             .desired_bindings([])
@@ -193,8 +279,22 @@ async fn run(args: &Args) -> Result<()> {
             .run()
             .await?,
     );
+    let credentials: usize = on_azure
+        .iter()
+        .filter_map(|b| match &b.connection {
+            Connection::AzureManagedIdentity {
+                identity_name,
+                resource_group,
+            } => Some(
+                azure
+                    .credentials(resource_group.as_str(), identity_name.as_str())
+                    .len(),
+            ),
+            _ => None,
+        })
+        .sum();
     println!(
-        "\ndone: {} Pod Identity associations left in cluster {CLUSTER}",
+        "\ndone: {} Pod Identity associations left in cluster {CLUSTER}, {credentials} federated identity credentials left on Azure",
         aws.associations(CLUSTER).len()
     );
     Ok(())
