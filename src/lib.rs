@@ -65,6 +65,6 @@ pub use porter_identity_aws as aws;
 pub use porter_identity_azure as azure;
 
 // The README's Rust examples, compiled as doc tests so that what it promises keeps building.
-#[cfg(all(doctest, feature = "aws"))]
+#[cfg(all(doctest, feature = "aws", feature = "azure"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

@@ -48,3 +48,8 @@ pub mod fake;
 
 pub use builder::{AzureConfigKey, AzureWorkloadIdentityProviderBuilder};
 pub use provider::{AzureWorkloadIdentityProvider, CLIENT_ID_ANNOTATION, USE_LABEL};
+
+// The README's Rust example, compiled as a doc test so that what it promises keeps building.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
