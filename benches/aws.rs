@@ -22,18 +22,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{CONCURRENCY, LATENCY, Measured};
-use futures_util::stream::{self, StreamExt};
-use porter_identity::{
-    BindChange, Binding, Connection, ReconcileReport, Reconciler, RoleRef, Workload,
-    WorkloadIdentityProvider,
-};
+use common::{APP, CONCURRENCY, LATENCY, Measured, NAMESPACE};
+use porter_identity::{BindChange, Binding, Connection, RoleRef, Workload};
 use porter_identity_aws::AwsPodIdentityProvider;
 use porter_identity_aws::fake::FakeAws;
 
 const CLUSTER: &str = "bench";
-const APP: &str = "app";
-const NAMESPACE: &str = "bench";
 const ROLES: usize = 10;
 const N: usize = 1000;
 const REMOVED: usize = 200;
@@ -76,22 +70,6 @@ fn bindings(n: usize) -> Vec<Binding> {
             )
         })
         .collect()
-}
-
-async fn reconcile(
-    p: &AwsPodIdentityProvider,
-    desired: &[Binding],
-    previous: &[Binding],
-) -> ReconcileReport {
-    let report = Reconciler::new(APP, NAMESPACE)
-        .provider(p)
-        .desired_bindings(desired.to_vec())
-        .previous_bindings(previous.to_vec())
-        .run()
-        .await
-        .expect("reconcile");
-    assert!(report.is_ok(), "{report}");
-    report
 }
 
 /// 1.25 × calls × latency / concurrency: the wall-time target of the deploy API.
@@ -139,7 +117,13 @@ fn count_calls(timed: bool) {
     });
 
     let p = provider(&aws);
-    let (first, report) = measure(&rt, &aws, "first deploy", N, reconcile(&p, &all, &[]));
+    let (first, report) = measure(
+        &rt,
+        &aws,
+        "first deploy",
+        N,
+        common::reconcile(&p, &all, &[]),
+    );
     assert_eq!(report.changes(), N);
     assert_eq!(first.writes(), N as u64, "one write per workload");
     let get_role = first.count(&["GetRole"]);
@@ -157,7 +141,7 @@ fn count_calls(timed: bool) {
         &aws,
         "unchanged re-deploy (new process)",
         N,
-        reconcile(&p, &all, &all),
+        common::reconcile(&p, &all, &all),
     );
     assert_eq!(report.changes(), 0);
     assert_eq!(
@@ -184,7 +168,7 @@ fn count_calls(timed: bool) {
         &aws,
         "200 services removed",
         N,
-        reconcile(&p, &all[..N - REMOVED], &all),
+        common::reconcile(&p, &all[..N - REMOVED], &all),
     );
     assert_eq!(report.removed.len(), REMOVED);
     assert_eq!(removed.count(&[DELETE]), REMOVED as u64);
@@ -202,13 +186,7 @@ fn count_calls(timed: bool) {
         &aws,
         "loop of bind, unchanged (before)",
         N - REMOVED,
-        stream::iter(kept)
-            .map(|b| {
-                let p = &p;
-                async move { p.bind(b).await.expect("bind").change }
-            })
-            .buffer_unordered(CONCURRENCY)
-            .collect::<Vec<_>>(),
+        common::loop_of_bind(&p, kept),
     );
     assert!(changes.iter().all(|c| *c == BindChange::Unchanged));
     println!();
@@ -221,25 +199,10 @@ fn main() {
 
 #[divan::bench(sample_count = 3, sample_size = 1)]
 fn first_deploy_of_1000(bencher: divan::Bencher) {
-    let rt = common::runtime();
-    let all = bindings(N);
-    bencher
-        .with_inputs(|| {
-            let aws = fake();
-            (provider(&aws), aws)
-        })
-        .bench_local_values(|(p, _aws)| rt.block_on(reconcile(&p, &all, &[])));
+    common::bench_deploy(bencher, &bindings(N), false, fake, provider);
 }
 
 #[divan::bench(sample_count = 3, sample_size = 1)]
 fn unchanged_redeploy_of_1000(bencher: divan::Bencher) {
-    let rt = common::runtime();
-    let all = bindings(N);
-    bencher
-        .with_inputs(|| {
-            let aws = fake();
-            rt.block_on(reconcile(&provider(&aws), &all, &[]));
-            (provider(&aws), aws)
-        })
-        .bench_local_values(|(p, _aws)| rt.block_on(reconcile(&p, &all, &all)));
+    common::bench_deploy(bencher, &bindings(N), true, fake, provider);
 }

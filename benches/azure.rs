@@ -29,11 +29,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{CONCURRENCY, LATENCY, Measured};
-use futures_util::stream::{self, StreamExt};
+use common::{APP, CONCURRENCY, LATENCY, Measured, NAMESPACE};
 use porter_identity::{
-    AzureIdentityName, AzureResourceGroup, BindChange, Binding, Connection, ReconcileReport,
-    Reconciler, Workload, WorkloadIdentityProvider,
+    AzureIdentityName, AzureResourceGroup, BindChange, Binding, Connection, Workload,
 };
 use porter_identity_azure::AzureWorkloadIdentityProvider;
 use porter_identity_azure::fake::FakeAzure;
@@ -42,8 +40,6 @@ const CLUSTER_RG: &str = "aks-rg";
 const CLUSTER: &str = "bench";
 const ISSUER: &str = "https://eastus.oic.prod-aks.azure.com/tenant/bench/";
 const RG: &str = "identities";
-const APP: &str = "app";
-const NAMESPACE: &str = "bench";
 const IDENTITIES: usize = 50;
 const N: usize = 1000;
 const PER_IDENTITY: usize = N / IDENTITIES;
@@ -91,22 +87,6 @@ fn bindings(n: usize) -> Vec<Binding> {
             )
         })
         .collect()
-}
-
-async fn reconcile(
-    p: &AzureWorkloadIdentityProvider,
-    desired: &[Binding],
-    previous: &[Binding],
-) -> ReconcileReport {
-    let report = Reconciler::new(APP, NAMESPACE)
-        .provider(p)
-        .desired_bindings(desired.to_vec())
-        .previous_bindings(previous.to_vec())
-        .run()
-        .await
-        .expect("reconcile");
-    assert!(report.is_ok(), "{report}");
-    report
 }
 
 /// The bound: calls × latency / concurrency, or — if longer — the calls one identity needs
@@ -189,7 +169,7 @@ fn count_calls(timed: bool) {
         "first deploy",
         N,
         |m| chain_of(m, PER_IDENTITY),
-        reconcile(&p, &all, &[]),
+        common::reconcile(&p, &all, &[]),
     );
     assert_eq!(report.changes(), N);
     assert_eq!(
@@ -222,7 +202,7 @@ fn count_calls(timed: bool) {
         "unchanged re-deploy (new process)",
         N,
         |m| chain_of(m, 0),
-        reconcile(&p, &all, &all),
+        common::reconcile(&p, &all, &all),
     );
     assert_eq!(report.changes(), 0);
     assert_eq!(
@@ -251,7 +231,7 @@ fn count_calls(timed: bool) {
         "200 services removed",
         N,
         |m| chain_of(m, REMOVED / IDENTITIES),
-        reconcile(&p, &all[..N - REMOVED], &all),
+        common::reconcile(&p, &all[..N - REMOVED], &all),
     );
     assert_eq!(report.removed.len(), REMOVED);
     assert_eq!(removed.count(&[DELETE]), REMOVED as u64);
@@ -274,13 +254,7 @@ fn count_calls(timed: bool) {
         "loop of bind, unchanged (before)",
         N - REMOVED,
         |m| chain_of(m, 0),
-        stream::iter(kept)
-            .map(|b| {
-                let p = &p;
-                async move { p.bind(b).await.expect("bind").change }
-            })
-            .buffer_unordered(CONCURRENCY)
-            .collect::<Vec<_>>(),
+        common::loop_of_bind(&p, kept),
     );
     assert!(changes.iter().all(|c| *c == BindChange::Unchanged));
     println!();
@@ -293,25 +267,10 @@ fn main() {
 
 #[divan::bench(sample_count = 3, sample_size = 1)]
 fn first_deploy_of_1000(bencher: divan::Bencher) {
-    let rt = common::runtime();
-    let all = bindings(N);
-    bencher
-        .with_inputs(|| {
-            let azure = fake();
-            (provider(&azure), azure)
-        })
-        .bench_local_values(|(p, _azure)| rt.block_on(reconcile(&p, &all, &[])));
+    common::bench_deploy(bencher, &bindings(N), false, fake, provider);
 }
 
 #[divan::bench(sample_count = 3, sample_size = 1)]
 fn unchanged_redeploy_of_1000(bencher: divan::Bencher) {
-    let rt = common::runtime();
-    let all = bindings(N);
-    bencher
-        .with_inputs(|| {
-            let azure = fake();
-            rt.block_on(reconcile(&provider(&azure), &all, &[]));
-            (provider(&azure), azure)
-        })
-        .bench_local_values(|(p, _azure)| rt.block_on(reconcile(&p, &all, &all)));
+    common::bench_deploy(bencher, &bindings(N), true, fake, provider);
 }

@@ -170,6 +170,8 @@ async fn run(args: &Args) -> Result<()> {
             .provider(&azure_provider)
             .ignore_cloud(Cloud::Gcp)
     };
+    // The same porter.yaml deployed again.
+    let redeploy = || deploy().desired(&manifest).previous(&manifest);
 
     step("1. plan the first deploy (a dry run: nothing is written)");
     show(&deploy().desired(&manifest).dry_run().await?);
@@ -189,13 +191,7 @@ async fn run(args: &Args) -> Result<()> {
     step("4. deploy again, as every deploy does: nothing to change");
     aws.reset_calls();
     azure.reset_calls();
-    show(
-        &deploy()
-            .desired(&manifest)
-            .previous(&manifest)
-            .run()
-            .await?,
-    );
+    show(&redeploy().run().await?);
     println!(
         "   {} writes on AWS, {} on Azure",
         aws.write_calls(),
@@ -242,13 +238,7 @@ async fn run(args: &Args) -> Result<()> {
         println!("   {}: {}", broken.workload, indent(&report.to_string()));
         azure.set_oidc_issuer_enabled(AKS_RESOURCE_GROUP, CLUSTER, true);
         step("   the next deploy puts the missing credential back");
-        show(
-            &deploy()
-                .desired(&manifest)
-                .previous(&manifest)
-                .run()
-                .await?,
-        );
+        show(&redeploy().run().await?);
     }
 
     let services = manifest.bindings(app, namespace)?;

@@ -5,6 +5,13 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use futures_util::stream::{self, StreamExt};
+use porter_identity::{BindChange, Binding, ReconcileReport, Reconciler, WorkloadIdentityProvider};
+
+/// The app every bench deploys, and its namespace.
+pub(crate) const APP: &str = "app";
+pub(crate) const NAMESPACE: &str = "bench";
+
 /// The latency every call of a fake gets.
 pub(crate) const LATENCY: Duration = Duration::from_millis(10);
 /// Cloud calls in flight at once (each provider's gate).
@@ -125,7 +132,6 @@ pub(crate) fn calibrate<Fut: Future<Output = ()>>(
     calls: usize,
     one: impl Fn() -> Fut,
 ) {
-    use futures_util::stream::{self, StreamExt};
     let start = Instant::now();
     rt.block_on(
         stream::iter(0..calls)
@@ -142,4 +148,56 @@ pub(crate) fn calibrate<Fut: Future<Output = ()>>(
             .as_secs_f64()
             * 1000.0
     );
+}
+
+/// One deploy through the Reconciler, which must succeed.
+pub(crate) async fn reconcile(
+    p: &dyn WorkloadIdentityProvider,
+    desired: &[Binding],
+    previous: &[Binding],
+) -> ReconcileReport {
+    let report = Reconciler::new(APP, NAMESPACE)
+        .provider(p)
+        .desired_bindings(desired.to_vec())
+        .previous_bindings(previous.to_vec())
+        .run()
+        .await
+        .expect("reconcile");
+    assert!(report.is_ok(), "{report}");
+    report
+}
+
+/// The old way, for comparison: `bind` for each binding, CONCURRENCY at a time.
+pub(crate) async fn loop_of_bind(
+    p: &dyn WorkloadIdentityProvider,
+    bindings: &[Binding],
+) -> Vec<BindChange> {
+    stream::iter(bindings)
+        .map(|b| async move { p.bind(b).await.expect("bind").change })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await
+}
+
+/// divan: a deploy of `all` by a new process (a new provider), each sample on a new cloud from
+/// `cloud` — filled by a first deploy beforehand when `redeploy`, so that the sample is an
+/// unchanged re-deploy.
+pub(crate) fn bench_deploy<C, P: WorkloadIdentityProvider>(
+    bencher: divan::Bencher,
+    all: &[Binding],
+    redeploy: bool,
+    cloud: impl Fn() -> C,
+    provider: impl Fn(&C) -> P,
+) {
+    let rt = runtime();
+    let previous = if redeploy { all } else { &[] };
+    bencher
+        .with_inputs(|| {
+            let c = cloud();
+            if redeploy {
+                rt.block_on(reconcile(&provider(&c), all, &[]));
+            }
+            (provider(&c), c)
+        })
+        .bench_local_values(|(p, _c)| rt.block_on(reconcile(&p, all, previous)));
 }
