@@ -386,6 +386,8 @@ impl AzureWorkloadIdentityProviderBuilder {
             let text = e.to_string();
             let fix = if text.contains("HTTPS") {
                 "give AZURE_AUTHORITY_HOST as an https URL; for an emulator on plain http, use AZURE_ACCESS_TOKEN with an ARM endpoint on 127.0.0.1"
+            } else if text.contains("federated token") {
+                "AZURE_FEDERATED_TOKEN_FILE names the projected service-account token, which the workload identity webhook mounts: give this pod's service account the annotation azure.workload.identity/client-id and the pod the label azure.workload.identity/use: \"true\", or unset AZURE_FEDERATED_TOKEN_FILE to use another credential"
             } else {
                 "check AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (or AZURE_FEDERATED_TOKEN_FILE)"
             };

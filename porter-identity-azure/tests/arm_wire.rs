@@ -159,6 +159,59 @@ async fn the_client_secret_credential_gets_its_token_from_the_token_endpoint() {
 }
 
 #[tokio::test]
+async fn the_workload_identity_credential_exchanges_the_projected_token() {
+    // Deploy tooling running in a pod: the webhook sets AZURE_FEDERATED_TOKEN_FILE, and the
+    // credential exchanges the projected service-account token for an ARM token.
+    const POD_CLIENT_ID: &str = "0d7f1e52-deployer-pod";
+    let (azure, server) = start().await;
+    azure.add_identity(RG, "shop-api");
+    azure.add_federated_client(POD_CLIENT_ID);
+    let dir = std::env::temp_dir().join(format!(
+        "porter-identity-wi-{}-{}",
+        std::process::id(),
+        server.addr().port()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token_file = dir.join("azure-identity-token");
+    std::fs::write(&token_file, "eyJhbGciOiJSUzI1NiJ9.projected-sa-token.sig").unwrap();
+    let build_with = |file: &std::path::Path| {
+        AzureWorkloadIdentityProvider::builder()
+            .aks_cluster("aks-rg", "prod")
+            .with_config(AzureConfigKey::SubscriptionId, azure.subscription_id())
+            .with_config(AzureConfigKey::ResourceManagerEndpoint, server.url())
+            .with_config(
+                AzureConfigKey::AuthorityHost,
+                format!("https://127.0.0.1:{}", server.addr().port()),
+            )
+            .with_config(AzureConfigKey::TenantId, azure.tenant_id())
+            .with_config(AzureConfigKey::ClientId, POD_CLIENT_ID)
+            .with_config(
+                AzureConfigKey::FederatedTokenFile,
+                file.to_string_lossy().into_owned(),
+            )
+            .token_http_client(LoopbackHttpsAsHttp::shared())
+            .retry_policy(retry())
+            .build()
+    };
+    let p = build_with(&token_file).expect("provider");
+    let b = binding("shop", "api", "shop-api");
+    assert_eq!(p.bind(&b).await.unwrap().change, BindChange::Created);
+    assert_eq!(p.bind(&b).await.unwrap().change, BindChange::Unchanged);
+    assert_eq!(azure.call_count("Token"), 1, "{:?}", azure.calls());
+
+    // A token file that is not there (the webhook did not mount it): refused when the
+    // provider is built, before any call, with what to fix.
+    let err = build_with(&dir.join("no-such-token")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unauthenticated, "{err}");
+    assert!(
+        err.fix().unwrap().contains("azure.workload.identity/use"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_token_arm_does_not_accept_is_unauthenticated() {
     let (azure, server) = start().await;
     azure.add_identity(RG, "shop-api");
