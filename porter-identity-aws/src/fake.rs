@@ -311,14 +311,14 @@ impl FakeAws {
     /// # Panics
     /// If `op` is not an operation the fake knows, so that a typo cannot make a test vacuous.
     pub fn inject_failures(&self, op: Option<&str>, kind: ErrorKind, count: u32) -> &Self {
-        self.lock().inject(op, kind, count);
+        self.lock().calls.inject(op, kind, count);
         self
     }
 
     /// Adds `latency` to every call (slept after the state is updated and the lock released),
     /// so concurrent callers interleave as they would against AWS.
     pub fn set_latency(&self, latency: Duration) -> &Self {
-        self.lock().latency = latency;
+        self.lock().calls.set_latency(latency);
         self
     }
 
@@ -326,7 +326,7 @@ impl FakeAws {
     /// only after `stall` more, like an endpoint that hangs now and then. The call takes effect
     /// first, as on a real endpoint whose answer is slow: a stalled create has created.
     pub fn stall_every(&self, every: u64, stall: Duration) -> &Self {
-        self.lock().stall = (every > 0).then_some((every, stall));
+        self.lock().calls.stall_every(every, stall);
         self
     }
 
@@ -335,26 +335,22 @@ impl FakeAws {
     /// `get_managed_policy_document`, which counts `GetPolicy` and `GetPolicyVersion`; over
     /// HTTP each request counts.
     pub fn calls(&self) -> BTreeMap<String, u64> {
-        self.lock().calls()
+        self.lock().calls.counts()
     }
 
     /// Calls of one operation so far.
     pub fn call_count(&self, op: &str) -> u64 {
-        self.lock().calls().get(op).copied().unwrap_or(0)
+        self.lock().calls.count(op)
     }
 
     /// Create, Update and DeletePodIdentityAssociation calls so far, failed ones included.
     pub fn write_calls(&self) -> u64 {
-        let calls = self.lock().calls();
-        state::WRITE_OPERATIONS
-            .iter()
-            .filter_map(|op| calls.get(*op))
-            .sum()
+        self.lock().calls.sum(&state::WRITE_OPERATIONS)
     }
 
     /// Forgets the calls counted so far (e.g. after setup, before the code under test runs).
     pub fn reset_calls(&self) -> &Self {
-        self.lock().reset_calls();
+        self.lock().calls.reset();
         self
     }
 
@@ -371,7 +367,7 @@ impl FakeAws {
         let (result, latency) = {
             let mut state = self.lock();
             let result = state.begin_call(name).and_then(|()| op(&mut state));
-            (result, state.delay())
+            (result, state.calls.delay())
         };
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;

@@ -304,7 +304,7 @@ impl FakeAzure {
     /// # Panics
     /// If `op` is not an operation the fake knows, so that a typo cannot make a test vacuous.
     pub fn inject_failures(&self, op: Option<&str>, kind: ErrorKind, count: u32) -> &Self {
-        self.lock().inject(op, kind, count);
+        self.lock().calls.inject(op, kind, count);
         self
     }
 
@@ -312,13 +312,13 @@ impl FakeAzure {
     /// released). A write holds its identity for the latency: another write to it meanwhile
     /// gets the concurrent-writes 409.
     pub fn set_latency(&self, latency: Duration) -> &Self {
-        self.lock().latency = latency;
+        self.lock().calls.set_latency(latency);
         self
     }
 
     /// Makes every `every`-th call (`0` turns it off) answer only after `stall` more.
     pub fn stall_every(&self, every: u64, stall: Duration) -> &Self {
-        self.lock().stall = (every > 0).then_some((every, stall));
+        self.lock().calls.stall_every(every, stall);
         self
     }
 
@@ -330,26 +330,22 @@ impl FakeAzure {
 
     /// Calls so far, by ARM operation id (and `Token`).
     pub fn calls(&self) -> BTreeMap<String, u64> {
-        self.lock().calls()
+        self.lock().calls.counts()
     }
 
     /// Calls of one operation so far.
     pub fn call_count(&self, op: &str) -> u64 {
-        self.lock().calls().get(op).copied().unwrap_or(0)
+        self.lock().calls.count(op)
     }
 
     /// Credential creates, replaces and deletes so far, failed ones included.
     pub fn write_calls(&self) -> u64 {
-        let calls = self.lock().calls();
-        state::WRITE_OPERATIONS
-            .iter()
-            .filter_map(|op| calls.get(*op))
-            .sum()
+        self.lock().calls.sum(&state::WRITE_OPERATIONS)
     }
 
     /// Forgets the calls counted so far.
     pub fn reset_calls(&self) -> &Self {
-        self.lock().reset_calls();
+        self.lock().calls.reset();
         self
     }
 
@@ -368,8 +364,8 @@ impl FakeAzure {
             let begun = state.begin_call(name);
             // A write holds its identity for the time it takes; a stalled answer (the write
             // done, its answer late) does not hold it longer.
-            let window = state.latency;
-            let delay = state.delay();
+            let window = state.calls.latency();
+            let delay = state.calls.delay();
             (begun.and_then(|()| op(&mut state, window)), delay)
         };
         if !delay.is_zero() {

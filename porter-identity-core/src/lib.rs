@@ -9,7 +9,8 @@
 //!   Kubernetes side needs), [`UnbindOutcome`] and [`VerifyReport`].
 //! - [`Error`] has an [`ErrorKind`] and says what to fix; [`RetryPolicy`] retries what is
 //!   retryable.
-//! - With feature `testing`, [`testing`] is the conformance suite every provider passes.
+//! - With feature `testing`, [`testing`] is the conformance suite every provider passes, and
+//!   [`testing::FakeCalls`] the call counters and fault knobs every provider's fake shares.
 //!
 //! ```
 //! use porter_identity_core::{AppManifest, Cloud};
@@ -45,6 +46,8 @@ mod stale;
 mod verify;
 mod yaml;
 
+#[cfg(feature = "testing")]
+mod fake_calls;
 #[cfg(feature = "testing")]
 pub mod testing;
 

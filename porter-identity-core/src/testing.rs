@@ -1,4 +1,5 @@
-//! The conformance suite every [`WorkloadIdentityProvider`] passes (feature `testing`).
+//! The conformance suite every [`WorkloadIdentityProvider`] passes (feature `testing`), and
+//! [`FakeCalls`], the call counters and fault knobs of every provider's fake.
 //!
 //! Each check is a public async function taking the provider under test and a
 //! [`BindingFactory`] that makes bindings of the provider's cloud. The checks panic with a
@@ -18,6 +19,8 @@
 //! ```
 
 use futures_util::future::{join, join_all};
+
+pub use crate::fake_calls::FakeCalls;
 
 use crate::{
     AzureIdentityName, AzureResourceGroup, BindChange, Binding, Cloud, Connection, ErrorKind,

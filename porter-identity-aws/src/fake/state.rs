@@ -3,10 +3,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, RandomState};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use porter_identity_core::ErrorKind;
+use porter_identity_core::testing::FakeCalls;
 
 use super::error::{AwsError, Code};
 use super::pods_trust;
@@ -201,14 +201,6 @@ struct TokenUse {
     answer: AssociationRecord,
 }
 
-/// A failure a test asked for.
-#[derive(Debug, Clone)]
-struct Injection {
-    op: Option<String>,
-    kind: ErrorKind,
-    remaining: u32,
-}
-
 /// A page of ListPodIdentityAssociations.
 #[derive(Debug, Clone)]
 pub(crate) struct Page {
@@ -227,13 +219,8 @@ pub(crate) struct State {
     policies: BTreeMap<String, ManagedPolicy>,
     tokens: HashMap<String, TokenUse>,
     pub(crate) association_limit: usize,
-    calls: BTreeMap<String, u64>,
-    injections: Vec<Injection>,
-    pub(crate) latency: Duration,
-    /// Every `.0`-th call answers only after `.1` more (see `FakeAws::stall_every`).
-    pub(crate) stall: Option<(u64, Duration)>,
-    /// Calls so far, all operations together, for the stall.
-    call_number: u64,
+    /// Counters, injected failures, latency and stalls.
+    pub(crate) calls: FakeCalls,
     next_seq: u64,
     id_seed: u64,
 }
@@ -248,11 +235,7 @@ impl State {
             policies: BTreeMap::new(),
             tokens: HashMap::new(),
             association_limit: DEFAULT_ASSOCIATION_LIMIT,
-            calls: BTreeMap::new(),
-            injections: Vec::new(),
-            latency: Duration::ZERO,
-            stall: None,
-            call_number: 0,
+            calls: FakeCalls::new("FakeAws", &OPERATIONS),
             next_seq: 1,
             // Ids differ between fakes, like real ones, without a random-number dependency.
             id_seed: RandomState::new().hash_one(account),
@@ -278,58 +261,9 @@ impl State {
 
     // ---- calls, failures ------------------------------------------------------------------
 
-    /// How long the call being made waits before it answers: the latency, and the stall when
-    /// this call is one of those that stall.
-    pub(crate) fn delay(&self) -> Duration {
-        match self.stall {
-            Some((every, stall)) if every > 0 && self.call_number.is_multiple_of(every) => {
-                self.latency + stall
-            }
-            _ => self.latency,
-        }
-    }
-
     /// Counts a call and answers with an injected failure when one matches.
     pub(crate) fn begin_call(&mut self, op: &str) -> Result<(), AwsError> {
-        *self.calls.entry(op.to_owned()).or_default() += 1;
-        self.call_number += 1;
-        let hit = self
-            .injections
-            .iter_mut()
-            .find(|i| i.remaining > 0 && i.op.as_deref().is_none_or(|o| o == op));
-        match hit {
-            Some(injection) => {
-                injection.remaining -= 1;
-                let kind = injection.kind;
-                self.injections.retain(|i| i.remaining > 0);
-                Err(AwsError::injected(kind))
-            }
-            None => Ok(()),
-        }
-    }
-
-    pub(crate) fn inject(&mut self, op: Option<&str>, kind: ErrorKind, count: u32) {
-        if let Some(op) = op {
-            assert!(
-                OPERATIONS.contains(&op),
-                "FakeAws::inject_failures: unknown operation `{op}`; expected one of {OPERATIONS:?}"
-            );
-        }
-        if count > 0 {
-            self.injections.push(Injection {
-                op: op.map(str::to_owned),
-                kind,
-                remaining: count,
-            });
-        }
-    }
-
-    pub(crate) fn calls(&self) -> BTreeMap<String, u64> {
-        self.calls.clone()
-    }
-
-    pub(crate) fn reset_calls(&mut self) {
-        self.calls.clear();
+        self.calls.begin(op).map_err(AwsError::injected)
     }
 
     // ---- setup ----------------------------------------------------------------------------

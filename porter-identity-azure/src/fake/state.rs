@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use porter_identity_core::ErrorKind;
+use porter_identity_core::testing::FakeCalls;
 use tokio::time::Instant;
 
 use crate::api::FEDERATED_CREDENTIAL_LIMIT;
@@ -152,14 +153,6 @@ pub(crate) struct RoleDefinitionRecord {
     pub(crate) role_name: String,
 }
 
-/// A failure a test asked for.
-#[derive(Debug, Clone)]
-struct Injection {
-    op: Option<String>,
-    kind: ErrorKind,
-    remaining: u32,
-}
-
 /// The properties of a PUT of a credential, each as sent (a missing one is a 400).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PutBody {
@@ -186,12 +179,8 @@ pub(crate) struct State {
     pub(crate) role_assignments: Vec<RoleAssignmentRecord>,
     role_definitions: BTreeMap<String, RoleDefinitionRecord>,
     pub(crate) page_size: usize,
-    calls: BTreeMap<String, u64>,
-    injections: Vec<Injection>,
-    pub(crate) latency: Duration,
-    /// Every `.0`-th call answers only after `.1` more.
-    pub(crate) stall: Option<(u64, Duration)>,
-    call_number: u64,
+    /// Counters, injected failures, latency and stalls.
+    pub(crate) calls: FakeCalls,
     next_guid: u64,
 }
 
@@ -222,11 +211,7 @@ impl State {
             role_assignments: Vec::new(),
             role_definitions: BTreeMap::new(),
             page_size: FEDERATED_CREDENTIAL_LIMIT,
-            calls: BTreeMap::new(),
-            injections: Vec::new(),
-            latency: Duration::ZERO,
-            stall: None,
-            call_number: 0,
+            calls: FakeCalls::new("FakeAzure", &OPERATIONS),
             next_guid: 1,
         }
     }
@@ -249,55 +234,7 @@ impl State {
 
     /// Counts a call and answers an injected failure when one matches.
     pub(crate) fn begin_call(&mut self, op: &str) -> Result<(), ArmError> {
-        *self.calls.entry(op.to_owned()).or_default() += 1;
-        self.call_number += 1;
-        let hit = self
-            .injections
-            .iter_mut()
-            .find(|i| i.remaining > 0 && i.op.as_deref().is_none_or(|o| o == op));
-        match hit {
-            Some(injection) => {
-                injection.remaining -= 1;
-                let kind = injection.kind;
-                self.injections.retain(|i| i.remaining > 0);
-                Err(ArmError::injected(kind))
-            }
-            None => Ok(()),
-        }
-    }
-
-    /// How long the call being made waits before it answers.
-    pub(crate) fn delay(&self) -> Duration {
-        match self.stall {
-            Some((every, stall)) if every > 0 && self.call_number.is_multiple_of(every) => {
-                self.latency + stall
-            }
-            _ => self.latency,
-        }
-    }
-
-    pub(crate) fn inject(&mut self, op: Option<&str>, kind: ErrorKind, count: u32) {
-        if let Some(op) = op {
-            assert!(
-                OPERATIONS.contains(&op),
-                "FakeAzure::inject_failures: unknown operation `{op}`; expected one of {OPERATIONS:?}"
-            );
-        }
-        if count > 0 {
-            self.injections.push(Injection {
-                op: op.map(str::to_owned),
-                kind,
-                remaining: count,
-            });
-        }
-    }
-
-    pub(crate) fn calls(&self) -> BTreeMap<String, u64> {
-        self.calls.clone()
-    }
-
-    pub(crate) fn reset_calls(&mut self) {
-        self.calls.clear();
+        self.calls.begin(op).map_err(ArmError::injected)
     }
 
     // ---- setup ----------------------------------------------------------------------------
