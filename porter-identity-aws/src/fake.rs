@@ -54,7 +54,8 @@ use crate::api::{
     CreateAssociation, EksIamApi, RoleInfo,
 };
 
-pub use http::{FakeServer, serve};
+pub use http::serve;
+pub use porter_identity_core::testing::FakeServer;
 
 use error::AwsError;
 use state::{AssociationRecord, CreateInput, State, UpdateInput};

@@ -52,7 +52,8 @@ use crate::api::{
 };
 use crate::arm::map_arm_error;
 
-pub use http::{FakeServer, serve};
+pub use http::serve;
+pub use porter_identity_core::testing::FakeServer;
 pub use transport::LoopbackHttpsAsHttp;
 
 use state::{ArmError, CredentialRecord, IdentityRecord, PutBody, State};

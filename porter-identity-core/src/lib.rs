@@ -10,7 +10,8 @@
 //! - [`Error`] has an [`ErrorKind`] and says what to fix; [`RetryPolicy`] retries what is
 //!   retryable.
 //! - With feature `testing`, [`testing`] is the conformance suite every provider passes, and
-//!   [`testing::FakeCalls`] the call counters and fault knobs every provider's fake shares.
+//!   [`testing::FakeCalls`] and [`testing::FakeServer`] the call counters, fault knobs and
+//!   HTTP-face handle every provider's fake shares.
 //!
 //! ```
 //! use porter_identity_core::{AppManifest, Cloud};
@@ -48,6 +49,8 @@ mod yaml;
 
 #[cfg(feature = "testing")]
 mod fake_calls;
+#[cfg(feature = "testing")]
+mod fake_server;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -1,5 +1,6 @@
 //! The conformance suite every [`WorkloadIdentityProvider`] passes (feature `testing`), and
-//! [`FakeCalls`], the call counters and fault knobs of every provider's fake.
+//! what every provider's fake shares: [`FakeCalls`] (call counters and fault knobs) and
+//! [`FakeServer`] (the running HTTP face).
 //!
 //! Each check is a public async function taking the provider under test and a
 //! [`BindingFactory`] that makes bindings of the provider's cloud. The checks panic with a
@@ -21,6 +22,7 @@
 use futures_util::future::{join, join_all};
 
 pub use crate::fake_calls::FakeCalls;
+pub use crate::fake_server::{FakeServer, ShutdownSignal};
 
 use crate::{
     AzureIdentityName, AzureResourceGroup, BindChange, Binding, Cloud, Connection, ErrorKind,

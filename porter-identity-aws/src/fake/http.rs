@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -18,10 +17,9 @@ use axum::http::{HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use percent_encoding::percent_decode_str;
+use porter_identity_core::testing::FakeServer;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use super::FakeAws;
 use super::error::{AwsError, Code};
@@ -30,52 +28,6 @@ use super::state::{AddonRecord, AssociationRecord, ClusterRecord, CreateInput, U
 /// ListPodIdentityAssociations' page size when the request gives no `maxResults`, and its
 /// maximum (`ListPodIdentityAssociationsMaxResults`: 1..=100).
 const MAX_RESULTS: usize = super::state::PAGE_SIZE;
-
-/// How long [`FakeServer::shutdown`] waits for open requests before cutting them off.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-/// A running HTTP face of a [`FakeAws`], from [`serve`]. Stops on [`FakeServer::shutdown`]
-/// or when dropped.
-#[derive(Debug)]
-pub struct FakeServer {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
-}
-
-impl FakeServer {
-    /// The base URL to give the SDK as its endpoint, e.g. `http://127.0.0.1:41234`.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// The address the server listens on (the real port when bound to port 0).
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Stops accepting connections and waits (a few seconds at most) for open requests.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let abort = task.abort_handle();
-            if tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err() {
-                abort.abort();
-            }
-        }
-    }
-}
-
-impl Drop for FakeServer {
-    fn drop(&mut self) {
-        // Graceful: the server task finishes open requests in the background.
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
 
 /// Serves `fake` over HTTP on `addr` (use `127.0.0.1:0` for a free port) until the returned
 /// [`FakeServer`] is shut down or dropped. Must be called within a Tokio runtime.
@@ -112,23 +64,14 @@ pub async fn serve(fake: FakeAws, addr: SocketAddr) -> std::io::Result<FakeServe
         .fallback(unknown_operation)
         .method_not_allowed_fallback(unknown_operation)
         .with_state(app);
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let shutdown = async {
-            let _ = stopped.await;
-        };
+    Ok(FakeServer::spawn(addr, |stop| async move {
         if let Err(error) = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(stop)
             .await
         {
             tracing::warn!(%error, "fake EKS HTTP server stopped with an error");
         }
-    });
-    Ok(FakeServer {
-        addr,
-        stop: Some(stop),
-        task: Some(task),
-    })
+    }))
 }
 
 #[derive(Clone)]

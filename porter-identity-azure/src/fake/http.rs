@@ -8,7 +8,6 @@
 //! issued or [`FakeAzure::accept_token`] allowed: otherwise 401 `InvalidAuthenticationToken`.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -16,9 +15,8 @@ use axum::extract::State as Shared;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use percent_encoding::percent_decode_str;
+use porter_identity_core::testing::FakeServer;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use super::FakeAzure;
 use super::state::{ArmError, ClusterRecord, CredentialRecord, IdentityRecord, PutBody, State};
@@ -26,54 +24,10 @@ use crate::arm::{
     AUTHORIZATION_API_VERSION, CONTAINER_SERVICE_API_VERSION, MANAGED_IDENTITY_API_VERSION,
 };
 
-/// How long [`FakeServer::shutdown`] waits for open requests before cutting them off.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-/// A running HTTP face of a [`FakeAzure`], from [`serve`]. Stops on [`FakeServer::shutdown`]
-/// or when dropped.
-#[derive(Debug)]
-pub struct FakeServer {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
-}
-
-impl FakeServer {
-    /// The base URL, e.g. `http://127.0.0.1:41234`: the Resource Manager endpoint
-    /// (`AZURE_RESOURCE_MANAGER_ENDPOINT`) and the authority host.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// The address the server listens on.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Stops accepting connections and waits (a few seconds at most) for open requests.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let abort = task.abort_handle();
-            if tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err() {
-                abort.abort();
-            }
-        }
-    }
-}
-
-impl Drop for FakeServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
 /// Serves `fake` over HTTP on `addr` (use `127.0.0.1:0` for a free port) until the returned
-/// [`FakeServer`] is shut down or dropped. Must be called within a Tokio runtime.
+/// [`FakeServer`] is shut down or dropped. Must be called within a Tokio runtime. Its
+/// [`url`](FakeServer::url) is both the Resource Manager endpoint
+/// (`AZURE_RESOURCE_MANAGER_ENDPOINT`) and the authority host (`AZURE_AUTHORITY_HOST`).
 ///
 /// # Errors
 /// When the address cannot be bound.
@@ -81,23 +35,14 @@ pub async fn serve(fake: FakeAzure, addr: SocketAddr) -> std::io::Result<FakeSer
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let router = Router::new().fallback(handle).with_state(fake);
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let shutdown = async {
-            let _ = stopped.await;
-        };
+    Ok(FakeServer::spawn(addr, |stop| async move {
         if let Err(error) = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(stop)
             .await
         {
             tracing::warn!(%error, "fake ARM HTTP server stopped with an error");
         }
-    });
-    Ok(FakeServer {
-        addr,
-        stop: Some(stop),
-        task: Some(task),
-    })
+    }))
 }
 
 /// What a request asks for, read from its method and path.
