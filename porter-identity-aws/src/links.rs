@@ -12,7 +12,7 @@ use futures_util::future::{join, join_all};
 use futures_util::stream::{self, StreamExt};
 use porter_identity_core::{
     BindChange, BindOutcome, Binding, Cloud, Error, ErrorKind, Plan, PlanAction, Result,
-    UnbindOutcome, link_conflicts, share_read,
+    UnbindOutcome, batch_refusals, share_read,
 };
 use tokio::sync::{OnceCell, mpsc};
 
@@ -116,20 +116,10 @@ impl AwsPodIdentityProvider {
         (refused, roles)
     }
 
-    /// Bindings refused before any call: of another cloud, or (when binding) fighting over one
-    /// service account with an earlier binding of the batch.
+    /// Bindings refused before any call: of another cloud, or (plan and bind) fighting over one
+    /// link with an earlier binding of the batch.
     fn refusals(&self, bindings: &[Binding], conflicts: bool) -> Vec<Option<Error>> {
-        let mut refused: Vec<Option<Error>> = if conflicts {
-            link_conflicts(bindings)
-        } else {
-            bindings.iter().map(|_| None).collect()
-        };
-        for (b, r) in bindings.iter().zip(refused.iter_mut()) {
-            if let Err(e) = Self::role_ref(b) {
-                *r = Some(e);
-            }
-        }
-        refused
+        batch_refusals(bindings, conflicts, |b| Self::role_ref(b).map(drop))
     }
 
     /// Starts every role check of the batch at once, beside the listing: by the time a

@@ -201,6 +201,40 @@ impl fmt::Display for LinkKey {
     }
 }
 
+/// For each binding of a batch, why a provider refuses it before any cloud call, or `None`:
+/// `admit` says why the provider cannot take it (another cloud's binding) and, when
+/// `conflicts` (plan and bind), [`link_conflicts`] finds the ones fighting over one link with
+/// an earlier binding. `admit`'s reason wins.
+///
+/// ```
+/// use porter_identity_core::{batch_refusals, Binding, Cloud, Connection, RoleRef, Workload, ensure_cloud};
+/// let api = Workload::for_service("prod", "shop", "api")?;
+/// let to = |role: &str| Binding::new(api.clone(), Connection::AwsRole { role: RoleRef::parse(role).unwrap() });
+/// let batch = [to("a"), to("b")];
+/// let refused = batch_refusals(&batch, true, |b| ensure_cloud(Cloud::Aws, b));
+/// assert!(refused[0].is_none() && refused[1].is_some());
+/// assert!(batch_refusals(&batch, false, |b| ensure_cloud(Cloud::Aws, b)).iter().all(Option::is_none));
+/// assert!(batch_refusals(&batch, true, |b| ensure_cloud(Cloud::Azure, b)).iter().all(Option::is_some));
+/// # Ok::<(), porter_identity_core::Error>(())
+/// ```
+pub fn batch_refusals(
+    bindings: &[Binding],
+    conflicts: bool,
+    admit: impl Fn(&Binding) -> Result<(), Error>,
+) -> Vec<Option<Error>> {
+    let mut refused: Vec<Option<Error>> = if conflicts {
+        link_conflicts(bindings)
+    } else {
+        bindings.iter().map(|_| None).collect()
+    };
+    for (b, r) in bindings.iter().zip(refused.iter_mut()) {
+        if let Err(e) = admit(b) {
+            *r = Some(e);
+        }
+    }
+    refused
+}
+
 /// For each binding of a batch, the error that makes it unbindable together with the others:
 /// an earlier binding has the same [`link key`](Binding::link_key) but another connection
 /// (two roles for one EKS service account), or is another app's or service's (two services

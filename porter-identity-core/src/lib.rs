@@ -54,7 +54,7 @@ mod fake_server;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use binding::{Binding, LinkKey, Workload, link_conflicts};
+pub use binding::{Binding, LinkKey, Workload, batch_refusals, link_conflicts};
 pub use calls::{CallCounts, CloudCalls, DEFAULT_CONCURRENCY, count_calls};
 pub use cloud::Cloud;
 pub use connection::Connection;
