@@ -6,10 +6,10 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 
-use futures_util::future::{join_all, join3};
+use futures_util::future::{join, join_all, join3};
 use porter_identity_core::{
     BindChange, BindOutcome, Binding, Cloud, Error, ErrorKind, Plan, PlanAction, Result,
-    UnbindOutcome, link_conflicts, share_read,
+    UnbindOutcome, batch_refusals, share_read,
 };
 
 use crate::api::{FEDERATED_CREDENTIAL_LIMIT, FederatedCredential, Identity};
@@ -50,17 +50,7 @@ impl AzureWorkloadIdentityProvider {
     /// Bindings refused before any call: of another cloud, or (plan and bind) fighting over one
     /// link with an earlier binding of the batch.
     fn refusals(&self, bindings: &[Binding], conflicts: bool) -> Vec<Option<Error>> {
-        let mut refused: Vec<Option<Error>> = if conflicts {
-            link_conflicts(bindings)
-        } else {
-            bindings.iter().map(|_| None).collect()
-        };
-        for (b, r) in bindings.iter().zip(refused.iter_mut()) {
-            if let Err(e) = Self::identity_ref(b) {
-                *r = Some(e);
-            }
-        }
-        refused
+        batch_refusals(bindings, conflicts, |b| Self::identity_ref(b).map(drop))
     }
 
     /// Runs `work` once per identity with the indexes of its admitted bindings, identities side
@@ -114,35 +104,54 @@ impl AzureWorkloadIdentityProvider {
         format!("azure/{issuer}/identity/{}", identity_key(rg, name))
     }
 
-    /// What every binding of a group needs first: the issuer, the identity and its
-    /// credentials, read side by side. An error is every binding's.
+    /// What every binding of a plan or bind group needs first: the issuer, the identity and
+    /// its credentials, read side by side. An error is every binding's.
     async fn group_reads(
         &self,
         first: &Binding,
-        with_identity: bool,
-    ) -> Result<(String, Option<Identity>, Vec<FederatedCredential>)> {
+    ) -> Result<(String, Identity, Vec<FederatedCredential>)> {
         let (rg, name) = Self::identity_ref(first)?;
-        let identity = async {
-            if with_identity {
-                self.identity(first).await.map(Some)
-            } else {
-                Ok(None)
-            }
-        };
         let (issuer, identity, listed) = join3(
             self.issuer(),
-            identity,
+            self.identity(first),
             self.list_credentials(rg.as_str(), name.as_str()),
         )
         .await;
         let issuer = issuer?.to_owned();
         let identity = identity?;
+        let listed = self.shared_listing(first, &issuer, listed)?;
+        Ok((issuer, identity, listed))
+    }
+
+    /// What an unbind group needs: the issuer and the identity's credentials (not the identity
+    /// itself), read side by side.
+    async fn unbind_reads(&self, first: &Binding) -> Result<(String, Vec<FederatedCredential>)> {
+        let (rg, name) = Self::identity_ref(first)?;
+        let (issuer, listed) = join(
+            self.issuer(),
+            self.list_credentials(rg.as_str(), name.as_str()),
+        )
+        .await;
+        let issuer = issuer?.to_owned();
+        let listed = self.shared_listing(first, &issuer, listed)?;
+        Ok((issuer, listed))
+    }
+
+    /// A group's listing of its identity's credentials, offered to the stale-link search of the
+    /// same reconcile; a 404 says which identity is missing.
+    fn shared_listing(
+        &self,
+        first: &Binding,
+        issuer: &str,
+        listed: Result<Vec<FederatedCredential>>,
+    ) -> Result<Vec<FederatedCredential>> {
+        let (rg, name) = Self::identity_ref(first)?;
         let listed = listed.map_err(|e| self.missing_identity(first, e))?;
         share_read(
-            self.credentials_read_key(&issuer, rg.as_str(), name.as_str()),
+            self.credentials_read_key(issuer, rg.as_str(), name.as_str()),
             listed.clone(),
         );
-        Ok((issuer, identity, listed))
+        Ok(listed)
     }
 
     /// A listing of a missing identity fails with ARM's 404: say which identity.
@@ -258,10 +267,9 @@ impl AzureWorkloadIdentityProvider {
         bindings: &[Binding],
         group: Vec<usize>,
     ) -> Vec<(usize, Result<Plan>)> {
-        let (issuer, identity, mut held) = match self.group_reads(&bindings[group[0]], true).await {
-            Ok((issuer, Some(identity), held)) => (issuer, identity, held),
-            Ok(_) => unreachable!("the identity was asked for"),
-            Err(e) => return group.into_iter().map(|i| (i, Err(e.clone()))).collect(),
+        let (issuer, identity, mut held) = match self.group_reads(&bindings[group[0]]).await {
+            Ok(reads) => reads,
+            Err(e) => return every(group, || Err(e.clone())),
         };
         let mut out = Vec::with_capacity(group.len());
         for i in group {
@@ -325,10 +333,9 @@ impl AzureWorkloadIdentityProvider {
         bindings: &[Binding],
         group: Vec<usize>,
     ) -> Vec<(usize, Result<BindOutcome>)> {
-        let (issuer, identity, mut held) = match self.group_reads(&bindings[group[0]], true).await {
-            Ok((issuer, Some(identity), held)) => (issuer, identity, held),
-            Ok(_) => unreachable!("the identity was asked for"),
-            Err(e) => return group.into_iter().map(|i| (i, Err(e.clone()))).collect(),
+        let (issuer, identity, mut held) = match self.group_reads(&bindings[group[0]]).await {
+            Ok(reads) => reads,
+            Err(e) => return every(group, || Err(e.clone())),
         };
         let mut out = Vec::with_capacity(group.len());
         // One binding after another: writes to one identity go one at a time anyway.
@@ -403,19 +410,16 @@ impl AzureWorkloadIdentityProvider {
         bindings: &[Binding],
         group: Vec<usize>,
     ) -> Vec<(usize, Result<UnbindOutcome>)> {
-        let (issuer, _, held) = match self.group_reads(&bindings[group[0]], false).await {
+        let (issuer, held) = match self.unbind_reads(&bindings[group[0]]).await {
             Ok(reads) => reads,
             // A missing identity has nothing to unbind.
             Err(e)
                 if e.kind() == ErrorKind::NotFound
                     && e.operation() != Some("ManagedClusters_Get") =>
             {
-                return group
-                    .into_iter()
-                    .map(|i| (i, Ok(UnbindOutcome::AlreadyAbsent)))
-                    .collect();
+                return every(group, || Ok(UnbindOutcome::AlreadyAbsent));
             }
-            Err(e) => return group.into_iter().map(|i| (i, Err(e.clone()))).collect(),
+            Err(e) => return every(group, || Err(e.clone())),
         };
         let mut out = Vec::with_capacity(group.len());
         for i in group {
@@ -487,4 +491,9 @@ fn replace(held: &mut [FederatedCredential], fixed: FederatedCredential) {
     {
         *slot = fixed;
     }
+}
+
+/// The same result for every binding of a group.
+fn every<T>(group: Vec<usize>, result: impl Fn() -> Result<T>) -> Vec<(usize, Result<T>)> {
+    group.into_iter().map(|i| (i, result())).collect()
 }
