@@ -3,10 +3,9 @@
 //! and its credentials listed once per batch, whatever the number of workloads on it; the
 //! writes to one identity go one at a time, identities side by side.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 
-use futures_util::future::{join, join_all, join3};
+use futures_util::future::{join, join3};
 use porter_identity_core::{
     BindChange, BindOutcome, Binding, Cloud, Error, ErrorKind, Plan, PlanAction, Result,
     UnbindOutcome, batch_refusals, share_read,
@@ -14,7 +13,7 @@ use porter_identity_core::{
 
 use crate::api::{FEDERATED_CREDENTIAL_LIMIT, FederatedCredential, Identity};
 use crate::names::{NameMarks, TOKEN_EXCHANGE_AUDIENCE, credential_name, same_issuer};
-use crate::provider::{AzureWorkloadIdentityProvider, identity_key};
+use crate::provider::{AzureWorkloadIdentityProvider, identity_key, key_of, per_identity};
 
 /// What a binding's subject has on its identity now.
 enum Current {
@@ -65,38 +64,8 @@ impl AzureWorkloadIdentityProvider {
         F: Fn(Vec<usize>) -> Fut,
         Fut: Future<Output = Vec<(usize, Result<T>)>>,
     {
-        let mut results: Vec<Option<Result<T>>> = refused.into_iter().map(|e| e.map(Err)).collect();
-        let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        for (i, b) in bindings.iter().enumerate() {
-            if results[i].is_none()
-                && let Ok((rg, name)) = Self::identity_ref(b)
-            {
-                groups
-                    .entry(identity_key(rg.as_str(), name.as_str()))
-                    .or_default()
-                    .push(i);
-            }
-        }
-        for (i, result) in join_all(groups.into_values().map(work))
-            .await
-            .into_iter()
-            .flatten()
-        {
-            results[i] = Some(result);
-        }
-        results
-            .into_iter()
-            .map(|r| {
-                r.unwrap_or_else(|| {
-                    Err(Error::cloud(
-                        ErrorKind::Other,
-                        Cloud::Azure,
-                        "batch",
-                        "a binding of the batch got no result (a bug in porter-identity)",
-                    ))
-                })
-            })
-            .collect()
+        let results = refused.into_iter().map(|e| e.map(Err)).collect();
+        per_identity(bindings.iter().map(key_of), results, work).await
     }
 
     /// The key under which an identity's credential listing is shared within one reconcile.

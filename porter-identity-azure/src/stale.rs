@@ -13,7 +13,7 @@ use porter_identity_core::{
 
 use crate::api::FederatedCredential;
 use crate::names::{NameMarks, same_issuer};
-use crate::provider::{AzureWorkloadIdentityProvider, identity_key};
+use crate::provider::{AzureWorkloadIdentityProvider, identity_key, key_of, per_identity};
 
 /// The namespace and service account of a Kubernetes subject, if it is one.
 fn service_account_of(subject: &str) -> Option<(&str, &str)> {
@@ -94,24 +94,18 @@ impl AzureWorkloadIdentityProvider {
     /// Azure takes one write at a time per identity, so running them side by side would only
     /// queue them on the identity's lock while other identities wait for the gate.
     pub(crate) async fn remove_stale(&self, links: &[StaleLink]) -> Vec<Result<UnbindOutcome>> {
-        let mut groups: BTreeMap<Option<String>, Vec<usize>> = BTreeMap::new();
-        for (i, link) in links.iter().enumerate() {
-            groups.entry(key_of(&link.binding)).or_default().push(i);
-        }
-        let mut results: Vec<Option<Result<UnbindOutcome>>> =
-            std::iter::repeat_with(|| None).take(links.len()).collect();
-        let removed = join_all(groups.into_values().map(|group| async move {
-            let mut out = Vec::with_capacity(group.len());
-            for i in group {
-                out.push((i, self.remove_one(&links[i]).await));
-            }
-            out
-        }))
-        .await;
-        for (i, result) in removed.into_iter().flatten() {
-            results[i] = Some(result);
-        }
-        results.into_iter().flatten().collect()
+        per_identity(
+            links.iter().map(|link| key_of(&link.binding)),
+            std::iter::repeat_with(|| None).take(links.len()).collect(),
+            |group| async move {
+                let mut out = Vec::with_capacity(group.len());
+                for i in group {
+                    out.push((i, self.remove_one(&links[i]).await));
+                }
+                out
+            },
+        )
+        .await
     }
 
     async fn remove_one(&self, link: &StaleLink) -> Result<UnbindOutcome> {
@@ -149,13 +143,6 @@ impl AzureWorkloadIdentityProvider {
         };
         self.unbind_one(&link.binding, &issuer, &held, true).await
     }
-}
-
-/// The identity key of a binding.
-fn key_of(b: &Binding) -> Option<String> {
-    AzureWorkloadIdentityProvider::identity_ref(b)
-        .ok()
-        .map(|(rg, name)| identity_key(rg.as_str(), name.as_str()))
 }
 
 /// What becomes of one credential that the desired set does not want, or `None` when it is
