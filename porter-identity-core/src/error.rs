@@ -148,7 +148,7 @@ impl fmt::Display for ManifestError {
 #[non_exhaustive]
 pub enum Error {
     /// A value given by the caller is not valid.
-    #[error("invalid {field}: {problem}{}", fix_suffix(.fix))]
+    #[error("invalid {field}: {}{}", sentence(.problem), fix_suffix(.fix))]
     InvalidInput {
         /// The field or argument, e.g. `connections[0].role` or `namespace`.
         field: String,
@@ -161,7 +161,7 @@ pub enum Error {
     #[error("invalid porter.yaml: {0}")]
     Manifest(Box<ManifestError>),
     /// A call to a cloud failed, or the cloud's state forbids the operation.
-    #[error("{cloud} {operation} failed ({kind}): {message}{}", fix_suffix(.fix))]
+    #[error("{cloud} {operation} failed ({kind}): {}{}", sentence(.message), fix_suffix(.fix))]
     Cloud {
         /// What went wrong.
         kind: ErrorKind,
@@ -182,6 +182,12 @@ pub enum Error {
         #[source]
         source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
     },
+}
+
+/// A problem as the first sentence of an error, without its own closing period: clouds end
+/// their messages with one, and `. Fix:` follows.
+fn sentence(text: &str) -> &str {
+    text.strip_suffix('.').unwrap_or(text)
 }
 
 fn fix_suffix(fix: &str) -> String {
@@ -335,7 +341,7 @@ impl Error {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 match self.0 {
                     Error::InvalidInput { field, problem, .. } => {
-                        write!(f, "invalid {field}: {problem}")
+                        write!(f, "invalid {field}: {}", sentence(problem))
                     }
                     Error::Manifest(m) => {
                         f.write_str("invalid porter.yaml: ")?;
@@ -347,7 +353,11 @@ impl Error {
                         operation,
                         message,
                         ..
-                    } => write!(f, "{cloud} {operation} failed ({kind}): {message}"),
+                    } => write!(
+                        f,
+                        "{cloud} {operation} failed ({kind}): {}",
+                        sentence(message)
+                    ),
                 }
             }
         }
@@ -467,6 +477,8 @@ mod tests {
         let errors = [
             Error::invalid_input("namespace", "is empty", "give a name"),
             Error::cloud(ErrorKind::Conflict, Cloud::Aws, "Op", "busy").with_fix("wait"),
+            // Clouds end their messages with a period: not doubled before `. Fix:`.
+            Error::cloud(ErrorKind::Unavailable, Cloud::Azure, "Op", "Try later.").with_fix("wait"),
             Error::from(ManifestError {
                 file: Some("porter.yaml".into()),
                 path: "services[0].name".into(),
@@ -482,6 +494,7 @@ mod tests {
             let fix = e.fix().unwrap().to_owned();
             assert_eq!(e.to_string(), format!("{}. Fix: {fix}", e.problem()));
             assert!(!e.problem().contains(&fix), "{}", e.problem());
+            assert!(!e.to_string().contains(".. Fix"), "{e}");
         }
         let bare = Error::cloud(ErrorKind::Other, Cloud::Gcp, "Op", "boom");
         assert_eq!(bare.problem(), bare.to_string());
