@@ -12,7 +12,7 @@ use futures_util::future::{join, join_all};
 use futures_util::stream::{self, StreamExt};
 use porter_identity_core::{
     BindChange, BindOutcome, Binding, Cloud, Error, ErrorKind, Plan, PlanAction, Result,
-    UnbindOutcome, batch_refusals, share_read,
+    UnbindOutcome, batch_refusals, batch_results, share_read,
 };
 use tokio::sync::{OnceCell, mpsc};
 
@@ -177,19 +177,7 @@ impl AwsPodIdentityProvider {
         for (i, result) in done {
             results[i] = Some(result);
         }
-        results
-            .into_iter()
-            .map(|r| {
-                r.unwrap_or_else(|| {
-                    Err(Error::cloud(
-                        ErrorKind::Other,
-                        Cloud::Aws,
-                        "ListPodIdentityAssociations",
-                        "a binding of the batch got no result (a bug in porter-identity)",
-                    ))
-                })
-            })
-            .collect()
+        batch_results(Cloud::Aws, "ListPodIdentityAssociations", results)
     }
 
     /// Lists `namespace` (only the one service account when the batch wants one) and sends

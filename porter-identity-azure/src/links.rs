@@ -8,12 +8,12 @@ use std::future::Future;
 use futures_util::future::{join, join3};
 use porter_identity_core::{
     BindChange, BindOutcome, Binding, Cloud, Error, ErrorKind, Plan, PlanAction, Result,
-    UnbindOutcome, batch_refusals, share_read,
+    UnbindOutcome, batch_refusals, per_group, share_read,
 };
 
 use crate::api::{FEDERATED_CREDENTIAL_LIMIT, FederatedCredential, Identity};
 use crate::names::{NameMarks, TOKEN_EXCHANGE_AUDIENCE, credential_name, same_issuer};
-use crate::provider::{AzureWorkloadIdentityProvider, identity_key, key_of, per_identity};
+use crate::provider::{AzureWorkloadIdentityProvider, identity_key, key_of};
 
 /// What a binding's subject has on its identity now.
 enum Current {
@@ -65,7 +65,7 @@ impl AzureWorkloadIdentityProvider {
         Fut: Future<Output = Vec<(usize, Result<T>)>>,
     {
         let results = refused.into_iter().map(|e| e.map(Err)).collect();
-        per_identity(bindings.iter().map(key_of), results, work).await
+        per_group(Cloud::Azure, bindings.iter().map(key_of), results, work).await
     }
 
     /// The key under which an identity's credential listing is shared within one reconcile.

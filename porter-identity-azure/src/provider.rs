@@ -5,14 +5,12 @@
 //! logic (one identity read and one credential listing per identity) is in `links`, the
 //! stale-link search in `stale`, the diagnosis in `verify`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
-use futures_util::future::join_all;
 use porter_identity_core::{
     AzureIdentityName, AzureResourceGroup, BindOutcome, Binding, Cloud, CloudCalls, Connection,
     DEFAULT_CONCURRENCY, Error, ErrorKind, Plan, Result, RetryPolicy, ServiceAccountPatch,
@@ -95,49 +93,6 @@ pub(crate) fn key_of(b: &Binding) -> Option<String> {
     AzureWorkloadIdentityProvider::identity_ref(b)
         .ok()
         .map(|(rg, name)| identity_key(rg.as_str(), name.as_str()))
-}
-
-/// Runs `work` once per identity with the indexes of its items (`keys[i]` is item `i`'s
-/// identity), identities side by side, and puts the results back in input order. Items that
-/// already have a result in `results` (refused before any call) are not run.
-///
-/// This is how every batch meets Azure's one-write-at-a-time per identity: `work` goes through
-/// one identity's items in turn, while other identities proceed.
-pub(crate) async fn per_identity<T, F, Fut>(
-    keys: impl IntoIterator<Item = Option<String>>,
-    mut results: Vec<Option<Result<T>>>,
-    work: F,
-) -> Vec<Result<T>>
-where
-    F: Fn(Vec<usize>) -> Fut,
-    Fut: Future<Output = Vec<(usize, Result<T>)>>,
-{
-    let mut groups: BTreeMap<Option<String>, Vec<usize>> = BTreeMap::new();
-    for (i, key) in keys.into_iter().enumerate() {
-        if results[i].is_none() {
-            groups.entry(key).or_default().push(i);
-        }
-    }
-    for (i, result) in join_all(groups.into_values().map(work))
-        .await
-        .into_iter()
-        .flatten()
-    {
-        results[i] = Some(result);
-    }
-    results
-        .into_iter()
-        .map(|r| {
-            r.unwrap_or_else(|| {
-                Err(Error::cloud(
-                    ErrorKind::Other,
-                    Cloud::Azure,
-                    "batch",
-                    "an item of the batch got no result (a bug in porter-identity)",
-                ))
-            })
-        })
-        .collect()
 }
 
 impl AzureWorkloadIdentityProvider {

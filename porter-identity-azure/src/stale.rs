@@ -8,12 +8,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use futures_util::future::join_all;
 use porter_identity_core::{
     Binding, Cloud, Connection, Error, ErrorKind, Evidence, Result, StaleAction, StaleLink,
-    StaleQuery, UnbindOutcome, Workload, take_shared_read,
+    StaleQuery, UnbindOutcome, Workload, per_group, take_shared_read,
 };
 
 use crate::api::FederatedCredential;
 use crate::names::{NameMarks, same_issuer};
-use crate::provider::{AzureWorkloadIdentityProvider, identity_key, key_of, per_identity};
+use crate::provider::{AzureWorkloadIdentityProvider, identity_key, key_of};
 
 /// The namespace and service account of a Kubernetes subject, if it is one.
 fn service_account_of(subject: &str) -> Option<(&str, &str)> {
@@ -94,7 +94,8 @@ impl AzureWorkloadIdentityProvider {
     /// Azure takes one write at a time per identity, so running them side by side would only
     /// queue them on the identity's lock while other identities wait for the gate.
     pub(crate) async fn remove_stale(&self, links: &[StaleLink]) -> Vec<Result<UnbindOutcome>> {
-        per_identity(
+        per_group(
+            Cloud::Azure,
             links.iter().map(|link| key_of(&link.binding)),
             std::iter::repeat_with(|| None).take(links.len()).collect(),
             |group| async move {

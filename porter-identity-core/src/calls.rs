@@ -64,6 +64,23 @@ impl CloudCalls {
         self.retry.run(self.cloud, operation, call).await
     }
 
+    /// Runs one attempt of an operation whose retry belongs to the caller: a compare-and-set
+    /// write that must not be repeated as it is, because a retry has to read again first (see
+    /// [`RetryPolicy::run_cycle`]). Gated, counted and bounded by the per-attempt timeout like
+    /// [`run`](Self::run), never retried.
+    pub async fn run_once<T, F, Fut>(&self, operation: &str, call: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let _place = self.gate.acquire().await.ok();
+        self.retry
+            .clone()
+            .max_attempts(1)
+            .run(self.cloud, operation, call)
+            .await
+    }
+
     /// The cloud.
     pub fn cloud(&self) -> Cloud {
         self.cloud

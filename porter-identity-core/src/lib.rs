@@ -29,6 +29,7 @@
 //! # Ok::<(), porter_identity_core::Error>(())
 //! ```
 
+mod batch;
 mod binding;
 mod calls;
 mod cloud;
@@ -54,6 +55,7 @@ mod fake_server;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use batch::{batch_results, per_group};
 pub use binding::{Binding, LinkKey, Workload, batch_refusals, link_conflicts};
 pub use calls::{CallCounts, CloudCalls, DEFAULT_CONCURRENCY, count_calls};
 pub use cloud::Cloud;

@@ -144,11 +144,69 @@ impl RetryPolicy {
     /// error, or the attempts or the deadline run out. Each attempt is counted by
     /// [`count_calls`](crate::count_calls) and bounded by the per-attempt timeout and by what is
     /// left of the deadline.
-    pub async fn run<T, F, Fut>(&self, cloud: Cloud, operation: &str, mut call: F) -> Result<T>
+    pub async fn run<T, F, Fut>(&self, cloud: Cloud, operation: &str, call: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
+        self.attempts(cloud, operation, Some(self.attempt_timeout), call)
+            .await
+    }
+
+    /// Retries a whole cycle of calls, such as a read-modify-write whose write is refused when
+    /// someone else wrote in between (a stale etag): each attempt runs `cycle` again from its
+    /// first read. Attempts, backoff, jitter and the deadline are the policy's; the attempts are
+    /// not counted as calls (the cycle's own calls are) and have no timeout of their own (the
+    /// cycle's calls have theirs).
+    ///
+    /// An `Err` of the cycle is retried when it is retryable; an error the cycle has already
+    /// retried on its own (a read that gave up) comes back as `Ok(Err(e))` and ends the loop.
+    ///
+    /// ```
+    /// use porter_identity_core::{Cloud, Error, ErrorKind, RetryPolicy};
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let tries = AtomicU32::new(0);
+    /// let policy = RetryPolicy::default().initial_backoff(std::time::Duration::from_millis(1));
+    /// let written = policy.run_cycle(Cloud::Gcp, "setIamPolicy", || async {
+    ///     if tries.fetch_add(1, Ordering::SeqCst) == 0 {
+    ///         // the etag read was stale: read again and redo the edit
+    ///         return Err(Error::cloud(ErrorKind::Conflict, Cloud::Gcp, "setIamPolicy", "stale etag").retryable(true));
+    ///     }
+    ///     Ok(Ok::<_, Error>("written"))
+    /// }).await;
+    /// assert_eq!(written.unwrap(), "written");
+    /// assert_eq!(tries.load(Ordering::SeqCst), 2);
+    /// # });
+    /// ```
+    pub async fn run_cycle<T, F, Fut>(
+        &self,
+        cloud: Cloud,
+        operation: &str,
+        mut cycle: F,
+    ) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Result<T>>>,
+    {
+        self.attempts(cloud, operation, None, || cycle()).await?
+    }
+
+    /// The retry loop of [`run`](Self::run) (`attempt_timeout` set: each attempt is one counted
+    /// call) and [`run_cycle`](Self::run_cycle) (`None`: uncounted, bounded by the deadline only).
+    async fn attempts<T, F, Fut>(
+        &self,
+        cloud: Cloud,
+        operation: &str,
+        attempt_timeout: Option<Duration>,
+        mut call: F,
+    ) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let counted = attempt_timeout.is_some();
+        let attempt_timeout = attempt_timeout.unwrap_or(self.deadline);
         let started = Instant::now();
         let mut rng = match self.seed {
             Some(seed) => fastrand::Rng::with_seed(seed),
@@ -158,12 +216,14 @@ impl RetryPolicy {
         let mut last: Option<Error> = None;
         loop {
             let left = self.deadline.saturating_sub(started.elapsed());
-            let limit = self.attempt_timeout.min(left);
-            crate::calls::record(cloud, operation);
+            let limit = attempt_timeout.min(left);
+            if counted {
+                crate::calls::record(cloud, operation);
+            }
             let err = match tokio::time::timeout(limit, call()).await {
                 Ok(Ok(v)) => return Ok(v),
                 Ok(Err(e)) => e,
-                Err(_) if limit < self.attempt_timeout => {
+                Err(_) if limit < attempt_timeout || !counted => {
                     // The deadline, not the attempt timeout, cut this attempt: no time is left
                     // for another.
                     let err = self.deadline_error(cloud, operation, attempt, last.as_ref());
@@ -176,7 +236,7 @@ impl RetryPolicy {
                     operation,
                     format!(
                         "no answer within {} (the per-attempt timeout)",
-                        Secs(self.attempt_timeout)
+                        Secs(attempt_timeout)
                     ),
                 ),
             };
@@ -551,5 +611,38 @@ mod tests {
         let (r, calls) = failing_n(&RetryPolicy::none(), 1, throttled).await;
         assert!(r.is_err());
         assert_eq!(calls, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cycle_is_retried_whole_uncounted_and_stops_on_its_own_final_error() {
+        let policy = RetryPolicy::default().jitter_seed(3);
+        let tries = AtomicU32::new(0);
+        let (r, counts) = crate::count_calls(policy.run_cycle(Cloud::Gcp, "setIamPolicy", || {
+            let n = tries.fetch_add(1, Ordering::SeqCst);
+            async move {
+                match n {
+                    0 | 1 => Err(Error::cloud(
+                        ErrorKind::Conflict,
+                        Cloud::Gcp,
+                        "setIamPolicy",
+                        "stale etag",
+                    )
+                    .retryable(true)),
+                    _ => Ok(Err::<u32, _>(throttled())),
+                }
+            }
+        }))
+        .await;
+        assert_eq!(
+            tries.load(Ordering::SeqCst),
+            3,
+            "two stale cycles, then a final error"
+        );
+        assert_eq!(
+            r.expect_err("final").kind(),
+            ErrorKind::Throttled,
+            "the cycle's own error, not retried again"
+        );
+        assert_eq!(counts.total(), 0, "the cycle's attempts are not calls");
     }
 }
