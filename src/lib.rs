@@ -12,8 +12,8 @@
 //! |---|---|---|
 //! | `aws` | `porter_identity::aws` | `AwsPodIdentityProvider`: EKS Pod Identity associations |
 //! | `azure` | `porter_identity::azure` | `AzureWorkloadIdentityProvider`: federated identity credentials on managed identities |
-//! | `gcp` | — | reserved for the GCP provider (not built yet) |
-//! | `fake` | `aws::fake`, `azure::fake` | in-memory clouds for tests and demos, no account needed |
+//! | `gcp` | `porter_identity::gcp` | `GcpWorkloadIdentityProvider`: `roles/iam.workloadIdentityUser` bindings on GCP service accounts (GKE Workload Identity) |
+//! | `fake` | `aws::fake`, `azure::fake`, `gcp::fake` | in-memory clouds for tests and demos, no account needed |
 //! | `testing` | `testing` | the conformance suite every provider passes |
 //! | `serde` | — | `Serialize` for `ReconcileReport`: its stable JSON, for scripts and CI |
 //!
@@ -63,6 +63,10 @@ pub use porter_identity_aws as aws;
 /// Federated identity credentials on Azure user-assigned managed identities (feature `azure`).
 #[cfg(feature = "azure")]
 pub use porter_identity_azure as azure;
+
+/// GKE Workload Identity bindings on GCP service accounts (feature `gcp`).
+#[cfg(feature = "gcp")]
+pub use porter_identity_gcp as gcp;
 
 // The README's Rust examples, compiled as doc tests so that what it promises keeps building.
 #[cfg(all(doctest, feature = "aws", feature = "azure"))]

@@ -179,17 +179,12 @@ impl RetryPolicy {
     /// assert_eq!(tries.load(Ordering::SeqCst), 2);
     /// # });
     /// ```
-    pub async fn run_cycle<T, F, Fut>(
-        &self,
-        cloud: Cloud,
-        operation: &str,
-        mut cycle: F,
-    ) -> Result<T>
+    pub async fn run_cycle<T, F, Fut>(&self, cloud: Cloud, operation: &str, cycle: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Result<T>>>,
     {
-        self.attempts(cloud, operation, None, || cycle()).await?
+        self.attempts(cloud, operation, None, cycle).await?
     }
 
     /// The retry loop of [`run`](Self::run) (`attempt_timeout` set: each attempt is one counted
