@@ -28,7 +28,7 @@ use crate::api::{
     Cluster, ClusterRef, GcpApi, MetadataMode, NodePool, Policy, ServiceAccount, ServiceAccountKey,
 };
 use crate::errors::{StatusCode, map_status};
-use crate::names::POLICY_VERSION;
+use crate::names::{POLICY_VERSION, service_account_resource};
 
 /// Where each API is served: Google's own endpoints unless overridden (an emulator, a private
 /// endpoint). Each is a base URL such as `https://iam.googleapis.com`.
@@ -186,10 +186,6 @@ where
         .map_err(|e| map_google_error(operation, resource, e))
 }
 
-fn service_account_name(email: &str) -> String {
-    format!("projects/-/serviceAccounts/{email}")
-}
-
 fn policy_options() -> GetPolicyOptions {
     GetPolicyOptions::new().set_requested_policy_version(POLICY_VERSION)
 }
@@ -248,7 +244,7 @@ impl GcpApi for GoogleApi {
             email,
             self.iam
                 .get_service_account()
-                .set_name(service_account_name(email))
+                .set_name(service_account_resource(email))
                 .send(),
         )
         .await?;
@@ -266,7 +262,7 @@ impl GcpApi for GoogleApi {
             email,
             self.iam
                 .get_iam_policy()
-                .set_resource(service_account_name(email))
+                .set_resource(service_account_resource(email))
                 .set_options(policy_options())
                 .send(),
         )
@@ -279,7 +275,7 @@ impl GcpApi for GoogleApi {
             email,
             self.iam
                 .set_iam_policy()
-                .set_resource(service_account_name(email))
+                .set_resource(service_account_resource(email))
                 .set_policy(policy)
                 .send(),
         )
@@ -292,7 +288,7 @@ impl GcpApi for GoogleApi {
             email,
             self.iam
                 .list_service_account_keys()
-                .set_name(service_account_name(email))
+                .set_name(service_account_resource(email))
                 .set_key_types([KeyType::UserManaged])
                 .send(),
         )

@@ -2,7 +2,7 @@
 //! service account, the resource names the APIs take, and the checks that keep user strings
 //! that go into URL paths to the characters those names allow.
 
-use porter_identity_core::{Error, GcpServiceAccountEmail, Namespace, Result, ServiceAccountName};
+use porter_identity_core::{Error, Namespace, Result, ServiceAccountName};
 
 use crate::api::ClusterRef;
 
@@ -57,11 +57,30 @@ pub fn parse_member(member: &str) -> Option<(&str, &str, &str)> {
         .then_some((pool, namespace, ksa))
 }
 
-/// The resource name of a service account as the IAM API takes it, with `-` for the project
-/// (IAM finds the project from the email): `projects/-/serviceAccounts/<email>`. The email is
-/// a validated [`GcpServiceAccountEmail`], so it holds only `[a-z0-9-.@]`.
-pub fn service_account_resource(email: &GcpServiceAccountEmail) -> String {
-    format!("projects/-/serviceAccounts/{email}")
+/// The resource name of a service account as the IAM API takes it:
+/// `projects/<project>/serviceAccounts/<email>`, with the project read from the email.
+///
+/// Not the `projects/-/…` wildcard: IAM answers a missing service account named through the
+/// wildcard with a 403 rather than a 404 (the discovery document of `serviceAccounts.get`
+/// says so), which would send the user after a permission that is not the problem. The email
+/// is a validated [`GcpServiceAccountEmail`], so it holds only `[a-z0-9-.@]`.
+///
+/// ```
+/// use porter_identity_core::GcpServiceAccountEmail;
+/// let email = GcpServiceAccountEmail::parse("app-sa@demo-project.iam.gserviceaccount.com")?;
+/// assert_eq!(
+///     porter_identity_gcp::names::service_account_resource(email.as_str()),
+///     "projects/demo-project/serviceAccounts/app-sa@demo-project.iam.gserviceaccount.com"
+/// );
+/// # Ok::<(), porter_identity_core::Error>(())
+/// ```
+pub fn service_account_resource(email: &str) -> String {
+    let project = email
+        .split_once('@')
+        .and_then(|(_, domain)| domain.strip_suffix(".iam.gserviceaccount.com"))
+        .filter(|p| !p.is_empty() && !p.contains('.'))
+        .unwrap_or("-");
+    format!("projects/{project}/serviceAccounts/{email}")
 }
 
 /// The `gcloud` command that turns Workload Identity on for a cluster.
@@ -146,6 +165,8 @@ pub fn project_of_pool(pool: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
+    use porter_identity_core::GcpServiceAccountEmail;
+
     use super::*;
 
     fn cluster(project: &str, location: &str, name: &str) -> ClusterRef {
@@ -186,8 +207,8 @@ mod tests {
         let email = GcpServiceAccountEmail::parse("app-sa@demo-project.iam.gserviceaccount.com")
             .expect("email");
         assert_eq!(
-            service_account_resource(&email),
-            "projects/-/serviceAccounts/app-sa@demo-project.iam.gserviceaccount.com"
+            service_account_resource(email.as_str()),
+            "projects/demo-project/serviceAccounts/app-sa@demo-project.iam.gserviceaccount.com"
         );
         assert_eq!(
             cluster("demo-project", "us-central1", "prod").resource_name(),

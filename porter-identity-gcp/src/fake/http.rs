@@ -53,15 +53,19 @@ enum Route {
         name: String,
     },
     ServiceAccount {
+        project: String,
         email: String,
     },
     GetPolicy {
+        project: String,
         email: String,
     },
     SetPolicy {
+        project: String,
         email: String,
     },
     Keys {
+        project: String,
         email: String,
     },
     ProjectPolicy {
@@ -113,7 +117,6 @@ fn route(method: &Method, path: &str) -> Result<Route, GcpError> {
     let s: Vec<&str> = segments.iter().map(String::as_str).collect();
     let unknown = || GcpError::not_found(format!("The fake does not serve {method} {path}."));
     // `projects/<p>/serviceAccounts/<email>` with `<p>` `-` or the project.
-    let email_of = |last: &str| last.to_owned();
     match (method.as_str(), s.as_slice()) {
         (
             "GET",
@@ -131,19 +134,25 @@ fn route(method: &Method, path: &str) -> Result<Route, GcpError> {
             location: (*location).into(),
             name: (*name).into(),
         }),
-        ("GET", ["v1", "projects", _, "serviceAccounts", email]) => Ok(Route::ServiceAccount {
-            email: email_of(email),
+        ("GET", ["v1", "projects", project, "serviceAccounts", email]) => {
+            Ok(Route::ServiceAccount {
+                project: (*project).into(),
+                email: (*email).into(),
+            })
+        }
+        ("GET", ["v1", "projects", project, "serviceAccounts", email, "keys"]) => Ok(Route::Keys {
+            project: (*project).into(),
+            email: (*email).into(),
         }),
-        ("GET", ["v1", "projects", _, "serviceAccounts", email, "keys"]) => Ok(Route::Keys {
-            email: email_of(email),
-        }),
-        ("POST", ["v1", "projects", _, "serviceAccounts", last]) => {
+        ("POST", ["v1", "projects", project, "serviceAccounts", last]) => {
             if let Some(email) = last.strip_suffix(":getIamPolicy") {
                 Ok(Route::GetPolicy {
+                    project: (*project).into(),
                     email: email.into(),
                 })
             } else if let Some(email) = last.strip_suffix(":setIamPolicy") {
                 Ok(Route::SetPolicy {
+                    project: (*project).into(),
                     email: email.into(),
                 })
             } else {
@@ -279,8 +288,8 @@ async fn handle(
                     })).collect::<Vec<_>>(),
                 })
             }),
-        Route::ServiceAccount { email } => fake
-            .call(op, |s| s.account(&email).cloned())
+        Route::ServiceAccount { project, email } => fake
+            .call(op, |s| s.account_in(&project, &email, op).cloned())
             .await
             .map(|sa| {
                 json!({
@@ -292,7 +301,7 @@ async fn handle(
                     "disabled": sa.disabled,
                 })
             }),
-        Route::GetPolicy { email } => {
+        Route::GetPolicy { project, email } => {
             // The version comes as a query parameter (IAM's discovery document) or in the body.
             let version = params
                 .iter()
@@ -300,10 +309,20 @@ async fn handle(
                 .and_then(|(_, v)| v.parse::<i64>().ok())
                 .or_else(|| body.pointer("/options/requestedPolicyVersion").and_then(Value::as_i64))
                 .unwrap_or(0);
-            fake.call(op, |s| s.get_policy(&email, version)).await
+            fake.call(op, |s| {
+                s.account_in(&project, &email, op)?;
+                s.get_policy(&email, version)
+            })
+            .await
         }
-        Route::SetPolicy { email } => fake.call(op, |s| s.set_policy(&email, &body)).await,
-        Route::Keys { email } => {
+        Route::SetPolicy { project, email } => {
+            fake.call(op, |s| {
+                s.account_in(&project, &email, op)?;
+                s.set_policy(&email, &body)
+            })
+            .await
+        }
+        Route::Keys { project, email } => {
             let wanted: Vec<&str> = params
                 .iter()
                 .filter(|(k, _)| k == "keyTypes")
@@ -311,7 +330,7 @@ async fn handle(
                 .collect();
             let user = wanted.is_empty() || wanted.iter().any(|t| *t == "USER_MANAGED" || *t == "1");
             let system = wanted.is_empty() || wanted.iter().any(|t| *t == "SYSTEM_MANAGED" || *t == "2");
-            fake.call(op, |s| s.account(&email).cloned()).await.map(|sa| {
+            fake.call(op, |s| s.account_in(&project, &email, op).cloned()).await.map(|sa| {
                 let key = |id: &str, kind: &str, number: i64| {
                     json!({
                         "name": format!("projects/{}/serviceAccounts/{}/keys/{id}", sa.project, sa.email),
@@ -357,7 +376,7 @@ mod tests {
         ));
         assert!(matches!(
             route(&post, "/v1/projects/-/serviceAccounts/a%40p-123456.iam.gserviceaccount.com:getIamPolicy"),
-            Ok(Route::GetPolicy { email }) if email == "a@p-123456.iam.gserviceaccount.com"
+            Ok(Route::GetPolicy { email, .. }) if email == "a@p-123456.iam.gserviceaccount.com"
         ));
         assert!(matches!(
             route(

@@ -319,9 +319,35 @@ impl State {
     pub(crate) fn account(&self, email: &str) -> Result<&ServiceAccountRecord, GcpError> {
         self.service_accounts.get(email).ok_or_else(|| {
             GcpError::not_found(format!(
-                "Service account projects/-/serviceAccounts/{email} does not exist."
+                "Service account projects/{}/serviceAccounts/{email} does not exist.",
+                project_of(email)
             ))
         })
+    }
+
+    /// The service account as named in a URL, `projects/<project>/serviceAccounts/<email>`:
+    /// through the `-` wildcard a missing one is a 403, as IAM answers (its discovery document
+    /// says so); through its project, a 404.
+    pub(crate) fn account_in(
+        &self,
+        project: &str,
+        email: &str,
+        operation: &str,
+    ) -> Result<&ServiceAccountRecord, GcpError> {
+        match self.service_accounts.get(email) {
+            Some(sa) if project == "-" || project == sa.project => Ok(sa),
+            None if project == "-" => Err(GcpError::new(
+                403,
+                "PERMISSION_DENIED",
+                format!(
+                    "Permission 'iam.serviceAccounts.{}' denied on resource (or it may not exist).",
+                    operation.rsplit('.').next().unwrap_or(operation)
+                ),
+            )),
+            _ => Err(GcpError::not_found(format!(
+                "Service account projects/{project}/serviceAccounts/{email} does not exist."
+            ))),
+        }
     }
 
     /// getIamPolicy: a policy with conditions needs `requestedPolicyVersion` 3.
@@ -333,7 +359,8 @@ impl State {
         let policy = &self.account(email)?.policy;
         if policy.has_conditions() && requested_version < 3 {
             return Err(GcpError::invalid(format!(
-                "The policy of projects/-/serviceAccounts/{email} has conditional role bindings: request policy version 3 (options.requestedPolicyVersion)."
+                "The policy of projects/{}/serviceAccounts/{email} has conditional role bindings: request policy version 3 (options.requestedPolicyVersion).",
+                project_of(email)
             )));
         }
         Ok(policy.to_json())
@@ -478,6 +505,13 @@ impl State {
             .get(project)
             .map_or_else(|| PolicyRecord::new(1).to_json(), PolicyRecord::to_json)
     }
+}
+
+fn project_of(email: &str) -> &str {
+    email
+        .split_once('@')
+        .and_then(|(_, d)| d.strip_suffix(".iam.gserviceaccount.com"))
+        .unwrap_or("-")
 }
 
 fn cluster_key(project: &str, location: &str, name: &str) -> String {
