@@ -3,6 +3,8 @@
 #![cfg(feature = "fake")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -11,7 +13,6 @@ use porter_identity_core::{
     BindChange, Binding, Connection, ErrorKind, GcpServiceAccountEmail, PlanAction, RetryPolicy,
     Severity, UnbindOutcome, VerifyReport, Workload, WorkloadIdentityProvider, testing,
 };
-use porter_identity_gcp::api::GcpApi;
 use porter_identity_gcp::fake::FakeGcp;
 use porter_identity_gcp::names::WORKLOAD_IDENTITY_USER;
 use porter_identity_gcp::{GCP_SERVICE_ACCOUNT_ANNOTATION, GcpWorkloadIdentityProvider, codes};
@@ -455,7 +456,6 @@ async fn three_providers_and_a_foreign_writer_on_one_service_account_lose_nothin
     gcp.add_service_account(&sa)
         .grant(&sa, "roles/iam.serviceAccountUser", "group:ops@example.com")
         .set_latency(Duration::from_millis(2));
-    let unrelated = gcp.policy_json(&sa).unwrap()["bindings"][0].clone();
     let racing = RetryPolicy::default()
         .max_attempts(60)
         .initial_backoff(Duration::from_millis(1))
@@ -467,51 +467,10 @@ async fn three_providers_and_a_foreign_writer_on_one_service_account_lose_nothin
     let bindings: Vec<Binding> = (0..50)
         .map(|i| binding("shop", "shop", &format!("svc-{i}"), "shared-sa"))
         .collect();
-    let foreign = async {
-        // Someone else's tooling, adding its own members with its own read-modify-writes.
-        let mut added = Vec::new();
-        for n in 0..20 {
-            let who = format!("user:foreign-{n}@example.com");
-            loop {
-                let mut policy = gcp.get_iam_policy(&sa).await.unwrap();
-                porter_identity_gcp::policy::add_member(&mut policy, &who);
-                match gcp.set_iam_policy(&sa, policy).await {
-                    Ok(_) => break,
-                    Err(e) if e.kind() == ErrorKind::Conflict => continue,
-                    Err(e) => panic!("foreign writer: {e}"),
-                }
-            }
-            added.push(who);
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        added
-    };
-    let binds = join_all(
-        bindings
-            .iter()
-            .enumerate()
-            .map(|(i, b)| providers[i % 3].bind(b)),
-    );
-    let (results, added) = tokio::join!(binds, foreign);
-    for (b, r) in bindings.iter().zip(results) {
-        r.unwrap_or_else(|e| panic!("{b}: {e}"));
-    }
-    let users: BTreeSet<String> = gcp.workload_identity_users(&sa).into_iter().collect();
-    for i in 0..50 {
-        assert!(
-            users.contains(&member("shop", &format!("shop-svc-{i}"))),
-            "svc-{i} lost"
-        );
-    }
-    for who in &added {
-        assert!(users.contains(who), "the foreign writer's {who} was lost");
-    }
-    assert_eq!(users.len(), 70);
-    assert_eq!(
-        gcp.policy_json(&sa).unwrap()["bindings"][0],
-        unrelated,
-        "unrelated binding untouched"
-    );
+    common::race_on_one_service_account(&gcp, &sa, &providers, &bindings, |b| {
+        member("shop", b.workload.service_account().as_str())
+    })
+    .await;
 }
 
 #[tokio::test]
