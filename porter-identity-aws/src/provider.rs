@@ -14,7 +14,8 @@ use futures_util::stream::Stream;
 use porter_identity_core::{
     BindChange, BindOutcome, Binding, Cloud, CloudCalls, Connection, DEFAULT_CONCURRENCY, Error,
     ErrorKind, Plan, Result, RetryPolicy, RoleRef, ServiceAccountPatch, StaleLink, StaleQuery,
-    UnbindOutcome, VerifyReport, Workload, WorkloadIdentityProvider, ensure_cloud, pages,
+    UnbindOutcome, VerifyReport, Workload, WorkloadIdentityProvider, ensure_cloud, only_result,
+    pages,
 };
 use tokio::sync::OnceCell;
 
@@ -511,18 +512,6 @@ impl AwsPodIdentityProvider {
     }
 }
 
-/// The one result of a batch of one.
-fn only<T>(mut results: Vec<Result<T>>) -> Result<T> {
-    results.pop().unwrap_or_else(|| {
-        Err(Error::cloud(
-            ErrorKind::Other,
-            Cloud::Aws,
-            "batch",
-            "a batch of one binding gave no result",
-        ))
-    })
-}
-
 #[async_trait]
 impl WorkloadIdentityProvider for AwsPodIdentityProvider {
     fn cloud(&self) -> Cloud {
@@ -535,17 +524,26 @@ impl WorkloadIdentityProvider for AwsPodIdentityProvider {
 
     #[tracing::instrument(skip_all, fields(cluster = %self.cluster, workload = %binding.workload))]
     async fn plan(&self, binding: &Binding) -> Result<Plan> {
-        only(self.plan_batch(std::slice::from_ref(binding)).await)
+        only_result(
+            Cloud::Aws,
+            self.plan_batch(std::slice::from_ref(binding)).await,
+        )
     }
 
     #[tracing::instrument(skip_all, fields(cluster = %self.cluster, workload = %binding.workload))]
     async fn bind(&self, binding: &Binding) -> Result<BindOutcome> {
-        only(self.bind_batch(std::slice::from_ref(binding)).await)
+        only_result(
+            Cloud::Aws,
+            self.bind_batch(std::slice::from_ref(binding)).await,
+        )
     }
 
     #[tracing::instrument(skip_all, fields(cluster = %self.cluster, workload = %binding.workload))]
     async fn unbind(&self, binding: &Binding) -> Result<UnbindOutcome> {
-        only(self.unbind_batch(std::slice::from_ref(binding)).await)
+        only_result(
+            Cloud::Aws,
+            self.unbind_batch(std::slice::from_ref(binding)).await,
+        )
     }
 
     #[tracing::instrument(skip_all, fields(cluster = %self.cluster, workload = %binding.workload))]

@@ -15,7 +15,7 @@ use porter_identity_core::{
     AzureIdentityName, AzureResourceGroup, BindOutcome, Binding, Cloud, CloudCalls, Connection,
     DEFAULT_CONCURRENCY, Error, ErrorKind, Plan, Result, RetryPolicy, ServiceAccountPatch,
     StaleLink, StaleQuery, UnbindOutcome, VerifyReport, WorkloadIdentityProvider, ensure_cloud,
-    pages,
+    only_result, pages,
 };
 use tokio::sync::OnceCell;
 
@@ -388,18 +388,6 @@ impl AzureWorkloadIdentityProvider {
     }
 }
 
-/// The one result of a batch of one.
-fn only<T>(mut results: Vec<Result<T>>) -> Result<T> {
-    results.pop().unwrap_or_else(|| {
-        Err(Error::cloud(
-            ErrorKind::Other,
-            Cloud::Azure,
-            "batch",
-            "a batch of one binding gave no result",
-        ))
-    })
-}
-
 #[async_trait]
 impl WorkloadIdentityProvider for AzureWorkloadIdentityProvider {
     fn cloud(&self) -> Cloud {
@@ -412,17 +400,26 @@ impl WorkloadIdentityProvider for AzureWorkloadIdentityProvider {
 
     #[tracing::instrument(skip_all, fields(workload = %binding.workload))]
     async fn plan(&self, binding: &Binding) -> Result<Plan> {
-        only(self.plan_batch(std::slice::from_ref(binding)).await)
+        only_result(
+            Cloud::Azure,
+            self.plan_batch(std::slice::from_ref(binding)).await,
+        )
     }
 
     #[tracing::instrument(skip_all, fields(workload = %binding.workload))]
     async fn bind(&self, binding: &Binding) -> Result<BindOutcome> {
-        only(self.bind_batch(std::slice::from_ref(binding)).await)
+        only_result(
+            Cloud::Azure,
+            self.bind_batch(std::slice::from_ref(binding)).await,
+        )
     }
 
     #[tracing::instrument(skip_all, fields(workload = %binding.workload))]
     async fn unbind(&self, binding: &Binding) -> Result<UnbindOutcome> {
-        only(self.unbind_batch(std::slice::from_ref(binding)).await)
+        only_result(
+            Cloud::Azure,
+            self.unbind_batch(std::slice::from_ref(binding)).await,
+        )
     }
 
     #[tracing::instrument(skip_all, fields(workload = %binding.workload))]

@@ -55,7 +55,7 @@ mod fake_server;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use batch::{batch_results, per_group};
+pub use batch::{batch_results, only_result, per_group};
 pub use binding::{Binding, LinkKey, Workload, batch_refusals, link_conflicts};
 pub use calls::{CallCounts, CloudCalls, DEFAULT_CONCURRENCY, count_calls};
 pub use cloud::Cloud;

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use porter_identity_core::{
     BindOutcome, Binding, Cloud, CloudCalls, Connection, DEFAULT_CONCURRENCY, Error, ErrorKind,
     GcpServiceAccountEmail, Plan, Result, RetryPolicy, ServiceAccountPatch, UnbindOutcome,
-    VerifyReport, WorkloadIdentityProvider, ensure_cloud,
+    VerifyReport, WorkloadIdentityProvider, ensure_cloud, only_result,
 };
 use tokio::sync::OnceCell;
 
@@ -291,18 +291,6 @@ impl GcpWorkloadIdentityProvider {
     }
 }
 
-/// The one result of a batch of one.
-fn only<T>(mut results: Vec<Result<T>>) -> Result<T> {
-    results.pop().unwrap_or_else(|| {
-        Err(Error::cloud(
-            ErrorKind::Other,
-            Cloud::Gcp,
-            "batch",
-            "a batch of one binding gave no result",
-        ))
-    })
-}
-
 #[async_trait]
 impl WorkloadIdentityProvider for GcpWorkloadIdentityProvider {
     fn cloud(&self) -> Cloud {
@@ -315,17 +303,26 @@ impl WorkloadIdentityProvider for GcpWorkloadIdentityProvider {
 
     #[tracing::instrument(skip_all, fields(workload = %binding.workload))]
     async fn plan(&self, binding: &Binding) -> Result<Plan> {
-        only(self.plan_batch(std::slice::from_ref(binding)).await)
+        only_result(
+            Cloud::Gcp,
+            self.plan_batch(std::slice::from_ref(binding)).await,
+        )
     }
 
     #[tracing::instrument(skip_all, fields(workload = %binding.workload))]
     async fn bind(&self, binding: &Binding) -> Result<BindOutcome> {
-        only(self.bind_batch(std::slice::from_ref(binding)).await)
+        only_result(
+            Cloud::Gcp,
+            self.bind_batch(std::slice::from_ref(binding)).await,
+        )
     }
 
     #[tracing::instrument(skip_all, fields(workload = %binding.workload))]
     async fn unbind(&self, binding: &Binding) -> Result<UnbindOutcome> {
-        only(self.unbind_batch(std::slice::from_ref(binding)).await)
+        only_result(
+            Cloud::Gcp,
+            self.unbind_batch(std::slice::from_ref(binding)).await,
+        )
     }
 
     #[tracing::instrument(skip_all, fields(workload = %binding.workload))]
