@@ -49,6 +49,9 @@ pub(crate) struct Measured {
     pub(crate) writes: &'static [&'static str],
     /// The operation that deletes.
     pub(crate) delete: &'static str,
+    /// Links removed, where no operation of its own deletes them (GCP removes members with
+    /// the same setIamPolicy that adds them): shown instead of the delete count.
+    pub(crate) removed: Option<u64>,
 }
 
 impl Measured {
@@ -85,7 +88,7 @@ impl Measured {
             self.total(),
             per(self.reads()),
             per(self.writes()),
-            self.count(&[self.delete]),
+            self.removed.unwrap_or_else(|| self.count(&[self.delete])),
             self.wall.as_secs_f64() * 1000.0,
             bound.as_secs_f64() * 1000.0,
         );
@@ -120,6 +123,7 @@ pub(crate) fn measure<F: Future>(
             wall,
             writes: kinds.0,
             delete: kinds.1,
+            removed: None,
         },
         out,
     )

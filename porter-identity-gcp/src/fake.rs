@@ -202,6 +202,21 @@ impl FakeGcp {
         self
     }
 
+    /// Removes `member` from every binding of `role` on a service account, as someone else
+    /// would (no call counted, a new etag; a binding left empty is dropped).
+    ///
+    /// # Panics
+    /// If the service account does not exist.
+    pub fn revoke(&self, email: &str, role: &str, member: &str) -> &Self {
+        self.lock().touch_policy(email, |p| {
+            for b in p.bindings.iter_mut().filter(|b| b.role == role) {
+                b.members.retain(|m| m != member);
+            }
+            p.bindings.retain(|b| !b.members.is_empty());
+        });
+        self
+    }
+
     /// Grants `role` to `member` under a condition (`title`, `expression`) on a service
     /// account; the policy becomes version 3.
     ///

@@ -128,29 +128,29 @@ impl GcpWorkloadIdentityProvider {
 
     /// One read-modify-write. `Err` is a stale etag or a write that may succeed again (retry
     /// the cycle); `Ok(Err)` is final (the read already retried, or the write was refused).
+    ///
+    /// The policy this provider last read or wrote is a starting point for a write, not a
+    /// source of truth: when the edits change it, it is written with its etag, and a stale
+    /// etag (anyone wrote since) sends the retry to a fresh read. When they would change
+    /// nothing, a fresh read decides, so that `Unchanged` and `AlreadyAbsent` are never said
+    /// from memory. A deploy that binds and then removes stale members thus reads each policy
+    /// once.
     async fn cycle(
         &self,
         email: &GcpServiceAccountEmail,
         edits: &[(String, Edit)],
     ) -> Result<Result<Vec<Edited>>> {
-        let mut policy = match self.read_policy(email).await {
-            Ok(p) => p,
-            Err(e) => return Ok(Err(e)),
+        let from_memory = self
+            .remembered_policy(email)
+            .map(|p| apply(p, edits))
+            .filter(|(_, each)| each.contains(&Edited::Changed));
+        let (policy, each) = match from_memory {
+            Some(edited) => edited,
+            None => match self.read_policy(email).await {
+                Ok(p) => apply(p, edits),
+                Err(e) => return Ok(Err(e)),
+            },
         };
-        let each: Vec<Edited> = edits
-            .iter()
-            .map(|(member, edit)| {
-                let changed = match edit {
-                    Edit::Add => add_member(&mut policy, member),
-                    Edit::Remove => remove_member(&mut policy, member),
-                };
-                if changed {
-                    Edited::Changed
-                } else {
-                    Edited::AsAsked
-                }
-            })
-            .collect();
         if !each.contains(&Edited::Changed) {
             return Ok(Ok(each));
         }
@@ -161,25 +161,38 @@ impl GcpWorkloadIdentityProvider {
         if adds && let Err(e) = self.ensure_usable(email).await {
             return Ok(Err(e));
         }
-        match self
+        let written = self
             .calls
             .run_once("setIamPolicy", || {
                 self.api.set_iam_policy(email.as_str(), policy.clone())
             })
-            .await
-        {
-            Ok(_) => Ok(Ok(each)),
-            Err(e) if e.is_retryable() => Err(e),
-            Err(e) => Ok(Err(Self::service_account_error(email, e))),
+            .await;
+        match written {
+            Ok(now) => {
+                self.remember_policy(email, Some(now));
+                Ok(Ok(each))
+            }
+            Err(e) => {
+                self.remember_policy(email, None);
+                if e.is_retryable() {
+                    Err(e)
+                } else {
+                    Ok(Err(Self::service_account_error(email, e)))
+                }
+            }
         }
     }
 
-    /// `getIamPolicy` (version 3), with transient errors retried.
+    /// `getIamPolicy` (version 3), with transient errors retried; remembered as the starting
+    /// point of this provider's next write.
     pub(crate) async fn read_policy(&self, email: &GcpServiceAccountEmail) -> Result<Policy> {
-        self.calls
+        let policy = self
+            .calls
             .run("getIamPolicy", || self.api.get_iam_policy(email.as_str()))
             .await
-            .map_err(|e| Self::service_account_error(email, e))
+            .map_err(|e| Self::service_account_error(email, e))?;
+        self.remember_policy(email, Some(policy.clone()));
+        Ok(policy)
     }
 
     // ---- batches ----------------------------------------------------------------------------
@@ -343,4 +356,23 @@ impl GcpWorkloadIdentityProvider {
         })
         .await
     }
+}
+
+/// Applies `edits` to `policy` in order: the edited policy, and what each edit did.
+fn apply(mut policy: Policy, edits: &[(String, Edit)]) -> (Policy, Vec<Edited>) {
+    let each = edits
+        .iter()
+        .map(|(member, edit)| {
+            let changed = match edit {
+                Edit::Add => add_member(&mut policy, member),
+                Edit::Remove => remove_member(&mut policy, member),
+            };
+            if changed {
+                Edited::Changed
+            } else {
+                Edited::AsAsked
+            }
+        })
+        .collect();
+    (policy, each)
 }

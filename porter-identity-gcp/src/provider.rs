@@ -17,7 +17,7 @@ use porter_identity_core::{
 };
 use tokio::sync::OnceCell;
 
-use crate::api::{ClusterRef, GcpApi, ServiceAccount};
+use crate::api::{ClusterRef, GcpApi, Policy, ServiceAccount};
 use crate::links::PolicyQueue;
 use crate::names::{enable_workload_identity_command, member};
 
@@ -62,6 +62,9 @@ pub struct GcpWorkloadIdentityProvider {
     pool: OnceCell<String>,
     usable: Mutex<HashMap<String, Arc<OnceCell<ServiceAccount>>>>,
     queues: Mutex<HashMap<String, Arc<PolicyQueue>>>,
+    /// The policy of each service account as this provider last read or wrote it: where its
+    /// next write starts (see `links`).
+    policies: Mutex<HashMap<String, Policy>>,
 }
 
 impl fmt::Debug for GcpWorkloadIdentityProvider {
@@ -98,6 +101,7 @@ impl GcpWorkloadIdentityProvider {
             pool: OnceCell::new(),
             usable: Mutex::new(HashMap::new()),
             queues: Mutex::new(HashMap::new()),
+            policies: Mutex::new(HashMap::new()),
         }
     }
 
@@ -266,6 +270,29 @@ impl GcpWorkloadIdentityProvider {
             .entry(email.as_str().to_ascii_lowercase())
             .or_default()
             .clone()
+    }
+
+    /// The policy this provider last read or wrote for `email`.
+    pub(crate) fn remembered_policy(&self, email: &GcpServiceAccountEmail) -> Option<Policy> {
+        self.policies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&email.as_str().to_ascii_lowercase())
+            .cloned()
+    }
+
+    /// Remembers (or, with `None`, forgets) the policy of `email`.
+    pub(crate) fn remember_policy(&self, email: &GcpServiceAccountEmail, policy: Option<Policy>) {
+        let mut policies = self.policies.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = email.as_str().to_ascii_lowercase();
+        match policy {
+            Some(p) => {
+                policies.insert(key, p);
+            }
+            None => {
+                policies.remove(&key);
+            }
+        }
     }
 
     /// What the Kubernetes side needs: the annotation, always; a restart of pods created before

@@ -446,7 +446,11 @@ async fn binds_to_one_service_account_coalesce_into_one_or_two_writes() {
     let results = p.bind_all(&more).await;
     assert!(results.iter().all(Result::is_ok));
     assert_eq!(gcp.write_calls(), 1, "a batch is one read-modify-write");
-    assert_eq!(gcp.calls()["getIamPolicy"], 1);
+    assert!(
+        gcp.calls().get("getIamPolicy").copied().unwrap_or(0) <= 1,
+        "the write starts from the policy this provider last wrote: {:?}",
+        gcp.calls()
+    );
 }
 
 #[tokio::test]
@@ -619,4 +623,37 @@ async fn plan_writes_nothing_and_says_what_bind_would_do() {
     assert_eq!(gcp.write_calls(), 0);
     p.bind(&b).await.unwrap();
     assert_eq!(p.plan(&b).await.unwrap().action, PlanAction::Unchanged);
+}
+
+#[tokio::test]
+async fn the_remembered_policy_starts_writes_but_never_answers_unchanged() {
+    let gcp = fake();
+    let sa = email("shop-api");
+    gcp.add_service_account(&sa);
+    let p = provider(&gcp).await;
+    let api = binding("shop", "shop", "api", "shop-api");
+    p.bind(&api).await.unwrap();
+    // Someone removes the member behind the provider's back (a new etag, the same members
+    // but ours gone): the provider's memory says bound, the cloud says not.
+    gcp.revoke(&sa, WORKLOAD_IDENTITY_USER, &member("shop", "shop-api"));
+    assert_eq!(
+        p.bind(&api).await.unwrap().change,
+        BindChange::Created,
+        "read afresh"
+    );
+    // A write from memory whose etag went stale meanwhile is refused and redone from a read.
+    gcp.grant(&sa, "roles/iam.serviceAccountUser", "group:ops@example.com");
+    gcp.reset_calls();
+    let worker = binding("shop", "shop", "worker", "shop-api");
+    assert_eq!(p.bind(&worker).await.unwrap().change, BindChange::Created);
+    assert_eq!(
+        gcp.calls()["setIamPolicy"],
+        2,
+        "the stale write, then the one after a read"
+    );
+    assert_eq!(
+        gcp.members(&sa, "roles/iam.serviceAccountUser"),
+        ["group:ops@example.com"]
+    );
+    assert_eq!(gcp.workload_identity_users(&sa).len(), 2);
 }

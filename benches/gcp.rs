@@ -1,0 +1,232 @@
+//! GKE Workload Identity bindings through the Reconciler on the fake, with 10 ms of latency per
+//! call: 1,000 workloads of one app on 50 GCP service accounts, 20 on each.
+//!
+//! ```text
+//! cargo bench --bench gcp
+//! ```
+//!
+//! The table comes first: exact call counts (read off the fake's counters) and the wall time of
+//! one run of each case, beside its bound — calls × latency / concurrency, or the chain of
+//! calls one service account needs one after another if that is longer (its policy is read,
+//! checked and written in turn). The targets, checked on every run (also under
+//! `cargo test --benches`):
+//!
+//! | case | target |
+//! |---|---|
+//! | first deploy of 1,000 | at most 2 `setIamPolicy` per service account (coalescing), not one per workload |
+//! | unchanged re-deploy of 1,000 | **0 writes**; at most service accounts + 2 reads in all (≤ 1 read per workload) |
+//! | 200 services removed | their 200 members removed with at most 2 `setIamPolicy` per service account |
+//!
+//! The first deploy's wall time is checked too when run as a benchmark (`cargo bench`): within
+//! 1.25 × its bound. For comparison, the last row is the old way: a loop of `bind`, 32 at a
+//! time, whose binds to one service account still coalesce. divan then times the first and
+//! the unchanged deploy.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{APP, CONCURRENCY, LATENCY, Measured, NAMESPACE};
+use porter_identity::{BindChange, Binding, Connection, GcpServiceAccountEmail, Workload};
+use porter_identity_gcp::GcpWorkloadIdentityProvider;
+use porter_identity_gcp::fake::FakeGcp;
+use porter_identity_gcp::names::WORKLOAD_IDENTITY_USER;
+
+const PROJECT: &str = "bench-project-1";
+const LOCATION: &str = "us-central1";
+const CLUSTER: &str = "bench";
+const ACCOUNTS: usize = 50;
+const N: usize = 1000;
+const REMOVED: usize = 200;
+const SET: &str = "setIamPolicy";
+const GET: &str = "getIamPolicy";
+const WRITES: &[&str] = &[SET];
+
+fn email(i: usize) -> String {
+    format!("bench-sa-{i}@{PROJECT}.iam.gserviceaccount.com")
+}
+
+fn fake() -> FakeGcp {
+    let gcp = FakeGcp::new();
+    gcp.add_gke_cluster(PROJECT, LOCATION, CLUSTER);
+    for i in 0..ACCOUNTS {
+        gcp.add_service_account(&email(i));
+    }
+    gcp.set_latency(LATENCY);
+    gcp
+}
+
+/// A provider as a new deploy process has it: no cluster or service account read yet. (The
+/// builder is async for the Google clients; with `.api(..)` it awaits nothing.)
+fn provider(gcp: &FakeGcp) -> GcpWorkloadIdentityProvider {
+    let build = GcpWorkloadIdentityProvider::builder()
+        .gke_cluster(PROJECT, LOCATION, CLUSTER)
+        .api(gcp.clone())
+        .concurrency(CONCURRENCY)
+        .build();
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
+        .block_on(build)
+        .expect("provider")
+}
+
+/// Workload `i` on service account `i % 50`: every account gets 20.
+fn bindings(n: usize) -> Vec<Binding> {
+    (0..n)
+        .map(|i| {
+            Binding::new(
+                Workload::for_service(NAMESPACE, APP, &format!("svc-{i}")).expect("workload"),
+                Connection::GcpServiceAccount {
+                    service_account_email: GcpServiceAccountEmail::parse(&email(i % ACCOUNTS))
+                        .expect("email"),
+                },
+            )
+        })
+        .collect()
+}
+
+/// The bound: calls × latency / concurrency, or — if longer — the calls one service account
+/// needs one after another: the cluster read, then per read-modify-write its policy read, its
+/// check (first write only) and its write.
+fn bound(m: &Measured) -> Duration {
+    let per_account = |op: &str| m.count(&[op]).div_ceil(ACCOUNTS as u64);
+    let chain = m.count(&["clusters.get"])
+        + per_account(GET)
+        + per_account("serviceAccounts.get")
+        + per_account(SET);
+    m.ideal()
+        .max(LATENCY * u32::try_from(chain).unwrap_or(u32::MAX))
+}
+
+fn measure<F: std::future::Future>(
+    rt: &tokio::runtime::Runtime,
+    gcp: &FakeGcp,
+    label: &'static str,
+    n: usize,
+    work: F,
+) -> (Measured, F::Output) {
+    common::measure(
+        rt,
+        label,
+        n,
+        (
+            &|| {
+                gcp.reset_calls();
+            },
+            &|| gcp.calls(),
+        ),
+        (WRITES, "—"),
+        work,
+    )
+}
+
+fn members(gcp: &FakeGcp) -> usize {
+    (0..ACCOUNTS)
+        .map(|i| gcp.members(&email(i), WORKLOAD_IDENTITY_USER).len())
+        .sum()
+}
+
+/// The table, with every count target checked; the first deploy's wall time too when `timed`.
+fn count_calls(timed: bool) {
+    common::header("GKE Workload Identity bindings through the Reconciler on the fake");
+    let rt = common::runtime();
+    let gcp = fake();
+    let all = bindings(N);
+    common::calibrate(&rt, N, || {
+        use porter_identity_gcp::api::GcpApi;
+        let gcp = gcp.clone();
+        async move {
+            gcp.get_iam_policy(&email(0)).await.expect("policy");
+        }
+    });
+
+    let p = provider(&gcp);
+    let (first, report) = measure(
+        &rt,
+        &gcp,
+        "first deploy",
+        N,
+        common::reconcile(&p, &all, &[]),
+    );
+    first.row(bound(&first));
+    assert_eq!(report.changes(), N);
+    assert!(
+        first.count(&[SET]) <= 2 * ACCOUNTS as u64,
+        "first deploy: {} setIamPolicy, over 2 per service account",
+        first.count(&[SET])
+    );
+    assert_eq!(members(&gcp), N);
+    if timed {
+        let limit = bound(&first).mul_f64(1.25);
+        assert!(
+            first.wall <= limit,
+            "first deploy took {:?}, over {limit:?}",
+            first.wall
+        );
+    }
+
+    // A new deploy process: a new provider reads the cluster again.
+    let p = provider(&gcp);
+    let (unchanged, report) = measure(
+        &rt,
+        &gcp,
+        "unchanged re-deploy (new process)",
+        N,
+        common::reconcile(&p, &all, &all),
+    );
+    unchanged.row(bound(&unchanged));
+    assert_eq!(report.changes(), 0);
+    assert_eq!(
+        unchanged.writes(),
+        0,
+        "an unchanged re-deploy writes nothing"
+    );
+    assert!(
+        unchanged.reads() <= (ACCOUNTS + 2) as u64,
+        "unchanged re-deploy: {} reads, over service accounts + 2",
+        unchanged.reads()
+    );
+
+    let (mut removed, report) = measure(
+        &rt,
+        &gcp,
+        "200 services removed",
+        N,
+        common::reconcile(&p, &all[..N - REMOVED], &all),
+    );
+    removed.removed = Some(report.removed.len() as u64);
+    removed.row(bound(&removed));
+    assert_eq!(report.removed.len(), REMOVED);
+    assert!(removed.count(&[SET]) <= 2 * ACCOUNTS as u64);
+    assert_eq!(members(&gcp), N - REMOVED);
+
+    // The old way, for comparison: a loop of bind over the unchanged workloads.
+    let kept = &all[..N - REMOVED];
+    let p = provider(&gcp);
+    let (old, changes) = measure(
+        &rt,
+        &gcp,
+        "loop of bind, unchanged (before)",
+        N - REMOVED,
+        common::loop_of_bind(&p, kept),
+    );
+    old.row(bound(&old));
+    assert!(changes.iter().all(|c| *c == BindChange::Unchanged));
+    println!();
+}
+
+fn main() {
+    count_calls(common::timed());
+    divan::main();
+}
+
+#[divan::bench(sample_count = 3, sample_size = 1)]
+fn first_deploy_of_1000(bencher: divan::Bencher) {
+    common::bench_deploy(bencher, &bindings(N), false, fake, provider);
+}
+
+#[divan::bench(sample_count = 3, sample_size = 1)]
+fn unchanged_redeploy_of_1000(bencher: divan::Bencher) {
+    common::bench_deploy(bencher, &bindings(N), true, fake, provider);
+}
