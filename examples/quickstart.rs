@@ -1,9 +1,9 @@
 //! Quickstart: deploy the identity links of a porter.yaml with one `Reconciler` call per
-//! deploy, on the built-in fakes of EKS + IAM and of Azure Resource Manager (no cloud account
-//! needed): plan, deploy (Pod Identity associations on AWS, federated identity credentials on
-//! Azure), print the ServiceAccount manifests, deploy again (nothing to change), verify, break
-//! each cloud on purpose and read the fixes, drop a service (its links are removed), and tear
-//! the app down.
+//! deploy, on the built-in fakes of EKS + IAM, of Azure Resource Manager and of GCP IAM + GKE
+//! (no cloud account needed): plan, deploy (Pod Identity associations on AWS, federated identity
+//! credentials on Azure, `roles/iam.workloadIdentityUser` bindings on GCP), print the
+//! ServiceAccount manifests, deploy again (nothing to change), verify, break each cloud on
+//! purpose and read the fixes, drop a service (its links are removed), and tear the app down.
 //!
 //! ```text
 //! cargo run --example quickstart                         # uses examples/porter.yaml
@@ -11,8 +11,9 @@
 //! ```
 //!
 //! Against real clouds the only difference is how the providers are built:
-//! `AwsPodIdentityProvider::builder().cluster("prod").from_env().await?` and
-//! `AzureWorkloadIdentityProvider::builder().aks_cluster("aks-rg", "prod").from_env().await?`.
+//! `AwsPodIdentityProvider::builder().cluster("prod").from_env().await?`,
+//! `AzureWorkloadIdentityProvider::builder().aks_cluster("aks-rg", "prod").from_env().await?` and
+//! `GcpWorkloadIdentityProvider::builder().gke_cluster("my-project", "us-central1", "prod").from_env().await?`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +25,8 @@ use porter_identity_aws::AwsPodIdentityProvider;
 use porter_identity_aws::fake::FakeAws;
 use porter_identity_azure::AzureWorkloadIdentityProvider;
 use porter_identity_azure::fake::{BUILT_IN_ROLES, FakeAzure};
+use porter_identity_gcp::GcpWorkloadIdentityProvider;
+use porter_identity_gcp::fake::FakeGcp;
 
 const CLUSTER: &str = "demo-cluster";
 const DEFAULT_ACCOUNT: &str = "123456789012";
@@ -31,6 +34,9 @@ const DEFAULT_ACCOUNT: &str = "123456789012";
 const AKS_RESOURCE_GROUP: &str = "demo-aks-rg";
 const AKS_ISSUER: &str =
     "https://eastus.oic.prod-aks.azure.com/72f988bf-86f1-41af-91ab-2d7cd011db47/demo-cluster/";
+/// The GKE cluster's project and location.
+const GKE_PROJECT: &str = "demo-project-123456";
+const GKE_LOCATION: &str = "us-central1";
 
 struct Args {
     file: PathBuf,
@@ -134,21 +140,38 @@ fn fake_azure(manifest: &AppManifest, app: &str, namespace: &str) -> Result<Fake
     Ok(azure)
 }
 
+/// A fake GCP project holding the GKE cluster (Workload Identity on, its node pool in
+/// `GKE_METADATA` mode) and every service account the porter.yaml names.
+fn fake_gcp(manifest: &AppManifest, app: &str, namespace: &str) -> Result<FakeGcp> {
+    let gcp = FakeGcp::new();
+    gcp.add_gke_cluster(GKE_PROJECT, GKE_LOCATION, CLUSTER);
+    for b in manifest.bindings_for(Cloud::Gcp, app, namespace)? {
+        if let Connection::GcpServiceAccount {
+            service_account_email,
+        } = &b.connection
+        {
+            gcp.add_service_account(service_account_email.as_str());
+        }
+    }
+    Ok(gcp)
+}
+
 async fn run(args: &Args) -> Result<()> {
     let manifest = AppManifest::from_path(&args.file)?;
     let (app, namespace) = (args.app.as_str(), args.namespace.as_str());
     let on_aws = manifest.bindings_for(Cloud::Aws, app, namespace)?;
     let on_azure = manifest.bindings_for(Cloud::Azure, app, namespace)?;
+    let on_gcp = manifest.bindings_for(Cloud::Gcp, app, namespace)?;
     println!(
-        "porter-identity quickstart: one Reconciler call per deploy, on the built-in fakes of EKS and Azure"
+        "porter-identity quickstart: one Reconciler call per deploy, on the built-in fakes of EKS, Azure and GCP"
     );
     println!(
         "  porter.yaml {}  app {app}  namespace {namespace}  cluster {CLUSTER}",
         args.file.display()
     );
-    if on_aws.is_empty() && on_azure.is_empty() {
+    if on_aws.is_empty() && on_azure.is_empty() && on_gcp.is_empty() {
         println!(
-            "\nno service of this porter.yaml has an awsRole or azureManagedIdentity connection: nothing to bind"
+            "\nno service of this porter.yaml has an awsRole, azureManagedIdentity or gcpServiceAccount connection: nothing to bind"
         );
         return Ok(());
     }
@@ -162,13 +185,18 @@ async fn run(args: &Args) -> Result<()> {
         .aks_cluster(AKS_RESOURCE_GROUP, CLUSTER)
         .api(azure.clone())
         .build()?;
-    // One reconciler for both clouds. This demo has no GCP provider: GCP connections are left
-    // as they are.
+    let gcp = fake_gcp(&manifest, app, namespace)?;
+    let gcp_provider = GcpWorkloadIdentityProvider::builder()
+        .gke_cluster(GKE_PROJECT, GKE_LOCATION, CLUSTER)
+        .api(gcp.clone())
+        .build()
+        .await?;
+    // One reconciler for the three clouds.
     let deploy = || {
         Reconciler::new(app, namespace)
             .provider(&aws_provider)
             .provider(&azure_provider)
-            .ignore_cloud(Cloud::Gcp)
+            .provider(&gcp_provider)
     };
     // The same porter.yaml deployed again.
     let redeploy = || deploy().desired(&manifest).previous(&manifest);
@@ -176,7 +204,7 @@ async fn run(args: &Args) -> Result<()> {
     step("1. plan the first deploy (a dry run: nothing is written)");
     show(&deploy().desired(&manifest).dry_run().await?);
 
-    step("2. deploy: one call binds every service on both clouds");
+    step("2. deploy: one call binds every service on the three clouds");
     let first = deploy().desired(&manifest).run().await?;
     show(&first);
 
@@ -191,21 +219,27 @@ async fn run(args: &Args) -> Result<()> {
     step("4. deploy again, as every deploy does: nothing to change");
     aws.reset_calls();
     azure.reset_calls();
+    gcp.reset_calls();
     show(&redeploy().run().await?);
     println!(
-        "   {} writes on AWS, {} on Azure",
+        "   {} writes on AWS, {} on Azure, {} on GCP",
         aws.write_calls(),
-        azure.write_calls()
+        azure.write_calls(),
+        gcp.write_calls()
     );
 
     step("5. verify");
     for b in &on_aws {
         let report = aws_provider.verify(b).await?;
-        println!("   {}: {}", b.workload, indent(&report.to_string()));
+        println!("   aws {}: {}", b.workload, indent(&report.to_string()));
     }
     for b in &on_azure {
         let report = azure_provider.verify(b).await?;
-        println!("   {}: {}", b.workload, indent(&report.to_string()));
+        println!("   azure {}: {}", b.workload, indent(&report.to_string()));
+    }
+    for b in &on_gcp {
+        let report = gcp_provider.verify(b).await?;
+        println!("   gcp {}: {}", b.workload, indent(&report.to_string()));
     }
 
     if let Some(broken) = on_aws.first() {
@@ -238,6 +272,42 @@ async fn run(args: &Args) -> Result<()> {
         println!("   {}: {}", broken.workload, indent(&report.to_string()));
         azure.set_oidc_issuer_enabled(AKS_RESOURCE_GROUP, CLUSTER, true);
         step("   the next deploy puts the missing credential back");
+        show(&redeploy().run().await?);
+    }
+
+    if let Some(broken) = on_gcp.first() {
+        let Connection::GcpServiceAccount {
+            service_account_email: email,
+        } = &broken.connection
+        else {
+            unreachable!("bindings_for(Cloud::Gcp) gives gcpServiceAccount bindings")
+        };
+        step(&format!(
+            "7b. break GCP on purpose: a node pool in GCE_METADATA mode, and a user-managed key on {email}"
+        ));
+        gcp.set_node_pool(
+            GKE_PROJECT,
+            GKE_LOCATION,
+            CLUSTER,
+            "legacy-pool",
+            "GCE_METADATA",
+        )
+        .add_user_managed_key(email.as_str(), "3f1c9e0d2b7a");
+        let report = gcp_provider.verify(broken).await?;
+        println!("   {}: {}", broken.workload, indent(&report.to_string()));
+        gcp.set_node_pool(
+            GKE_PROJECT,
+            GKE_LOCATION,
+            CLUSTER,
+            "legacy-pool",
+            "GKE_METADATA",
+        );
+        step("   an unchanged re-bind writes nothing; unbind removes only this member");
+        gcp.reset_calls();
+        println!("   bind: {}", gcp_provider.bind(broken).await?);
+        println!("   {} writes on GCP", gcp.write_calls());
+        println!("   unbind: {}", gcp_provider.unbind(broken).await?);
+        step("   the next deploy puts the member back");
         show(&redeploy().run().await?);
     }
 
@@ -283,8 +353,20 @@ async fn run(args: &Args) -> Result<()> {
             _ => None,
         })
         .sum();
+    let members: usize = on_gcp
+        .iter()
+        .filter_map(|b| match &b.connection {
+            Connection::GcpServiceAccount {
+                service_account_email,
+            } => Some(
+                gcp.workload_identity_users(service_account_email.as_str())
+                    .len(),
+            ),
+            _ => None,
+        })
+        .sum();
     println!(
-        "\ndone: {} Pod Identity associations left in cluster {CLUSTER}, {credentials} federated identity credentials left on Azure",
+        "\ndone: {} Pod Identity associations left in cluster {CLUSTER}, {credentials} federated identity credentials left on Azure, {members} Workload Identity members left on GCP",
         aws.associations(CLUSTER).len()
     );
     Ok(())
