@@ -69,6 +69,6 @@ pub use porter_identity_azure as azure;
 pub use porter_identity_gcp as gcp;
 
 // The README's Rust examples, compiled as doc tests so that what it promises keeps building.
-#[cfg(all(doctest, feature = "aws", feature = "azure"))]
+#[cfg(all(doctest, feature = "aws", feature = "azure", feature = "gcp"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

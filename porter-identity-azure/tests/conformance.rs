@@ -110,6 +110,15 @@ async fn fake_passes_the_conformance_suite() {
     })
     .await;
     testing::another_owners_link_is_never_touched(&p, &factory).await;
+    testing::refused_concurrent_writes_are_retried(&p, &factory, &|n| {
+        for op in [
+            "FederatedIdentityCredentials_CreateOrUpdate",
+            "FederatedIdentityCredentials_Delete",
+        ] {
+            azure.inject_failures(Some(op), ErrorKind::Conflict, n);
+        }
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -244,6 +244,43 @@ pub async fn transient_failures_are_retried(
         .expect("unbind must retry transient failures");
 }
 
+/// Workload 8: after `interfere(n)` makes the cloud refuse the next `n` writes because someone
+/// else wrote first (a stale GCP etag, Azure's concurrent-writes 409), bind and unbind still
+/// succeed (the provider re-reads and retries), and nothing is left half done: the link is
+/// there after the bind and gone after the unbind.
+pub async fn refused_concurrent_writes_are_retried(
+    provider: &dyn WorkloadIdentityProvider,
+    factory: &dyn BindingFactory,
+    interfere: &(dyn Fn(u32) + Send + Sync),
+) {
+    let b = factory.binding(8, 0);
+    interfere(2);
+    let outcome = provider
+        .bind(&b)
+        .await
+        .expect("bind must retry a write refused for a concurrent one");
+    assert!(outcome.is_changed(), "{b}: {outcome}");
+    assert_eq!(
+        action(provider, &b).await,
+        PlanAction::Unchanged,
+        "{b} is bound"
+    );
+    interfere(2);
+    let removed = provider
+        .unbind(&b)
+        .await
+        .expect("unbind must retry a write refused for a concurrent one");
+    assert!(
+        matches!(removed, UnbindOutcome::Deleted { .. }),
+        "{b}: {removed}"
+    );
+    assert_eq!(
+        action(provider, &b).await,
+        PlanAction::Create,
+        "{b} is gone"
+    );
+}
+
 /// Workloads 1000..1000+n: `n` concurrent binds of distinct workloads all succeed, and each
 /// binding is then present (a second bind of each changes nothing).
 pub async fn concurrent_binds_lose_nothing(

@@ -94,6 +94,10 @@ async fn fake_passes_the_conformance_suite() {
         gcp.inject_failures(None, ErrorKind::Throttled, n);
     })
     .await;
+    testing::refused_concurrent_writes_are_retried(&p, &factory, &|n| {
+        gcp.interfere_with_writes(n);
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -656,4 +660,34 @@ async fn the_remembered_policy_starts_writes_but_never_answers_unchanged() {
         ["group:ops@example.com"]
     );
     assert_eq!(gcp.workload_identity_users(&sa).len(), 2);
+}
+
+#[tokio::test]
+async fn verify_says_what_it_could_not_read_instead_of_failing() {
+    let gcp = fake();
+    gcp.add_service_account(&email("shop-api"));
+    let p = provider(&gcp).await;
+    let b = binding("shop", "shop", "api", "shop-api");
+    p.bind(&b).await.unwrap();
+    gcp.inject_failures(
+        Some("serviceAccounts.keys.list"),
+        ErrorKind::PermissionDenied,
+        1,
+    )
+    .inject_failures(
+        Some("projects.getIamPolicy"),
+        ErrorKind::PermissionDenied,
+        1,
+    );
+    let report = p.verify(&b).await.unwrap();
+    let warnings = codes_of(&report, Severity::Warning);
+    assert!(
+        warnings.contains(codes::SERVICE_ACCOUNT_KEYS_UNREADABLE),
+        "{report}"
+    );
+    assert!(warnings.contains(codes::LINT_ROLES_UNREADABLE), "{report}");
+    for f in report.of(Severity::Warning) {
+        assert!(f.remediation.contains("grant the caller"), "{f}");
+    }
+    assert!(report.is_healthy(), "the binding itself is fine: {report}");
 }
