@@ -130,12 +130,13 @@ pub(crate) fn measure<F: Future>(
 }
 
 /// What `calls` calls of the fake alone take, CONCURRENCY at a time: the machine's own
-/// overhead (a 10 ms sleep lasts a little longer), which the bounds do not allow for.
+/// overhead (a 10 ms sleep lasts a little longer), which the bounds do not allow for. Returns
+/// that overhead as a ratio (wall / ideal, at least 1).
 pub(crate) fn calibrate<Fut: Future<Output = ()>>(
     rt: &tokio::runtime::Runtime,
     calls: usize,
     one: impl Fn() -> Fut,
-) {
+) -> f64 {
     let start = Instant::now();
     rt.block_on(
         stream::iter(0..calls)
@@ -144,14 +145,13 @@ pub(crate) fn calibrate<Fut: Future<Output = ()>>(
             .for_each(|()| async {}),
     );
     let wall = start.elapsed();
+    let ideal = LATENCY.mul_f64(calls as f64 / CONCURRENCY as f64);
     println!(
         "| the fake alone: {calls} calls        | {calls:>5} | {calls:>6} |          |           |         | {:>7.0} | {:>8.0} |",
         wall.as_secs_f64() * 1000.0,
-        LATENCY
-            .mul_f64(calls as f64 / CONCURRENCY as f64)
-            .as_secs_f64()
-            * 1000.0
+        ideal.as_secs_f64() * 1000.0
     );
+    (wall.as_secs_f64() / ideal.as_secs_f64()).max(1.0)
 }
 
 /// One deploy through the Reconciler, which must succeed.
