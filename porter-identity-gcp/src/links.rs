@@ -20,6 +20,9 @@ use crate::api::Policy;
 use crate::policy::{MemberState, add_member, member_state, remove_member};
 use crate::provider::GcpWorkloadIdentityProvider;
 
+/// How many times an edit is queued again after a cancelled cycle dropped it.
+const ABANDONED_ROUNDS: usize = 3;
+
 /// One edit of a policy: add or remove a member of `roles/iam.workloadIdentityUser`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Edit {
@@ -59,42 +62,68 @@ impl GcpWorkloadIdentityProvider {
         edits: Vec<(String, Edit)>,
     ) -> Vec<Result<Edited>> {
         let queue = self.queue(email);
-        let receivers: Vec<_> = {
-            let mut waiting = queue.waiting.lock().unwrap_or_else(PoisonError::into_inner);
-            edits
-                .into_iter()
-                .map(|(member, edit)| {
-                    let (done, rx) = oneshot::channel();
-                    waiting.push(Pending { member, edit, done });
-                    rx
-                })
-                .collect()
-        };
-        {
-            // Whoever holds the turn takes everything waiting, ours included if no cycle
-            // before took it; then our results are sent whichever cycle ran them.
-            let _turn = queue.turn.lock().await;
-            // Edits started in the same instant (a loop of binds, a join of them) are waiting
-            // to be queued: let them, so that one cycle takes them all.
-            tokio::task::yield_now().await;
-            let batch =
-                std::mem::take(&mut *queue.waiting.lock().unwrap_or_else(PoisonError::into_inner));
-            if !batch.is_empty() {
-                self.read_modify_write(email, batch).await;
+        let mut results: Vec<Option<Result<Edited>>> = edits.iter().map(|_| None).collect();
+        let mut todo: Vec<(usize, String, Edit)> = edits
+            .into_iter()
+            .enumerate()
+            .map(|(i, (member, edit))| (i, member, edit))
+            .collect();
+        // A cycle run by a caller that is then cancelled (a timeout around its bind) drops the
+        // edits it took without an answer: those are queued again, a bounded number of times.
+        for _ in 0..ABANDONED_ROUNDS {
+            let receivers: Vec<_> = {
+                let mut waiting = queue.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+                todo.drain(..)
+                    .map(|(i, member, edit)| {
+                        let (done, rx) = oneshot::channel();
+                        waiting.push(Pending {
+                            member: member.clone(),
+                            edit,
+                            done,
+                        });
+                        (i, member, edit, rx)
+                    })
+                    .collect()
+            };
+            {
+                // Whoever holds the turn takes everything waiting, ours included if no cycle
+                // before took it; then our results are sent whichever cycle ran them.
+                let _turn = queue.turn.lock().await;
+                // Edits started in the same instant (a loop of binds, a join of them) are
+                // waiting to be queued: let them, so that one cycle takes them all.
+                tokio::task::yield_now().await;
+                let batch = std::mem::take(
+                    &mut *queue.waiting.lock().unwrap_or_else(PoisonError::into_inner),
+                );
+                if !batch.is_empty() {
+                    self.read_modify_write(email, batch).await;
+                }
+            }
+            for (i, member, edit, rx) in receivers {
+                match rx.await {
+                    Ok(r) => results[i] = Some(r),
+                    Err(_) => todo.push((i, member, edit)),
+                }
+            }
+            if todo.is_empty() {
+                break;
             }
         }
-        let mut results = Vec::with_capacity(receivers.len());
-        for rx in receivers {
-            results.push(rx.await.unwrap_or_else(|_| {
-                Err(Error::cloud(
-                    ErrorKind::Other,
-                    Cloud::Gcp,
-                    "setIamPolicy",
-                    "an edit of the policy got no result (a bug in porter-identity)",
-                ))
-            }));
-        }
+        let abandoned = || {
+            Error::cloud(
+                ErrorKind::Unavailable,
+                Cloud::Gcp,
+                "setIamPolicy",
+                format!(
+                    "the edit of the IAM policy of {email} was abandoned {ABANDONED_ROUNDS} times by cancelled calls sharing its read-modify-write"
+                ),
+            )
+            .retryable(true)
+        };
         results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(abandoned())))
+            .collect()
     }
 
     /// One coalesced cycle for `batch`, retried whole on a stale etag; sends each edit its

@@ -691,3 +691,30 @@ async fn verify_says_what_it_could_not_read_instead_of_failing() {
     }
     assert!(report.is_healthy(), "the binding itself is fine: {report}");
 }
+
+#[tokio::test]
+async fn a_cancelled_bind_does_not_take_the_binds_it_coalesced_with_down() {
+    let gcp = fake();
+    let sa = email("shared-sa");
+    gcp.add_service_account(&sa)
+        .set_latency(Duration::from_millis(30));
+    let p = provider(&gcp).await;
+    let bindings: Vec<Binding> = (0..6)
+        .map(|i| binding("shop", "shop", &format!("svc-{i}"), "shared-sa"))
+        .collect();
+    // The pool is read already (a cancelled first read of it would only be redone).
+    p.plan(&bindings[0]).await.unwrap();
+    // The first bind takes the turn, and with it the others' edits; then its caller gives up.
+    let cancelled = tokio::time::timeout(Duration::from_millis(5), p.bind(&bindings[0]));
+    let others = join_all(bindings[1..].iter().map(|b| p.bind(b)));
+    let (first, rest) = tokio::join!(cancelled, others);
+    assert!(first.is_err(), "the first bind was cancelled");
+    for (b, r) in bindings[1..].iter().zip(rest) {
+        r.unwrap_or_else(|e| panic!("{b}: {e}"));
+        assert!(
+            gcp.workload_identity_users(&sa)
+                .contains(&member("shop", b.workload.service_account().as_str())),
+            "{b}"
+        );
+    }
+}

@@ -94,6 +94,11 @@ async fn bind_verify_rebind_unbind_and_reconcile_over_http() {
     let before = gcp.policy_json(&sa).unwrap();
     let p = provider(&server).await;
     let b = binding("api", "shop-api");
+    let shown = format!("{p:?}");
+    assert!(
+        !shown.contains("PRIVATE KEY") && !shown.contains("private_key"),
+        "Debug shows no credential: {shown}"
+    );
 
     assert_eq!(p.plan(&b).await.unwrap().action, PlanAction::Create);
     let created = p.bind(&b).await.unwrap();
