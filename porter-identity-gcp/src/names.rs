@@ -63,7 +63,7 @@ pub fn parse_member(member: &str) -> Option<(&str, &str, &str)> {
 /// Not the `projects/-/…` wildcard: IAM answers a missing service account named through the
 /// wildcard with a 403 rather than a 404 (the discovery document of `serviceAccounts.get`
 /// says so), which would send the user after a permission that is not the problem. The email
-/// is a validated [`GcpServiceAccountEmail`], so it holds only `[a-z0-9-.@]`.
+/// is a validated [`GcpServiceAccountEmail`](porter_identity_core::GcpServiceAccountEmail), so it holds only `[a-z0-9-.@]`.
 ///
 /// ```
 /// use porter_identity_core::GcpServiceAccountEmail;
