@@ -74,11 +74,12 @@ fn assert_loopback(url: &str) {
 }
 
 fn repo_root() -> PathBuf {
-    // This crate lives one level below the workspace root.
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+    // The workspace root holds scripts/moto: this crate one level below it, or the facade
+    // (whose CLI tests use these helpers too) at it.
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors()
+        .find(|dir| dir.join("scripts/moto").exists())
+        .map_or(here.clone(), PathBuf::from)
 }
 
 fn start_moto() -> Moto {

@@ -1,0 +1,150 @@
+//! The command line: subcommands and flags (clap derive), and the checks clap cannot make.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Gives each Kubernetes workload of a porter app a cloud identity — EKS Pod Identity, Azure
+/// federated identity credentials, GKE Workload Identity — from its porter.yaml.
+///
+/// Credentials and endpoints come from each cloud's own environment (AWS_PROFILE,
+/// AWS_ENDPOINT_URL_*, AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_MANAGER_ENDPOINT,
+/// GOOGLE_APPLICATION_CREDENTIALS, CLOUDSDK_API_ENDPOINT_OVERRIDES_*, …); no flag takes a
+/// secret. `--fake` runs on built-in in-memory clouds instead.
+///
+/// Exit status: 0 ok, 1 verify found errors, 2 bad input (porter.yaml, flags), 3 a cloud call
+/// failed.
+#[derive(Debug, Parser)]
+#[command(name = "porter-identity", version, max_term_width = 100)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// What apply would do: a dry run of the whole deploy, nothing written.
+    Plan(Common),
+    /// Deploy: bind every identity connection and remove the links the app no longer wants.
+    Apply(Common),
+    /// Bind every identity connection of the porter.yaml (nothing is removed).
+    Bind(Common),
+    /// Remove the links of every identity connection of the porter.yaml.
+    Unbind(Common),
+    /// Diagnose every binding: cluster, identity, link, least privilege.
+    Verify(Common),
+    /// Print the ServiceAccount manifests to apply with kubectl.
+    Manifests(Common),
+}
+
+impl Command {
+    pub(crate) fn common(&self) -> &Common {
+        match self {
+            Command::Plan(c)
+            | Command::Apply(c)
+            | Command::Bind(c)
+            | Command::Unbind(c)
+            | Command::Verify(c)
+            | Command::Manifests(c) => c,
+        }
+    }
+
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Command::Plan(_) => "plan",
+            Command::Apply(_) => "apply",
+            Command::Bind(_) => "bind",
+            Command::Unbind(_) => "unbind",
+            Command::Verify(_) => "verify",
+            Command::Manifests(_) => "manifests",
+        }
+    }
+
+    /// Whether the command writes to the clouds.
+    pub(crate) fn writes(&self) -> bool {
+        matches!(
+            self,
+            Command::Apply(_) | Command::Bind(_) | Command::Unbind(_)
+        )
+    }
+}
+
+/// The flags every subcommand takes.
+#[derive(Debug, Args)]
+pub(crate) struct Common {
+    /// The app's porter.yaml.
+    #[arg(short = 'f', long = "file", default_value = "porter.yaml")]
+    pub(crate) file: PathBuf,
+
+    /// The porter app (ServiceAccounts are named <app>-<service>).
+    #[arg(long)]
+    pub(crate) app: String,
+
+    /// The Kubernetes namespace the app is deployed to.
+    #[arg(short = 'n', long, default_value = "default")]
+    pub(crate) namespace: String,
+
+    /// The porter.yaml of the previous deploy: its links that this one no longer wants are
+    /// removed by apply (and shown by plan).
+    #[arg(long, value_name = "OLD_PORTER_YAML")]
+    pub(crate) previous: Option<PathBuf>,
+
+    /// The EKS cluster, for awsRole connections (region and credentials from the AWS
+    /// environment).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) eks_cluster: Option<String>,
+
+    /// The AKS cluster, for azureManagedIdentity connections (subscription and credentials
+    /// from the Azure environment).
+    #[arg(long, value_name = "RG/NAME")]
+    pub(crate) aks_cluster: Option<String>,
+
+    /// The GKE cluster, for gcpServiceAccount connections (credentials from Application
+    /// Default Credentials).
+    #[arg(long, value_name = "PROJECT/LOCATION/NAME")]
+    pub(crate) gke_cluster: Option<String>,
+
+    /// Run on the built-in in-memory clouds, seeded with a demo cluster and the roles,
+    /// identities and service accounts the porter.yaml names. No cloud account needed.
+    #[arg(long)]
+    pub(crate) fake: bool,
+
+    /// With --fake: keep the fake clouds' links in FILE between runs.
+    #[arg(long, value_name = "FILE", requires = "fake")]
+    pub(crate) fake_state: Option<PathBuf>,
+
+    /// How to print the result.
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+    pub(crate) output: Output,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Output {
+    /// A table a person reads at a glance.
+    Text,
+    /// Stable JSON for scripts (see the README).
+    Json,
+}
+
+/// `RG/NAME`.
+pub(crate) fn aks_cluster(value: &str) -> Result<(String, String), String> {
+    match value.split('/').collect::<Vec<_>>().as_slice() {
+        [rg, name] if !rg.is_empty() && !name.is_empty() => Ok(((*rg).into(), (*name).into())),
+        _ => Err(format!(
+            "--aks-cluster {value:?}: give the cluster as RESOURCE_GROUP/NAME, e.g. prod-rg/prod-aks"
+        )),
+    }
+}
+
+/// `PROJECT/LOCATION/NAME`.
+pub(crate) fn gke_cluster(value: &str) -> Result<(String, String, String), String> {
+    match value.split('/').collect::<Vec<_>>().as_slice() {
+        [p, l, n] if !p.is_empty() && !l.is_empty() && !n.is_empty() => {
+            Ok(((*p).into(), (*l).into(), (*n).into()))
+        }
+        _ => Err(format!(
+            "--gke-cluster {value:?}: give the cluster as PROJECT/LOCATION/NAME, e.g. my-project/us-central1/prod"
+        )),
+    }
+}

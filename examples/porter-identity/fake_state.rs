@@ -1,0 +1,145 @@
+//! `--fake-state FILE`: the fake clouds' links kept between runs. The file records the
+//! commands that wrote (apply, bind, unbind) with the porter.yaml texts they ran on; a run
+//! seeds the fake clouds with everything those name and replays them, so the links are there
+//! as the last run left them (tags, names and members included), then runs its own command.
+
+use std::path::Path;
+
+use porter_identity::{AppManifest, Cloud, Reconciler};
+use serde::{Deserialize, Serialize};
+
+use crate::Failure;
+use crate::clouds::Clouds;
+
+/// The file's content.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct FakeState {
+    /// The format of this file.
+    version: u32,
+    /// Every command that wrote, oldest first.
+    runs: Vec<Run>,
+}
+
+/// One command that wrote.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Run {
+    pub(crate) command: String,
+    pub(crate) app: String,
+    pub(crate) namespace: String,
+    /// The porter.yaml it ran on.
+    pub(crate) manifest: String,
+    /// The previous deploy's porter.yaml (apply).
+    pub(crate) previous: Option<String>,
+}
+
+const VERSION: u32 = 1;
+
+fn parse(text: &str, path: &Path) -> Result<AppManifest, Failure> {
+    AppManifest::from_yaml_str(text).map_err(|e| {
+        Failure::Input(format!(
+            "the fake state {} holds a porter.yaml that no longer parses ({e}); delete the file to start afresh",
+            path.display()
+        ))
+    })
+}
+
+impl FakeState {
+    /// The file, or an empty state when it does not exist yet.
+    pub(crate) fn load(path: &Path) -> Result<Self, Failure> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) => {
+                return Err(Failure::Input(format!(
+                    "--fake-state {}: cannot read it ({e})",
+                    path.display()
+                )));
+            }
+        };
+        let state: FakeState = serde_json::from_str(&text).map_err(|e| {
+            Failure::Input(format!(
+                "--fake-state {} is not a porter-identity fake state ({e}); delete it to start afresh",
+                path.display()
+            ))
+        })?;
+        if state.version != VERSION {
+            return Err(Failure::Input(format!(
+                "--fake-state {} has format {}, this tool writes {VERSION}; delete it to start afresh",
+                path.display(),
+                state.version
+            )));
+        }
+        Ok(state)
+    }
+
+    /// Records a command that wrote and saves the file.
+    pub(crate) fn record(mut self, run: Run, path: &Path) -> Result<(), Failure> {
+        self.version = VERSION;
+        self.runs.push(run);
+        let text = serde_json::to_string_pretty(&self).map_err(|e| {
+            Failure::Input(format!("the fake state cannot be written as JSON: {e}"))
+        })?;
+        std::fs::write(path, text).map_err(|e| {
+            Failure::Input(format!(
+                "--fake-state {}: cannot write it ({e})",
+                path.display()
+            ))
+        })
+    }
+
+    /// Every porter.yaml the recorded runs name, to seed the fake clouds with.
+    pub(crate) fn manifests(&self, path: &Path) -> Result<Vec<AppManifest>, Failure> {
+        let mut out = Vec::new();
+        for run in &self.runs {
+            out.push(parse(&run.manifest, path)?);
+            if let Some(previous) = &run.previous {
+                out.push(parse(previous, path)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Replays the recorded runs on fresh fake clouds.
+    pub(crate) async fn replay(&self, clouds: &Clouds, path: &Path) -> Result<(), Failure> {
+        for run in &self.runs {
+            let manifest = parse(&run.manifest, path)?;
+            let (app, ns) = (run.app.as_str(), run.namespace.as_str());
+            match run.command.as_str() {
+                "apply" => {
+                    let previous = run
+                        .previous
+                        .as_deref()
+                        .map(|p| parse(p, path))
+                        .transpose()?;
+                    let mut reconciler = Reconciler::new(app, ns).desired(&manifest);
+                    for p in clouds.providers() {
+                        reconciler = reconciler.provider(p);
+                    }
+                    if let Some(previous) = &previous {
+                        reconciler = reconciler.previous(previous);
+                    }
+                    reconciler.run().await?;
+                }
+                "bind" | "unbind" => {
+                    for cloud in [Cloud::Aws, Cloud::Azure, Cloud::Gcp] {
+                        let bindings = manifest.bindings_for(cloud, app, ns)?;
+                        if let (Some(p), false) = (clouds.provider(cloud), bindings.is_empty()) {
+                            if run.command == "bind" {
+                                p.bind_all(&bindings).await;
+                            } else {
+                                p.unbind_all(&bindings).await;
+                            }
+                        }
+                    }
+                }
+                other => {
+                    return Err(Failure::Input(format!(
+                        "--fake-state {} records an unknown command `{other}`; delete it to start afresh",
+                        path.display()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}

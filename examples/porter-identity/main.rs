@@ -1,0 +1,364 @@
+//! `porter-identity`: the command-line tool over the SDK — plan, apply, bind, unbind, verify
+//! and the ServiceAccount manifests of a porter app, on AWS, Azure and GCP at once, for people
+//! at a terminal and for CI.
+//!
+//! ```text
+//! cargo run --example porter-identity -- apply --fake -f examples/porter.yaml --app demo
+//! cargo run --example porter-identity -- plan -f porter.yaml --app shop -n prod \
+//!     --eks-cluster prod --aks-cluster prod-rg/prod-aks --gke-cluster my-project/us-central1/prod
+//! cargo run --example porter-identity -- --help
+//! ```
+//!
+//! Credentials and endpoints come from each cloud's environment, exactly as the providers'
+//! `from_env` reads them (emulator variables included); no flag takes a secret. Exit status:
+//! 0 ok, 1 verify found errors, 2 bad input (porter.yaml, flags), 3 a cloud call failed.
+
+mod cli;
+mod clouds;
+mod fake_state;
+mod manifests;
+mod output;
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::Parser;
+use porter_identity::{
+    AppManifest, Binding, Cloud, ErrorKind, Reconciler, ServiceAccountPatch, Workload,
+};
+
+use crate::cli::{Cli, Command, Common, Output};
+use crate::clouds::Clouds;
+use crate::fake_state::{FakeState, Run};
+
+/// Exit statuses.
+const EXIT_VERIFY_ERRORS: u8 = 1;
+const EXIT_BAD_INPUT: u8 = 2;
+const EXIT_CLOUD: u8 = 3;
+
+/// Why a run stopped before it could report.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// Bad input: the porter.yaml, a flag, the fake state (exit 2).
+    Input(String),
+    /// A porter-identity error: bad input by its kind, otherwise a cloud call (exit 3).
+    Sdk(porter_identity::Error),
+}
+
+impl From<porter_identity::Error> for Failure {
+    fn from(e: porter_identity::Error) -> Self {
+        Failure::Sdk(e)
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Logs go to stderr, at the level RUST_LOG asks (none by default); no secret is in them.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    match run(&cli.command).await {
+        Ok(code) => ExitCode::from(code),
+        Err(Failure::Input(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+        Err(Failure::Sdk(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(if e.kind() == ErrorKind::InvalidInput {
+                EXIT_BAD_INPUT
+            } else {
+                EXIT_CLOUD
+            })
+        }
+    }
+}
+
+fn read_manifest(path: &Path, what: &str) -> Result<(AppManifest, String), Failure> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Failure::Input(format!(
+            "{what} {}: cannot read it ({e}); pass the app's porter.yaml with -f",
+            path.display()
+        ))
+    })?;
+    let manifest = AppManifest::from_yaml_str(&text)?;
+    Ok((manifest, text))
+}
+
+async fn run(command: &Command) -> Result<u8, Failure> {
+    let common = command.common();
+    let (manifest, text) = read_manifest(&common.file, "-f")?;
+    let previous = common
+        .previous
+        .as_deref()
+        .map(|p| read_manifest(p, "--previous"))
+        .transpose()?;
+    // Names are checked before anything else is done.
+    manifest.bindings(&common.app, &common.namespace)?;
+
+    let state = match &common.fake_state {
+        Some(path) => Some(FakeState::load(path)?),
+        None => None,
+    };
+    let clouds = if common.fake {
+        let mut seeds: Vec<AppManifest> = match (&state, &common.fake_state) {
+            (Some(s), Some(path)) => s.manifests(path)?,
+            _ => Vec::new(),
+        };
+        seeds.push(manifest.clone());
+        if let Some((p, _)) = &previous {
+            seeds.push(p.clone());
+        }
+        let clouds = clouds::fakes(&seeds.iter().collect::<Vec<_>>()).await?;
+        if let (Some(s), Some(path)) = (&state, &common.fake_state) {
+            s.replay(&clouds, path).await?;
+        }
+        clouds
+    } else {
+        let mut in_play = vec![&manifest];
+        if let Some((p, _)) = &previous {
+            in_play.push(p);
+        }
+        clouds::from_env(common, &clouds::clouds_of(&in_play)).await?
+    };
+
+    let code = match command {
+        Command::Plan(_) | Command::Apply(_) => {
+            let dry = matches!(command, Command::Plan(_));
+            reconcile(
+                common,
+                &clouds,
+                &manifest,
+                previous.as_ref().map(|p| &p.0),
+                dry,
+            )
+            .await?
+        }
+        Command::Bind(_) | Command::Unbind(_) => {
+            let bind = matches!(command, Command::Bind(_));
+            bind_or_unbind(common, &clouds, &manifest, bind).await?
+        }
+        Command::Verify(_) => verify(common, &clouds, &manifest).await?,
+        Command::Manifests(_) => print_manifests(common, &clouds, &manifest).await?,
+    };
+
+    if command.writes()
+        && let (Some(state), Some(path)) = (state, &common.fake_state)
+    {
+        state.record(
+            Run {
+                command: command.name().to_owned(),
+                app: common.app.clone(),
+                namespace: common.namespace.clone(),
+                manifest: text,
+                previous: previous.map(|(_, t)| t),
+            },
+            path,
+        )?;
+    }
+    Ok(code)
+}
+
+/// A spinner or bar on stderr, only when stderr is a terminal (never in CI logs or pipes).
+fn progress(len: Option<u64>, message: &str) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = match len {
+        Some(n) => indicatif::ProgressBar::new(n),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    bar.set_message(message.to_owned());
+    if let Some(style) = len.and_then(|_| {
+        indicatif::ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len}").ok()
+    }) {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    Some(bar)
+}
+
+async fn reconcile(
+    common: &Common,
+    clouds: &Clouds,
+    manifest: &AppManifest,
+    previous: Option<&AppManifest>,
+    dry_run: bool,
+) -> Result<u8, Failure> {
+    let mut reconciler = Reconciler::new(&common.app, &common.namespace).desired(manifest);
+    for p in clouds.providers() {
+        reconciler = reconciler.provider(p);
+    }
+    if let Some(previous) = previous {
+        reconciler = reconciler.previous(previous);
+    }
+    let bar = progress(
+        None,
+        if dry_run {
+            "planning the deploy"
+        } else {
+            "deploying"
+        },
+    );
+    let report = if dry_run {
+        reconciler.dry_run().await?
+    } else {
+        reconciler.run().await?
+    };
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    match common.output {
+        Output::Text => println!("{report}"),
+        Output::Json => println!("{}", output::to_json(&report)?),
+    }
+    Ok(if report.is_ok() { 0 } else { EXIT_CLOUD })
+}
+
+/// The porter.yaml's bindings, by cloud, in porter.yaml order within each.
+fn by_cloud(
+    common: &Common,
+    manifest: &AppManifest,
+) -> Result<Vec<(Cloud, Vec<Binding>)>, Failure> {
+    let mut out = Vec::new();
+    for cloud in [Cloud::Aws, Cloud::Azure, Cloud::Gcp] {
+        let bindings = manifest.bindings_for(cloud, &common.app, &common.namespace)?;
+        if !bindings.is_empty() {
+            out.push((cloud, bindings));
+        }
+    }
+    Ok(out)
+}
+
+fn provider(
+    clouds: &Clouds,
+    cloud: Cloud,
+) -> Result<&dyn porter_identity::WorkloadIdentityProvider, Failure> {
+    clouds.provider(cloud).ok_or_else(|| {
+        Failure::Input(format!(
+            "no provider for {cloud}: pass its cluster flag or --fake"
+        ))
+    })
+}
+
+async fn bind_or_unbind(
+    common: &Common,
+    clouds: &Clouds,
+    manifest: &AppManifest,
+    bind: bool,
+) -> Result<u8, Failure> {
+    let groups = by_cloud(common, manifest)?;
+    let total: usize = groups.iter().map(|(_, b)| b.len()).sum();
+    let bar = progress(
+        Some(total as u64),
+        if bind { "binding" } else { "unbinding" },
+    );
+    let mut rows = Vec::new();
+    for (cloud, bindings) in &groups {
+        let p = provider(clouds, *cloud)?;
+        let results: Vec<Result<output::Outcome, porter_identity::Error>> = if bind {
+            p.bind_all(bindings)
+                .await
+                .into_iter()
+                .map(|r| r.map(output::Outcome::Bind))
+                .collect()
+        } else {
+            p.unbind_all(bindings)
+                .await
+                .into_iter()
+                .map(|r| r.map(output::Outcome::Unbind))
+                .collect()
+        };
+        if let Some(bar) = &bar {
+            bar.inc(bindings.len() as u64);
+        }
+        rows.extend(bindings.iter().cloned().zip(results));
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let failed = rows.iter().any(|(_, r)| r.is_err());
+    match common.output {
+        Output::Text => print!("{}", output::outcome_table(&rows)),
+        Output::Json => println!(
+            "{}",
+            output::outcomes_json(if bind { "bind" } else { "unbind" }, common, &rows)?
+        ),
+    }
+    Ok(if failed { EXIT_CLOUD } else { 0 })
+}
+
+async fn verify(common: &Common, clouds: &Clouds, manifest: &AppManifest) -> Result<u8, Failure> {
+    let groups = by_cloud(common, manifest)?;
+    let total: usize = groups.iter().map(|(_, b)| b.len()).sum();
+    let bar = progress(Some(total as u64), "verifying");
+    let mut rows = Vec::new();
+    for (cloud, bindings) in &groups {
+        let p = provider(clouds, *cloud)?;
+        for b in bindings {
+            rows.push((b.clone(), p.verify(b).await));
+            if let Some(bar) = &bar {
+                bar.inc(1);
+            }
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    match common.output {
+        Output::Text => print!("{}", output::verify_text(&rows)),
+        Output::Json => println!("{}", output::verify_json(common, &rows)?),
+    }
+    let failed = rows.iter().any(|(_, r)| r.is_err());
+    let unhealthy = rows
+        .iter()
+        .any(|(_, r)| r.as_ref().is_ok_and(|report| !report.is_healthy()));
+    Ok(if failed {
+        EXIT_CLOUD
+    } else if unhealthy {
+        EXIT_VERIFY_ERRORS
+    } else {
+        0
+    })
+}
+
+async fn print_manifests(
+    common: &Common,
+    clouds: &Clouds,
+    manifest: &AppManifest,
+) -> Result<u8, Failure> {
+    let mut needs: BTreeMap<String, (Workload, ServiceAccountPatch)> = BTreeMap::new();
+    let mut failed = false;
+    for (cloud, bindings) in by_cloud(common, manifest)? {
+        let p = provider(clouds, cloud)?;
+        for (b, plan) in bindings.iter().zip(p.plan_all(&bindings).await) {
+            match plan {
+                Ok(plan) => {
+                    needs
+                        .entry(b.workload.service_account().to_string())
+                        .or_insert_with(|| (b.workload.clone(), ServiceAccountPatch::default()))
+                        .1
+                        .merge(plan.service_account_patch);
+                }
+                Err(e) => {
+                    failed = true;
+                    eprintln!("error: {b}: {e}");
+                }
+            }
+        }
+    }
+    let accounts: Vec<(Workload, ServiceAccountPatch)> = needs.into_values().collect();
+    match common.output {
+        Output::Text => print!("{}", manifests::yaml(&accounts).map_err(Failure::Input)?),
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&manifests::json_list(&accounts))
+                .map_err(|e| Failure::Input(e.to_string()))?
+        ),
+    }
+    Ok(if failed { EXIT_CLOUD } else { 0 })
+}

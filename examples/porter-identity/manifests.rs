@@ -1,0 +1,79 @@
+//! The ServiceAccount manifests, built from `k8s-openapi` types and serialised (YAML for
+//! kubectl, or a JSON `List`), so that names, annotation values and quoting are the library's
+//! business, not string formatting's.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use porter_identity::{ServiceAccountPatch, Workload};
+
+/// The ServiceAccount a workload runs as, with what its links need.
+pub(crate) fn service_account(workload: &Workload, patch: &ServiceAccountPatch) -> ServiceAccount {
+    let labels = BTreeMap::from([
+        (
+            "app.kubernetes.io/part-of".to_owned(),
+            workload.app().to_string(),
+        ),
+        (
+            "app.kubernetes.io/name".to_owned(),
+            workload.service().to_string(),
+        ),
+        (
+            "app.kubernetes.io/managed-by".to_owned(),
+            "porter-identity".to_owned(),
+        ),
+    ]);
+    ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some(workload.service_account().to_string()),
+            namespace: Some(workload.namespace().to_string()),
+            labels: Some(labels),
+            annotations: (!patch.annotations.is_empty()).then(|| patch.annotations.clone()),
+            ..ObjectMeta::default()
+        },
+        ..ServiceAccount::default()
+    }
+}
+
+/// YAML documents, one per ServiceAccount, each followed by comments saying what the pod
+/// template needs and whether its pods must restart (a ServiceAccount has no place for them).
+pub(crate) fn yaml(accounts: &[(Workload, ServiceAccountPatch)]) -> Result<String, String> {
+    let mut out = String::new();
+    for (workload, patch) in accounts {
+        let object = service_account(workload, patch);
+        let doc = serde_saphyr::to_string(&object).map_err(|e| {
+            format!(
+                "the ServiceAccount {} cannot be written as YAML: {e}",
+                workload.service_account()
+            )
+        })?;
+        out.push_str("---\n");
+        out.push_str(&doc);
+        if !doc.ends_with('\n') {
+            out.push('\n');
+        }
+        for (k, v) in &patch.pod_labels {
+            out.push_str(&format!(
+                "# the pod template of {} needs the label {k}: \"{v}\"\n",
+                workload.service()
+            ));
+        }
+        if patch.needs_pod_restart {
+            out.push_str(&format!(
+                "# restart the pods of {} after applying: credentials are injected when a pod starts\n",
+                workload.service()
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// A JSON `v1/List` of the ServiceAccounts, for `kubectl apply -f -`.
+pub(crate) fn json_list(accounts: &[(Workload, ServiceAccountPatch)]) -> serde_json::Value {
+    let items: Vec<serde_json::Value> = accounts
+        .iter()
+        .map(|(w, p)| serde_json::to_value(service_account(w, p)).unwrap_or_default())
+        .collect();
+    serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items})
+}

@@ -1,0 +1,202 @@
+//! What the tool prints: tables for people, stable JSON for scripts.
+//!
+//! The JSON of `plan` and `apply` is the `ReconcileReport`'s (documented in
+//! porter-identity-core's README); `bind`, `unbind` and `verify` print one object per binding
+//! with the same link fields (`cloud`, `namespace`, `service_account`, `app`, `service`,
+//! `connection`) and errors of the same shape.
+
+use std::fmt::Write as _;
+
+use porter_identity::{
+    BindChange, BindOutcome, Binding, Error, ReconcileReport, UnbindOutcome, VerifyReport,
+};
+use serde_json::{Value, json};
+
+use crate::Failure;
+use crate::cli::Common;
+
+fn pretty(v: &impl serde::Serialize) -> Result<String, Failure> {
+    serde_json::to_string_pretty(v).map_err(|e| Failure::Input(format!("JSON output: {e}")))
+}
+
+/// The report as stable JSON.
+pub(crate) fn to_json(report: &ReconcileReport) -> Result<String, Failure> {
+    pretty(report)
+}
+
+fn link(b: &Binding) -> Value {
+    json!({
+        "cloud": b.connection.cloud().map(|c| c.as_str()),
+        "namespace": b.workload.namespace().as_str(),
+        "service_account": b.workload.service_account().as_str(),
+        "app": b.workload.app().as_str(),
+        "service": b.workload.service().as_str(),
+        "connection": serde_json::to_value(&b.connection).unwrap_or(Value::Null),
+    })
+}
+
+fn error(e: &Error) -> Value {
+    json!({
+        "kind": e.kind().as_str(),
+        "cloud": e.cloud_name().map(|c| c.as_str()),
+        "operation": e.operation(),
+        "message": e.problem(),
+        "fix": e.fix(),
+        "retryable": e.is_retryable(),
+    })
+}
+
+fn with(mut base: Value, extra: Value) -> Value {
+    if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    base
+}
+
+fn cloud_of(b: &Binding) -> &'static str {
+    b.connection.cloud().map_or("-", |c| c.as_str())
+}
+
+/// What `bind` or `unbind` did to one binding.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Bind(BindOutcome),
+    Unbind(UnbindOutcome),
+}
+
+impl Outcome {
+    fn text(&self) -> String {
+        match self {
+            Outcome::Bind(o) => o.to_string(),
+            Outcome::Unbind(o) => o.to_string(),
+        }
+    }
+
+    /// `change` (`created`, `updated`, `unchanged`) or `removal` (`deleted`, `already_absent`),
+    /// with the link's `resource_id`.
+    fn json(&self) -> Value {
+        match self {
+            Outcome::Bind(o) => {
+                let (change, previous) = match &o.change {
+                    BindChange::Created => ("created", None),
+                    BindChange::Updated { previous } => ("updated", Some(previous.as_str())),
+                    BindChange::Unchanged => ("unchanged", None),
+                };
+                json!({"change": change, "previous": previous, "resource_id": o.resource_id})
+            }
+            Outcome::Unbind(UnbindOutcome::Deleted { resource_id }) => {
+                json!({"removal": "deleted", "resource_id": resource_id})
+            }
+            Outcome::Unbind(UnbindOutcome::AlreadyAbsent) => {
+                json!({"removal": "already_absent", "resource_id": null})
+            }
+        }
+    }
+}
+
+/// `bind` and `unbind`: one line per binding.
+pub(crate) fn outcome_table(rows: &[(Binding, Result<Outcome, Error>)]) -> String {
+    let mut out = String::new();
+    for (b, r) in rows {
+        let what = match r {
+            Ok(outcome) => outcome.text(),
+            Err(e) => format!("FAILED: {e}"),
+        };
+        let _ = writeln!(
+            out,
+            "{:<5} {:<32} {:<60} {what}",
+            cloud_of(b),
+            b.workload.to_string(),
+            b.connection.describe()
+        );
+    }
+    let failed = rows.iter().filter(|(_, r)| r.is_err()).count();
+    let _ = writeln!(out, "{} bindings, {failed} failed", rows.len());
+    out
+}
+
+/// `bind` and `unbind` as JSON.
+pub(crate) fn outcomes_json(
+    command: &str,
+    common: &Common,
+    rows: &[(Binding, Result<Outcome, Error>)],
+) -> Result<String, Failure> {
+    let results: Vec<Value> = rows
+        .iter()
+        .map(|(b, r)| {
+            let result = match r {
+                Ok(outcome) => with(outcome.json(), json!({"error": null})),
+                Err(e) => json!({"resource_id": null, "error": error(e)}),
+            };
+            with(link(b), result)
+        })
+        .collect();
+    pretty(&json!({
+        "command": command,
+        "app": common.app,
+        "namespace": common.namespace,
+        "ok": rows.iter().all(|(_, r)| r.is_ok()),
+        "results": results,
+    }))
+}
+
+/// `verify`: each binding's findings.
+pub(crate) fn verify_text(rows: &[(Binding, Result<VerifyReport, Error>)]) -> String {
+    let mut out = String::new();
+    for (b, r) in rows {
+        match r {
+            Ok(report) => {
+                let text = report.to_string().replace('\n', "\n    ");
+                let _ = writeln!(out, "{:<5} {}: {text}", cloud_of(b), b.workload);
+            }
+            Err(e) => {
+                let _ = writeln!(out, "{:<5} {}: FAILED: {e}", cloud_of(b), b.workload);
+            }
+        }
+    }
+    let unhealthy = rows
+        .iter()
+        .filter(|(_, r)| !r.as_ref().is_ok_and(VerifyReport::is_healthy))
+        .count();
+    let _ = writeln!(
+        out,
+        "{} bindings verified, {unhealthy} with errors",
+        rows.len()
+    );
+    out
+}
+
+/// `verify` as JSON.
+pub(crate) fn verify_json(
+    common: &Common,
+    rows: &[(Binding, Result<VerifyReport, Error>)],
+) -> Result<String, Failure> {
+    let results: Vec<Value> = rows
+        .iter()
+        .map(|(b, r)| {
+            with(
+                link(b),
+                match r {
+                    Ok(report) => json!({
+                        "healthy": report.is_healthy(),
+                        "findings": report.findings.iter().map(|f| json!({
+                            "severity": f.severity.to_string(),
+                            "code": f.code,
+                            "message": f.message,
+                            "remediation": f.remediation,
+                        })).collect::<Vec<_>>(),
+                        "error": null,
+                    }),
+                    Err(e) => json!({"healthy": false, "findings": [], "error": error(e)}),
+                },
+            )
+        })
+        .collect();
+    pretty(&json!({
+        "command": "verify",
+        "app": common.app,
+        "namespace": common.namespace,
+        "healthy": rows.iter().all(|(_, r)| r.as_ref().is_ok_and(VerifyReport::is_healthy)),
+        "results": results,
+    }))
+}

@@ -1,0 +1,474 @@
+//! End to end: the `porter-identity` CLI example, run as a user runs it, against the providers'
+//! HTTP faces on 127.0.0.1 (EKS pod identity, ARM, Google IAM + GKE + Resource Manager) and
+//! moto (AWS IAM), configured only through the environment variables a user would set. Each
+//! subcommand, `--previous`, JSON output, every exit status, and no secret in any output.
+#![cfg(all(feature = "aws", feature = "azure", feature = "gcp"))]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../porter-identity-aws/tests/support/mod.rs"]
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use porter_identity_aws::fake::FakeAws;
+use porter_identity_azure::fake::FakeAzure;
+use porter_identity_gcp::fake::FakeGcp;
+use porter_identity_gcp::names::WORKLOAD_IDENTITY_USER;
+use serde_json::Value;
+
+const CLUSTER: &str = "prod";
+const GKE_PROJECT: &str = "cli-project-1";
+const AKS_ISSUER: &str = "https://eastus.oic.prod-aks.azure.com/tenant/prod/";
+const AZURE_TOKEN: &str = "cli-emulator-token-Qx81";
+const AWS_SECRET: &str = "cli-aws-secret-Zr93kq";
+
+/// The three fake clouds behind their HTTP faces, and moto, for one test.
+struct Clouds {
+    aws: FakeAws,
+    azure: FakeAzure,
+    gcp: FakeGcp,
+    role: String,
+    dir: PathBuf,
+    _servers: Vec<porter_identity_core::testing::FakeServer>,
+    env: Vec<(String, String)>,
+}
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// The throwaway service-account key of the GCP wire tests.
+fn gcp_key_file() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("porter-identity-gcp/tests/fixtures/test-service-account-key.json")
+        .display()
+        .to_string()
+}
+
+impl Clouds {
+    async fn start(name: &str) -> Self {
+        let role = support::unique(&format!("cli-{name}"));
+        let arn = support::create_pod_identity_role(&role).await;
+        let aws = FakeAws::new(support::MOTO_ACCOUNT, support::REGION);
+        aws.add_cluster(CLUSTER);
+        aws.install_addon(CLUSTER, "eks-pod-identity-agent", "ACTIVE");
+        aws.add_role_with_arn(&arn, support::POD_IDENTITY_TRUST_POLICY);
+        let azure = FakeAzure::new();
+        azure.add_aks_cluster("aks-rg", CLUSTER, AKS_ISSUER);
+        azure.accept_token(AZURE_TOKEN);
+        azure.add_identity("shop-rg", "reports-identity");
+        let gcp = FakeGcp::new();
+        gcp.add_gke_cluster(GKE_PROJECT, "us-central1", CLUSTER);
+        gcp.add_service_account(&gcp_email());
+        let eks = porter_identity_aws::fake::serve(aws.clone(), loopback())
+            .await
+            .unwrap();
+        let arm = porter_identity_azure::fake::serve(azure.clone(), loopback())
+            .await
+            .unwrap();
+        let google = porter_identity_gcp::fake::serve(gcp.clone(), loopback())
+            .await
+            .unwrap();
+        let google_url = format!("{}/", google.url());
+        let env = [
+            ("AWS_ENDPOINT_URL_EKS", eks.url()),
+            ("AWS_ENDPOINT_URL_IAM", support::moto_url().to_owned()),
+            ("AWS_ACCESS_KEY_ID", "AKIDCLITEST000000000".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", AWS_SECRET.to_owned()),
+            ("AWS_REGION", support::REGION.to_owned()),
+            ("AWS_CONFIG_FILE", "/nonexistent".to_owned()),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent".to_owned()),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+            ("AZURE_SUBSCRIPTION_ID", azure.subscription_id()),
+            ("AZURE_RESOURCE_MANAGER_ENDPOINT", arm.url()),
+            ("AZURE_ACCESS_TOKEN", AZURE_TOKEN.to_owned()),
+            ("CLOUDSDK_API_ENDPOINT_OVERRIDES_IAM", google_url.clone()),
+            (
+                "CLOUDSDK_API_ENDPOINT_OVERRIDES_CONTAINER",
+                google_url.clone(),
+            ),
+            (
+                "CLOUDSDK_API_ENDPOINT_OVERRIDES_CLOUDRESOURCEMANAGER",
+                google_url,
+            ),
+            ("GOOGLE_APPLICATION_CREDENTIALS", gcp_key_file()),
+            // Nothing may reach the metadata servers, addresses outside 127.0.0.1.
+            ("GCE_METADATA_HOST", "127.0.0.1:9".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let dir =
+            std::env::temp_dir().join(support::unique(&format!("porter-identity-cli-{name}")));
+        std::fs::create_dir_all(&dir).unwrap();
+        Clouds {
+            aws,
+            azure,
+            gcp,
+            role,
+            dir,
+            _servers: vec![eks, arm, google],
+            env,
+        }
+    }
+
+    /// A porter.yaml in the test's directory: `api` on the moto role, `reports` on the Azure
+    /// identity and the GCP service account, and `worker` on the role too when `worker`.
+    fn porter_yaml(&self, file: &str, worker: bool) -> PathBuf {
+        let mut yaml = format!(
+            "services:\n  - name: api\n    connections:\n      - type: awsRole\n        role: {}\n  - name: reports\n    connections:\n      - type: azureManagedIdentity\n        identityName: reports-identity\n        resourceGroup: shop-rg\n      - type: gcpServiceAccount\n        serviceAccountEmail: {}\n",
+            self.role,
+            gcp_email()
+        );
+        if worker {
+            yaml.push_str(&format!(
+                "  - name: worker\n    connections:\n      - type: awsRole\n        role: {}\n",
+                self.role
+            ));
+        }
+        let path = self.dir.join(file);
+        std::fs::write(&path, yaml).unwrap();
+        path
+    }
+
+    /// The CLI with this test's environment only, on the three clusters.
+    fn cli(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(binary());
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", &self.dir)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .args(args)
+            .args([
+                "--app",
+                "shop",
+                "--namespace",
+                "prod",
+                "--eks-cluster",
+                CLUSTER,
+                "--aks-cluster",
+                "aks-rg/prod",
+                "--gke-cluster",
+                &format!("{GKE_PROJECT}/us-central1/{CLUSTER}"),
+            ])
+            .timeout(std::time::Duration::from_secs(120));
+        cmd
+    }
+}
+
+fn gcp_email() -> String {
+    format!("reports@{GKE_PROJECT}.iam.gserviceaccount.com")
+}
+
+/// The example's binary, built by `cargo test` beside this test's (target/<profile>/examples).
+fn binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile = exe.parent().and_then(Path::parent).unwrap();
+    let bin = profile
+        .join("examples")
+        .join(format!("porter-identity{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: `cargo test` builds the examples before the tests",
+        bin.display()
+    );
+    bin
+}
+
+struct Ran {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs the CLI on a blocking thread (this runtime keeps serving the faces it calls).
+async fn run(cmd: Command) -> Ran {
+    let out = tokio::task::spawn_blocking(move || {
+        let mut cmd = cmd;
+        cmd.output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    Ran {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The item of a JSON array of links whose `cloud` is `cloud`.
+fn of_cloud<'a>(items: &'a Value, cloud: &str) -> &'a Value {
+    items
+        .as_array()
+        .and_then(|items| items.iter().find(|i| i["cloud"] == cloud))
+        .unwrap_or_else(|| panic!("no {cloud} item in {items}"))
+}
+
+fn json(ran: &Ran) -> Value {
+    serde_json::from_str(&ran.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n{}", ran.stdout, ran.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_apply_apply_verify_manifests_and_unbind_over_the_faces() {
+    let c = Clouds::start("main").await;
+    let file = c.porter_yaml("porter.yaml", false);
+    let f = file.to_str().unwrap();
+
+    let plan = run(c.cli(&["plan", "-f", f])).await;
+    assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
+    assert_eq!(
+        plan.stdout.matches("would create").count(),
+        3,
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        c.aws.associations(CLUSTER).is_empty(),
+        "plan writes nothing"
+    );
+
+    let apply = run(c.cli(&["apply", "-f", f])).await;
+    assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
+    assert_eq!(
+        apply.stdout.matches(" created").count(),
+        3,
+        "{}",
+        apply.stdout
+    );
+    assert_eq!(c.aws.associations(CLUSTER).len(), 1);
+    assert_eq!(c.azure.credentials("shop-rg", "reports-identity").len(), 1);
+    assert_eq!(
+        c.gcp.members(&gcp_email(), WORKLOAD_IDENTITY_USER),
+        [format!(
+            "serviceAccount:{GKE_PROJECT}.svc.id.goog[prod/shop-reports]"
+        )]
+    );
+
+    let again = run(c.cli(&["apply", "-f", f, "-o", "json"])).await;
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    let report = json(&again);
+    assert_eq!(report["changes"], 0, "{report}");
+    assert!(
+        report["workloads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|w| w["change"] == "unchanged"),
+        "{report}"
+    );
+
+    let verify = run(c.cli(&["verify", "-f", f])).await;
+    assert_eq!(verify.code, 0, "{}{}", verify.stdout, verify.stderr);
+    assert!(
+        verify.stdout.contains("3 bindings verified, 0 with errors"),
+        "{}",
+        verify.stdout
+    );
+
+    let manifests = run(c.cli(&["manifests", "-f", f])).await;
+    assert_eq!(manifests.code, 0, "{}", manifests.stderr);
+    let identity = c.azure.identity("shop-rg", "reports-identity").unwrap();
+    assert!(
+        manifests.stdout.contains(&format!(
+            "azure.workload.identity/client-id: {}",
+            identity.client_id
+        )),
+        "{}",
+        manifests.stdout
+    );
+    assert!(
+        manifests
+            .stdout
+            .contains(&format!("iam.gke.io/gcp-service-account: {}", gcp_email()))
+    );
+    assert_eq!(manifests.stdout.matches("kind: ServiceAccount").count(), 2);
+    let list = json(&run(c.cli(&["manifests", "-f", f, "-o", "json"])).await);
+    assert_eq!(list["kind"], "List");
+    assert_eq!(list["items"][0]["metadata"]["name"], "shop-api");
+
+    let unbind = run(c.cli(&["unbind", "-f", f, "-o", "json"])).await;
+    assert_eq!(unbind.code, 0, "{}", unbind.stderr);
+    let out = json(&unbind);
+    assert!(
+        out["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["removal"] == "deleted"),
+        "{out}"
+    );
+    assert!(c.aws.associations(CLUSTER).is_empty());
+    assert!(
+        c.azure
+            .credentials("shop-rg", "reports-identity")
+            .is_empty()
+    );
+    assert!(
+        c.gcp
+            .members(&gcp_email(), WORKLOAD_IDENTITY_USER)
+            .is_empty()
+    );
+
+    let bind = run(c.cli(&["bind", "-f", f])).await;
+    assert_eq!(bind.code, 0, "{}", bind.stderr);
+    assert!(
+        bind.stdout.contains("3 bindings, 0 failed"),
+        "{}",
+        bind.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn previous_removes_what_the_app_no_longer_wants_in_json() {
+    let c = Clouds::start("previous").await;
+    let before = c.porter_yaml("before.yaml", true);
+    let after = c.porter_yaml("after.yaml", false);
+    let first = run(c.cli(&["apply", "-f", before.to_str().unwrap()])).await;
+    assert_eq!(first.code, 0, "{}{}", first.stdout, first.stderr);
+    assert_eq!(c.aws.associations(CLUSTER).len(), 2);
+
+    let plan = json(
+        &run(c.cli(&[
+            "plan",
+            "-f",
+            after.to_str().unwrap(),
+            "--previous",
+            before.to_str().unwrap(),
+            "-o",
+            "json",
+        ]))
+        .await,
+    );
+    assert_eq!(plan["dry_run"], true);
+    assert_eq!(plan["removed"].as_array().unwrap().len(), 1, "{plan}");
+    assert_eq!(c.aws.associations(CLUSTER).len(), 2, "plan removes nothing");
+
+    let deploy = run(c.cli(&[
+        "apply",
+        "-f",
+        after.to_str().unwrap(),
+        "--previous",
+        before.to_str().unwrap(),
+        "-o",
+        "json",
+    ]))
+    .await;
+    assert_eq!(deploy.code, 0, "{}", deploy.stderr);
+    let report = json(&deploy);
+    let removed = report["removed"].as_array().unwrap();
+    assert_eq!(removed.len(), 1, "{report}");
+    assert_eq!(removed[0]["service"], "worker");
+    assert_eq!(removed[0]["evidence"], "ownership_marks");
+    assert_eq!(c.aws.associations(CLUSTER).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_exit_status_means_what_the_help_says() {
+    let c = Clouds::start("exits").await;
+    let file = c.porter_yaml("porter.yaml", false);
+    let f = file.to_str().unwrap();
+
+    // 2: bad input — an unreadable or invalid porter.yaml, a bad flag, a missing cluster.
+    let missing = run(c.cli(&["plan", "-f", "/nonexistent/porter.yaml"])).await;
+    assert_eq!(missing.code, 2, "{}", missing.stderr);
+    let bad = c.dir.join("bad.yaml");
+    std::fs::write(&bad, "services:\n  - name: api\n    connections:\n      - type: awsRole\n        role: arn:aws:iam::12345:role/x\n").unwrap();
+    let invalid = run(c.cli(&["plan", "-f", bad.to_str().unwrap()])).await;
+    assert_eq!(invalid.code, 2, "{}", invalid.stderr);
+    assert!(
+        invalid.stderr.contains("services[0].connections[0].role"),
+        "{}",
+        invalid.stderr
+    );
+    let flag = run(c.cli(&["plan", "-f", f, "--output", "xml"])).await;
+    assert_eq!(flag.code, 2, "{}", flag.stderr);
+    let mut no_cluster = Command::new(binary());
+    no_cluster
+        .env_clear()
+        .envs(c.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .args(["plan", "-f", f, "--app", "shop"]);
+    let no_cluster = run(no_cluster).await;
+    assert_eq!(no_cluster.code, 2, "{}", no_cluster.stderr);
+    assert!(
+        no_cluster.stderr.contains("--eks-cluster"),
+        "{}",
+        no_cluster.stderr
+    );
+
+    // 0, then 1: verify finds the link missing once someone removed it.
+    assert_eq!(run(c.cli(&["apply", "-f", f])).await.code, 0);
+    c.gcp.revoke(
+        &gcp_email(),
+        WORKLOAD_IDENTITY_USER,
+        &format!("serviceAccount:{GKE_PROJECT}.svc.id.goog[prod/shop-reports]"),
+    );
+    let verify = run(c.cli(&["verify", "-f", f, "-o", "json"])).await;
+    assert_eq!(verify.code, 1, "{}{}", verify.stdout, verify.stderr);
+    let out = json(&verify);
+    assert_eq!(out["healthy"], false);
+    let gcp = of_cloud(&out["results"], "gcp");
+    assert!(
+        gcp["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["code"] == "gcp.binding.missing"),
+        "{gcp}"
+    );
+
+    // 3: a cloud call failed — the managed identity is gone.
+    c.azure.delete_identity("shop-rg", "reports-identity");
+    let failed = run(c.cli(&["apply", "-f", f, "-o", "json"])).await;
+    assert_eq!(failed.code, 3, "{}{}", failed.stdout, failed.stderr);
+    let report = json(&failed);
+    assert_eq!(report["ok"], false);
+    let azure = of_cloud(&report["workloads"], "azure");
+    assert_eq!(azure["error"]["kind"], "not_found", "{azure}");
+    assert!(
+        azure["error"]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("az identity create")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_secret_from_the_environment_appears_in_any_output_or_trace_log() {
+    let c = Clouds::start("secrets").await;
+    let file = c.porter_yaml("porter.yaml", false);
+    let f = file.to_str().unwrap();
+    let key: Value =
+        serde_json::from_str(&std::fs::read_to_string(gcp_key_file()).unwrap()).unwrap();
+    let private_key = key["private_key"].as_str().unwrap();
+    // A line from the middle of the PEM body.
+    let key_line = private_key.lines().nth(5).unwrap().to_owned();
+    let secrets = [AZURE_TOKEN, AWS_SECRET, key_line.as_str()];
+    let mut seen = 0;
+    for output in ["text", "json"] {
+        for command in ["plan", "apply", "bind", "verify", "manifests", "unbind"] {
+            let mut cmd = c.cli(&[command, "-f", f, "-o", output]);
+            cmd.env("RUST_LOG", "trace");
+            let ran = run(cmd).await;
+            assert!(ran.code == 0 || ran.code == 1, "{command}: {}", ran.stderr);
+            seen += ran.stderr.len();
+            for secret in secrets {
+                assert!(
+                    !ran.stdout.contains(secret) && !ran.stderr.contains(secret),
+                    "{command} -o {output} shows a secret"
+                );
+            }
+            assert!(
+                !ran.stderr.contains("Bearer ") && !ran.stdout.contains("Bearer "),
+                "{command} -o {output} shows a bearer token"
+            );
+        }
+    }
+    assert!(
+        seen > 10_000,
+        "RUST_LOG=trace logged something to look through ({seen} bytes)"
+    );
+}
