@@ -472,3 +472,55 @@ async fn no_secret_from_the_environment_appears_in_any_output_or_trace_log() {
         "RUST_LOG=trace logged something to look through ({seen} bytes)"
     );
 }
+
+/// `--fake` needs no cloud and no environment; `--fake-state` keeps the links between runs: a
+/// second apply changes nothing, and `apply --previous` removes what the app dropped.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_fake_clouds_keep_their_links_in_the_state_file() {
+    let dir = std::env::temp_dir().join(support::unique("porter-identity-cli-fake"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.join("state.json");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/porter.yaml");
+    let after = dir.join("after.yaml");
+    std::fs::write(
+        &after,
+        "services:\n  - name: api\n    connections:\n      - type: awsRole\n        role: demo-api-role\n",
+    )
+    .unwrap();
+    let fake = |args: &[&str]| {
+        let mut cmd = Command::new(binary());
+        cmd.env_clear().args(args).args([
+            "--fake",
+            "--fake-state",
+            state.to_str().unwrap(),
+            "--app",
+            "demo",
+        ]);
+        cmd
+    };
+    let example = example.to_str().unwrap();
+    let first = json(&run(fake(&["apply", "-f", example, "-o", "json"])).await);
+    assert_eq!(first["changes"], 4, "{first}");
+    let second = json(&run(fake(&["apply", "-f", example, "-o", "json"])).await);
+    assert_eq!(
+        second["changes"], 0,
+        "every link is there from the state file: {second}"
+    );
+    let verify = run(fake(&["verify", "-f", example])).await;
+    assert_eq!(verify.code, 0, "{}", verify.stdout);
+    let dropped = json(
+        &run(fake(&[
+            "apply",
+            "-f",
+            after.to_str().unwrap(),
+            "--previous",
+            example,
+            "-o",
+            "json",
+        ]))
+        .await,
+    );
+    assert_eq!(dropped["removed"].as_array().unwrap().len(), 3, "{dropped}");
+    let settled = json(&run(fake(&["plan", "-f", after.to_str().unwrap(), "-o", "json"])).await);
+    assert_eq!(settled["changes"], 0, "{settled}");
+}
