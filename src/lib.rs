@@ -13,6 +13,7 @@
 //! | `aws` | `porter_identity::aws` | `AwsPodIdentityProvider`: EKS Pod Identity associations |
 //! | `azure` | `porter_identity::azure` | `AzureWorkloadIdentityProvider`: federated identity credentials on managed identities |
 //! | `gcp` | `porter_identity::gcp` | `GcpWorkloadIdentityProvider`: `roles/iam.workloadIdentityUser` bindings on GCP service accounts (GKE Workload Identity) |
+//! | `kube` | `porter_identity::kube` | the Kubernetes side: workloads that run as a ServiceAccount, and the diagnosis of what it and its pods need |
 //! | `fake` | `aws::fake`, `azure::fake`, `gcp::fake` | in-memory clouds for tests and demos, no account needed |
 //! | `testing` | `testing` | the conformance suite every provider passes |
 //! | `serde` | — | `Serialize` for `ReconcileReport`: its stable JSON, for scripts and CI |
@@ -67,6 +68,10 @@ pub use porter_identity_azure as azure;
 /// GKE Workload Identity bindings on GCP service accounts (feature `gcp`).
 #[cfg(feature = "gcp")]
 pub use porter_identity_gcp as gcp;
+
+/// The Kubernetes side: workloads and their diagnosis (feature `kube`).
+#[cfg(feature = "kube")]
+pub use porter_identity_kube as kube;
 
 // The README's Rust examples, compiled as doc tests so that what it promises keeps building.
 #[cfg(all(doctest, feature = "aws", feature = "azure", feature = "gcp"))]

@@ -1,0 +1,39 @@
+//! The Kubernetes side of porter-identity: what each workload's ServiceAccount and pods need
+//! for the cloud link to work, diagnosed across clouds.
+//!
+//! The clouds' providers link the cloud side and return a
+//! [`ServiceAccountPatch`](porter_identity_core::ServiceAccountPatch) — what the cluster needs.
+//! Most "my pod still gets AccessDenied" reports come from the cluster side: the annotation or
+//! the Azure pod label is missing, pods started before the link and were never restarted, a
+//! stale IRSA annotation wins over EKS Pod Identity, or pods run on a GKE node pool without
+//! `GKE_METADATA`. This crate finds those, from the objects the cluster holds:
+//!
+//! - [`workloads`]: which Deployments, StatefulSets, DaemonSets and CronJobs run as a
+//!   ServiceAccount (a template that names none runs as `default`);
+//! - [`diagnose`]: the findings of one service account's links, with stable [`codes`].
+//!
+//! ```
+//! use porter_identity_core::{ServiceAccountPatch, Workload};
+//! use porter_identity_kube::diagnose::{diagnose, Expected, Observed};
+//! use porter_identity_kube::codes;
+//!
+//! let workload = Workload::for_service("shop", "shop", "api")?;
+//! let mut patch = ServiceAccountPatch::default();
+//! patch.annotations.insert("iam.gke.io/gcp-service-account".into(), "api@p-123456.iam.gserviceaccount.com".into());
+//! let expected = Expected {
+//!     workload: &workload,
+//!     patch: &patch,
+//!     changed_at: None,
+//!     pod_identity: false,
+//!     gke_workload_identity: true,
+//!     pools_without_gke_metadata: &[],
+//! };
+//! // No ServiceAccount in the cluster yet:
+//! let found = diagnose(&expected, &Observed { service_account: None, workloads: &[], pods: &[], nodes: &[] });
+//! assert_eq!(found[0].code, codes::SERVICE_ACCOUNT_MISSING);
+//! # Ok::<(), porter_identity_core::Error>(())
+//! ```
+
+pub mod codes;
+pub mod diagnose;
+pub mod workloads;
