@@ -1,40 +1,10 @@
-//! The ServiceAccount manifests, built from `k8s-openapi` types and serialised (YAML for
+//! The ServiceAccount manifests, built from `k8s-openapi` types (porter-identity-kube's
+//! `apply::service_account`, the body the Kubernetes step applies) and serialised (YAML for
 //! kubectl, or a JSON `List`), so that names, annotation values and quoting are the library's
 //! business, not string formatting's.
 
-use std::collections::BTreeMap;
-
-use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use porter_identity::{ServiceAccountPatch, Workload};
-
-/// The ServiceAccount a workload runs as, with what its links need.
-pub(crate) fn service_account(workload: &Workload, patch: &ServiceAccountPatch) -> ServiceAccount {
-    let labels = BTreeMap::from([
-        (
-            "app.kubernetes.io/part-of".to_owned(),
-            workload.app().to_string(),
-        ),
-        (
-            "app.kubernetes.io/name".to_owned(),
-            workload.service().to_string(),
-        ),
-        (
-            "app.kubernetes.io/managed-by".to_owned(),
-            "porter-identity".to_owned(),
-        ),
-    ]);
-    ServiceAccount {
-        metadata: ObjectMeta {
-            name: Some(workload.service_account().to_string()),
-            namespace: Some(workload.namespace().to_string()),
-            labels: Some(labels),
-            annotations: (!patch.annotations.is_empty()).then(|| patch.annotations.clone()),
-            ..ObjectMeta::default()
-        },
-        ..ServiceAccount::default()
-    }
-}
+use porter_identity_kube::apply::service_account;
 
 /// YAML documents, one per ServiceAccount, each followed by comments saying what the pod
 /// template needs and whether its pods must restart (a ServiceAccount has no place for them).

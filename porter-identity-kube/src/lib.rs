@@ -10,7 +10,10 @@
 //!
 //! - [`workloads`]: which Deployments, StatefulSets, DaemonSets and CronJobs run as a
 //!   ServiceAccount (a template that names none runs as `default`);
-//! - [`diagnose`]: the findings of one service account's links, with stable [`codes`].
+//! - [`diagnose`]: the findings of one service account's links, with stable [`codes`];
+//! - [`apply`]: what porter-identity applies — the ServiceAccount's server-side-apply body,
+//!   the conflicts with another field manager, the Azure pod-template label, the rollout
+//!   restart.
 //!
 //! ```
 //! use porter_identity_core::{ServiceAccountPatch, Workload};
@@ -34,6 +37,7 @@
 //! # Ok::<(), porter_identity_core::Error>(())
 //! ```
 
+pub mod apply;
 pub mod codes;
 pub mod diagnose;
 pub mod workloads;
