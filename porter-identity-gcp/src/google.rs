@@ -114,9 +114,23 @@ impl GoogleApi {
     }
 }
 
+/// How long the service asked to wait: the status's `RetryInfo` detail (Google's own way), or
+/// an HTTP `Retry-After` header in seconds.
 fn retry_after(e: &google_cloud_gax::error::Error) -> Option<Duration> {
-    let value = e.http_headers()?.get("retry-after")?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    use google_cloud_gax::error::rpc::StatusDetails;
+    let from_details = e.status().and_then(|status| {
+        status.details.iter().find_map(|d| match d {
+            StatusDetails::RetryInfo(info) => info
+                .retry_delay
+                .clone()
+                .and_then(|delay| Duration::try_from(delay).ok()),
+            _ => None,
+        })
+    });
+    from_details.or_else(|| {
+        let value = e.http_headers()?.get("retry-after")?.to_str().ok()?;
+        value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    })
 }
 
 /// A failed call, mapped.

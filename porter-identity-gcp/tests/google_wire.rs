@@ -468,3 +468,22 @@ async fn raw_request(server: &FakeServer, path: &str, method: &str) -> serde_jso
     let (_, body) = response.split_once("\r\n\r\n").unwrap();
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {response}"))
 }
+
+/// A quota error's `RetryInfo` detail is honoured: the retry waits at least its `retryDelay`
+/// (the fake asks for 0.3 s), not only the backoff.
+#[tokio::test]
+async fn a_quota_errors_retry_delay_is_waited() {
+    let (gcp, server) = start().await;
+    gcp.add_service_account(&email("shop-api"));
+    let p = provider_with(&server, retry().max_backoff(Duration::from_millis(5))).await;
+    p.plan(&binding("api", "shop-api")).await.unwrap();
+    gcp.inject_failures(Some("getIamPolicy"), ErrorKind::Throttled, 1);
+    let started = Instant::now();
+    p.plan(&binding("api", "shop-api")).await.unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(290),
+        "waited only {:?}",
+        started.elapsed()
+    );
+    server.shutdown().await;
+}

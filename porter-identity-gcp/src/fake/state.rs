@@ -29,6 +29,8 @@ pub(crate) struct GcpError {
     pub(crate) http: u16,
     pub(crate) status: &'static str,
     pub(crate) message: String,
+    /// A `google.rpc.RetryInfo` detail's `retryDelay` (`"0.3s"`), as quota errors carry.
+    pub(crate) retry_delay: Option<&'static str>,
 }
 
 impl GcpError {
@@ -37,6 +39,7 @@ impl GcpError {
             http,
             status,
             message: message.into(),
+            retry_delay: None,
         }
     }
 
@@ -50,18 +53,27 @@ impl GcpError {
 
     /// The error body Google APIs send.
     pub(crate) fn body(&self) -> String {
-        json!({"error": {"code": self.http, "message": self.message, "status": self.status}})
-            .to_string()
+        let mut error = json!({"code": self.http, "message": self.message, "status": self.status});
+        if let Some(delay) = self.retry_delay {
+            error["details"] = json!([{
+                "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                "retryDelay": delay,
+            }]);
+        }
+        json!({ "error": error }).to_string()
     }
 
     /// What a test asked for with `inject_failures`.
     pub(crate) fn injected(kind: ErrorKind) -> Self {
         match kind {
-            ErrorKind::Throttled => Self::new(
-                429,
-                "RESOURCE_EXHAUSTED",
-                "Quota exceeded for quota metric 'Read requests' and limit 'Read requests per minute'.",
-            ),
+            ErrorKind::Throttled => GcpError {
+                retry_delay: Some(QUOTA_RETRY_DELAY),
+                ..Self::new(
+                    429,
+                    "RESOURCE_EXHAUSTED",
+                    "Quota exceeded for quota metric 'Read requests' and limit 'Read requests per minute'.",
+                )
+            },
             ErrorKind::Unavailable => {
                 Self::new(503, "UNAVAILABLE", "The service is currently unavailable.")
             }
@@ -81,6 +93,9 @@ impl GcpError {
         }
     }
 }
+
+/// The `retryDelay` an injected throttling error asks for.
+pub(crate) const QUOTA_RETRY_DELAY: &str = "0.3s";
 
 /// IAM's message for a stale etag.
 pub(crate) const STALE_ETAG: &str = "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff.";
