@@ -122,7 +122,6 @@ fn retry_after(e: &google_cloud_gax::error::Error) -> Option<Duration> {
         status.details.iter().find_map(|d| match d {
             StatusDetails::RetryInfo(info) => info
                 .retry_delay
-                .clone()
                 .and_then(|delay| Duration::try_from(delay).ok()),
             _ => None,
         })
