@@ -13,7 +13,9 @@
 //! - [`diagnose`]: the findings of one service account's links, with stable [`codes`];
 //! - [`apply`]: what porter-identity applies — the ServiceAccount's server-side-apply body,
 //!   the conflicts with another field manager, the Azure pod-template label, the rollout
-//!   restart.
+//!   restart;
+//! - [`preflight`]: before a GKE node pool is put in `GKE_METADATA` mode, the pods on it that
+//!   would lose the node's service account.
 //!
 //! ```
 //! use porter_identity_core::{ServiceAccountPatch, Workload};
@@ -40,4 +42,5 @@
 pub mod apply;
 pub mod codes;
 pub mod diagnose;
+pub mod preflight;
 pub mod workloads;

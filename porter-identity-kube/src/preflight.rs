@@ -1,0 +1,185 @@
+//! The GKE node-pool preflight: before a pool is put in `GKE_METADATA` mode, which pods on its
+//! nodes would lose the node's service account. A pod whose ServiceAccount has no
+//! `iam.gke.io/gcp-service-account` annotation reaches Google APIs as the node today; once the
+//! pool serves Workload Identity, it has no Google identity at all. Read-only.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
+
+use crate::diagnose::GKE_NODE_POOL_LABEL;
+use crate::workloads::DEFAULT_SERVICE_ACCOUNT;
+
+/// The ServiceAccount annotation of GKE Workload Identity.
+pub const GCP_SERVICE_ACCOUNT_ANNOTATION: &str = "iam.gke.io/gcp-service-account";
+
+/// A pod that would lose the node's service account.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PodAtRisk {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub pod: String,
+    /// The ServiceAccount it runs as, which has no GCP service-account annotation.
+    pub service_account: String,
+    /// The node it runs on.
+    pub node: String,
+}
+
+impl fmt::Display for PodAtRisk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "pod {}/{} on node {} (ServiceAccount {} has no {GCP_SERVICE_ACCOUNT_ANNOTATION})",
+            self.namespace, self.pod, self.node, self.service_account
+        )
+    }
+}
+
+/// The pods on the nodes of `pool` whose ServiceAccount (among `accounts`, of every namespace)
+/// has no `iam.gke.io/gcp-service-account` annotation. Empty: the pool can be switched.
+pub fn pods_at_risk(
+    pool: &str,
+    nodes: &[Node],
+    pods: &[Pod],
+    accounts: &[ServiceAccount],
+) -> Vec<PodAtRisk> {
+    let pool_nodes: BTreeSet<&str> = nodes
+        .iter()
+        .filter(|n| {
+            n.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(GKE_NODE_POOL_LABEL))
+                .is_some_and(|p| p == pool)
+        })
+        .filter_map(|n| n.metadata.name.as_deref())
+        .collect();
+    let annotated: BTreeMap<(&str, &str), bool> = accounts
+        .iter()
+        .filter_map(|sa| {
+            let ns = sa.metadata.namespace.as_deref()?;
+            let name = sa.metadata.name.as_deref()?;
+            let has = sa.metadata.annotations.as_ref().is_some_and(|a| {
+                a.get(GCP_SERVICE_ACCOUNT_ANNOTATION)
+                    .is_some_and(|v| !v.is_empty())
+            });
+            Some(((ns, name), has))
+        })
+        .collect();
+    let mut out: Vec<PodAtRisk> = pods
+        .iter()
+        .filter_map(|p| {
+            let spec = p.spec.as_ref()?;
+            let node = spec
+                .node_name
+                .as_deref()
+                .filter(|n| pool_nodes.contains(n))?;
+            if spec.host_network == Some(true) {
+                // Host-network pods keep reaching the node's metadata server.
+                return None;
+            }
+            let ns = p.metadata.namespace.as_deref().unwrap_or_default();
+            let sa = spec
+                .service_account_name
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .unwrap_or(DEFAULT_SERVICE_ACCOUNT);
+            let safe = annotated.get(&(ns, sa)).copied().unwrap_or(false);
+            (!safe).then(|| PodAtRisk {
+                namespace: ns.to_owned(),
+                pod: p.metadata.name.clone().unwrap_or_default(),
+                service_account: sa.to_owned(),
+                node: node.to_owned(),
+            })
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use k8s_openapi::api::core::v1::PodSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    use super::*;
+
+    fn node(name: &str, pool: &str) -> Node {
+        Node {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                labels: Some(BTreeMap::from([(
+                    GKE_NODE_POOL_LABEL.to_owned(),
+                    pool.to_owned(),
+                )])),
+                ..ObjectMeta::default()
+            },
+            ..Node::default()
+        }
+    }
+
+    fn pod(ns: &str, name: &str, sa: Option<&str>, node: &str, host_network: bool) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(ns.into()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(PodSpec {
+                service_account_name: sa.map(str::to_owned),
+                node_name: Some(node.into()),
+                host_network: Some(host_network),
+                ..PodSpec::default()
+            }),
+            ..Pod::default()
+        }
+    }
+
+    fn account(ns: &str, name: &str, gsa: Option<&str>) -> ServiceAccount {
+        ServiceAccount {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(ns.into()),
+                annotations: gsa.map(|g| {
+                    BTreeMap::from([(GCP_SERVICE_ACCOUNT_ANNOTATION.to_owned(), g.to_owned())])
+                }),
+                ..ObjectMeta::default()
+            },
+            ..ServiceAccount::default()
+        }
+    }
+
+    #[test]
+    fn pods_on_the_pool_without_a_gcp_annotation_are_listed() {
+        let nodes = [node("legacy-1", "legacy"), node("good-1", "default-pool")];
+        let pods = [
+            pod("shop", "api-1", Some("shop-api"), "legacy-1", false),
+            pod("shop", "batch-1", Some("shop-batch"), "legacy-1", false),
+            pod("shop", "web-1", None, "legacy-1", false),
+            pod("shop", "api-2", Some("shop-batch"), "good-1", false),
+            pod("kube-system", "agent", Some("agent"), "legacy-1", true),
+        ];
+        let accounts = [
+            account(
+                "shop",
+                "shop-api",
+                Some("api@p-123456.iam.gserviceaccount.com"),
+            ),
+            account("shop", "shop-batch", None),
+        ];
+        let at_risk = pods_at_risk("legacy", &nodes, &pods, &accounts);
+        let names: Vec<&str> = at_risk.iter().map(|p| p.pod.as_str()).collect();
+        assert_eq!(names, ["batch-1", "web-1"], "{at_risk:?}");
+        assert_eq!(at_risk[1].service_account, "default");
+        assert!(
+            at_risk[0]
+                .to_string()
+                .contains("has no iam.gke.io/gcp-service-account")
+        );
+        assert!(pods_at_risk("default-pool", &nodes, &pods[..1], &accounts).is_empty());
+    }
+}
