@@ -269,11 +269,12 @@ pub fn diagnose(expected: &Expected<'_>, observed: &Observed<'_>) -> Vec<Finding
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use k8s_openapi::api::core::v1::{NodeSpec, PodSpec};
+    use k8s_openapi::api::core::v1::PodSpec;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
     use k8s_openapi::chrono::TimeZone;
 
     use super::*;
+    use crate::fixtures::gke_node;
 
     const NS: &str = "shop";
 
@@ -333,21 +334,6 @@ mod tests {
                 ..PodSpec::default()
             }),
             ..Pod::default()
-        }
-    }
-
-    fn node(name: &str, pool: &str) -> Node {
-        Node {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                labels: Some(BTreeMap::from([(
-                    GKE_NODE_POOL_LABEL.to_owned(),
-                    pool.to_owned(),
-                )])),
-                ..ObjectMeta::default()
-            },
-            spec: Some(NodeSpec::default()),
-            ..Node::default()
         }
     }
 
@@ -535,8 +521,8 @@ mod tests {
             pod("api-2", ("ReplicaSet", "api-7d9c"), &[], 1, "good-node-1"),
         ];
         let nodes = [
-            node("legacy-node-1", "legacy-pool"),
-            node("good-node-1", "default-pool"),
+            gke_node("legacy-node-1", "legacy-pool"),
+            gke_node("good-node-1", "default-pool"),
         ];
         let bad = ["legacy-pool".to_owned()];
         let mut e = expected(&w, &patch);

@@ -42,5 +42,7 @@
 pub mod apply;
 pub mod codes;
 pub mod diagnose;
+#[cfg(test)]
+mod fixtures;
 pub mod preflight;
 pub mod workloads;

@@ -107,20 +107,7 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     use super::*;
-
-    fn node(name: &str, pool: &str) -> Node {
-        Node {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                labels: Some(BTreeMap::from([(
-                    GKE_NODE_POOL_LABEL.to_owned(),
-                    pool.to_owned(),
-                )])),
-                ..ObjectMeta::default()
-            },
-            ..Node::default()
-        }
-    }
+    use crate::fixtures::gke_node;
 
     fn pod(ns: &str, name: &str, sa: Option<&str>, node: &str, host_network: bool) -> Pod {
         Pod {
@@ -155,7 +142,10 @@ mod tests {
 
     #[test]
     fn pods_on_the_pool_without_a_gcp_annotation_are_listed() {
-        let nodes = [node("legacy-1", "legacy"), node("good-1", "default-pool")];
+        let nodes = [
+            gke_node("legacy-1", "legacy"),
+            gke_node("good-1", "default-pool"),
+        ];
         let pods = [
             pod("shop", "api-1", Some("shop-api"), "legacy-1", false),
             pod("shop", "batch-1", Some("shop-batch"), "legacy-1", false),
