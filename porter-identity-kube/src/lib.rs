@@ -42,6 +42,8 @@
 pub mod apply;
 pub mod codes;
 pub mod diagnose;
+#[cfg(feature = "fake")]
+pub mod fake;
 #[cfg(test)]
 mod fixtures;
 pub mod preflight;

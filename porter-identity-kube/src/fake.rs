@@ -1,0 +1,609 @@
+//! An in-memory Kubernetes API store with the rules porter-identity depends on (feature
+//! `fake`): server-side apply with field ownership per field manager — a field another manager
+//! owns with another value is a conflict naming that manager, unless forced; the same value is
+//! shared; fields a manager stops applying are removed — plain updates that take ownership
+//! without conflicts (what `kubectl edit` does), and lists with label and field selectors.
+//!
+//! Objects are JSON as the API server serves them; ownership is kept per manager as the set of
+//! leaf field paths it applied (arrays are atomic) and served as `metadata.managedFields`
+//! (`fieldsV1`). The HTTP face over TLS that the wire tests need is the next step.
+//!
+//! ```
+//! use porter_identity_kube::fake::{FakeKube, ObjectKey};
+//! use serde_json::json;
+//!
+//! let kube = FakeKube::new();
+//! let key = ObjectKey::new("v1", "ServiceAccount", "shop", "shop-api");
+//! kube.update(&key, "kubectl-edit", json!({"metadata": {"annotations": {"a": "1"}}}));
+//! let conflict = kube
+//!     .apply(&key, "porter-identity", json!({"metadata": {"annotations": {"a": "2"}}}), false)
+//!     .unwrap_err();
+//! assert_eq!(conflict.conflicts[0].manager, "kubectl-edit");
+//! kube.apply(&key, "porter-identity", json!({"metadata": {"annotations": {"a": "2"}}}), true).unwrap();
+//! assert_eq!(kube.get(&key).unwrap()["metadata"]["annotations"]["a"], "2");
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde_json::{Map, Value, json};
+
+/// An object's identity: API version, kind, namespace (empty for cluster-scoped) and name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    /// `v1`, `apps/v1`, `batch/v1`.
+    pub api_version: String,
+    /// `ServiceAccount`, `Deployment`, `Pod`, `Node`, …
+    pub kind: String,
+    /// Its namespace; empty for cluster-scoped kinds.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+}
+
+impl ObjectKey {
+    /// A key.
+    pub fn new(api_version: &str, kind: &str, namespace: &str, name: &str) -> Self {
+        ObjectKey {
+            api_version: api_version.to_owned(),
+            kind: kind.to_owned(),
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace.is_empty() {
+            write!(f, "{} {}", self.kind, self.name)
+        } else {
+            write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+        }
+    }
+}
+
+/// One field that another manager owns with another value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// The field, as a dotted path (`.metadata.annotations.x`).
+    pub field: String,
+    /// The manager that owns it.
+    pub manager: String,
+}
+
+/// A refused server-side apply: the API server's 409 `Conflict`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyConflict {
+    /// Every conflicting field.
+    pub conflicts: Vec<Conflict>,
+}
+
+impl fmt::Display for ApplyConflict {
+    /// The API server's wording: `Apply failed with 1 conflict: conflict with "helm": .metadata.annotations.x`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Apply failed with {} conflict", self.conflicts.len())?;
+        if self.conflicts.len() != 1 {
+            f.write_str("s")?;
+        }
+        let parts: Vec<String> = self
+            .conflicts
+            .iter()
+            .map(|c| format!("conflict with \"{}\": {}", c.manager, c.field))
+            .collect();
+        write!(f, ": {}", parts.join(", "))
+    }
+}
+
+type Path = Vec<String>;
+
+/// The leaf paths of `value` (objects recurse; everything else, arrays included, is a leaf).
+fn leaves(value: &Value, prefix: &mut Path, out: &mut BTreeSet<Path>) {
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            for (k, v) in map {
+                prefix.push(k.clone());
+                leaves(v, prefix, out);
+                prefix.pop();
+            }
+        }
+        _ => {
+            if !prefix.is_empty() {
+                out.insert(prefix.clone());
+            }
+        }
+    }
+}
+
+fn leaf_paths(value: &Value) -> BTreeSet<Path> {
+    let mut out = BTreeSet::new();
+    leaves(value, &mut Vec::new(), &mut out);
+    out
+}
+
+fn at<'a>(value: &'a Value, path: &[String]) -> Option<&'a Value> {
+    path.iter().try_fold(value, |v, k| v.get(k))
+}
+
+fn set(value: &mut Value, path: &[String], leaf: Value) {
+    let mut cur = value;
+    for (i, k) in path.iter().enumerate() {
+        if !cur.is_object() {
+            *cur = Value::Object(Map::new());
+        }
+        let Some(map) = cur.as_object_mut() else {
+            return;
+        };
+        if i + 1 == path.len() {
+            map.insert(k.clone(), leaf);
+            return;
+        }
+        cur = map
+            .entry(k.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+}
+
+/// Removes the field at `path`, and the objects it leaves empty.
+fn remove(value: &mut Value, path: &[String]) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    if let Some(Value::Object(map)) = parents.iter().try_fold(&mut *value, |v, k| v.get_mut(k)) {
+        map.remove(last);
+    }
+    if !parents.is_empty()
+        && at(value, parents).is_some_and(|v| v.as_object().is_some_and(Map::is_empty))
+    {
+        remove(value, parents);
+    }
+}
+
+fn dotted(path: &[String]) -> String {
+    path.iter().map(|p| format!(".{p}")).collect()
+}
+
+/// `fieldsV1` of a set of paths: `{"f:metadata": {"f:annotations": {"f:x": {}}}}`.
+fn fields_v1(paths: &BTreeSet<Path>) -> Value {
+    let mut out = Value::Object(Map::new());
+    for p in paths {
+        let prefixed: Path = p.iter().map(|k| format!("f:{k}")).collect();
+        set(&mut out, &prefixed, json!({}));
+    }
+    out
+}
+
+/// An object and who owns which of its fields.
+#[derive(Debug, Clone)]
+struct Stored {
+    object: Value,
+    /// Per manager: the paths it owns, and whether it got them by apply or by update.
+    owners: BTreeMap<String, (BTreeSet<Path>, &'static str)>,
+    resource_version: u64,
+    created: u64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    objects: BTreeMap<ObjectKey, Stored>,
+    version: u64,
+}
+
+/// The in-memory store. Cheap to clone: clones share the state.
+#[derive(Debug, Clone, Default)]
+pub struct FakeKube {
+    state: Arc<Mutex<State>>,
+}
+
+/// The fields the server sets itself, never owned by a manager.
+fn server_fields(path: &[String]) -> bool {
+    matches!(
+        path.first().map(String::as_str),
+        Some("apiVersion" | "kind")
+    ) || (path.first().map(String::as_str) == Some("metadata")
+        && matches!(
+            path.get(1).map(String::as_str),
+            Some(
+                "name"
+                    | "namespace"
+                    | "uid"
+                    | "resourceVersion"
+                    | "creationTimestamp"
+                    | "managedFields"
+                    | "generation"
+            )
+        ))
+}
+
+impl FakeKube {
+    /// An empty cluster.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Server-side apply of `body` by `manager`: creates the object or merges into it. A field
+    /// another manager owns with another value is a conflict, unless `force` (then this manager
+    /// takes it over). Fields this manager applied before and no longer applies are removed
+    /// when no other manager owns them. Returns the object as stored.
+    ///
+    /// # Errors
+    /// [`ApplyConflict`] naming every conflicting field and its manager; nothing is changed.
+    pub fn apply(
+        &self,
+        key: &ObjectKey,
+        manager: &str,
+        body: Value,
+        force: bool,
+    ) -> Result<Value, ApplyConflict> {
+        let mut state = self.lock();
+        state.version += 1;
+        let version = state.version;
+        let stored = state.objects.entry(key.clone()).or_insert_with(|| Stored {
+            object: json!({}),
+            owners: BTreeMap::new(),
+            resource_version: version,
+            created: version,
+        });
+        let applied: BTreeSet<Path> = leaf_paths(&body)
+            .into_iter()
+            .filter(|p| !server_fields(p))
+            .collect();
+        // (manager, field) pairs: another manager owns the field with another value.
+        let mut taken: Vec<(String, Path)> = Vec::new();
+        for p in &applied {
+            let same = at(&stored.object, p) == at(&body, p);
+            for (other, (paths, _)) in &stored.owners {
+                if other != manager && paths.contains(p) && !same {
+                    taken.push((other.clone(), p.clone()));
+                }
+            }
+        }
+        let conflicts: Vec<Conflict> = taken
+            .iter()
+            .map(|(m, p)| Conflict {
+                field: dotted(p),
+                manager: m.clone(),
+            })
+            .collect();
+        if !conflicts.is_empty() && !force {
+            return Err(ApplyConflict { conflicts });
+        }
+        let before = stored
+            .owners
+            .get(manager)
+            .map(|(paths, _)| paths.clone())
+            .unwrap_or_default();
+        for dropped in before.difference(&applied) {
+            let shared = stored
+                .owners
+                .iter()
+                .any(|(m, (paths, _))| m != manager && paths.contains(dropped));
+            if !shared {
+                remove(&mut stored.object, dropped);
+            }
+        }
+        for p in &applied {
+            if let Some(v) = at(&body, p) {
+                set(&mut stored.object, p, v.clone());
+            }
+        }
+        // Forced: the fields taken from other managers are this manager's alone.
+        for (other, p) in &taken {
+            if let Some((paths, _)) = stored.owners.get_mut(other) {
+                paths.remove(p);
+            }
+        }
+        stored.owners.retain(|_, (paths, _)| !paths.is_empty());
+        stored.owners.insert(manager.to_owned(), (applied, "Apply"));
+        stored.resource_version = version;
+        Ok(Self::served(key, stored))
+    }
+
+    /// A plain update by `manager` (`kubectl edit`, a controller): sets the fields of `body`
+    /// and takes their ownership from whoever had them, with no conflict.
+    pub fn update(&self, key: &ObjectKey, manager: &str, body: Value) -> Value {
+        let mut state = self.lock();
+        state.version += 1;
+        let version = state.version;
+        let stored = state.objects.entry(key.clone()).or_insert_with(|| Stored {
+            object: json!({}),
+            owners: BTreeMap::new(),
+            resource_version: version,
+            created: version,
+        });
+        let fields: BTreeSet<Path> = leaf_paths(&body)
+            .into_iter()
+            .filter(|p| !server_fields(p))
+            .collect();
+        for p in &fields {
+            if let Some(v) = at(&body, p) {
+                set(&mut stored.object, p, v.clone());
+            }
+            for (other, (paths, _)) in stored.owners.iter_mut() {
+                if other != manager {
+                    paths.remove(p);
+                }
+            }
+        }
+        stored.owners.retain(|_, (paths, _)| !paths.is_empty());
+        let entry = stored
+            .owners
+            .entry(manager.to_owned())
+            .or_insert_with(|| (BTreeSet::new(), "Update"));
+        entry.0.extend(fields);
+        stored.resource_version = version;
+        Self::served(key, stored)
+    }
+
+    /// The object as the API server serves it, with `metadata.managedFields`.
+    pub fn get(&self, key: &ObjectKey) -> Option<Value> {
+        self.lock().objects.get(key).map(|s| Self::served(key, s))
+    }
+
+    /// Deletes an object; `false` when it was not there.
+    pub fn delete(&self, key: &ObjectKey) -> bool {
+        self.lock().objects.remove(key).is_some()
+    }
+
+    /// The objects of `kind` in `namespace` (every namespace when `None`) matching an
+    /// equality-based label selector (`a=b,c!=d`, empty for all) and field selector
+    /// (`spec.serviceAccountName=x,spec.nodeName=y`, dotted paths).
+    pub fn list(
+        &self,
+        kind: &str,
+        namespace: Option<&str>,
+        label_selector: &str,
+        field_selector: &str,
+    ) -> Vec<Value> {
+        let labels = parse_selector(label_selector);
+        let fields = parse_selector(field_selector);
+        self.lock()
+            .objects
+            .iter()
+            .filter(|(k, _)| k.kind == kind && namespace.is_none_or(|ns| k.namespace == ns))
+            .map(|(k, s)| Self::served(k, s))
+            .filter(|o| {
+                labels.iter().all(|(key, want, eq)| {
+                    let have = o["metadata"]["labels"].get(key).and_then(Value::as_str);
+                    (have == Some(want.as_str())) == *eq
+                })
+            })
+            .filter(|o| {
+                fields.iter().all(|(path, want, eq)| {
+                    let parts: Path = path.split('.').map(str::to_owned).collect();
+                    let have = at(o, &parts).and_then(Value::as_str);
+                    (have == Some(want.as_str())) == *eq
+                })
+            })
+            .collect()
+    }
+
+    fn served(key: &ObjectKey, stored: &Stored) -> Value {
+        let mut object = stored.object.clone();
+        set(&mut object, &["apiVersion".into()], json!(key.api_version));
+        set(&mut object, &["kind".into()], json!(key.kind));
+        let meta = |field: &str| vec!["metadata".to_owned(), field.to_owned()];
+        set(&mut object, &meta("name"), json!(key.name));
+        if !key.namespace.is_empty() {
+            set(&mut object, &meta("namespace"), json!(key.namespace));
+        }
+        set(
+            &mut object,
+            &meta("resourceVersion"),
+            json!(stored.resource_version.to_string()),
+        );
+        set(
+            &mut object,
+            &meta("uid"),
+            json!(format!("00000000-0000-4000-8000-{:012}", stored.created)),
+        );
+        let managed: Vec<Value> = stored
+            .owners
+            .iter()
+            .map(|(manager, (paths, operation))| {
+                json!({
+                    "manager": manager,
+                    "operation": operation,
+                    "apiVersion": key.api_version,
+                    "fieldsType": "FieldsV1",
+                    "fieldsV1": fields_v1(paths),
+                })
+            })
+            .collect();
+        set(&mut object, &meta("managedFields"), Value::Array(managed));
+        object
+    }
+}
+
+/// `a=b,c!=d` (also `a==b`) → `[(a, b, true), (c, d, false)]`.
+fn parse_selector(selector: &str) -> Vec<(String, String, bool)> {
+    selector
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .filter_map(|term| {
+            if let Some((k, v)) = term.split_once("!=") {
+                Some((k.trim().to_owned(), v.trim().to_owned(), false))
+            } else {
+                let (k, v) = term.split_once("==").or_else(|| term.split_once('='))?;
+                Some((k.trim().to_owned(), v.trim().to_owned(), true))
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use k8s_openapi::api::core::v1::ServiceAccount;
+
+    use super::*;
+    use crate::apply::{FIELD_MANAGER, annotation_conflicts};
+
+    fn sa() -> ObjectKey {
+        ObjectKey::new("v1", "ServiceAccount", "shop", "shop-api")
+    }
+
+    #[test]
+    fn apply_creates_then_merges_and_owns_what_it_applied() {
+        let kube = FakeKube::new();
+        kube.apply(
+            &sa(),
+            FIELD_MANAGER,
+            json!({"metadata": {"annotations": {"a": "1"}}}),
+            false,
+        )
+        .unwrap();
+        kube.update(
+            &sa(),
+            "kubectl-edit",
+            json!({"metadata": {"labels": {"team": "x"}}}),
+        );
+        let got = kube.get(&sa()).unwrap();
+        assert_eq!(got["metadata"]["annotations"]["a"], "1");
+        assert_eq!(got["metadata"]["labels"]["team"], "x");
+        let managers: Vec<&str> = got["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["manager"].as_str().unwrap())
+            .collect();
+        assert_eq!(managers, ["kubectl-edit", FIELD_MANAGER]);
+    }
+
+    #[test]
+    fn another_managers_value_conflicts_unless_forced_and_the_same_value_is_shared() {
+        let kube = FakeKube::new();
+        kube.update(
+            &sa(),
+            "helm",
+            json!({"metadata": {"annotations": {"a": "old", "b": "same"}}}),
+        );
+        let e = kube
+            .apply(
+                &sa(),
+                FIELD_MANAGER,
+                json!({"metadata": {"annotations": {"a": "new", "b": "same"}}}),
+                false,
+            )
+            .unwrap_err();
+        assert_eq!(
+            e.conflicts,
+            [Conflict {
+                field: ".metadata.annotations.a".into(),
+                manager: "helm".into()
+            }]
+        );
+        assert_eq!(
+            e.to_string(),
+            "Apply failed with 1 conflict: conflict with \"helm\": .metadata.annotations.a"
+        );
+        assert_eq!(
+            kube.get(&sa()).unwrap()["metadata"]["annotations"]["a"],
+            "old",
+            "nothing changed"
+        );
+
+        // What the client library reads off managedFields agrees with the server.
+        let served: ServiceAccount = serde_json::from_value(kube.get(&sa()).unwrap()).unwrap();
+        let mut patch = porter_identity_core::ServiceAccountPatch::default();
+        patch.annotations.insert("a".into(), "new".into());
+        assert_eq!(annotation_conflicts(&served, &patch)[0].manager, "helm");
+
+        let forced = kube
+            .apply(
+                &sa(),
+                FIELD_MANAGER,
+                json!({"metadata": {"annotations": {"a": "new", "b": "same"}}}),
+                true,
+            )
+            .unwrap();
+        assert_eq!(forced["metadata"]["annotations"]["a"], "new");
+        let served: ServiceAccount = serde_json::from_value(forced).unwrap();
+        assert!(
+            annotation_conflicts(&served, &patch).is_empty(),
+            "the forced field is ours now"
+        );
+    }
+
+    #[test]
+    fn a_field_no_longer_applied_is_removed_unless_someone_else_owns_it() {
+        let kube = FakeKube::new();
+        kube.apply(
+            &sa(),
+            FIELD_MANAGER,
+            json!({"metadata": {"annotations": {"a": "1", "b": "2"}}}),
+            false,
+        )
+        .unwrap();
+        kube.apply(
+            &sa(),
+            "other",
+            json!({"metadata": {"annotations": {"b": "2"}}}),
+            false,
+        )
+        .unwrap();
+        let got = kube
+            .apply(
+                &sa(),
+                FIELD_MANAGER,
+                json!({"metadata": {"labels": {"x": "y"}}}),
+                false,
+            )
+            .unwrap();
+        assert!(got["metadata"]["annotations"].get("a").is_none(), "{got}");
+        assert_eq!(
+            got["metadata"]["annotations"]["b"], "2",
+            "shared with `other`"
+        );
+    }
+
+    #[test]
+    fn lists_filter_by_namespace_labels_and_fields() {
+        let kube = FakeKube::new();
+        for (ns, name, sa, node, app) in [
+            ("shop", "api-1", "shop-api", "n1", "api"),
+            ("shop", "api-2", "shop-api", "n2", "api"),
+            ("shop", "web-1", "default", "n1", "web"),
+            ("other", "api-1", "shop-api", "n1", "api"),
+        ] {
+            kube.update(
+                &ObjectKey::new("v1", "Pod", ns, name),
+                "kubelet",
+                json!({"metadata": {"labels": {"app": app}}, "spec": {"serviceAccountName": sa, "nodeName": node}}),
+            );
+        }
+        let names = |ns: Option<&str>, labels: &str, fields: &str| -> Vec<String> {
+            kube.list("Pod", ns, labels, fields)
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{}/{}",
+                        p["metadata"]["namespace"].as_str().unwrap(),
+                        p["metadata"]["name"].as_str().unwrap()
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(
+            names(Some("shop"), "app=api", ""),
+            ["shop/api-1", "shop/api-2"]
+        );
+        assert_eq!(names(Some("shop"), "app!=api", ""), ["shop/web-1"]);
+        assert_eq!(
+            names(
+                None,
+                "",
+                "spec.nodeName=n1,spec.serviceAccountName=shop-api"
+            ),
+            ["other/api-1", "shop/api-1"]
+        );
+        assert!(names(Some("shop"), "app=none", "").is_empty());
+    }
+}
