@@ -190,6 +190,29 @@ struct State {
     version: u64,
 }
 
+impl State {
+    /// The object a write goes to (created empty if new), and the write's resource version.
+    fn write(&mut self, key: &ObjectKey) -> (&mut Stored, u64) {
+        self.version += 1;
+        let version = self.version;
+        let stored = self.objects.entry(key.clone()).or_insert_with(|| Stored {
+            object: json!({}),
+            owners: BTreeMap::new(),
+            resource_version: version,
+            created: version,
+        });
+        (stored, version)
+    }
+}
+
+/// The fields of `body` a manager can own (not those the server sets).
+fn manager_fields(body: &Value) -> BTreeSet<Path> {
+    leaf_paths(body)
+        .into_iter()
+        .filter(|p| !server_fields(p))
+        .collect()
+}
+
 /// The in-memory store. Cheap to clone: clones share the state.
 #[derive(Debug, Clone, Default)]
 pub struct FakeKube {
@@ -241,18 +264,8 @@ impl FakeKube {
         force: bool,
     ) -> Result<Value, ApplyConflict> {
         let mut state = self.lock();
-        state.version += 1;
-        let version = state.version;
-        let stored = state.objects.entry(key.clone()).or_insert_with(|| Stored {
-            object: json!({}),
-            owners: BTreeMap::new(),
-            resource_version: version,
-            created: version,
-        });
-        let applied: BTreeSet<Path> = leaf_paths(&body)
-            .into_iter()
-            .filter(|p| !server_fields(p))
-            .collect();
+        let (stored, version) = state.write(key);
+        let applied = manager_fields(&body);
         // (manager, field) pairs: another manager owns the field with another value.
         let mut taken: Vec<(String, Path)> = Vec::new();
         for p in &applied {
@@ -308,18 +321,8 @@ impl FakeKube {
     /// and takes their ownership from whoever had them, with no conflict.
     pub fn update(&self, key: &ObjectKey, manager: &str, body: Value) -> Value {
         let mut state = self.lock();
-        state.version += 1;
-        let version = state.version;
-        let stored = state.objects.entry(key.clone()).or_insert_with(|| Stored {
-            object: json!({}),
-            owners: BTreeMap::new(),
-            resource_version: version,
-            created: version,
-        });
-        let fields: BTreeSet<Path> = leaf_paths(&body)
-            .into_iter()
-            .filter(|p| !server_fields(p))
-            .collect();
+        let (stored, version) = state.write(key);
+        let fields = manager_fields(&body);
         for p in &fields {
             if let Some(v) = at(&body, p) {
                 set(&mut stored.object, p, v.clone());
