@@ -523,4 +523,21 @@ async fn the_fake_clouds_keep_their_links_in_the_state_file() {
     assert_eq!(dropped["removed"].as_array().unwrap().len(), 3, "{dropped}");
     let settled = json(&run(fake(&["plan", "-f", after.to_str().unwrap(), "-o", "json"])).await);
     assert_eq!(settled["changes"], 0, "{settled}");
+
+    // Without --app, the app is the porter.yaml's top-level `name` (examples/porter.yaml: demo);
+    // a file without one needs --app (bad input, 2).
+    let mut named = Command::new(binary());
+    named
+        .env_clear()
+        .args(["plan", "--fake", "-f", example, "-o", "json"]);
+    let named = run(named).await;
+    assert_eq!(named.code, 0, "{}", named.stderr);
+    assert_eq!(json(&named)["app"], "demo");
+    let mut unnamed = Command::new(binary());
+    unnamed
+        .env_clear()
+        .args(["plan", "--fake", "-f", after.to_str().unwrap()]);
+    let unnamed = run(unnamed).await;
+    assert_eq!(unnamed.code, 2, "{}", unnamed.stderr);
+    assert!(unnamed.stderr.contains("--app"), "{}", unnamed.stderr);
 }

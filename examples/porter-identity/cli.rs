@@ -37,6 +37,13 @@ pub(crate) enum Command {
     Manifests(Common),
 }
 
+impl Common {
+    /// The app, once resolved (see `main::run`).
+    pub(crate) fn app(&self) -> &str {
+        self.app.as_deref().unwrap_or_default()
+    }
+}
+
 impl Command {
     pub(crate) fn common(&self) -> &Common {
         match self {
@@ -70,15 +77,16 @@ impl Command {
 }
 
 /// The flags every subcommand takes.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub(crate) struct Common {
     /// The app's porter.yaml.
     #[arg(short = 'f', long = "file", default_value = "porter.yaml")]
     pub(crate) file: PathBuf,
 
-    /// The porter app (ServiceAccounts are named <app>-<service>).
+    /// The porter app (ServiceAccounts are named <app>-<service>); by default the porter.yaml's
+    /// top-level `name`.
     #[arg(long)]
-    pub(crate) app: String,
+    pub(crate) app: Option<String>,
 
     /// The Kubernetes namespace the app is deployed to.
     #[arg(short = 'n', long, default_value = "default")]

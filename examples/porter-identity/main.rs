@@ -90,15 +90,24 @@ fn read_manifest(path: &Path, what: &str) -> Result<(AppManifest, String), Failu
 }
 
 async fn run(command: &Command) -> Result<u8, Failure> {
-    let common = command.common();
+    let mut common = command.common().clone();
     let (manifest, text) = read_manifest(&common.file, "-f")?;
+    if common.app.is_none() {
+        common.app = Some(manifest.name().map(str::to_owned).ok_or_else(|| {
+            Failure::Input(format!(
+                "{} has no top-level `name`: pass the app with --app NAME",
+                common.file.display()
+            ))
+        })?);
+    }
+    let common = &common;
     let previous = common
         .previous
         .as_deref()
         .map(|p| read_manifest(p, "--previous"))
         .transpose()?;
     // Names are checked before anything else is done.
-    manifest.bindings(&common.app, &common.namespace)?;
+    manifest.bindings(common.app(), &common.namespace)?;
 
     let state = match &common.fake_state {
         Some(path) => Some(FakeState::load(path)?),
@@ -152,7 +161,7 @@ async fn run(command: &Command) -> Result<u8, Failure> {
         state.record(
             Run {
                 command: command.name().to_owned(),
-                app: common.app.clone(),
+                app: common.app().to_owned(),
                 namespace: common.namespace.clone(),
                 manifest: text,
                 previous: previous.map(|(_, t)| t),
@@ -189,7 +198,7 @@ async fn reconcile(
     previous: Option<&AppManifest>,
     dry_run: bool,
 ) -> Result<u8, Failure> {
-    let mut reconciler = Reconciler::new(&common.app, &common.namespace).desired(manifest);
+    let mut reconciler = Reconciler::new(common.app(), &common.namespace).desired(manifest);
     for p in clouds.providers() {
         reconciler = reconciler.provider(p);
     }
@@ -226,7 +235,7 @@ fn by_cloud(
 ) -> Result<Vec<(Cloud, Vec<Binding>)>, Failure> {
     let mut out = Vec::new();
     for cloud in [Cloud::Aws, Cloud::Azure, Cloud::Gcp] {
-        let bindings = manifest.bindings_for(cloud, &common.app, &common.namespace)?;
+        let bindings = manifest.bindings_for(cloud, common.app(), &common.namespace)?;
         if !bindings.is_empty() {
             out.push((cloud, bindings));
         }

@@ -133,7 +133,7 @@ pub(crate) fn outcomes_json(
         .collect();
     pretty(&json!({
         "command": command,
-        "app": common.app,
+        "app": common.app(),
         "namespace": common.namespace,
         "ok": rows.iter().all(|(_, r)| r.is_ok()),
         "results": results,
@@ -194,7 +194,7 @@ pub(crate) fn verify_json(
         .collect();
     pretty(&json!({
         "command": "verify",
-        "app": common.app,
+        "app": common.app(),
         "namespace": common.namespace,
         "healthy": rows.iter().all(|(_, r)| r.as_ref().is_ok_and(VerifyReport::is_healthy)),
         "results": results,

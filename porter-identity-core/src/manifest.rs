@@ -74,6 +74,8 @@ impl Service {
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct AppManifest {
+    /// Porter's top-level `name`: the app's name, when the file gives one as a string.
+    name: Option<String>,
     services: Vec<Service>,
 }
 
@@ -186,7 +188,30 @@ impl AppManifest {
                 ));
             }
         }
-        Ok(AppManifest { services: out })
+        // Porter's `name` is the app's; other tools' files may have none, or another kind of
+        // value, which is not ours to refuse.
+        let name = match root.get("name").map(|n| &n.node) {
+            Some(Node::String(n)) if !n.trim().is_empty() => Some(n.trim().to_owned()),
+            _ => None,
+        };
+        Ok(AppManifest {
+            name,
+            services: out,
+        })
+    }
+
+    /// The app's name as the porter.yaml's top-level `name` gives it (Porter's v2 format), if
+    /// it does. Not validated here: it is checked as a Kubernetes name where it is used.
+    ///
+    /// ```
+    /// use porter_identity_core::AppManifest;
+    /// let m = AppManifest::from_yaml_str("name: shop\nservices: []\n")?;
+    /// assert_eq!(m.name(), Some("shop"));
+    /// assert_eq!(AppManifest::from_yaml_str("services: []\n")?.name(), None);
+    /// # Ok::<(), porter_identity_core::Error>(())
+    /// ```
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
     }
 
     /// Reads a porter.yaml file. Errors name the file; files over [`MAX_MANIFEST_BYTES`]
