@@ -63,12 +63,8 @@ impl Default for ArmClientOptions {
 /// Whether `url` points at this machine (127.0.0.1, ::1, localhost): where plain http and a
 /// static token are allowed, for local emulators.
 pub fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
+    url.host_str()
+        .is_some_and(porter_identity_core::is_loopback_host)
 }
 
 /// Checks an ARM endpoint: https, or http on a loopback address (an emulator).

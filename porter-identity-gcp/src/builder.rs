@@ -304,12 +304,9 @@ fn check_endpoint(key: GcpConfigKey, value: &str) -> Result<String> {
     let url = Url::parse(value).map_err(|e| {
         Error::invalid_input(key.env_var(), format!("{value:?} is not a URL ({e})"), fix)
     })?;
-    let loopback = match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    };
+    let loopback = url
+        .host_str()
+        .is_some_and(porter_identity_core::is_loopback_host);
     if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
         return Err(Error::invalid_input(
             key.env_var(),
