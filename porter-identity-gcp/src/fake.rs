@@ -262,22 +262,16 @@ impl FakeGcp {
     /// The members of every binding of `role` on a service account (empty when it does not
     /// exist; no call counted).
     pub fn members(&self, email: &str, role: &str) -> Vec<String> {
-        self.lock()
-            .service_accounts
-            .get(email)
-            .map(|sa| {
-                sa.policy
-                    .bindings
-                    .iter()
-                    .filter(|b| b.role == role)
-                    .flat_map(|b| b.members.clone())
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.members_where(email, |b| b.role == role)
     }
 
     /// The members of the unconditional `roles/iam.workloadIdentityUser` binding.
     pub fn workload_identity_users(&self, email: &str) -> Vec<String> {
+        self.members_where(email, |b| b.role == WIU && b.condition.is_none())
+    }
+
+    /// The members of the bindings of a service account's policy that `which` selects.
+    fn members_where(&self, email: &str, which: impl Fn(&BindingRecord) -> bool) -> Vec<String> {
         self.lock()
             .service_accounts
             .get(email)
@@ -285,7 +279,7 @@ impl FakeGcp {
                 sa.policy
                     .bindings
                     .iter()
-                    .filter(|b| b.role == WIU && b.condition.is_none())
+                    .filter(|b| which(b))
                     .flat_map(|b| b.members.clone())
                     .collect()
             })
