@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use k8s_openapi::chrono::{DateTime, SecondsFormat, Utc};
+use k8s_openapi::jiff::Timestamp;
 use porter_identity_core::{ServiceAccountPatch, Workload};
 use serde_json::{Value, json};
 
@@ -152,8 +152,9 @@ pub fn pod_template_labels(
 
 /// The merge patch of a rollout restart at `now`: the pod-template annotation
 /// [`RESTARTED_AT_ANNOTATION`], as `kubectl rollout restart` sets it.
-pub fn rollout_restart(kind: &str, now: DateTime<Utc>) -> Value {
-    let stamp = now.to_rfc3339_opts(SecondsFormat::Secs, true);
+pub fn rollout_restart(kind: &str, now: Timestamp) -> Value {
+    // Kubernetes times have whole seconds.
+    let stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
     let template = json!({"metadata": {"annotations": {RESTARTED_AT_ANNOTATION: stamp}}});
     if kind == "CronJob" {
         json!({"spec": {"jobTemplate": {"spec": {"template": template}}}})
@@ -167,7 +168,6 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
-    use k8s_openapi::chrono::TimeZone;
 
     use super::*;
 
@@ -246,7 +246,7 @@ mod tests {
             c["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]["azure.workload.identity/use"],
             "true"
         );
-        let now = Utc.with_ymd_and_hms(2026, 11, 30, 3, 4, 5).unwrap();
+        let now: Timestamp = "2026-11-30T03:04:05.250Z".parse().unwrap();
         let r = rollout_restart("StatefulSet", now);
         assert_eq!(
             r["spec"]["template"]["metadata"]["annotations"][RESTARTED_AT_ANNOTATION],

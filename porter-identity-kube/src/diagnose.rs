@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
-use k8s_openapi::chrono::{DateTime, Utc};
+use k8s_openapi::jiff::Timestamp;
 use porter_identity_core::{Finding, ServiceAccountPatch, Workload};
 
 use crate::codes;
@@ -25,7 +25,7 @@ pub struct Expected<'a> {
     pub patch: &'a ServiceAccountPatch,
     /// When its links last changed (created or re-pointed), if known: pods started before
     /// then lack the credentials.
-    pub changed_at: Option<DateTime<Utc>>,
+    pub changed_at: Option<Timestamp>,
     /// Whether an EKS Pod Identity association serves it (an IRSA annotation then wins).
     pub pod_identity: bool,
     /// Whether it is bound through GKE Workload Identity.
@@ -271,7 +271,6 @@ mod tests {
 
     use k8s_openapi::api::core::v1::PodSpec;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
-    use k8s_openapi::chrono::TimeZone;
 
     use super::*;
     use crate::fixtures::gke_node;
@@ -299,8 +298,8 @@ mod tests {
         }
     }
 
-    fn at(hour: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 30, hour, 0, 0).unwrap()
+    fn at(hour: u32) -> Timestamp {
+        format!("2026-11-30T{hour:02}:00:00Z").parse().unwrap()
     }
 
     fn pod(

@@ -102,7 +102,7 @@ impl From<&Deployment> for PodWorkload {
         workload(
             WorkloadKind::Deployment,
             &d.metadata,
-            d.spec.as_ref().map(|s| &s.template),
+            Some(&d.spec.template),
         )
     }
 }
@@ -112,7 +112,7 @@ impl From<&StatefulSet> for PodWorkload {
         workload(
             WorkloadKind::StatefulSet,
             &s.metadata,
-            s.spec.as_ref().map(|s| &s.template),
+            Some(&s.spec.template),
         )
     }
 }
@@ -122,18 +122,14 @@ impl From<&DaemonSet> for PodWorkload {
         workload(
             WorkloadKind::DaemonSet,
             &d.metadata,
-            d.spec.as_ref().map(|s| &s.template),
+            Some(&d.spec.template),
         )
     }
 }
 
 impl From<&CronJob> for PodWorkload {
     fn from(c: &CronJob) -> Self {
-        let template = c
-            .spec
-            .as_ref()
-            .and_then(|s| s.job_template.spec.as_ref())
-            .map(|j| &j.template);
+        let template = c.spec.job_template.spec.as_ref().map(|j| &j.template);
         workload(WorkloadKind::CronJob, &c.metadata, template)
     }
 }
@@ -186,10 +182,10 @@ mod tests {
     fn deployment(name: &str, t: PodTemplateSpec) -> Deployment {
         Deployment {
             metadata: meta("shop", name),
-            spec: Some(DeploymentSpec {
+            spec: DeploymentSpec {
                 template: t,
                 ..DeploymentSpec::default()
-            }),
+            },
             ..Deployment::default()
         }
     }
@@ -225,7 +221,7 @@ mod tests {
     fn a_cronjobs_pod_template_is_its_job_templates() {
         let cron = CronJob {
             metadata: meta("shop", "nightly"),
-            spec: Some(CronJobSpec {
+            spec: CronJobSpec {
                 schedule: "0 3 * * *".into(),
                 job_template: JobTemplateSpec {
                     spec: Some(JobSpec {
@@ -235,7 +231,7 @@ mod tests {
                     ..JobTemplateSpec::default()
                 },
                 ..CronJobSpec::default()
-            }),
+            },
             ..CronJob::default()
         };
         let w = PodWorkload::from(&cron);
