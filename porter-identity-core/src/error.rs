@@ -182,6 +182,22 @@ pub enum Error {
         #[source]
         source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
     },
+    /// A call to the Kubernetes API server failed, or the cluster's state forbids the change
+    /// (another field manager owns an annotation).
+    #[error("kubernetes {operation} failed ({kind}): {}{}", sentence(.message), fix_suffix(.fix))]
+    Kubernetes {
+        /// What went wrong.
+        kind: ErrorKind,
+        /// The call, e.g. `apply ServiceAccount shop/shop-api`.
+        operation: String,
+        /// What the API server said, or what the SDK found, in words.
+        message: String,
+        /// How to fix it, where known.
+        fix: String,
+        /// The underlying error.
+        #[source]
+        source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
+    },
 }
 
 /// A problem as the first sentence of an error, without its own closing period: clouds end
@@ -231,23 +247,46 @@ impl Error {
         }
     }
 
+    /// An error of a Kubernetes API call.
+    ///
+    /// ```
+    /// use porter_identity_core::{Error, ErrorKind};
+    /// let e = Error::kubernetes(ErrorKind::NotFound, "get ServiceAccount shop/api", "not found");
+    /// assert_eq!(e.to_string(), "kubernetes get ServiceAccount shop/api failed (not_found): not found");
+    /// ```
+    pub fn kubernetes(
+        kind: ErrorKind,
+        operation: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::Kubernetes {
+            kind,
+            operation: operation.into(),
+            message: message.into(),
+            fix: String::new(),
+            source: None,
+        }
+    }
+
     /// Adds how to fix it (cloud errors and invalid input).
     #[must_use]
     pub fn with_fix(mut self, how: impl Into<String>) -> Self {
         match &mut self {
-            Error::Cloud { fix, .. } | Error::InvalidInput { fix, .. } => *fix = how.into(),
+            Error::Cloud { fix, .. }
+            | Error::Kubernetes { fix, .. }
+            | Error::InvalidInput { fix, .. } => *fix = how.into(),
             Error::Manifest(m) => m.fix = how.into(),
         }
         self
     }
 
-    /// Adds the underlying error (cloud errors only; others are unchanged).
+    /// Adds the underlying error (cloud and Kubernetes errors; others are unchanged).
     #[must_use]
     pub fn with_source(
         mut self,
         err: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     ) -> Self {
-        if let Error::Cloud { source, .. } = &mut self {
+        if let Error::Cloud { source, .. } | Error::Kubernetes { source, .. } = &mut self {
             *source = Some(Arc::from(err.into()));
         }
         self
@@ -285,7 +324,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::InvalidInput { .. } | Error::Manifest(_) => ErrorKind::InvalidInput,
-            Error::Cloud { kind, .. } => *kind,
+            Error::Cloud { kind, .. } | Error::Kubernetes { kind, .. } => *kind,
         }
     }
 
@@ -307,10 +346,10 @@ impl Error {
         }
     }
 
-    /// The cloud operation, for errors of a cloud call.
+    /// The operation, for errors of a cloud or Kubernetes call.
     pub fn operation(&self) -> Option<&str> {
         match self {
-            Error::Cloud { operation, .. } => Some(operation),
+            Error::Cloud { operation, .. } | Error::Kubernetes { operation, .. } => Some(operation),
             _ => None,
         }
     }
@@ -318,7 +357,9 @@ impl Error {
     /// How to fix it, where known.
     pub fn fix(&self) -> Option<&str> {
         let fix = match self {
-            Error::InvalidInput { fix, .. } | Error::Cloud { fix, .. } => fix.as_str(),
+            Error::InvalidInput { fix, .. }
+            | Error::Cloud { fix, .. }
+            | Error::Kubernetes { fix, .. } => fix.as_str(),
             Error::Manifest(m) => m.fix.as_str(),
         };
         (!fix.is_empty()).then_some(fix)
@@ -356,6 +397,16 @@ impl Error {
                     } => write!(
                         f,
                         "{cloud} {operation} failed ({kind}): {}",
+                        sentence(message)
+                    ),
+                    Error::Kubernetes {
+                        kind,
+                        operation,
+                        message,
+                        ..
+                    } => write!(
+                        f,
+                        "kubernetes {operation} failed ({kind}): {}",
                         sentence(message)
                     ),
                 }
@@ -421,6 +472,20 @@ impl fmt::Debug for Error {
                 .field("fix", fix)
                 .field("retryable", retryable)
                 .field("retry_after", retry_after)
+                .field("source", &source.as_ref().map(|s| s.to_string()))
+                .finish(),
+            Error::Kubernetes {
+                kind,
+                operation,
+                message,
+                fix,
+                source,
+            } => f
+                .debug_struct("Kubernetes")
+                .field("kind", kind)
+                .field("operation", operation)
+                .field("message", message)
+                .field("fix", fix)
                 .field("source", &source.as_ref().map(|s| s.to_string()))
                 .finish(),
         }

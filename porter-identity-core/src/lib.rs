@@ -76,7 +76,8 @@ pub use provider::{
 };
 pub use reconcile::Reconciler;
 pub use report::{
-    KeptLink, LinkChange, ReconcileReport, RemovedLink, ServiceAccountNeeds, WorkloadResult,
+    ClusterStep, KeptLink, LinkChange, ReconcileReport, RemovedLink, ServiceAccountNeeds,
+    WorkloadResult,
 };
 pub use retry::RetryPolicy;
 pub use shared_reads::{share_read, take_shared_read};

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::time::SystemTime;
 
 use crate::Workload;
 
@@ -30,6 +31,10 @@ pub struct ServiceAccountPatch {
     pub needs_pod_restart: bool,
     /// Why, in words, for the deploy log (empty when nothing is needed).
     pub notes: Vec<String>,
+    /// When a link of the service account was last created or re-pointed, when known: the
+    /// [`Reconciler`](crate::Reconciler) sets it when it writes one. Pods started before then
+    /// lack the link's credentials (porter-identity-kube finds and restarts them).
+    pub changed_at: Option<SystemTime>,
 }
 
 impl ServiceAccountPatch {
@@ -43,6 +48,7 @@ impl ServiceAccountPatch {
         self.annotations.extend(other.annotations);
         self.pod_labels.extend(other.pod_labels);
         self.needs_pod_restart |= other.needs_pod_restart;
+        self.changed_at = self.changed_at.max(other.changed_at);
         for note in other.notes {
             if !self.notes.contains(&note) {
                 self.notes.push(note);
@@ -154,6 +160,14 @@ mod tests {
         };
         a.merge(b.clone());
         a.merge(b);
+        let later = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(20);
+        for at in [10, 20, 5] {
+            a.merge(ServiceAccountPatch {
+                changed_at: Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(at)),
+                ..ServiceAccountPatch::default()
+            });
+        }
+        assert_eq!(a.changed_at, Some(later), "the latest change counts");
         assert!(a.needs_pod_restart);
         assert_eq!(a.notes.len(), 1);
         assert!(!a.is_empty());

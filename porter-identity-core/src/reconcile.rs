@@ -315,7 +315,17 @@ impl<'a> Reconciler<'a> {
             let outcomes = provider.bind_all(&desired).await;
             outcomes
                 .into_iter()
-                .map(|r| with_patch(r, |o| o.service_account_patch.clone()))
+                .map(|r| {
+                    with_patch(r, |o| {
+                        let mut patch = o.service_account_patch.clone();
+                        // Pods started before a written link lack it: when it was written is
+                        // what porter-identity-kube compares their start with.
+                        if o.is_changed() && patch.changed_at.is_none() {
+                            patch.changed_at = Some(std::time::SystemTime::now());
+                        }
+                        patch
+                    })
+                })
                 .collect()
         };
         let stale = provider.stale_links(&query).await;
@@ -451,6 +461,7 @@ fn assemble(
                 None => service_accounts.push(ServiceAccountNeeds {
                     workload: binding.workload.clone(),
                     patch,
+                    cluster: None,
                 }),
             }
         }

@@ -3,8 +3,8 @@
 use std::fmt;
 
 use crate::{
-    BindChange, BindOutcome, Binding, CallCounts, Error, Evidence, KubernetesName, Namespace, Plan,
-    PlanAction, ServiceAccountPatch, Workload,
+    BindChange, BindOutcome, Binding, CallCounts, Error, Evidence, Finding, KubernetesName,
+    Namespace, Plan, PlanAction, ServiceAccountPatch, Workload,
 };
 
 /// What a [`Reconciler`](crate::Reconciler) did, or in a dry run would do.
@@ -111,12 +111,30 @@ pub struct KeptLink {
 }
 
 /// What one Kubernetes service account needs after a reconcile.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ServiceAccountNeeds {
     /// The (first) workload running as it.
     pub workload: Workload,
     /// Its annotations, pod labels and restart advice, merged over every cloud.
     pub patch: ServiceAccountPatch,
+    /// What the Kubernetes step did in the cluster and found there, when one ran
+    /// (porter-identity-kube fills it in).
+    pub cluster: Option<ClusterStep>,
+}
+
+/// The Kubernetes side of one service account, as the Kubernetes step left it.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterStep {
+    /// What was applied (in a dry run: would be), in words: an annotation on the
+    /// ServiceAccount, the Azure label on a pod template (which rolls its pods).
+    pub applied: Vec<String>,
+    /// The workloads given a rollout restart (in a dry run: that would be).
+    pub restarted: Vec<String>,
+    /// What the cluster holds that keeps the link from working, after the step.
+    pub findings: Vec<Finding>,
+    /// Why the step could not be done (another field manager owns an annotation, the API
+    /// server refused): nothing of it was written.
+    pub error: Option<Error>,
 }
 
 impl ReconcileReport {
@@ -138,7 +156,11 @@ impl ReconcileReport {
             .iter()
             .filter_map(|r| r.error.as_ref().map(|e| (Some(&r.binding), e)));
         let cleanup = self.cleanup_errors.iter().map(|e| (None, e));
-        workloads.chain(removals).chain(cleanup)
+        let cluster = self
+            .service_accounts
+            .iter()
+            .filter_map(|sa| sa.cluster.as_ref()?.error.as_ref().map(|e| (None, e)));
+        workloads.chain(removals).chain(cleanup).chain(cluster)
     }
 
     /// How many links were (would be) created, updated or removed.
@@ -197,6 +219,10 @@ impl fmt::Display for ReconcileReport {
             writeln!(f, "  stale links not looked for: {e}")?;
         }
         for sa in &self.service_accounts {
+            if let Some(step) = &sa.cluster {
+                cluster_lines(f, sa, step, self.dry_run)?;
+                continue;
+            }
             if sa.patch.is_empty() {
                 continue;
             }
@@ -233,6 +259,42 @@ impl fmt::Display for ReconcileReport {
     }
 }
 
+/// The Kubernetes step's lines of one service account: what it applied and restarted, what it
+/// found, or why it could not.
+fn cluster_lines(
+    f: &mut fmt::Formatter<'_>,
+    sa: &ServiceAccountNeeds,
+    step: &ClusterStep,
+    dry_run: bool,
+) -> fmt::Result {
+    let name = format!(
+        "{}/{}",
+        sa.workload.namespace(),
+        sa.workload.service_account()
+    );
+    let (applied, restarted) = if dry_run {
+        ("would apply", "would restart")
+    } else {
+        ("applied", "restarted")
+    };
+    if let Some(e) = &step.error {
+        writeln!(f, "  service account {name}: FAILED: {e}")?;
+    }
+    for a in &step.applied {
+        writeln!(f, "  service account {name}: {applied} {a}")?;
+    }
+    for r in &step.restarted {
+        writeln!(f, "  service account {name}: {restarted} {r}")?;
+    }
+    for finding in &step.findings {
+        writeln!(f, "  service account {name}: {finding}")?;
+    }
+    if step.error.is_none() && step.findings.is_empty() {
+        writeln!(f, "  service account {name}: ready in the cluster")?;
+    }
+    Ok(())
+}
+
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
@@ -255,7 +317,7 @@ mod json {
 
     use serde::Serialize;
 
-    use super::{KeptLink, ReconcileReport, RemovedLink, WorkloadResult};
+    use super::{ClusterStep, KeptLink, ReconcileReport, RemovedLink, WorkloadResult};
     use crate::{BindChange, Binding, CallCounts, Connection, Error};
 
     #[derive(Serialize)]
@@ -329,6 +391,41 @@ mod json {
         pod_labels: &'a BTreeMap<String, String>,
         needs_pod_restart: bool,
         notes: &'a [String],
+        cluster: Option<Cluster<'a>>,
+    }
+
+    #[derive(Serialize)]
+    struct Cluster<'a> {
+        applied: &'a [String],
+        restarted: &'a [String],
+        findings: Vec<FindingJson<'a>>,
+        error: Option<ErrorJson<'a>>,
+    }
+
+    #[derive(Serialize)]
+    struct FindingJson<'a> {
+        severity: &'static str,
+        code: &'a str,
+        message: &'a str,
+        remediation: &'a str,
+    }
+
+    fn cluster(step: &ClusterStep) -> Cluster<'_> {
+        Cluster {
+            applied: &step.applied,
+            restarted: &step.restarted,
+            findings: step
+                .findings
+                .iter()
+                .map(|f| FindingJson {
+                    severity: f.severity.as_str(),
+                    code: &f.code,
+                    message: &f.message,
+                    remediation: &f.remediation,
+                })
+                .collect(),
+            error: step.error.as_ref().map(error),
+        }
     }
 
     fn link(b: &Binding) -> Link<'_> {
@@ -420,6 +517,7 @@ mod json {
                         pod_labels: &sa.patch.pod_labels,
                         needs_pod_restart: sa.patch.needs_pod_restart,
                         notes: &sa.patch.notes,
+                        cluster: sa.cluster.as_ref().map(cluster),
                     })
                     .collect(),
                 calls: &self.calls,
@@ -446,7 +544,11 @@ mod tests {
             removed: Vec::new(),
             kept: Vec::new(),
             cleanup_errors: Vec::new(),
-            service_accounts: vec![ServiceAccountNeeds { workload, patch }],
+            service_accounts: vec![ServiceAccountNeeds {
+                workload,
+                patch,
+                cluster: None,
+            }],
             calls: CallCounts::default(),
         }
     }

@@ -149,7 +149,34 @@ impl RetryPolicy {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        self.attempts(cloud, operation, Some(self.attempt_timeout), call)
+        self.attempts(Some(cloud), operation, Some(self.attempt_timeout), call)
+            .await
+    }
+
+    /// Runs `call`, a Kubernetes API call, with the same attempts, timeouts, backoff and
+    /// `Retry-After` as [`run`](Self::run) (an API server under load answers 429 with one).
+    /// Its errors are [`Error::Kubernetes`]; it is not counted as a cloud call.
+    ///
+    /// ```
+    /// use porter_identity_core::{Error, ErrorKind, RetryPolicy};
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let policy = RetryPolicy::default().max_attempts(2).initial_backoff(std::time::Duration::from_millis(1));
+    /// let err = policy
+    ///     .run_kubernetes("list pods", || async {
+    ///         Err::<(), _>(Error::kubernetes(ErrorKind::Throttled, "list pods", "too many requests"))
+    ///     })
+    ///     .await
+    ///     .unwrap_err();
+    /// assert!(err.to_string().starts_with("kubernetes list pods failed (throttled)"));
+    /// assert!(err.fix().unwrap().contains("tried 2 times"));
+    /// # });
+    /// ```
+    pub async fn run_kubernetes<T, F, Fut>(&self, operation: &str, call: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        self.attempts(None, operation, Some(self.attempt_timeout), call)
             .await
     }
 
@@ -184,14 +211,15 @@ impl RetryPolicy {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Result<T>>>,
     {
-        self.attempts(cloud, operation, None, cycle).await?
+        self.attempts(Some(cloud), operation, None, cycle).await?
     }
 
     /// The retry loop of [`run`](Self::run) (`attempt_timeout` set: each attempt is one counted
     /// call) and [`run_cycle`](Self::run_cycle) (`None`: uncounted, bounded by the deadline only).
+    /// `cloud` is `None` for a Kubernetes API call (never counted as a cloud call).
     async fn attempts<T, F, Fut>(
         &self,
-        cloud: Cloud,
+        cloud: Option<Cloud>,
         operation: &str,
         attempt_timeout: Option<Duration>,
         mut call: F,
@@ -201,6 +229,10 @@ impl RetryPolicy {
         Fut: Future<Output = Result<T>>,
     {
         let counted = attempt_timeout.is_some();
+        let error = |kind, message: String| match cloud {
+            Some(cloud) => Error::cloud(kind, cloud, operation, message),
+            None => Error::kubernetes(kind, operation, message),
+        };
         let attempt_timeout = attempt_timeout.unwrap_or(self.deadline);
         let started = Instant::now();
         let mut rng = match self.seed {
@@ -212,7 +244,7 @@ impl RetryPolicy {
         loop {
             let left = self.deadline.saturating_sub(started.elapsed());
             let limit = attempt_timeout.min(left);
-            if counted {
+            if let (true, Some(cloud)) = (counted, cloud) {
                 crate::calls::record(cloud, operation);
             }
             let err = match tokio::time::timeout(limit, call()).await {
@@ -221,14 +253,12 @@ impl RetryPolicy {
                 Err(_) if limit < attempt_timeout || !counted => {
                     // The deadline, not the attempt timeout, cut this attempt: no time is left
                     // for another.
-                    let err = self.deadline_error(cloud, operation, attempt, last.as_ref());
+                    let err = self.deadline_error(error, cloud, attempt, last.as_ref());
                     tracing::warn!(operation, attempt, error = %err, "retry deadline reached");
                     return Err(err);
                 }
-                Err(_) => Error::cloud(
+                Err(_) => error(
                     ErrorKind::Unavailable,
-                    cloud,
-                    operation,
                     format!(
                         "no answer within {} (the per-attempt timeout)",
                         Secs(attempt_timeout)
@@ -278,8 +308,8 @@ impl RetryPolicy {
 
     fn deadline_error(
         &self,
-        cloud: Cloud,
-        operation: &str,
+        error: impl Fn(ErrorKind, String) -> Error,
+        cloud: Option<Cloud>,
         attempts: u32,
         previous: Option<&Error>,
     ) -> Error {
@@ -294,9 +324,9 @@ impl RetryPolicy {
                 previous.problem()
             ));
         }
-        Error::cloud(ErrorKind::Unavailable, cloud, operation, message).with_fix(retry_fix(
+        error(ErrorKind::Unavailable, message).with_fix(retry_fix(
             ErrorKind::Unavailable,
-            Some(cloud),
+            cloud,
             attempts,
             self.deadline,
         ))
