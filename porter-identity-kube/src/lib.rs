@@ -40,6 +40,7 @@
 //! ```
 
 pub mod apply;
+mod cluster;
 pub mod codes;
 pub mod diagnose;
 #[cfg(feature = "fake")]
@@ -48,3 +49,5 @@ pub mod fake;
 mod fixtures;
 pub mod preflight;
 pub mod workloads;
+
+pub use cluster::{Cluster, ClusterBuilder};

@@ -119,11 +119,7 @@ impl From<&StatefulSet> for PodWorkload {
 
 impl From<&DaemonSet> for PodWorkload {
     fn from(d: &DaemonSet) -> Self {
-        workload(
-            WorkloadKind::DaemonSet,
-            &d.metadata,
-            Some(&d.spec.template),
-        )
+        workload(WorkloadKind::DaemonSet, &d.metadata, Some(&d.spec.template))
     }
 }
 

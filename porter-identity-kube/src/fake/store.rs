@@ -1,33 +1,11 @@
-//! An in-memory Kubernetes API store with the rules porter-identity depends on (feature
-//! `fake`): server-side apply with field ownership per field manager — a field another manager
-//! owns with another value is a conflict naming that manager, unless forced; the same value is
-//! shared; fields a manager stops applying are removed — plain updates that take ownership
-//! without conflicts (what `kubectl edit` does), and lists with label and field selectors.
-//!
-//! Objects are JSON as the API server serves them; ownership is kept per manager as the set of
-//! leaf field paths it applied (arrays are atomic) and served as `metadata.managedFields`
-//! (`fieldsV1`). The HTTP face over TLS that the wire tests need is the next step.
-//!
-//! ```
-//! use porter_identity_kube::fake::{FakeKube, ObjectKey};
-//! use serde_json::json;
-//!
-//! let kube = FakeKube::new();
-//! let key = ObjectKey::new("v1", "ServiceAccount", "shop", "shop-api");
-//! kube.update(&key, "kubectl-edit", json!({"metadata": {"annotations": {"a": "1"}}}));
-//! let conflict = kube
-//!     .apply(&key, "porter-identity", json!({"metadata": {"annotations": {"a": "2"}}}), false)
-//!     .unwrap_err();
-//! assert_eq!(conflict.conflicts[0].manager, "kubectl-edit");
-//! kube.apply(&key, "porter-identity", json!({"metadata": {"annotations": {"a": "2"}}}), true).unwrap();
-//! assert_eq!(kube.get(&key).unwrap()["metadata"]["annotations"]["a"], "2");
-//! ```
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use k8s_openapi::jiff::Timestamp;
 use serde_json::{Map, Value, json};
+
+use super::controller;
 
 /// An object's identity: API version, kind, namespace (empty for cluster-scoped) and name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -182,17 +160,32 @@ struct Stored {
     owners: BTreeMap<String, (BTreeSet<Path>, &'static str)>,
     resource_version: u64,
     created: u64,
+    /// `metadata.creationTimestamp`, whole seconds as the API server keeps it.
+    creation: String,
 }
 
 #[derive(Debug, Default)]
-struct State {
+pub(super) struct State {
     objects: BTreeMap<ObjectKey, Stored>,
     version: u64,
 }
 
+/// Now, as Kubernetes writes times: RFC 3339 in whole seconds, UTC.
+pub(super) fn now() -> String {
+    seconds(Timestamp::now())
+}
+
+/// A time as Kubernetes writes it.
+pub(super) fn seconds(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
 impl State {
     /// The object a write goes to (created empty if new), and the write's resource version.
-    fn write(&mut self, key: &ObjectKey) -> (&mut Stored, u64) {
+    /// A new object starts now, or at the `metadata.creationTimestamp` of `body` when it has
+    /// one: the fake keeps it (the API server would not) so that tests can make objects that
+    /// started in the past.
+    fn write(&mut self, key: &ObjectKey, body: &Value) -> (&mut Stored, u64) {
         self.version += 1;
         let version = self.version;
         let stored = self.objects.entry(key.clone()).or_insert_with(|| Stored {
@@ -200,8 +193,62 @@ impl State {
             owners: BTreeMap::new(),
             resource_version: version,
             created: version,
+            creation: body["metadata"]["creationTimestamp"]
+                .as_str()
+                .map_or_else(now, str::to_owned),
         });
         (stored, version)
+    }
+
+    pub(super) fn object(&self, key: &ObjectKey) -> Option<&Value> {
+        self.objects.get(key).map(|s| &s.object)
+    }
+
+    pub(super) fn keys(&self) -> impl Iterator<Item = &ObjectKey> {
+        self.objects.keys()
+    }
+
+    pub(super) fn creation(&self, key: &ObjectKey) -> Option<&str> {
+        self.objects.get(key).map(|s| s.creation.as_str())
+    }
+
+    pub(super) fn remove(&mut self, key: &ObjectKey) -> bool {
+        self.objects.remove(key).is_some()
+    }
+
+    /// Stores an object a controller made (a pod): owned by `manager`, starting at `creation`.
+    pub(super) fn put(&mut self, key: &ObjectKey, manager: &str, object: Value, creation: String) {
+        self.version += 1;
+        let fields = manager_fields(&object);
+        let stored = Stored {
+            object,
+            owners: BTreeMap::from([(manager.to_owned(), (fields, "Update"))]),
+            resource_version: self.version,
+            created: self.version,
+            creation,
+        };
+        self.objects.insert(key.clone(), stored);
+    }
+}
+
+impl Stored {
+    /// An update's ownership: `manager` takes `fields` from whoever had them (no conflict),
+    /// and nobody owns what was `removed` any more.
+    fn take_by_update(&mut self, manager: &str, fields: BTreeSet<Path>, removed: &BTreeSet<Path>) {
+        for (other, (paths, _)) in self.owners.iter_mut() {
+            paths.retain(|p| !removed.iter().any(|r| p.starts_with(r)));
+            if other != manager {
+                paths.retain(|p| !fields.contains(p));
+            }
+        }
+        self.owners.retain(|_, (paths, _)| !paths.is_empty());
+        if !fields.is_empty() {
+            let entry = self
+                .owners
+                .entry(manager.to_owned())
+                .or_insert_with(|| (BTreeSet::new(), "Update"));
+            entry.0.extend(fields);
+        }
     }
 }
 
@@ -264,7 +311,8 @@ impl FakeKube {
         force: bool,
     ) -> Result<Value, ApplyConflict> {
         let mut state = self.lock();
-        let (stored, version) = state.write(key);
+        let before = state.object(key).cloned();
+        let (stored, version) = state.write(key, &body);
         let applied = manager_fields(&body);
         // (manager, field) pairs: another manager owns the field with another value.
         let mut taken: Vec<(String, Path)> = Vec::new();
@@ -284,14 +332,17 @@ impl FakeKube {
             })
             .collect();
         if !conflicts.is_empty() && !force {
+            if before.is_none() {
+                state.remove(key);
+            }
             return Err(ApplyConflict { conflicts });
         }
-        let before = stored
+        let owned_before = stored
             .owners
             .get(manager)
             .map(|(paths, _)| paths.clone())
             .unwrap_or_default();
-        for dropped in before.difference(&applied) {
+        for dropped in owned_before.difference(&applied) {
             let shared = stored
                 .owners
                 .iter()
@@ -314,33 +365,48 @@ impl FakeKube {
         stored.owners.retain(|_, (paths, _)| !paths.is_empty());
         stored.owners.insert(manager.to_owned(), (applied, "Apply"));
         stored.resource_version = version;
-        Ok(Self::served(key, stored))
+        let served = Self::served(key, stored);
+        controller::after_write(&mut state, key, before.as_ref());
+        Ok(served)
     }
 
     /// A plain update by `manager` (`kubectl edit`, a controller): sets the fields of `body`
     /// and takes their ownership from whoever had them, with no conflict.
     pub fn update(&self, key: &ObjectKey, manager: &str, body: Value) -> Value {
         let mut state = self.lock();
-        let (stored, version) = state.write(key);
+        let before = state.object(key).cloned();
+        let (stored, version) = state.write(key, &body);
         let fields = manager_fields(&body);
         for p in &fields {
             if let Some(v) = at(&body, p) {
                 set(&mut stored.object, p, v.clone());
             }
-            for (other, (paths, _)) in stored.owners.iter_mut() {
-                if other != manager {
-                    paths.remove(p);
-                }
-            }
         }
-        stored.owners.retain(|_, (paths, _)| !paths.is_empty());
-        let entry = stored
-            .owners
-            .entry(manager.to_owned())
-            .or_insert_with(|| (BTreeSet::new(), "Update"));
-        entry.0.extend(fields);
+        stored.take_by_update(manager, fields, &BTreeSet::new());
         stored.resource_version = version;
-        Self::served(key, stored)
+        let served = Self::served(key, stored);
+        controller::after_write(&mut state, key, before.as_ref());
+        served
+    }
+
+    /// A JSON merge patch (RFC 7386) by `manager` of an existing object: `null` removes a
+    /// field (and its ownership), anything else is set as by [`update`](Self::update). `None`
+    /// when the object does not exist.
+    pub fn merge_patch(&self, key: &ObjectKey, manager: &str, patch: &Value) -> Option<Value> {
+        let mut state = self.lock();
+        let before = state.object(key).cloned()?;
+        let (stored, version) = state.write(key, patch);
+        let mut removed = BTreeSet::new();
+        merge(&mut stored.object, patch, &mut Vec::new(), &mut removed);
+        let fields = manager_fields(patch)
+            .into_iter()
+            .filter(|p| !at(patch, p).is_some_and(Value::is_null))
+            .collect::<BTreeSet<_>>();
+        stored.take_by_update(manager, fields, &removed);
+        stored.resource_version = version;
+        let served = Self::served(key, stored);
+        controller::after_write(&mut state, key, Some(&before));
+        Some(served)
     }
 
     /// The object as the API server serves it, with `metadata.managedFields`.
@@ -350,7 +416,7 @@ impl FakeKube {
 
     /// Deletes an object; `false` when it was not there.
     pub fn delete(&self, key: &ObjectKey) -> bool {
-        self.lock().objects.remove(key).is_some()
+        self.lock().remove(key)
     }
 
     /// The objects of `kind` in `namespace` (every namespace when `None`) matching an
@@ -402,6 +468,11 @@ impl FakeKube {
         );
         set(
             &mut object,
+            &meta("creationTimestamp"),
+            json!(stored.creation),
+        );
+        set(
+            &mut object,
             &meta("uid"),
             json!(format!("00000000-0000-4000-8000-{:012}", stored.created)),
         );
@@ -420,6 +491,30 @@ impl FakeKube {
             .collect();
         set(&mut object, &meta("managedFields"), Value::Array(managed));
         object
+    }
+}
+
+/// Merges `patch` into `target` (RFC 7386); the paths a `null` removed go to `removed`.
+fn merge(target: &mut Value, patch: &Value, path: &mut Path, removed: &mut BTreeSet<Path>) {
+    let Value::Object(fields) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    for (k, v) in fields {
+        path.push(k.clone());
+        if v.is_null() {
+            if let Some(map) = target.as_object_mut() {
+                map.remove(k);
+            }
+            removed.insert(path.clone());
+        } else if let Some(map) = target.as_object_mut() {
+            let slot = map.entry(k.clone()).or_insert(Value::Null);
+            merge(slot, v, path, removed);
+        }
+        path.pop();
     }
 }
 
@@ -448,6 +543,7 @@ mod tests {
 
     use super::*;
     use crate::apply::{FIELD_MANAGER, annotation_conflicts};
+    use crate::fake::{Conflict, FakeKube, ObjectKey};
 
     fn sa() -> ObjectKey {
         ObjectKey::new("v1", "ServiceAccount", "shop", "shop-api")
