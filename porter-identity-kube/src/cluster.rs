@@ -405,11 +405,14 @@ impl Cluster {
         annotations: &BTreeMap<String, String>,
         force: bool,
     ) -> Result<ServiceAccount> {
-        let body = json!({
+        let mut body = json!({
             "apiVersion": "v1",
             "kind": "ServiceAccount",
-            "metadata": {"name": name, "namespace": namespace, "annotations": annotations},
+            "metadata": {"name": name, "namespace": namespace},
         });
+        if !annotations.is_empty() {
+            body["metadata"]["annotations"] = json!(annotations);
+        }
         let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
         self.apply(
             &api,

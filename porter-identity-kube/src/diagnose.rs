@@ -93,6 +93,21 @@ fn annotate_command(ns: &str, sa: &str, key: &str, value: &str, overwrite: bool)
     )
 }
 
+/// The pods that started before `changed` (both in whole seconds, as Kubernetes keeps times: a
+/// pod of the same second is given the benefit of the doubt).
+pub fn pods_predating<'a>(
+    pods: impl IntoIterator<Item = &'a Pod>,
+    changed: Timestamp,
+) -> impl Iterator<Item = &'a Pod> {
+    let changed = Timestamp::from_second(changed.as_second()).unwrap_or(changed);
+    pods.into_iter().filter(move |p| {
+        p.metadata
+            .creation_timestamp
+            .as_ref()
+            .is_some_and(|t| t.0 < changed)
+    })
+}
+
 /// The findings of the Kubernetes side of `expected`, given what the cluster holds.
 pub fn diagnose(expected: &Expected<'_>, observed: &Observed<'_>) -> Vec<Finding> {
     let ns = expected.workload.namespace().as_str();
@@ -180,15 +195,8 @@ pub fn diagnose(expected: &Expected<'_>, observed: &Observed<'_>) -> Vec<Finding
     }
 
     if let Some(changed) = expected.changed_at {
-        let old: Vec<&&Pod> = pods
-            .iter()
-            .filter(|p| {
-                p.metadata
-                    .creation_timestamp
-                    .as_ref()
-                    .is_some_and(|t| t.0 < changed)
-            })
-            .collect();
+        let changed = Timestamp::from_second(changed.as_second()).unwrap_or(changed);
+        let old: Vec<&Pod> = pods_predating(pods.iter().copied(), changed).collect();
         if !old.is_empty() {
             let owners: BTreeSet<String> = old
                 .iter()
@@ -197,7 +205,7 @@ pub fn diagnose(expected: &Expected<'_>, observed: &Observed<'_>) -> Vec<Finding
                         .map_or_else(|| format!("pod {}", pod_name(p)), ToString::to_string)
                 })
                 .collect();
-            found.push(Finding::warning(
+            found.push(Finding::error(
                 codes::PODS_PREDATE_LINK,
                 format!(
                     "{} pod(s) of ServiceAccount {ns}/{sa} started before its link changed ({changed}), so they lack its credentials: {}",

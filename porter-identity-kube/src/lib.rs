@@ -48,6 +48,7 @@ pub mod fake;
 #[cfg(test)]
 mod fixtures;
 pub mod preflight;
+pub mod step;
 pub mod workloads;
 
 pub use cluster::{Cluster, ClusterBuilder};

@@ -76,10 +76,11 @@ impl fmt::Display for ApplyConflict {
 
 type Path = Vec<String>;
 
-/// The leaf paths of `value` (objects recurse; everything else, arrays included, is a leaf).
+/// The leaf paths of `value` (objects recurse; everything else, arrays included, is a leaf). An
+/// empty object owns nothing: applying `annotations: {}` leaves other managers' keys alone.
 fn leaves(value: &Value, prefix: &mut Path, out: &mut BTreeSet<Path>) {
     match value {
-        Value::Object(map) if !map.is_empty() => {
+        Value::Object(map) => {
             for (k, v) in map {
                 prefix.push(k.clone());
                 leaves(v, prefix, out);

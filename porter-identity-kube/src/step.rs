@@ -1,0 +1,426 @@
+//! The Kubernetes step of a reconcile: for each service account of a [`ReconcileReport`],
+//! apply what its links need in the cluster (the ServiceAccount's annotations, the Azure pod
+//! label on the templates that run as it), restart the workloads whose pods predate the
+//! links when asked, and diagnose what is left — into the report's
+//! [`ClusterStep`](porter_identity_core::ClusterStep)s.
+//!
+//! Nothing is written in a dry run: the step then says what it would apply and restart, and
+//! what it finds. Before a ServiceAccount's pod templates are labelled, its annotations must
+//! apply: a conflict with another field manager stops that service account's step with nothing
+//! of it written.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
+use k8s_openapi::jiff::Timestamp;
+use porter_identity_core::{
+    Cloud, ClusterStep, Error, ErrorKind, Finding, ReconcileReport, Result, ServiceAccountNeeds,
+};
+
+use crate::Cluster;
+use crate::apply::annotation_conflicts;
+use crate::diagnose::{Expected, Observed, diagnose, owner_of, pods_predating};
+use crate::workloads::{PodWorkload, running_as};
+
+/// The ServiceAccount annotation where porter-identity records when a link of the service
+/// account last changed, so that any later process (a `verify`, a `restart`) knows which pods
+/// predate it.
+pub const LINKS_CHANGED_AT_ANNOTATION: &str = "porter.run/identity-changed-at";
+
+/// What the Kubernetes step may do beyond applying.
+#[derive(Debug, Clone, Default)]
+pub struct StepOptions {
+    /// Take over annotations and labels another field manager owns with another value
+    /// (server-side apply with force). Off: such a field is a `Conflict` naming the manager.
+    pub force_conflicts: bool,
+    /// Restart (rollout restart) the workloads whose pods predate the links' last change.
+    pub restart: bool,
+    /// Create a missing ServiceAccount (with the annotations only). Off: a missing one is a
+    /// finding, and nothing is created that a chart or a manifest means to own.
+    pub create_service_accounts: bool,
+    /// The GKE node pools not in `GKE_METADATA` mode (from the GCP provider's
+    /// `node_pools_without_gke_metadata`), for the finding of pods on them.
+    pub pools_without_gke_metadata: Vec<String>,
+}
+
+/// A workload restarted (or that would be), and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restart {
+    /// The workload.
+    pub workload: PodWorkload,
+    /// How many of its pods predate the link.
+    pub pods: usize,
+}
+
+impl std::fmt::Display for Restart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({} pod{} older than the link)",
+            self.workload,
+            self.pods,
+            if self.pods == 1 { "" } else { "s" }
+        )
+    }
+}
+
+/// A time as Kubernetes keeps it: whole seconds.
+fn whole_seconds(t: Timestamp) -> Timestamp {
+    Timestamp::from_second(t.as_second()).unwrap_or(t)
+}
+
+/// When the links of a service account last changed: the later of what this reconcile wrote
+/// and what an earlier one recorded on the ServiceAccount.
+fn changed_at(needs: &ServiceAccountNeeds, account: Option<&ServiceAccount>) -> Option<Timestamp> {
+    let written = needs
+        .patch
+        .changed_at
+        .and_then(|t| Timestamp::try_from(t).ok())
+        .map(whole_seconds);
+    let recorded = account
+        .and_then(|a| a.metadata.annotations.as_ref())
+        .and_then(|a| a.get(LINKS_CHANGED_AT_ANNOTATION))
+        .and_then(|v| v.parse::<Timestamp>().ok());
+    written.max(recorded)
+}
+
+/// The clouds the service account is linked on in `report` (links made or planned).
+fn clouds_of(report: &ReconcileReport, needs: &ServiceAccountNeeds) -> BTreeSet<Cloud> {
+    report
+        .workloads
+        .iter()
+        .filter(|w| w.result.is_ok())
+        .filter(|w| w.binding.workload.service_account() == needs.workload.service_account())
+        .filter_map(|w| w.binding.connection.cloud())
+        .collect()
+}
+
+/// What the cluster holds for one service account.
+struct Seen {
+    account: Option<ServiceAccount>,
+    pods: Vec<Pod>,
+}
+
+impl Cluster {
+    /// The Kubernetes step of `report` (see the [module](crate::step) docs): fills in each
+    /// service account's [`ClusterStep`]. In a dry run nothing is written.
+    ///
+    /// # Errors
+    /// When the namespace's workloads (or the nodes) cannot be read: then no service account
+    /// was touched. An error of one service account (a conflict) is its `ClusterStep::error`.
+    pub async fn reconcile_step(
+        &self,
+        report: &mut ReconcileReport,
+        options: &StepOptions,
+    ) -> Result<()> {
+        let namespace = report.namespace.to_string();
+        let mut workloads = self.workloads(&namespace).await?;
+        let nodes = self.nodes_if_needed(report, options).await?;
+        for i in 0..report.service_accounts.len() {
+            let needs = &report.service_accounts[i];
+            let clouds = clouds_of(report, needs);
+            let step = self
+                .service_account_step(
+                    needs,
+                    &clouds,
+                    &mut workloads,
+                    &nodes,
+                    report.dry_run,
+                    options,
+                )
+                .await;
+            report.service_accounts[i].cluster = Some(step);
+        }
+        Ok(())
+    }
+
+    /// The Kubernetes findings of `report`'s service accounts, read only (for `verify`): each
+    /// service account's [`ClusterStep`] gets its findings and nothing applied.
+    ///
+    /// # Errors
+    /// When the namespace's workloads cannot be read.
+    pub async fn diagnose_step(
+        &self,
+        report: &mut ReconcileReport,
+        pools_without_gke_metadata: &[String],
+    ) -> Result<()> {
+        let options = StepOptions {
+            pools_without_gke_metadata: pools_without_gke_metadata.to_vec(),
+            ..StepOptions::default()
+        };
+        let namespace = report.namespace.to_string();
+        let workloads = self.workloads(&namespace).await?;
+        let nodes = self.nodes_if_needed(report, &options).await?;
+        for i in 0..report.service_accounts.len() {
+            let needs = &report.service_accounts[i];
+            let clouds = clouds_of(report, needs);
+            let step = match self.seen(needs).await {
+                Ok(seen) => ClusterStep {
+                    findings: findings(needs, &clouds, &seen, &workloads, &nodes, &options),
+                    ..ClusterStep::default()
+                },
+                Err(e) => ClusterStep {
+                    error: Some(e),
+                    ..ClusterStep::default()
+                },
+            };
+            report.service_accounts[i].cluster = Some(step);
+        }
+        Ok(())
+    }
+
+    /// Restarts exactly the workloads of `report`'s service accounts whose pods started before
+    /// the links' last change (nothing else), and returns them; in a dry run, the ones it
+    /// would restart.
+    ///
+    /// # Errors
+    /// When the cluster cannot be read, or a restart is refused (those before it are done).
+    pub async fn restart_step(&self, report: &ReconcileReport) -> Result<Vec<Restart>> {
+        let namespace = report.namespace.to_string();
+        let workloads = self.workloads(&namespace).await?;
+        let mut out = Vec::new();
+        for needs in &report.service_accounts {
+            let seen = self.seen(needs).await?;
+            let restarts = restarts_of(needs, &seen, &workloads);
+            if !report.dry_run {
+                for r in &restarts {
+                    self.rollout_restart(&r.workload, Timestamp::now()).await?;
+                }
+            }
+            out.extend(restarts);
+        }
+        Ok(out)
+    }
+
+    async fn nodes_if_needed(
+        &self,
+        report: &ReconcileReport,
+        options: &StepOptions,
+    ) -> Result<Vec<Node>> {
+        let gcp = report
+            .workloads
+            .iter()
+            .any(|w| w.result.is_ok() && w.binding.connection.cloud() == Some(Cloud::Gcp));
+        if gcp && !options.pools_without_gke_metadata.is_empty() {
+            self.nodes(None).await
+        } else {
+            Ok(Vec::new())
+        }
+    }
+
+    async fn seen(&self, needs: &ServiceAccountNeeds) -> Result<Seen> {
+        let ns = needs.workload.namespace().as_str();
+        let sa = needs.workload.service_account().as_str();
+        let (account, pods) = futures_util::future::try_join(
+            self.service_account(ns, sa),
+            self.pods_running_as(ns, sa),
+        )
+        .await?;
+        Ok(Seen { account, pods })
+    }
+
+    async fn service_account_step(
+        &self,
+        needs: &ServiceAccountNeeds,
+        clouds: &BTreeSet<Cloud>,
+        workloads: &mut [PodWorkload],
+        nodes: &[Node],
+        dry_run: bool,
+        options: &StepOptions,
+    ) -> ClusterStep {
+        let mut step = ClusterStep::default();
+        let mut seen = match self.seen(needs).await {
+            Ok(seen) => seen,
+            Err(e) => {
+                step.error = Some(e);
+                return step;
+            }
+        };
+        let ns = needs.workload.namespace().as_str();
+        let sa = needs.workload.service_account().as_str();
+        // The templates just labelled: they roll their pods anyway.
+        let relabelled = match self
+            .apply_needs(needs, &mut seen, workloads, dry_run, options, &mut step)
+            .await
+        {
+            Ok(relabelled) => relabelled,
+            Err(e) => {
+                step.error = Some(e);
+                Vec::new()
+            }
+        };
+        if options.restart && step.error.is_none() {
+            let restarts: Vec<Restart> = restarts_of(needs, &seen, workloads)
+                .into_iter()
+                // A template just labelled rolls its pods anyway.
+                .filter(|r| !relabelled.contains(&r.workload))
+                .collect();
+            for r in restarts {
+                if !dry_run
+                    && let Err(e) = self.rollout_restart(&r.workload, Timestamp::now()).await
+                {
+                    step.error = Some(e);
+                    break;
+                }
+                step.restarted.push(r.to_string());
+            }
+        }
+        if !dry_run && (!step.applied.is_empty() || !step.restarted.is_empty()) {
+            match self.pods_running_as(ns, sa).await {
+                Ok(pods) => seen.pods = pods,
+                Err(e) => step.error = step.error.take().or(Some(e)),
+            }
+        }
+        step.findings = findings(needs, clouds, &seen, workloads, nodes, options);
+        step
+    }
+
+    /// Applies the ServiceAccount's annotations, then the pod-template labels.
+    async fn apply_needs(
+        &self,
+        needs: &ServiceAccountNeeds,
+        seen: &mut Seen,
+        workloads: &mut [PodWorkload],
+        dry_run: bool,
+        options: &StepOptions,
+        step: &mut ClusterStep,
+    ) -> Result<Vec<PodWorkload>> {
+        let mut relabelled = Vec::new();
+        let ns = needs.workload.namespace().as_str();
+        let sa = needs.workload.service_account().as_str();
+        if seen.account.is_none() && !options.create_service_accounts {
+            // Not created behind the back of whatever is meant to own it: a finding says so.
+            return Ok(relabelled);
+        }
+        let mut annotations = needs.patch.annotations.clone();
+        if let Some(at) = changed_at(needs, seen.account.as_ref()) {
+            annotations.insert(LINKS_CHANGED_AT_ANNOTATION.to_owned(), at.to_string());
+        }
+        let current: BTreeMap<String, String> = seen
+            .account
+            .as_ref()
+            .and_then(|a| a.metadata.annotations.clone())
+            .unwrap_or_default();
+        let changed: Vec<String> = annotations
+            .iter()
+            .filter(|(k, v)| current.get(*k) != Some(*v))
+            .map(|(k, v)| format!("annotation {k}={v} on ServiceAccount {ns}/{sa}"))
+            .collect();
+        if dry_run {
+            if let Some(account) = &seen.account
+                && !options.force_conflicts
+            {
+                let mut wanted = needs.patch.clone();
+                wanted.annotations = annotations.clone();
+                let conflicts = annotation_conflicts(account, &wanted);
+                if !conflicts.is_empty() {
+                    let list: Vec<String> = conflicts.iter().map(ToString::to_string).collect();
+                    return Err(Error::kubernetes(
+                        ErrorKind::Conflict,
+                        format!("apply ServiceAccount {ns}/{sa}"),
+                        format!("it would be refused: {}", list.join("; ")),
+                    )
+                    .with_fix("change the value with the tool that set it, or apply with force (the CLI's --force-conflicts)"));
+                }
+            }
+        } else {
+            let applied = self
+                .apply_service_account_annotations(ns, sa, &annotations, options.force_conflicts)
+                .await?;
+            seen.account = Some(applied);
+        }
+        step.applied.extend(changed);
+
+        if needs.patch.pod_labels.is_empty() {
+            return Ok(relabelled);
+        }
+        let names: Vec<(String, String)> = running_as(workloads, ns, sa)
+            .iter()
+            .map(|w| (w.kind.as_str().to_owned(), w.name.clone()))
+            .collect();
+        for w in workloads.iter_mut().filter(|w| {
+            names
+                .iter()
+                .any(|(k, n)| k == w.kind.as_str() && *n == w.name)
+        }) {
+            let missing = needs
+                .patch
+                .pod_labels
+                .iter()
+                .any(|(k, v)| w.template_labels.get(k) != Some(v));
+            if !missing {
+                continue;
+            }
+            if !dry_run {
+                self.apply_pod_template_labels(w, &needs.patch.pod_labels, options.force_conflicts)
+                    .await?;
+            }
+            let labels: Vec<String> = needs
+                .patch
+                .pod_labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            step.applied.push(format!(
+                "label {} on the pod template of {w} (changing a pod template rolls its pods)",
+                labels.join(", ")
+            ));
+            w.template_labels.extend(needs.patch.pod_labels.clone());
+            relabelled.push(w.clone());
+        }
+        Ok(relabelled)
+    }
+}
+
+/// The workloads whose pods predate the service account's links.
+fn restarts_of(
+    needs: &ServiceAccountNeeds,
+    seen: &Seen,
+    workloads: &[PodWorkload],
+) -> Vec<Restart> {
+    let Some(at) = changed_at(needs, seen.account.as_ref()) else {
+        return Vec::new();
+    };
+    let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
+    for pod in pods_predating(&seen.pods, at) {
+        if let Some(owner) = owner_of(pod, workloads)
+            && let Some(i) = workloads.iter().position(|w| w == owner)
+        {
+            *counts.entry(i).or_default() += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .map(|(i, pods)| Restart {
+            workload: workloads[i].clone(),
+            pods,
+        })
+        .collect()
+}
+
+fn findings(
+    needs: &ServiceAccountNeeds,
+    clouds: &BTreeSet<Cloud>,
+    seen: &Seen,
+    workloads: &[PodWorkload],
+    nodes: &[Node],
+    options: &StepOptions,
+) -> Vec<Finding> {
+    let expected = Expected {
+        workload: &needs.workload,
+        patch: &needs.patch,
+        changed_at: changed_at(needs, seen.account.as_ref()),
+        pod_identity: clouds.contains(&Cloud::Aws),
+        gke_workload_identity: clouds.contains(&Cloud::Gcp),
+        pools_without_gke_metadata: &options.pools_without_gke_metadata,
+    };
+    diagnose(
+        &expected,
+        &Observed {
+            service_account: seen.account.as_ref(),
+            workloads,
+            pods: &seen.pods,
+            nodes,
+        },
+    )
+}
