@@ -33,6 +33,11 @@ impl ClusterRef {
             self.project, self.location, self.name
         )
     }
+
+    /// `…/clusters/<name>/nodePools/<pool>`.
+    pub fn node_pool_name(&self, pool: &str) -> String {
+        format!("{}/nodePools/{pool}", self.resource_name())
+    }
 }
 
 impl std::fmt::Display for ClusterRef {
@@ -72,6 +77,20 @@ impl MetadataMode {
 pub struct NodePool {
     /// Its name.
     pub name: String,
+    /// Its workload metadata mode.
+    pub metadata_mode: MetadataMode,
+}
+
+/// A node pool as `projects.locations.clusters.nodePools.get` returns it: what an update must
+/// send back unchanged (its Kubernetes version and image type) and its metadata mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodePoolDetails {
+    /// Its name.
+    pub name: String,
+    /// Its nodes' Kubernetes version (`version`).
+    pub version: String,
+    /// Its nodes' image type (`config.imageType`).
+    pub image_type: String,
     /// Its workload metadata mode.
     pub metadata_mode: MetadataMode,
 }
@@ -131,6 +150,19 @@ pub trait GcpApi: Send + Sync + Debug {
 
     /// `iam.projects.serviceAccounts.keys.list` with `keyTypes=USER_MANAGED`.
     async fn list_user_managed_keys(&self, email: &str) -> Result<Vec<ServiceAccountKey>>;
+
+    /// `container.projects.locations.clusters.nodePools.get`.
+    async fn get_node_pool(&self, cluster: &ClusterRef, pool: &str) -> Result<NodePoolDetails>;
+
+    /// `container.projects.locations.clusters.nodePools.update` setting
+    /// `workloadMetadataConfig.mode` to `GKE_METADATA`, with the pool's own version and image
+    /// type (an update must name them; other values would upgrade or re-image the nodes).
+    /// Returns the operation's name. The pool's nodes are recreated.
+    async fn set_node_pool_gke_metadata(
+        &self,
+        cluster: &ClusterRef,
+        pool: &NodePoolDetails,
+    ) -> Result<String>;
 
     /// `cloudresourcemanager.projects.getIamPolicy` of `projects/<project>`, version 3.
     async fn get_project_iam_policy(&self, project: &str) -> Result<Policy>;

@@ -40,7 +40,8 @@ use porter_identity_core::{ErrorKind, Result};
 use serde_json::{Value, json};
 
 use crate::api::{
-    Cluster, ClusterRef, GcpApi, MetadataMode, NodePool, Policy, ServiceAccount, ServiceAccountKey,
+    Cluster, ClusterRef, GcpApi, MetadataMode, NodePool, NodePoolDetails, Policy, ServiceAccount,
+    ServiceAccountKey,
 };
 use crate::errors::{StatusCode, map_status};
 
@@ -48,6 +49,11 @@ pub use http::serve;
 pub use porter_identity_core::testing::FakeServer;
 
 use state::{BindingRecord, GcpError, State, WIU};
+
+/// The Kubernetes version of every node pool of the fake.
+pub const NODE_VERSION: &str = "1.33.5-gke.1000";
+/// The image type of every node pool of the fake.
+pub const IMAGE_TYPE: &str = "COS_CONTAINERD";
 
 /// An in-memory Google Cloud.
 ///
@@ -443,6 +449,43 @@ impl GcpApi for FakeGcp {
                 })
                 .collect(),
         })
+    }
+
+    async fn get_node_pool(&self, cluster: &ClusterRef, pool: &str) -> Result<NodePoolDetails> {
+        let name = cluster.node_pool_name(pool);
+        let (found, mode) = self
+            .call("nodePools.get", |s| {
+                s.node_pool(&cluster.project, &cluster.location, &cluster.name, pool)
+            })
+            .await
+            .map_err(|e| mapped("nodePools.get", &name, e))?;
+        Ok(NodePoolDetails {
+            name: found,
+            version: NODE_VERSION.to_owned(),
+            image_type: IMAGE_TYPE.to_owned(),
+            metadata_mode: metadata_mode(&mode),
+        })
+    }
+
+    async fn set_node_pool_gke_metadata(
+        &self,
+        cluster: &ClusterRef,
+        pool: &NodePoolDetails,
+    ) -> Result<String> {
+        let name = cluster.node_pool_name(&pool.name);
+        self.call("nodePools.update", |s| {
+            s.update_node_pool(
+                &cluster.project,
+                &cluster.location,
+                &cluster.name,
+                &pool.name,
+                &pool.version,
+                &pool.image_type,
+                "GKE_METADATA",
+            )
+        })
+        .await
+        .map_err(|e| mapped("nodePools.update", &name, e))
     }
 
     async fn get_service_account(&self, email: &str) -> Result<ServiceAccount> {

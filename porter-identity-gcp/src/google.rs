@@ -25,7 +25,8 @@ use porter_identity_core::{Cloud, Error, ErrorKind, Result};
 use tracing::Instrument;
 
 use crate::api::{
-    Cluster, ClusterRef, GcpApi, MetadataMode, NodePool, Policy, ServiceAccount, ServiceAccountKey,
+    Cluster, ClusterRef, GcpApi, MetadataMode, NodePool, NodePoolDetails, Policy, ServiceAccount,
+    ServiceAccountKey,
 };
 use crate::errors::{StatusCode, map_status};
 use crate::names::{POLICY_VERSION, service_account_resource};
@@ -249,6 +250,52 @@ impl GcpApi for GoogleApi {
                 })
                 .collect(),
         })
+    }
+
+    async fn get_node_pool(&self, cluster: &ClusterRef, pool: &str) -> Result<NodePoolDetails> {
+        let name = cluster.node_pool_name(pool);
+        let found = call(
+            "nodePools.get",
+            &name,
+            self.gke.get_node_pool().set_name(name.clone()).send(),
+        )
+        .await?;
+        Ok(NodePoolDetails {
+            name: found.name.clone(),
+            version: found.version.clone(),
+            image_type: found
+                .config
+                .as_ref()
+                .map(|c| c.image_type.clone())
+                .unwrap_or_default(),
+            metadata_mode: metadata_mode(&found),
+        })
+    }
+
+    async fn set_node_pool_gke_metadata(
+        &self,
+        cluster: &ClusterRef,
+        pool: &NodePoolDetails,
+    ) -> Result<String> {
+        let name = cluster.node_pool_name(&pool.name);
+        let operation = call(
+            "nodePools.update",
+            &name,
+            self.gke
+                .update_node_pool()
+                .set_name(name.clone())
+                // The pool's own version and image type: an update must name them, and any
+                // other value would upgrade or re-image the nodes.
+                .set_node_version(pool.version.clone())
+                .set_image_type(pool.image_type.clone())
+                .set_workload_metadata_config(
+                    google_cloud_container_v1::model::WorkloadMetadataConfig::new()
+                        .set_mode(Mode::GkeMetadata),
+                )
+                .send(),
+        )
+        .await?;
+        Ok(operation.name)
     }
 
     async fn get_service_account(&self, email: &str) -> Result<ServiceAccount> {

@@ -39,6 +39,7 @@ pub mod google;
 mod links;
 pub mod lint;
 pub mod names;
+mod node_pools;
 pub mod policy;
 mod provider;
 #[cfg(test)]
@@ -49,6 +50,7 @@ mod verify;
 pub mod fake;
 
 pub use builder::{GcpConfigKey, GcpWorkloadIdentityProviderBuilder};
+pub use node_pools::NodePoolChange;
 pub use provider::{GCP_SERVICE_ACCOUNT_ANNOTATION, GcpWorkloadIdentityProvider};
 
 /// Installs rustls on ring as the process's default TLS provider, unless one is installed

@@ -487,3 +487,78 @@ async fn a_quota_errors_retry_delay_is_waited() {
     );
     server.shutdown().await;
 }
+
+/// A node pool put in GKE_METADATA mode through the official client: its own version and
+/// image type read and sent back (the fake refuses any other: they would upgrade or re-image
+/// the nodes), refused while the preflight found pods at risk unless forced.
+#[tokio::test]
+async fn a_node_pool_is_put_in_gke_metadata_mode_with_its_own_version_and_image() {
+    let (gcp, server) = start().await;
+    gcp.set_node_pool(PROJECT, "us-central1", "prod", "legacy", "GCE_METADATA");
+    let p = provider(&server).await;
+    assert_eq!(
+        p.node_pools_without_gke_metadata().await.unwrap(),
+        ["legacy"]
+    );
+
+    let at_risk = vec!["pod shop/batch-1 on node n1".to_owned()];
+    let refused = p
+        .enable_workload_identity("legacy", &at_risk, false)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.kind(),
+        porter_identity_core::ErrorKind::Conflict,
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("shop/batch-1"), "{refused}");
+    assert_eq!(
+        gcp.calls().get("nodePools.update").copied().unwrap_or(0),
+        0,
+        "nothing written"
+    );
+
+    let change = p
+        .enable_workload_identity("legacy", &at_risk, true)
+        .await
+        .unwrap();
+    assert_eq!(change.operation.as_deref(), Some("operation-1"));
+    assert!(
+        change.to_string().contains("nodes are recreated"),
+        "{change}"
+    );
+    assert!(
+        p.node_pools_without_gke_metadata()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let again = p
+        .enable_workload_identity("legacy", &[], false)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.operation, None,
+        "already in GKE_METADATA: no second update"
+    );
+    let missing = p
+        .enable_workload_identity("nope", &[], false)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        missing.kind(),
+        porter_identity_core::ErrorKind::NotFound,
+        "{missing}"
+    );
+    let bad = p
+        .enable_workload_identity("../x", &[], false)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        bad.kind(),
+        porter_identity_core::ErrorKind::InvalidInput,
+        "{bad}"
+    );
+    server.shutdown().await;
+}

@@ -47,6 +47,7 @@ pub mod diagnose;
 pub mod fake;
 #[cfg(test)]
 mod fixtures;
+pub mod migrate;
 pub mod preflight;
 pub mod step;
 pub mod workloads;

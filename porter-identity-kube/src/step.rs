@@ -171,18 +171,22 @@ impl Cluster {
 
     /// Restarts exactly the workloads of `report`'s service accounts whose pods started before
     /// the links' last change (nothing else), and returns them; in a dry run, the ones it
-    /// would restart.
+    /// would restart. `report` may be a dry run's: only its service accounts are read.
     ///
     /// # Errors
     /// When the cluster cannot be read, or a restart is refused (those before it are done).
-    pub async fn restart_step(&self, report: &ReconcileReport) -> Result<Vec<Restart>> {
+    pub async fn restart_step(
+        &self,
+        report: &ReconcileReport,
+        dry_run: bool,
+    ) -> Result<Vec<Restart>> {
         let namespace = report.namespace.to_string();
         let workloads = self.workloads(&namespace).await?;
         let mut out = Vec::new();
         for needs in &report.service_accounts {
             let seen = self.seen(needs).await?;
             let restarts = restarts_of(needs, &seen, &workloads);
-            if !report.dry_run {
+            if !dry_run {
                 for r in &restarts {
                     self.rollout_restart(&r.workload, Timestamp::now()).await?;
                 }

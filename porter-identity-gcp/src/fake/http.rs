@@ -71,6 +71,13 @@ enum Route {
     ProjectPolicy {
         project: String,
     },
+    NodePool {
+        project: String,
+        location: String,
+        cluster: String,
+        pool: String,
+        update: bool,
+    },
 }
 
 impl Route {
@@ -82,6 +89,8 @@ impl Route {
             Route::SetPolicy { .. } => "setIamPolicy",
             Route::Keys { .. } => "serviceAccounts.keys.list",
             Route::ProjectPolicy { .. } => "projects.getIamPolicy",
+            Route::NodePool { update: false, .. } => "nodePools.get",
+            Route::NodePool { update: true, .. } => "nodePools.update",
         }
     }
 }
@@ -119,7 +128,7 @@ fn route(method: &Method, path: &str) -> Result<Route, GcpError> {
     // `projects/<p>/serviceAccounts/<email>` with `<p>` `-` or the project.
     match (method.as_str(), s.as_slice()) {
         (
-            "GET",
+            method,
             [
                 "v1",
                 "projects",
@@ -127,13 +136,31 @@ fn route(method: &Method, path: &str) -> Result<Route, GcpError> {
                 "locations",
                 location,
                 "clusters",
-                name,
+                cluster,
+                rest @ ..,
             ],
-        ) => Ok(Route::Cluster {
-            project: (*project).into(),
-            location: (*location).into(),
-            name: (*name).into(),
-        }),
+        ) => {
+            let (project, location, cluster) = (
+                (*project).to_owned(),
+                (*location).to_owned(),
+                (*cluster).to_owned(),
+            );
+            match (method, rest) {
+                ("GET", []) => Ok(Route::Cluster {
+                    project,
+                    location,
+                    name: cluster,
+                }),
+                ("GET" | "PUT", ["nodePools", pool]) => Ok(Route::NodePool {
+                    project,
+                    location,
+                    cluster,
+                    pool: (*pool).into(),
+                    update: method == "PUT",
+                }),
+                _ => Err(unknown()),
+            }
+        }
         ("GET", ["v1", "projects", project, "serviceAccounts", email]) => {
             Ok(Route::ServiceAccount {
                 project: (*project).into(),
@@ -288,6 +315,50 @@ async fn handle(
                     })).collect::<Vec<_>>(),
                 })
             }),
+        Route::NodePool { project, location, cluster, pool, update: false } => fake
+            .call(op, |s| s.node_pool(&project, &location, &cluster, &pool))
+            .await
+            .map(|(name, mode)| {
+                json!({
+                    "name": name,
+                    "version": super::NODE_VERSION,
+                    "config": {
+                        "imageType": super::IMAGE_TYPE,
+                        "workloadMetadataConfig": {"mode": mode_json(&mode, ints)},
+                    },
+                    "selfLink": format!("https://container.googleapis.com/v1/projects/{project}/locations/{location}/clusters/{cluster}/nodePools/{name}"),
+                })
+            }),
+        Route::NodePool { project, location, cluster, pool, update: true } => {
+            let mode = match &body["workloadMetadataConfig"]["mode"] {
+                Value::Number(n) if n.as_u64() == Some(2) => "GKE_METADATA",
+                Value::Number(n) if n.as_u64() == Some(1) => "GCE_METADATA",
+                Value::String(m) if m == "GKE_METADATA" || m == "GCE_METADATA" => {
+                    if m == "GKE_METADATA" { "GKE_METADATA" } else { "GCE_METADATA" }
+                }
+                _ => {
+                    return error_response(&GcpError::invalid(
+                        "the fake takes node-pool updates of workloadMetadataConfig.mode only".to_owned(),
+                    ));
+                }
+            };
+            let version = body["nodeVersion"].as_str().unwrap_or_default().to_owned();
+            let image = body["imageType"].as_str().unwrap_or_default().to_owned();
+            fake.call(op, |s| {
+                s.update_node_pool(&project, &location, &cluster, &pool, &version, &image, mode)
+            })
+            .await
+            .map(|operation| {
+                json!({
+                    "name": operation,
+                    "zone": location,
+                    "operationType": if ints { json!(4) } else { json!("UPGRADE_NODES") },
+                    "status": if ints { json!(2) } else { json!("RUNNING") },
+                    "selfLink": format!("https://container.googleapis.com/v1/projects/{project}/locations/{location}/operations/{operation}"),
+                    "targetLink": format!("https://container.googleapis.com/v1/projects/{project}/locations/{location}/clusters/{cluster}/nodePools/{pool}"),
+                })
+            })
+        }
         Route::ServiceAccount { project, email } => fake
             .call(op, |s| s.account_in(&project, &email, op).cloned())
             .await

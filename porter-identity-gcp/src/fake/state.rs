@@ -13,8 +13,10 @@ use serde_json::{Value, json};
 use crate::names::{WORKLOAD_IDENTITY_USER, parse_member};
 
 /// The operations the fake counts, by the names the provider uses.
-pub(crate) const OPERATIONS: [&str; 6] = [
+pub(crate) const OPERATIONS: [&str; 8] = [
     "clusters.get",
+    "nodePools.get",
+    "nodePools.update",
     "serviceAccounts.get",
     "getIamPolicy",
     "setIamPolicy",
@@ -210,6 +212,8 @@ pub(crate) struct State {
     /// How many more setIamPolicy calls find that someone else wrote since their read.
     pub(crate) interlopers: u32,
     pub(crate) interloper_writes: u64,
+    /// Node-pool updates made (their operations' numbers).
+    pub(crate) operations: u64,
     next_etag: u64,
     next_id: u64,
 }
@@ -224,6 +228,7 @@ impl State {
             extra_pools: Vec::new(),
             interlopers: 0,
             interloper_writes: 0,
+            operations: 0,
             next_etag: 1,
             next_id: 100_000_000_000_000_000,
         }
@@ -314,6 +319,55 @@ impl State {
     }
 
     // ---- operations -------------------------------------------------------------------------
+
+    /// A node pool: its name and mode.
+    pub(crate) fn node_pool(
+        &self,
+        project: &str,
+        location: &str,
+        cluster: &str,
+        pool: &str,
+    ) -> Result<(String, String), GcpError> {
+        let c = self.get_cluster(project, location, cluster)?;
+        c.node_pools
+            .into_iter()
+            .find(|(n, _)| n == pool)
+            .ok_or_else(|| {
+                GcpError::not_found(format!(
+                    "Not found: projects/{project}/locations/{location}/clusters/{cluster}/nodePools/{pool}."
+                ))
+            })
+    }
+
+    /// nodePools.update of the metadata mode: the version and image type must be the pool's
+    /// own (the fake's nodes never change them), or the update is refused as a change the
+    /// caller did not mean. Returns the operation's name.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn update_node_pool(
+        &mut self,
+        project: &str,
+        location: &str,
+        cluster: &str,
+        pool: &str,
+        version: &str,
+        image_type: &str,
+        mode: &str,
+    ) -> Result<String, GcpError> {
+        self.node_pool(project, location, cluster, pool)?;
+        if version != super::NODE_VERSION || image_type != super::IMAGE_TYPE {
+            return Err(GcpError::invalid(format!(
+                "the fake's node pools run {} on {}: an update to {version} on {image_type} would upgrade or re-image the nodes",
+                super::NODE_VERSION,
+                super::IMAGE_TYPE
+            )));
+        }
+        let pools = &mut self.cluster_mut(project, location, cluster).node_pools;
+        if let Some((_, m)) = pools.iter_mut().find(|(n, _)| n == pool) {
+            *m = mode.to_owned();
+        }
+        self.operations += 1;
+        Ok(format!("operation-{}", self.operations))
+    }
 
     pub(crate) fn get_cluster(
         &self,

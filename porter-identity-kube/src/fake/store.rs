@@ -420,6 +420,89 @@ impl FakeKube {
         self.lock().remove(key)
     }
 
+    /// Everything the store holds (objects, field ownership, versions, creation times) as
+    /// JSON, for [`restore`](Self::restore) in another process: how a demo keeps its cluster
+    /// between runs.
+    pub fn snapshot(&self) -> Value {
+        let state = self.lock();
+        let objects: Vec<Value> = state
+            .objects
+            .iter()
+            .map(|(key, stored)| {
+                let owners: Map<String, Value> = stored
+                    .owners
+                    .iter()
+                    .map(|(manager, (paths, operation))| {
+                        (
+                            manager.clone(),
+                            json!({"operation": operation, "fields": paths}),
+                        )
+                    })
+                    .collect();
+                json!({
+                    "apiVersion": key.api_version, "kind": key.kind,
+                    "namespace": key.namespace, "name": key.name,
+                    "object": stored.object, "owners": owners,
+                    "resourceVersion": stored.resource_version, "created": stored.created,
+                    "creationTimestamp": stored.creation,
+                })
+            })
+            .collect();
+        json!({"version": state.version, "objects": objects})
+    }
+
+    /// A store with what [`snapshot`](Self::snapshot) saved.
+    ///
+    /// # Errors
+    /// When `snapshot` is not one (a message naming what is wrong).
+    pub fn restore(snapshot: &Value) -> Result<Self, String> {
+        let bad = |what: &str| format!("not a FakeKube snapshot: {what}");
+        let mut state = State {
+            objects: BTreeMap::new(),
+            version: snapshot["version"]
+                .as_u64()
+                .ok_or_else(|| bad("no version"))?,
+        };
+        for o in snapshot["objects"]
+            .as_array()
+            .ok_or_else(|| bad("no objects"))?
+        {
+            let text = |field: &str| {
+                o[field]
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| bad(&format!("an object without {field}")))
+            };
+            let key = ObjectKey {
+                api_version: text("apiVersion")?,
+                kind: text("kind")?,
+                namespace: text("namespace")?,
+                name: text("name")?,
+            };
+            let mut owners = BTreeMap::new();
+            for (manager, owned) in o["owners"].as_object().ok_or_else(|| bad("no owners"))? {
+                let operation = match owned["operation"].as_str() {
+                    Some("Apply") => "Apply",
+                    _ => "Update",
+                };
+                let paths: BTreeSet<Path> = serde_json::from_value(owned["fields"].clone())
+                    .map_err(|e| bad(&e.to_string()))?;
+                owners.insert(manager.clone(), (paths, operation));
+            }
+            let stored = Stored {
+                object: o["object"].clone(),
+                owners,
+                resource_version: o["resourceVersion"].as_u64().unwrap_or_default(),
+                created: o["created"].as_u64().unwrap_or_default(),
+                creation: text("creationTimestamp")?,
+            };
+            state.objects.insert(key, stored);
+        }
+        Ok(FakeKube {
+            state: Arc::new(Mutex::new(state)),
+        })
+    }
+
     /// The objects of `kind` in `namespace` (every namespace when `None`) matching an
     /// equality-based label selector (`a=b,c!=d`, empty for all) and field selector
     /// (`spec.serviceAccountName=x,spec.nodeName=y`, dotted paths).
@@ -662,6 +745,28 @@ mod tests {
             got["metadata"]["annotations"]["b"], "2",
             "shared with `other`"
         );
+    }
+
+    #[test]
+    fn a_snapshot_restores_objects_ownership_and_creation_times() {
+        let kube = FakeKube::new();
+        kube.update(
+            &sa(),
+            "helm",
+            json!({"metadata": {"creationTimestamp": "2026-01-01T00:00:00Z", "annotations": {"a": "1"}}}),
+        );
+        let restored = FakeKube::restore(&kube.snapshot()).unwrap();
+        assert_eq!(restored.get(&sa()), kube.get(&sa()));
+        let conflict = restored
+            .apply(
+                &sa(),
+                FIELD_MANAGER,
+                json!({"metadata": {"annotations": {"a": "2"}}}),
+                false,
+            )
+            .unwrap_err();
+        assert_eq!(conflict.conflicts[0].manager, "helm", "ownership came back");
+        assert!(FakeKube::restore(&json!({"objects": []})).is_err());
     }
 
     #[test]
