@@ -12,8 +12,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// GOOGLE_APPLICATION_CREDENTIALS, CLOUDSDK_API_ENDPOINT_OVERRIDES_*, …); no flag takes a
 /// secret. `--fake` runs on built-in in-memory clouds instead.
 ///
-/// Exit status: 0 ok, 1 verify found errors, 2 bad input (porter.yaml, flags), 3 a cloud call
-/// failed.
+/// The Kubernetes side (`apply --kube`, `verify`, `restart`, `migrate-irsa`,
+/// `gke-enable-workload-identity`) uses the cluster of KUBECONFIG (else ~/.kube/config, else
+/// in-cluster); with --fake, a built-in Kubernetes API fake.
+///
+/// Exit status: 0 ok, 1 verify found errors, 2 bad input (porter.yaml, flags), 3 a cloud or
+/// Kubernetes call failed.
 #[derive(Debug, Parser)]
 #[command(name = "porter-identity", version, max_term_width = 100)]
 pub(crate) struct Cli {
@@ -24,17 +28,104 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// What apply would do: a dry run of the whole deploy, nothing written.
-    Plan(Common),
-    /// Deploy: bind every identity connection and remove the links the app no longer wants.
-    Apply(Common),
+    Plan(Deploy),
+    /// Deploy: bind every identity connection and remove the links the app no longer wants;
+    /// with --kube, also the cluster side.
+    Apply(Deploy),
     /// Bind every identity connection of the porter.yaml (nothing is removed).
     Bind(Common),
     /// Remove the links of every identity connection of the porter.yaml.
     Unbind(Common),
-    /// Diagnose every binding: cluster, identity, link, least privilege.
+    /// Diagnose every binding: cluster, identity, link, least privilege — and, when a
+    /// kubeconfig is reachable, the Kubernetes side.
     Verify(Common),
     /// Print the ServiceAccount manifests to apply with kubectl.
     Manifests(Common),
+    /// Rollout-restart exactly the workloads whose pods started before their links last
+    /// changed (nothing else).
+    Restart(Restart),
+    /// Move ServiceAccounts annotated for IRSA (eks.amazonaws.com/role-arn) to EKS Pod
+    /// Identity: association, trust-policy check, and (with --remove-annotation) the
+    /// annotation's removal.
+    MigrateIrsa(MigrateIrsa),
+    /// Put a GKE node pool in GKE_METADATA mode, after a preflight of the pods on it that would
+    /// lose the node's service account. Recreates the pool's nodes.
+    GkeEnableWorkloadIdentity(GkeEnable),
+}
+
+/// `plan` and `apply`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Deploy {
+    #[command(flatten)]
+    pub(crate) common: Common,
+
+    /// Also the Kubernetes side: server-side apply of the ServiceAccounts' annotations (field
+    /// manager porter-identity) and of the Azure pod label on their workloads' pod templates
+    /// (which rolls their pods); then the cluster's findings.
+    #[arg(long)]
+    pub(crate) kube: bool,
+
+    /// With --kube: take over annotations and labels another field manager set to other
+    /// values (otherwise that is an error naming the manager).
+    #[arg(long, requires = "kube")]
+    pub(crate) force_conflicts: bool,
+
+    /// With --kube: rollout-restart the workloads whose pods started before their links last
+    /// changed.
+    #[arg(long, requires = "kube")]
+    pub(crate) restart: bool,
+
+    /// With --kube: create a missing ServiceAccount (otherwise it is a finding, left to the
+    /// chart or manifest that owns it).
+    #[arg(long, requires = "kube")]
+    pub(crate) create_service_accounts: bool,
+}
+
+/// `restart`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Restart {
+    #[command(flatten)]
+    pub(crate) common: Common,
+
+    /// Only list the workloads that would be restarted.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+}
+
+/// `migrate-irsa`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct MigrateIrsa {
+    #[command(flatten)]
+    pub(crate) common: Common,
+
+    /// Only show what would be done: the association, the trust check, the annotation.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+
+    /// Remove the IRSA annotation once the association exists and the role's trust policy
+    /// allows Pod Identity (never otherwise).
+    #[arg(long)]
+    pub(crate) remove_annotation: bool,
+}
+
+/// `gke-enable-workload-identity`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct GkeEnable {
+    #[command(flatten)]
+    pub(crate) common: Common,
+
+    /// The node pool to put in GKE_METADATA mode.
+    #[arg(long)]
+    pub(crate) pool: String,
+
+    /// Change the pool even though the preflight found pods that would lose the node's
+    /// service account.
+    #[arg(long)]
+    pub(crate) force: bool,
+
+    /// Only run the preflight.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
 }
 
 impl Common {
@@ -47,12 +138,11 @@ impl Common {
 impl Command {
     pub(crate) fn common(&self) -> &Common {
         match self {
-            Command::Plan(c)
-            | Command::Apply(c)
-            | Command::Bind(c)
-            | Command::Unbind(c)
-            | Command::Verify(c)
-            | Command::Manifests(c) => c,
+            Command::Plan(d) | Command::Apply(d) => &d.common,
+            Command::Bind(c) | Command::Unbind(c) | Command::Verify(c) | Command::Manifests(c) => c,
+            Command::Restart(r) => &r.common,
+            Command::MigrateIrsa(m) => &m.common,
+            Command::GkeEnableWorkloadIdentity(g) => &g.common,
         }
     }
 
@@ -64,10 +154,13 @@ impl Command {
             Command::Unbind(_) => "unbind",
             Command::Verify(_) => "verify",
             Command::Manifests(_) => "manifests",
+            Command::Restart(_) => "restart",
+            Command::MigrateIrsa(_) => "migrate-irsa",
+            Command::GkeEnableWorkloadIdentity(_) => "gke-enable-workload-identity",
         }
     }
 
-    /// Whether the command writes to the clouds.
+    /// Whether the command writes links to the clouds (what `--fake-state` replays).
     pub(crate) fn writes(&self) -> bool {
         matches!(
             self,

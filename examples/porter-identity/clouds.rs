@@ -48,6 +48,11 @@ impl Clouds {
         out
     }
 
+    /// The GCP provider (node pools), when GCP is in play.
+    pub(crate) fn gcp(&self) -> Option<&GcpWorkloadIdentityProvider> {
+        self.gcp.as_ref()
+    }
+
     /// The provider of `cloud`.
     pub(crate) fn provider(&self, cloud: Cloud) -> Option<&dyn WorkloadIdentityProvider> {
         match cloud {

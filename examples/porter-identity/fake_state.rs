@@ -2,6 +2,8 @@
 //! commands that wrote (apply, bind, unbind) with the porter.yaml texts they ran on; a run
 //! seeds the fake clouds with everything those name and replays them, so the links are there
 //! as the last run left them (tags, names and members included), then runs its own command.
+//! The fake Kubernetes cluster is kept whole (objects, field owners, pods' start times): a run
+//! that used it saves it, the next restores it.
 
 use std::path::Path;
 
@@ -18,6 +20,9 @@ pub(crate) struct FakeState {
     version: u32,
     /// Every command that wrote, oldest first.
     runs: Vec<Run>,
+    /// The fake Kubernetes cluster as the last run that used it left it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kube: Option<serde_json::Value>,
 }
 
 /// One command that wrote.
@@ -72,10 +77,24 @@ impl FakeState {
         Ok(state)
     }
 
-    /// Records a command that wrote and saves the file.
-    pub(crate) fn record(mut self, run: Run, path: &Path) -> Result<(), Failure> {
+    /// The fake cluster as the last run left it.
+    pub(crate) fn kube(&self) -> Option<&serde_json::Value> {
+        self.kube.as_ref()
+    }
+
+    /// Records a command that wrote links (if `run`) and the fake cluster (if `kube`), and
+    /// saves the file.
+    pub(crate) fn record(
+        mut self,
+        run: Option<Run>,
+        kube: Option<serde_json::Value>,
+        path: &Path,
+    ) -> Result<(), Failure> {
         self.version = VERSION;
-        self.runs.push(run);
+        self.runs.extend(run);
+        if kube.is_some() {
+            self.kube = kube;
+        }
         let text = serde_json::to_string_pretty(&self).map_err(|e| {
             Failure::Input(format!("the fake state cannot be written as JSON: {e}"))
         })?;

@@ -16,6 +16,7 @@
 mod cli;
 mod clouds;
 mod fake_state;
+mod kube_side;
 mod manifests;
 mod output;
 
@@ -29,9 +30,10 @@ use porter_identity::{
     AppManifest, Binding, Cloud, ErrorKind, Reconciler, ServiceAccountPatch, Workload,
 };
 
-use crate::cli::{Cli, Command, Common, Output};
+use crate::cli::{Cli, Command, Common, Deploy, GkeEnable, MigrateIrsa, Output, Restart};
 use crate::clouds::Clouds;
 use crate::fake_state::{FakeState, Run};
+use crate::kube_side::KubeSide;
 
 /// Exit statuses.
 const EXIT_VERIFY_ERRORS: u8 = 1;
@@ -132,15 +134,27 @@ async fn run(command: &Command) -> Result<u8, Failure> {
         if let Some((p, _)) = &previous {
             in_play.push(p);
         }
-        clouds::from_env(common, &clouds::clouds_of(&in_play)).await?
+        let mut needed = clouds::clouds_of(&in_play);
+        if matches!(command, Command::GkeEnableWorkloadIdentity(_)) {
+            needed.insert(Cloud::Gcp);
+        }
+        clouds::from_env(common, &needed).await?
     };
+    let saved_kube = state.as_ref().and_then(FakeState::kube);
+    let connect = |optional: bool| kube_side::connect(common, &manifest, saved_kube, optional);
+    let mut kube: Option<KubeSide> = None;
 
     let code = match command {
-        Command::Plan(_) | Command::Apply(_) => {
+        Command::Plan(deploy) | Command::Apply(deploy) => {
             let dry = matches!(command, Command::Plan(_));
+            if deploy.kube {
+                kube = connect(false).await?;
+            }
             reconcile(
                 common,
+                deploy,
                 &clouds,
+                kube.as_ref(),
                 &manifest,
                 previous.as_ref().map(|p| &p.0),
                 dry,
@@ -151,25 +165,191 @@ async fn run(command: &Command) -> Result<u8, Failure> {
             let bind = matches!(command, Command::Bind(_));
             bind_or_unbind(common, &clouds, &manifest, bind).await?
         }
-        Command::Verify(_) => verify(common, &clouds, &manifest).await?,
+        Command::Verify(_) => {
+            kube = connect(true).await?;
+            verify(common, &clouds, kube.as_ref(), &manifest).await?
+        }
         Command::Manifests(_) => print_manifests(common, &clouds, &manifest).await?,
+        Command::Restart(r) => {
+            kube = connect(false).await?;
+            restart(common, r, &clouds, kube.as_ref(), &manifest).await?
+        }
+        Command::MigrateIrsa(m) => {
+            kube = connect(false).await?;
+            migrate_irsa(common, m, &clouds, kube.as_ref(), &manifest).await?
+        }
+        Command::GkeEnableWorkloadIdentity(g) => {
+            kube = connect(false).await?;
+            gke_enable(g, &clouds, kube.as_ref()).await?
+        }
     };
 
-    if command.writes()
-        && let (Some(state), Some(path)) = (state, &common.fake_state)
-    {
-        state.record(
-            Run {
-                command: command.name().to_owned(),
-                app: common.app().to_owned(),
-                namespace: common.namespace.clone(),
-                manifest: text,
-                previous: previous.map(|(_, t)| t),
-            },
-            path,
-        )?;
+    if let (Some(state), Some(path)) = (state, &common.fake_state) {
+        let run = command.writes().then(|| Run {
+            command: command.name().to_owned(),
+            app: common.app().to_owned(),
+            namespace: common.namespace.clone(),
+            manifest: text,
+            previous: previous.map(|(_, t)| t),
+        });
+        let cluster = kube.as_ref().and_then(KubeSide::snapshot);
+        if run.is_some() || cluster.is_some() {
+            state.record(run, cluster, path)?;
+        }
+    }
+    if let Some(kube) = kube {
+        kube.shutdown().await;
     }
     Ok(code)
+}
+
+/// The Kubernetes side of a run, which the command needs.
+fn cluster(kube: Option<&KubeSide>) -> Result<&porter_identity_kube::Cluster, Failure> {
+    kube.map(|k| &k.cluster).ok_or_else(|| {
+        Failure::Input("no Kubernetes cluster: set KUBECONFIG, or pass --fake".into())
+    })
+}
+
+/// The GKE node pools not in GKE_METADATA mode, when GCP is in play (for the finding of pods
+/// on them); a failed read is said and skipped (the cloud side reports it).
+async fn pools_without_gke_metadata(
+    clouds: &Clouds,
+    report: &porter_identity::ReconcileReport,
+) -> Vec<String> {
+    let gcp_in_play = report
+        .workloads
+        .iter()
+        .any(|w| w.binding.connection.cloud() == Some(Cloud::Gcp));
+    match clouds.gcp() {
+        Some(gcp) if gcp_in_play => {
+            gcp.node_pools_without_gke_metadata()
+                .await
+                .unwrap_or_else(|e| {
+                    eprintln!("note: GKE node pools not checked: {e}");
+                    Vec::new()
+                })
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// A dry run of the deploy: what each service account needs, read only.
+async fn needs(
+    common: &Common,
+    clouds: &Clouds,
+    manifest: &AppManifest,
+) -> Result<porter_identity::ReconcileReport, Failure> {
+    let mut reconciler = Reconciler::new(common.app(), &common.namespace).desired(manifest);
+    for p in clouds.providers() {
+        reconciler = reconciler.provider(p);
+    }
+    Ok(reconciler.dry_run().await?)
+}
+
+async fn restart(
+    common: &Common,
+    args: &Restart,
+    clouds: &Clouds,
+    kube: Option<&KubeSide>,
+    manifest: &AppManifest,
+) -> Result<u8, Failure> {
+    let cluster = cluster(kube)?;
+    let report = needs(common, clouds, manifest).await?;
+    let restarts = cluster.restart_step(&report, args.dry_run).await?;
+    match common.output {
+        Output::Text => print!("{}", output::restarts_text(&restarts, args.dry_run)),
+        Output::Json => println!("{}", output::restarts_json(&restarts, args.dry_run)?),
+    }
+    Ok(0)
+}
+
+async fn migrate_irsa(
+    common: &Common,
+    args: &MigrateIrsa,
+    clouds: &Clouds,
+    kube: Option<&KubeSide>,
+    manifest: &AppManifest,
+) -> Result<u8, Failure> {
+    let cluster = cluster(kube)?;
+    let bindings = manifest.bindings_for(Cloud::Aws, common.app(), &common.namespace)?;
+    if bindings.is_empty() {
+        return Err(Failure::Input(format!(
+            "{} has no awsRole connection: nothing to migrate to EKS Pod Identity",
+            common.file.display()
+        )));
+    }
+    let options = porter_identity_kube::migrate::MigrateOptions {
+        dry_run: args.dry_run,
+        remove_annotation: args.remove_annotation,
+    };
+    let done = porter_identity_kube::migrate::migrate_irsa(
+        cluster,
+        provider(clouds, Cloud::Aws)?,
+        &bindings,
+        options,
+    )
+    .await?;
+    match common.output {
+        Output::Text => print!("{}", output::migrations_text(&done, args.dry_run)),
+        Output::Json => println!("{}", output::migrations_json(&done, args.dry_run)?),
+    }
+    Ok(if done.iter().any(|m| !m.trust.is_empty()) {
+        EXIT_VERIFY_ERRORS
+    } else {
+        0
+    })
+}
+
+async fn gke_enable(
+    args: &GkeEnable,
+    clouds: &Clouds,
+    kube: Option<&KubeSide>,
+) -> Result<u8, Failure> {
+    let cluster = cluster(kube)?;
+    let gcp = clouds.gcp().ok_or_else(|| {
+        Failure::Input("pass --gke-cluster PROJECT/LOCATION/NAME (or --fake)".into())
+    })?;
+    let selector = format!(
+        "{}={}",
+        porter_identity_kube::diagnose::GKE_NODE_POOL_LABEL,
+        args.pool
+    );
+    let nodes = cluster.nodes(Some(&selector)).await?;
+    let mut pods = Vec::new();
+    for node in &nodes {
+        pods.extend(
+            cluster
+                .pods_on_node(node.metadata.name.as_deref().unwrap_or_default())
+                .await?,
+        );
+    }
+    let accounts = cluster.service_accounts(None).await?;
+    let at_risk =
+        porter_identity_kube::preflight::pods_at_risk(&args.pool, &nodes, &pods, &accounts);
+    let names: Vec<String> = at_risk.iter().map(ToString::to_string).collect();
+    // The preflight is said before the change is tried (a refusal names the same pods).
+    if args.common.output == Output::Text {
+        print!(
+            "{}",
+            output::gke_preflight_text(&args.pool, nodes.len(), &names)
+        );
+    }
+    let change = if args.dry_run {
+        None
+    } else {
+        Some(
+            gcp.enable_workload_identity(&args.pool, &names, args.force)
+                .await?,
+        )
+    };
+    match args.common.output {
+        Output::Text => print!("{}", output::gke_change_text(change.as_ref())),
+        Output::Json => println!(
+            "{}",
+            output::gke_json(&args.pool, nodes.len(), &names, change.as_ref())?
+        ),
+    }
+    Ok(0)
 }
 
 /// A spinner or bar on stderr, only when stderr is a terminal (never in CI logs or pipes).
@@ -191,9 +371,12 @@ fn progress(len: Option<u64>, message: &str) -> Option<indicatif::ProgressBar> {
     Some(bar)
 }
 
+/// `plan` and `apply`; `common` is the resolved one (the app defaulted).
 async fn reconcile(
     common: &Common,
+    deploy: &Deploy,
     clouds: &Clouds,
+    kube: Option<&KubeSide>,
     manifest: &AppManifest,
     previous: Option<&AppManifest>,
     dry_run: bool,
@@ -213,11 +396,20 @@ async fn reconcile(
             "deploying"
         },
     );
-    let report = if dry_run {
+    let mut report = if dry_run {
         reconciler.dry_run().await?
     } else {
         reconciler.run().await?
     };
+    if let Some(kube) = kube {
+        let options = porter_identity_kube::step::StepOptions {
+            force_conflicts: deploy.force_conflicts,
+            restart: deploy.restart,
+            create_service_accounts: deploy.create_service_accounts,
+            pools_without_gke_metadata: pools_without_gke_metadata(clouds, &report).await,
+        };
+        kube.cluster.reconcile_step(&mut report, &options).await?;
+    }
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
@@ -301,7 +493,12 @@ async fn bind_or_unbind(
     Ok(if failed { EXIT_CLOUD } else { 0 })
 }
 
-async fn verify(common: &Common, clouds: &Clouds, manifest: &AppManifest) -> Result<u8, Failure> {
+async fn verify(
+    common: &Common,
+    clouds: &Clouds,
+    kube: Option<&KubeSide>,
+    manifest: &AppManifest,
+) -> Result<u8, Failure> {
     let groups = by_cloud(common, manifest)?;
     let total: usize = groups.iter().map(|(_, b)| b.len()).sum();
     let bar = progress(Some(total as u64), "verifying");
@@ -314,6 +511,9 @@ async fn verify(common: &Common, clouds: &Clouds, manifest: &AppManifest) -> Res
                 bar.inc(1);
             }
         }
+    }
+    if let Some(kube) = kube {
+        kube_findings(common, clouds, kube, manifest, &mut rows).await?;
     }
     if let Some(bar) = bar {
         bar.finish_and_clear();
@@ -333,6 +533,45 @@ async fn verify(common: &Common, clouds: &Clouds, manifest: &AppManifest) -> Res
     } else {
         0
     })
+}
+
+/// Adds the Kubernetes findings of each service account to the first of its bindings' reports.
+async fn kube_findings(
+    common: &Common,
+    clouds: &Clouds,
+    kube: &KubeSide,
+    manifest: &AppManifest,
+    rows: &mut [(
+        Binding,
+        Result<porter_identity::VerifyReport, porter_identity::Error>,
+    )],
+) -> Result<(), Failure> {
+    let mut report = needs(common, clouds, manifest).await?;
+    let pools = pools_without_gke_metadata(clouds, &report).await;
+    if let Err(e) = kube.cluster.diagnose_step(&mut report, &pools).await {
+        if e.kind() != ErrorKind::Unavailable {
+            return Err(e.into());
+        }
+        eprintln!("note: the Kubernetes side is not checked: {e}");
+        return Ok(());
+    }
+    for sa in &report.service_accounts {
+        let Some(step) = &sa.cluster else { continue };
+        let Some((_, Ok(verify))) = rows
+            .iter_mut()
+            .find(|(b, _)| b.workload.service_account() == sa.workload.service_account())
+        else {
+            continue;
+        };
+        verify.findings.extend(step.findings.iter().cloned());
+        if let Some(e) = &step.error {
+            verify.push(porter_identity::Finding::from_error(
+                porter_identity_kube::codes::CLUSTER_UNREADABLE,
+                e,
+            ));
+        }
+    }
+    Ok(())
 }
 
 async fn print_manifests(

@@ -200,3 +200,122 @@ pub(crate) fn verify_json(
         "results": results,
     }))
 }
+
+/// `restart`: one line per workload restarted (or that would be).
+pub(crate) fn restarts_text(
+    restarts: &[porter_identity_kube::step::Restart],
+    dry_run: bool,
+) -> String {
+    if restarts.is_empty() {
+        return "nothing to restart: no pod started before its links last changed\n".to_owned();
+    }
+    let verb = if dry_run {
+        "would restart"
+    } else {
+        "restarted"
+    };
+    restarts.iter().map(|r| format!("{verb} {r}\n")).collect()
+}
+
+/// `restart -o json`: `{"dry_run", "restarted": [{"kind", "namespace", "name", "pods"}]}`.
+pub(crate) fn restarts_json(
+    restarts: &[porter_identity_kube::step::Restart],
+    dry_run: bool,
+) -> Result<String, Failure> {
+    let list: Vec<Value> = restarts
+        .iter()
+        .map(|r| {
+            json!({
+                "kind": r.workload.kind.as_str(),
+                "namespace": r.workload.namespace,
+                "name": r.workload.name,
+                "pods": r.pods,
+            })
+        })
+        .collect();
+    pretty(&json!({"dry_run": dry_run, "restarted": list}))
+}
+
+/// `migrate-irsa`: each ServiceAccount's migration.
+pub(crate) fn migrations_text(
+    done: &[porter_identity_kube::migrate::IrsaMigration],
+    dry_run: bool,
+) -> String {
+    if done.is_empty() {
+        return "no ServiceAccount of the app is annotated for IRSA: nothing to migrate\n"
+            .to_owned();
+    }
+    let mut out = String::new();
+    if dry_run {
+        out.push_str("migration plan (dry run, nothing written):\n");
+    }
+    for m in done {
+        let _ = write!(out, "{m}");
+    }
+    out
+}
+
+/// `migrate-irsa -o json`.
+pub(crate) fn migrations_json(
+    done: &[porter_identity_kube::migrate::IrsaMigration],
+    dry_run: bool,
+) -> Result<String, Failure> {
+    let list: Vec<Value> = done
+        .iter()
+        .map(|m| {
+            with(
+                link(&m.binding),
+                json!({
+                    "association": m.association,
+                    "trust_findings": m.trust.iter().map(|f| json!({"code": f.code, "message": f.message, "remediation": f.remediation})).collect::<Vec<_>>(),
+                    "annotation_removed": m.annotation_removed,
+                    "restart": m.restart.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "notes": m.notes,
+                }),
+            )
+        })
+        .collect();
+    pretty(&json!({"dry_run": dry_run, "migrations": list}))
+}
+
+/// `gke-enable-workload-identity`: the preflight.
+pub(crate) fn gke_preflight_text(pool: &str, nodes: usize, at_risk: &[String]) -> String {
+    let mut out = format!("preflight of node pool {pool} ({nodes} node(s) in the cluster): ");
+    if at_risk.is_empty() {
+        out.push_str("clean, no pod would lose the node's service account\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "{} pod(s) would lose the node's service account:",
+            at_risk.len()
+        );
+        for p in at_risk {
+            let _ = writeln!(out, "  {p}");
+        }
+    }
+    out
+}
+
+/// `gke-enable-workload-identity`: the change (`None`: a dry run).
+pub(crate) fn gke_change_text(change: Option<&porter_identity_gcp::NodePoolChange>) -> String {
+    match change {
+        Some(change) => format!("{change}\n"),
+        None => "dry run: the node pool was not changed\n".to_owned(),
+    }
+}
+
+/// `gke-enable-workload-identity -o json`.
+pub(crate) fn gke_json(
+    pool: &str,
+    nodes: usize,
+    at_risk: &[String],
+    change: Option<&porter_identity_gcp::NodePoolChange>,
+) -> Result<String, Failure> {
+    pretty(&json!({
+        "pool": pool,
+        "nodes": nodes,
+        "pods_at_risk": at_risk,
+        "changed": change.is_some_and(|c| c.operation.is_some()),
+        "operation": change.and_then(|c| c.operation.as_deref()),
+    }))
+}

@@ -96,7 +96,7 @@ impl GcpWorkloadIdentityProvider {
     /// nodes. Run porter-identity-kube's preflight first and pass the pods it found at risk
     /// (pods on the pool whose ServiceAccount has no `iam.gke.io/gcp-service-account`: they
     /// lose the node's service account): the update is refused while there are any, unless
-    /// `force`.
+    /// `force`. A pool already in `GKE_METADATA` mode is left as it is.
     ///
     /// ```no_run
     /// # async fn demo(gcp: porter_identity_gcp::GcpWorkloadIdentityProvider) -> porter_identity_core::Result<()> {
@@ -117,6 +117,16 @@ impl GcpWorkloadIdentityProvider {
     ) -> Result<NodePoolChange> {
         check_pool_name(pool)?;
         let cluster = self.gke_cluster("update its node pools")?;
+        let details = self
+            .calls
+            .run("nodePools.get", || self.api.get_node_pool(cluster, pool))
+            .await?;
+        if details.metadata_mode == MetadataMode::GkeMetadata {
+            return Ok(NodePoolChange {
+                pool: pool.to_owned(),
+                operation: None,
+            });
+        }
         if !pods_at_risk.is_empty() && !force {
             return Err(Error::cloud(
                 porter_identity_core::ErrorKind::Conflict,
@@ -129,16 +139,6 @@ impl GcpWorkloadIdentityProvider {
                 ),
             )
             .with_fix("bind those workloads to GCP service accounts first (a gcpServiceAccount connection), move them off the pool, or force the change"));
-        }
-        let details = self
-            .calls
-            .run("nodePools.get", || self.api.get_node_pool(cluster, pool))
-            .await?;
-        if details.metadata_mode == MetadataMode::GkeMetadata {
-            return Ok(NodePoolChange {
-                pool: pool.to_owned(),
-                operation: None,
-            });
         }
         let operation = self
             .calls

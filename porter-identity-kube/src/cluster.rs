@@ -97,6 +97,9 @@ impl ClusterBuilder {
     /// [`ErrorKind::InvalidInput`] when no usable kubeconfig or in-cluster configuration is
     /// found, naming what kube-rs said.
     pub async fn build(self) -> Result<Cluster> {
+        // With two rustls crypto providers linked (ring here, aws-lc from the AWS SDK), rustls
+        // picks none by itself: install ring unless the process already chose one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = match (self.client, self.kubeconfig) {
             (Some(client), _) => client,
             (None, Some(yaml)) => client_from_kubeconfig(&yaml).await?,

@@ -53,3 +53,5 @@ pub mod step;
 pub mod workloads;
 
 pub use cluster::{Cluster, ClusterBuilder};
+// The typed objects this crate reads and returns, at the version it is built with.
+pub use k8s_openapi;

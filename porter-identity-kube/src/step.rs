@@ -276,7 +276,55 @@ impl Cluster {
             }
         }
         step.findings = findings(needs, clouds, &seen, workloads, nodes, options);
+        if dry_run && needs.patch.needs_pod_restart {
+            Self::planned_restarts(&seen, workloads, options, &relabelled, &mut step);
+        }
         step
+    }
+
+    /// In a plan: the links this deploy would make are newer than every running pod, so the
+    /// pods of the service account would need a restart (listed as restarts when asked for,
+    /// otherwise as a warning).
+    fn planned_restarts(
+        seen: &Seen,
+        workloads: &[PodWorkload],
+        options: &StepOptions,
+        relabelled: &[PodWorkload],
+        step: &mut ClusterStep,
+    ) {
+        let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
+        for pod in &seen.pods {
+            if let Some(i) =
+                owner_of(pod, workloads).and_then(|o| workloads.iter().position(|w| w == o))
+            {
+                *counts.entry(i).or_default() += 1;
+            }
+        }
+        let restarts: Vec<Restart> = counts
+            .into_iter()
+            .map(|(i, pods)| Restart {
+                workload: workloads[i].clone(),
+                pods,
+            })
+            .filter(|r| !relabelled.contains(&r.workload))
+            .collect();
+        if restarts.is_empty() {
+            return;
+        }
+        if options.restart {
+            step.restarted
+                .extend(restarts.iter().map(ToString::to_string));
+        } else {
+            let names: Vec<String> = restarts.iter().map(|r| r.workload.to_string()).collect();
+            step.findings.push(Finding::warning(
+                crate::codes::PODS_PREDATE_LINK,
+                format!(
+                    "the pods of {} would start before the link this deploy makes, and lack its credentials until restarted",
+                    names.join(", ")
+                ),
+                "apply with --kube --restart, or restart them after the deploy (porter-identity restart)",
+            ));
+        }
     }
 
     /// Applies the ServiceAccount's annotations, then the pod-template labels.

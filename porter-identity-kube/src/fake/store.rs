@@ -420,6 +420,54 @@ impl FakeKube {
         self.lock().remove(key)
     }
 
+    /// A node of GKE node pool `pool` (label `cloud.google.com/gke-nodepool`). Workloads
+    /// created after it have pods on it (round robin over the nodes).
+    pub fn add_node(&self, name: &str, pool: &str) -> &Self {
+        self.update(
+            &ObjectKey::new("v1", "Node", "", name),
+            "kubelet",
+            json!({"metadata": {"labels": {crate::diagnose::GKE_NODE_POOL_LABEL: pool}}}),
+        );
+        self
+    }
+
+    /// What a chart makes for a service: the ServiceAccount `service_account` (no
+    /// annotations) and the Deployment `deployment` of `replicas` pods running as it, both
+    /// created by field manager `helm` at `started` (RFC 3339; its pods start then too).
+    pub fn add_service(
+        &self,
+        namespace: &str,
+        service_account: &str,
+        deployment: &str,
+        replicas: u32,
+        started: &str,
+    ) -> &Self {
+        self.update(
+            &ObjectKey::new("v1", "ServiceAccount", namespace, service_account),
+            "helm",
+            json!({"metadata": {"creationTimestamp": started, "labels": {"app.kubernetes.io/managed-by": "Helm"}}}),
+        );
+        self.update(
+            &ObjectKey::new("apps/v1", "Deployment", namespace, deployment),
+            "helm",
+            json!({
+                "metadata": {"creationTimestamp": started},
+                "spec": {
+                    "replicas": replicas,
+                    "selector": {"matchLabels": {"app": deployment}},
+                    "template": {
+                        "metadata": {"labels": {"app": deployment}},
+                        "spec": {
+                            "serviceAccountName": service_account,
+                            "containers": [{"name": deployment, "image": format!("registry.example.com/{deployment}:1")}],
+                        },
+                    },
+                },
+            }),
+        );
+        self
+    }
+
     /// Everything the store holds (objects, field ownership, versions, creation times) as
     /// JSON, for [`restore`](Self::restore) in another process: how a demo keeps its cluster
     /// between runs.

@@ -1,0 +1,117 @@
+//! The Kubernetes side of a run: the cluster of the environment (KUBECONFIG, else
+//! ~/.kube/config, else in-cluster), or with `--fake` a Kubernetes API fake served over HTTPS
+//! in this process and reached through its kubeconfig as a real cluster is. The fake is seeded
+//! with what a chart would have made an hour ago — a ServiceAccount and a Deployment of two
+//! pods per service of the porter.yaml, on one GKE node — or, with `--fake-state`, restored as
+//! the last run left it.
+
+use porter_identity::AppManifest;
+use porter_identity_kube::Cluster;
+use porter_identity_kube::fake::{FakeKube, FakeKubeServer};
+use serde_json::Value;
+
+use crate::Failure;
+use crate::cli::Common;
+
+/// The node and node pool of the fake cluster (the fake GKE cluster's `default-pool`).
+const FAKE_NODE: &str = "demo-node-1";
+const FAKE_POOL: &str = "default-pool";
+
+/// The cluster a run talks to, and the fake behind it when there is one.
+pub(crate) struct KubeSide {
+    pub(crate) cluster: Cluster,
+    fake: Option<(FakeKube, FakeKubeServer)>,
+}
+
+impl KubeSide {
+    /// The fake cluster's state, to keep in `--fake-state`.
+    pub(crate) fn snapshot(&self) -> Option<Value> {
+        self.fake.as_ref().map(|(kube, _)| kube.snapshot())
+    }
+
+    /// Stops the fake's server, if any.
+    pub(crate) async fn shutdown(self) {
+        if let Some((_, server)) = self.fake {
+            server.shutdown().await;
+        }
+    }
+}
+
+/// The fake cluster: `saved` restored, or seeded for `manifest`'s services.
+fn fake_cluster(
+    common: &Common,
+    manifest: &AppManifest,
+    saved: Option<&Value>,
+) -> Result<FakeKube, Failure> {
+    if let Some(saved) = saved {
+        return FakeKube::restore(saved).map_err(|e| {
+            Failure::Input(format!(
+                "the fake state's cluster cannot be read ({e}); delete the file to start afresh"
+            ))
+        });
+    }
+    let kube = FakeKube::new();
+    kube.add_node(FAKE_NODE, FAKE_POOL);
+    let an_hour_ago =
+        k8s_started(std::time::SystemTime::now() - std::time::Duration::from_secs(3600));
+    for service in manifest.services() {
+        if service.identity_connections().next().is_none() {
+            continue;
+        }
+        kube.add_service(
+            &common.namespace,
+            &format!("{}-{}", common.app(), service.name()),
+            service.name(),
+            2,
+            &an_hour_ago,
+        );
+    }
+    Ok(kube)
+}
+
+/// A time as Kubernetes writes it.
+fn k8s_started(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    porter_identity_kube::k8s_openapi::jiff::Timestamp::from_second(
+        i64::try_from(secs).unwrap_or_default(),
+    )
+    .map_or_else(
+        |_| "1970-01-01T00:00:00Z".to_owned(),
+        |t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    )
+}
+
+/// The Kubernetes side of a run: with `--fake` the fake cluster (restored from `saved`),
+/// otherwise the environment's. `None` when `optional` and no cluster is configured.
+pub(crate) async fn connect(
+    common: &Common,
+    manifest: &AppManifest,
+    saved: Option<&Value>,
+    optional: bool,
+) -> Result<Option<KubeSide>, Failure> {
+    if common.fake {
+        let kube = fake_cluster(common, manifest, saved)?;
+        let server = kube
+            .serve(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .map_err(|e| Failure::Input(format!("the fake Kubernetes API cannot start: {e}")))?;
+        let cluster = server.cluster().await?;
+        return Ok(Some(KubeSide {
+            cluster,
+            fake: Some((kube, server)),
+        }));
+    }
+    match Cluster::from_env().await {
+        Ok(cluster) => Ok(Some(KubeSide {
+            cluster,
+            fake: None,
+        })),
+        Err(e) if optional => {
+            eprintln!("note: the Kubernetes side is not checked: {e}");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
