@@ -565,10 +565,7 @@ async fn kube_findings(
         };
         verify.findings.extend(step.findings.iter().cloned());
         if let Some(e) = &step.error {
-            verify.push(porter_identity::Finding::from_error(
-                porter_identity_kube::codes::CLUSTER_UNREADABLE,
-                e,
-            ));
+            return Err(e.clone().into());
         }
     }
     Ok(())

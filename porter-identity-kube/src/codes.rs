@@ -21,6 +21,3 @@ pub const IRSA_BESIDE_POD_IDENTITY: &str = "kube.irsa.beside_pod_identity";
 /// Pods of a Workload-Identity-bound ServiceAccount on nodes of a GKE pool that is not in
 /// `GKE_METADATA` mode: they get the node's service account.
 pub const PODS_ON_GCE_METADATA_POOL: &str = "kube.gke.pods_on_gce_metadata_pool";
-/// The cluster could not be read for a service account (the API server refused or failed): its
-/// Kubernetes side is not known.
-pub const CLUSTER_UNREADABLE: &str = "kube.cluster.unreadable";

@@ -1,0 +1,660 @@
+//! End to end, on each cloud's fake: a reconcile, then the Kubernetes step against the
+//! Kubernetes API fake over HTTPS (kube-rs's client, configured from the fake's kubeconfig):
+//! the annotations applied, the pods that predate the link flagged, the restart of exactly
+//! their workloads, and a clean diagnosis afterwards. Then what the field does to it: another
+//! app in the namespace, another field manager's value, an IRSA annotation, a GKE pool
+//! without GKE_METADATA.
+
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use porter_identity::{
+    AzureIdentityName, AzureResourceGroup, Binding, Connection, ErrorKind, GcpServiceAccountEmail,
+    ReconcileReport, Reconciler, RoleRef, Workload, WorkloadIdentityProvider,
+};
+use porter_identity_aws::AwsPodIdentityProvider;
+use porter_identity_aws::fake::{FakeAws, pods_trust_policy};
+use porter_identity_azure::AzureWorkloadIdentityProvider;
+use porter_identity_azure::fake::FakeAzure;
+use porter_identity_gcp::GcpWorkloadIdentityProvider;
+use porter_identity_gcp::fake::FakeGcp;
+use porter_identity_kube::fake::{FakeKube, FakeKubeServer, ObjectKey};
+use porter_identity_kube::k8s_openapi;
+use porter_identity_kube::migrate::{MigrateOptions, migrate_irsa};
+use porter_identity_kube::step::{LINKS_CHANGED_AT_ANNOTATION, StepOptions};
+use porter_identity_kube::{Cluster, codes};
+use serde_json::json;
+
+const NS: &str = "shop";
+const AN_HOUR_AGO: &str = "2026-01-01T00:00:00Z";
+const ISSUER: &str = "https://eastus.oic.prod-aks.azure.com/tenant/prod/";
+const PROJECT: &str = "shop-project-123456";
+
+async fn cluster_of(kube: &FakeKube) -> (Cluster, FakeKubeServer) {
+    let server = kube.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let cluster = server.cluster().await.unwrap();
+    (cluster, server)
+}
+
+fn workload(service: &str) -> Workload {
+    Workload::for_service(NS, "shop", service).unwrap()
+}
+
+fn aws() -> (FakeAws, AwsPodIdentityProvider) {
+    let fake = FakeAws::new("123456789012", "us-east-1");
+    fake.add_cluster("prod");
+    fake.install_addon("prod", "eks-pod-identity-agent", "ACTIVE");
+    fake.add_role("api-role", &pods_trust_policy());
+    let p = AwsPodIdentityProvider::builder()
+        .cluster("prod")
+        .api(fake.clone())
+        .build()
+        .unwrap();
+    (fake, p)
+}
+
+fn azure() -> (FakeAzure, AzureWorkloadIdentityProvider) {
+    let fake = FakeAzure::new();
+    fake.add_aks_cluster("aks-rg", "prod", ISSUER);
+    fake.add_identity("shop-rg", "reports-identity");
+    let p = AzureWorkloadIdentityProvider::builder()
+        .aks_cluster("aks-rg", "prod")
+        .api(fake.clone())
+        .build()
+        .unwrap();
+    (fake, p)
+}
+
+async fn gcp() -> (FakeGcp, GcpWorkloadIdentityProvider) {
+    let fake = FakeGcp::new();
+    fake.add_gke_cluster(PROJECT, "us-central1", "prod");
+    fake.add_service_account(&gcp_email());
+    let p = GcpWorkloadIdentityProvider::builder()
+        .gke_cluster(PROJECT, "us-central1", "prod")
+        .api(fake.clone())
+        .build()
+        .await
+        .unwrap();
+    (fake, p)
+}
+
+fn gcp_email() -> String {
+    format!("reports@{PROJECT}.iam.gserviceaccount.com")
+}
+
+fn aws_binding(service: &str, role: &str) -> Binding {
+    Binding::new(
+        workload(service),
+        Connection::AwsRole {
+            role: RoleRef::parse(role).unwrap(),
+        },
+    )
+}
+
+fn azure_binding(service: &str) -> Binding {
+    Binding::new(
+        workload(service),
+        Connection::AzureManagedIdentity {
+            identity_name: AzureIdentityName::parse("reports-identity").unwrap(),
+            resource_group: AzureResourceGroup::parse("shop-rg").unwrap(),
+        },
+    )
+}
+
+fn gcp_binding(service: &str) -> Binding {
+    Binding::new(
+        workload(service),
+        Connection::GcpServiceAccount {
+            service_account_email: GcpServiceAccountEmail::parse(&gcp_email()).unwrap(),
+        },
+    )
+}
+
+async fn reconcile(
+    provider: &dyn WorkloadIdentityProvider,
+    bindings: Vec<Binding>,
+    dry_run: bool,
+) -> ReconcileReport {
+    let r = Reconciler::new("shop", NS)
+        .provider(provider)
+        .desired_bindings(bindings);
+    let report = if dry_run {
+        r.dry_run().await
+    } else {
+        r.run().await
+    };
+    let report = report.unwrap();
+    assert!(report.is_ok(), "{report}");
+    report
+}
+
+fn codes_of(report: &ReconcileReport, sa: &str) -> Vec<String> {
+    let needs = report
+        .service_accounts
+        .iter()
+        .find(|n| n.workload.service_account().as_str() == sa)
+        .unwrap();
+    let step = needs.cluster.as_ref().expect("the Kubernetes step ran");
+    assert!(step.error.is_none(), "{:?}", step.error);
+    step.findings.iter().map(|f| f.code.clone()).collect()
+}
+
+fn started(pod: &Pod) -> Timestamp {
+    pod.metadata.creation_timestamp.as_ref().unwrap().0
+}
+
+/// The whole loop on one cloud: reconcile, the step (applied, old pods flagged), the restart of
+/// exactly their workloads, and a clean diagnosis from a fresh (dry-run) report, as `verify` in
+/// another process makes it.
+async fn full_loop(
+    provider: &dyn WorkloadIdentityProvider,
+    binding: Binding,
+    want_annotation: Option<(&str, String)>,
+) {
+    let kube = FakeKube::new();
+    let sa = binding.workload.service_account().to_string();
+    let service = binding.workload.service().to_string();
+    kube.add_service(NS, &sa, &service, 2, AN_HOUR_AGO);
+    // Another app's service in the namespace: never touched.
+    kube.add_service(NS, "other-api", "other", 1, AN_HOUR_AGO);
+    let other_before = kube.get(&ObjectKey::new("v1", "ServiceAccount", NS, "other-api"));
+    let (cluster, server) = cluster_of(&kube).await;
+
+    let mut report = reconcile(provider, vec![binding.clone()], false).await;
+    cluster
+        .reconcile_step(&mut report, &StepOptions::default())
+        .await
+        .unwrap();
+    let step = report.service_accounts[0].cluster.clone().unwrap();
+    assert!(
+        step.applied
+            .iter()
+            .any(|a| a.contains(LINKS_CHANGED_AT_ANNOTATION)),
+        "{:?}",
+        step.applied
+    );
+    let account = cluster.service_account(NS, &sa).await.unwrap().unwrap();
+    let annotations = account.metadata.annotations.unwrap();
+    if let Some((key, value)) = &want_annotation {
+        assert_eq!(annotations.get(*key), Some(value), "{annotations:?}");
+    }
+    let old = step
+        .findings
+        .iter()
+        .find(|f| f.code == codes::PODS_PREDATE_LINK)
+        .unwrap_or_else(|| panic!("old pods flagged: {:?}", step.findings));
+    assert!(
+        old.message.contains(&format!("Deployment {NS}/{service}")),
+        "{old}"
+    );
+    assert!(!report.to_string().is_empty());
+
+    let restarts = cluster.restart_step(&report, false).await.unwrap();
+    let restarted: Vec<String> = restarts.iter().map(|r| r.workload.to_string()).collect();
+    assert_eq!(
+        restarted,
+        [format!("Deployment {NS}/{service}")],
+        "exactly the workload whose pods predate the link"
+    );
+    let changed: Timestamp = annotations[LINKS_CHANGED_AT_ANNOTATION].parse().unwrap();
+    let pods = cluster.pods_running_as(NS, &sa).await.unwrap();
+    assert_eq!(pods.len(), 2);
+    assert!(
+        pods.iter().all(|p| started(p) >= changed),
+        "replaced by new pods"
+    );
+    let other_pods = cluster.pods_running_as(NS, "other-api").await.unwrap();
+    assert!(
+        other_pods
+            .iter()
+            .all(|p| started(p) == AN_HOUR_AGO.parse::<Timestamp>().unwrap()),
+        "the other app's pods are not restarted"
+    );
+    assert_eq!(
+        kube.get(&ObjectKey::new("v1", "ServiceAccount", NS, "other-api")),
+        other_before,
+        "the other app's ServiceAccount is untouched"
+    );
+
+    // Later, read only: a dry-run report and the cluster's findings, as `verify` does.
+    let mut fresh = reconcile(provider, vec![binding.clone()], true).await;
+    cluster.diagnose_step(&mut fresh, &[]).await.unwrap();
+    assert_eq!(codes_of(&fresh, &sa), Vec::<String>::new(), "{fresh}");
+    assert!(provider.verify(&binding).await.unwrap().is_healthy());
+    assert!(
+        cluster
+            .restart_step(&fresh, false)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing left to restart"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn aws_pod_identity_then_the_cluster_side() {
+    let (_fake, p) = aws();
+    full_loop(&p, aws_binding("api", "api-role"), None).await;
+}
+
+#[tokio::test]
+async fn gcp_workload_identity_then_the_cluster_side() {
+    let (_fake, p) = gcp().await;
+    full_loop(
+        &p,
+        gcp_binding("reports"),
+        Some(("iam.gke.io/gcp-service-account", gcp_email())),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn azure_federated_credential_then_the_cluster_side_with_the_pod_label() {
+    let (fake, p) = azure();
+    let client_id = fake
+        .identity("shop-rg", "reports-identity")
+        .unwrap()
+        .client_id;
+    let kube = FakeKube::new();
+    kube.add_service(NS, "shop-reports", "reports", 2, AN_HOUR_AGO);
+    // A CronJob that runs as the same ServiceAccount: its job template gets the label too.
+    kube.update(
+        &ObjectKey::new("batch/v1", "CronJob", NS, "nightly"),
+        "helm",
+        json!({"spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": {"spec": {"serviceAccountName": "shop-reports", "containers": [{"name": "c", "image": "x"}]}}}}}}),
+    );
+    let (cluster, server) = cluster_of(&kube).await;
+
+    let mut before = reconcile(&p, vec![azure_binding("reports")], true).await;
+    cluster.diagnose_step(&mut before, &[]).await.unwrap();
+    let found = codes_of(&before, "shop-reports");
+    for code in [
+        codes::ANNOTATION_MISSING,
+        codes::POD_TEMPLATE_LABEL_MISSING,
+        codes::POD_LABEL_MISSING,
+    ] {
+        assert!(found.iter().any(|c| c == code), "{code} in {found:?}");
+    }
+
+    let mut report = reconcile(&p, vec![azure_binding("reports")], false).await;
+    cluster
+        .reconcile_step(&mut report, &StepOptions::default())
+        .await
+        .unwrap();
+    let step = report.service_accounts[0].cluster.clone().unwrap();
+    let applied = step.applied.join("\n");
+    assert!(
+        applied.contains(&format!("azure.workload.identity/client-id={client_id}")),
+        "{applied}"
+    );
+    assert!(
+        applied.contains(
+            "pod template of Deployment shop/reports (changing a pod template rolls its pods)"
+        ),
+        "{applied}"
+    );
+    assert!(
+        applied.contains("pod template of CronJob shop/nightly"),
+        "{applied}"
+    );
+    // The label rolled the Deployment's pods: they are new, labelled, and none predates the link.
+    assert_eq!(step.findings, vec![], "{report}");
+    let pods = cluster.pods_running_as(NS, "shop-reports").await.unwrap();
+    assert!(
+        pods.iter()
+            .all(|p| p.metadata.labels.as_ref().unwrap()["azure.workload.identity/use"] == "true")
+    );
+    let cron = kube
+        .get(&ObjectKey::new("batch/v1", "CronJob", NS, "nightly"))
+        .unwrap();
+    assert_eq!(
+        cron["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]["azure.workload.identity/use"],
+        "true"
+    );
+    assert!(
+        cluster
+            .restart_step(&report, false)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the roll was the restart"
+    );
+
+    let mut after = reconcile(&p, vec![azure_binding("reports")], true).await;
+    cluster.diagnose_step(&mut after, &[]).await.unwrap();
+    assert_eq!(codes_of(&after, "shop-reports"), Vec::<String>::new());
+    server.shutdown().await;
+}
+
+/// Another field manager's value of the annotation: a Conflict naming it, and nothing of that
+/// service account written (no label on its templates either) until forced.
+#[tokio::test]
+async fn another_managers_annotation_is_a_conflict_and_nothing_is_written_before_it_is_forced() {
+    let (fake, p) = azure();
+    let client_id = fake
+        .identity("shop-rg", "reports-identity")
+        .unwrap()
+        .client_id;
+    let kube = FakeKube::new();
+    kube.add_service(NS, "shop-reports", "reports", 1, AN_HOUR_AGO);
+    kube.update(
+        &ObjectKey::new("v1", "ServiceAccount", NS, "shop-reports"),
+        "argocd-controller",
+        json!({"metadata": {"annotations": {"azure.workload.identity/client-id": "11111111-2222-3333-4444-555555555555"}}}),
+    );
+    let (cluster, server) = cluster_of(&kube).await;
+    let mut report = reconcile(&p, vec![azure_binding("reports")], false).await;
+    cluster
+        .reconcile_step(&mut report, &StepOptions::default())
+        .await
+        .unwrap();
+    let step = report.service_accounts[0].cluster.clone().unwrap();
+    let err = step.error.clone().expect("a conflict");
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert!(err.to_string().contains("\"argocd-controller\""), "{err}");
+    assert!(!report.is_ok(), "a conflict is an error of the report");
+    let deployment = kube
+        .get(&ObjectKey::new("apps/v1", "Deployment", NS, "reports"))
+        .unwrap();
+    assert!(
+        deployment["spec"]["template"]["metadata"]["labels"]
+            .get("azure.workload.identity/use")
+            .is_none(),
+        "no label before the annotation applies"
+    );
+
+    // A dry run says the same before anything is tried.
+    let mut plan = reconcile(&p, vec![azure_binding("reports")], true).await;
+    cluster
+        .reconcile_step(&mut plan, &StepOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        plan.service_accounts[0]
+            .cluster
+            .as_ref()
+            .unwrap()
+            .error
+            .as_ref()
+            .unwrap()
+            .kind(),
+        ErrorKind::Conflict
+    );
+
+    let forced = StepOptions {
+        force_conflicts: true,
+        ..StepOptions::default()
+    };
+    let mut report = reconcile(&p, vec![azure_binding("reports")], false).await;
+    cluster.reconcile_step(&mut report, &forced).await.unwrap();
+    assert!(report.is_ok(), "{report}");
+    let account = cluster
+        .service_account(NS, "shop-reports")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        account.metadata.annotations.unwrap()["azure.workload.identity/client-id"],
+        client_id
+    );
+    server.shutdown().await;
+}
+
+/// A missing ServiceAccount is a finding and is not created (a chart means to own it), unless
+/// asked.
+#[tokio::test]
+async fn a_missing_service_account_is_found_not_created_unless_asked() {
+    let (_fake, p) = gcp().await;
+    let kube = FakeKube::new();
+    let (cluster, server) = cluster_of(&kube).await;
+    let mut report = reconcile(&p, vec![gcp_binding("reports")], false).await;
+    cluster
+        .reconcile_step(&mut report, &StepOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        codes_of(&report, "shop-reports"),
+        [codes::SERVICE_ACCOUNT_MISSING]
+    );
+    assert!(
+        cluster
+            .service_account(NS, "shop-reports")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let create = StepOptions {
+        create_service_accounts: true,
+        ..StepOptions::default()
+    };
+    cluster.reconcile_step(&mut report, &create).await.unwrap();
+    let made = cluster
+        .service_account(NS, "shop-reports")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        made.metadata.annotations.unwrap()["iam.gke.io/gcp-service-account"],
+        gcp_email()
+    );
+    server.shutdown().await;
+}
+
+/// Pods of a Workload-Identity-bound service account on a pool without GKE_METADATA: an error
+/// naming the pool; the preflight of that pool names the pods that would lose the node's
+/// service account, and the switch is refused until they are dealt with or it is forced.
+#[tokio::test]
+async fn gke_pods_on_a_gce_metadata_pool_and_the_preflight_of_switching_it() {
+    let (fake, p) = gcp().await;
+    fake.set_node_pool(PROJECT, "us-central1", "prod", "batch-pool", "GCE_METADATA");
+    let kube = FakeKube::new();
+    kube.add_node("node-a", "default-pool");
+    kube.add_node("node-b", "batch-pool");
+    kube.add_service(NS, "shop-reports", "reports", 2, AN_HOUR_AGO);
+    kube.add_service(NS, "shop-legacy", "legacy", 2, AN_HOUR_AGO);
+    let (cluster, server) = cluster_of(&kube).await;
+
+    let pools = p.node_pools_without_gke_metadata().await.unwrap();
+    assert_eq!(pools, ["batch-pool"]);
+    let options = StepOptions {
+        pools_without_gke_metadata: pools,
+        restart: true,
+        ..StepOptions::default()
+    };
+    let mut report = reconcile(&p, vec![gcp_binding("reports")], false).await;
+    cluster.reconcile_step(&mut report, &options).await.unwrap();
+    let step = report.service_accounts[0].cluster.clone().unwrap();
+    let on_pool = step
+        .findings
+        .iter()
+        .find(|f| f.code == codes::PODS_ON_GCE_METADATA_POOL)
+        .expect("flagged");
+    assert!(on_pool.message.contains("batch-pool"), "{on_pool}");
+    assert_eq!(
+        step.restarted.len(),
+        1,
+        "--restart restarted the old pods: {:?}",
+        step.restarted
+    );
+
+    let nodes = cluster
+        .nodes(Some("cloud.google.com/gke-nodepool=batch-pool"))
+        .await
+        .unwrap();
+    let mut pods = Vec::new();
+    for n in &nodes {
+        pods.extend(
+            cluster
+                .pods_on_node(n.metadata.name.as_deref().unwrap())
+                .await
+                .unwrap(),
+        );
+    }
+    let accounts = cluster.service_accounts(None).await.unwrap();
+    let at_risk =
+        porter_identity_kube::preflight::pods_at_risk("batch-pool", &nodes, &pods, &accounts);
+    assert!(!at_risk.is_empty());
+    assert!(
+        at_risk.iter().all(|r| r.service_account == "shop-legacy"),
+        "only the unbound service's pods: {at_risk:?}"
+    );
+    let names: Vec<String> = at_risk.iter().map(ToString::to_string).collect();
+    let refused = p
+        .enable_workload_identity("batch-pool", &names, false)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::Conflict);
+    assert!(fake.calls().get("nodePools.update").copied().unwrap_or(0) == 0);
+    let change = p
+        .enable_workload_identity("batch-pool", &names, true)
+        .await
+        .unwrap();
+    assert!(change.operation.is_some());
+    assert!(
+        p.node_pools_without_gke_metadata()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    server.shutdown().await;
+}
+
+/// IRSA → Pod Identity: the plan writes nothing; the migration creates the association for the
+/// IRSA role, and removes the annotation only when asked and only when the trust policy lets
+/// Pod Identity assume the role; otherwise it gives the statement to add.
+#[tokio::test]
+async fn irsa_migration_creates_the_association_checks_trust_and_removes_the_annotation_only_when_safe()
+ {
+    let (fake, p) = aws();
+    let irsa_trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Federated":"arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/ABC"},"Action":"sts:AssumeRoleWithWebIdentity"}]}"#;
+    fake.add_role("irsa-only-role", irsa_trust);
+    let kube = FakeKube::new();
+    kube.add_service(NS, "shop-api", "api", 2, AN_HOUR_AGO);
+    kube.add_service(NS, "shop-worker", "worker", 1, AN_HOUR_AGO);
+    for (sa, role) in [("shop-api", "api-role"), ("shop-worker", "irsa-only-role")] {
+        kube.update(
+            &ObjectKey::new("v1", "ServiceAccount", NS, sa),
+            "helm",
+            json!({"metadata": {"annotations": {"eks.amazonaws.com/role-arn": format!("arn:aws:iam::123456789012:role/{role}")}}}),
+        );
+    }
+    let (cluster, server) = cluster_of(&kube).await;
+    let bindings = vec![
+        aws_binding("api", "api-role"),
+        aws_binding("worker", "irsa-only-role"),
+    ];
+
+    // The IRSA annotation beside Pod Identity is found, as a warning.
+    let mut report = reconcile(&p, vec![aws_binding("api", "api-role")], true).await;
+    cluster.diagnose_step(&mut report, &[]).await.unwrap();
+    assert!(codes_of(&report, "shop-api").contains(&codes::IRSA_BESIDE_POD_IDENTITY.to_owned()));
+
+    let plan = migrate_irsa(
+        &cluster,
+        &p,
+        &bindings,
+        MigrateOptions {
+            dry_run: true,
+            remove_annotation: true,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(plan.len(), 2);
+    assert!(plan[0].association.contains("create"), "{}", plan[0]);
+    assert!(
+        fake.associations("prod").is_empty(),
+        "the plan wrote nothing"
+    );
+    let sa = cluster
+        .service_account(NS, "shop-api")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        sa.metadata
+            .annotations
+            .unwrap()
+            .contains_key("eks.amazonaws.com/role-arn"),
+        "the plan removed nothing"
+    );
+
+    let done = migrate_irsa(
+        &cluster,
+        &p,
+        &bindings,
+        MigrateOptions {
+            dry_run: false,
+            remove_annotation: true,
+        },
+    )
+    .await
+    .unwrap();
+    let roles: BTreeMap<String, String> = fake
+        .associations("prod")
+        .into_iter()
+        .map(|a| (a.service_account, a.role_arn))
+        .collect();
+    assert_eq!(roles["shop-api"], "arn:aws:iam::123456789012:role/api-role");
+    assert!(
+        !roles.contains_key("shop-worker"),
+        "no association its role would not honour"
+    );
+    assert!(
+        done[1].association.starts_with("not created"),
+        "{}",
+        done[1]
+    );
+    assert!(
+        done[0].trust.is_empty() && done[0].annotation_removed,
+        "{}",
+        done[0]
+    );
+    assert_eq!(
+        done[0]
+            .restart
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        ["Deployment shop/api"]
+    );
+    let api = cluster
+        .service_account(NS, "shop-api")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !api.metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key("eks.amazonaws.com/role-arn")
+    );
+    assert!(!done[1].annotation_removed, "{}", done[1]);
+    assert!(
+        done[1]
+            .trust
+            .iter()
+            .any(|f| f.remediation.contains("pods.eks.amazonaws.com")),
+        "{}",
+        done[1]
+    );
+    let worker = cluster
+        .service_account(NS, "shop-worker")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        worker
+            .metadata
+            .annotations
+            .unwrap()
+            .contains_key("eks.amazonaws.com/role-arn"),
+        "kept: Pod Identity could not assume the role"
+    );
+
+    server.shutdown().await;
+}
