@@ -541,3 +541,160 @@ async fn the_fake_clouds_keep_their_links_in_the_state_file() {
     assert_eq!(unnamed.code, 2, "{}", unnamed.stderr);
     assert!(unnamed.stderr.contains("--app"), "{}", unnamed.stderr);
 }
+
+/// A Kubernetes API fake behind HTTPS for the CLI, with what a chart made an hour ago: a
+/// ServiceAccount and a Deployment per service; its kubeconfig written where KUBECONFIG points.
+async fn kube_for(
+    c: &Clouds,
+) -> (
+    porter_identity_kube::fake::FakeKube,
+    porter_identity_kube::fake::FakeKubeServer,
+    PathBuf,
+) {
+    let kube = porter_identity_kube::fake::FakeKube::new();
+    for service in ["api", "reports"] {
+        kube.add_service(
+            "prod",
+            &format!("shop-{service}"),
+            service,
+            2,
+            "2026-01-01T00:00:00Z",
+        );
+    }
+    let server = kube.serve(loopback()).await.unwrap();
+    let path = c.dir.join("kubeconfig");
+    std::fs::write(&path, server.kubeconfig()).unwrap();
+    (kube, server, path)
+}
+
+/// The Kubernetes side through the CLI, on the cluster KUBECONFIG names (as a user's): `apply
+/// --kube` applies the annotations and the Azure label and flags the old pods, `verify` shows
+/// them (exit 1), `restart` restarts exactly those workloads, `verify` is then clean; the
+/// migration and node-pool commands run their plans; and the kubeconfig's token never shows.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_kubernetes_side_through_kubeconfig() {
+    let c = Clouds::start("kube").await;
+    let file = c.porter_yaml("porter.yaml", false);
+    let f = file.to_str().unwrap();
+    let (kube, server, kubeconfig) = kube_for(&c).await;
+    let token = server
+        .kubeconfig()
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("token: "))
+        .unwrap()
+        .to_owned();
+    let cli = |args: &[&str]| {
+        let mut cmd = c.cli(args);
+        cmd.env("KUBECONFIG", &kubeconfig).env("RUST_LOG", "trace");
+        cmd
+    };
+
+    let plan = run(cli(&["plan", "-f", f, "--kube"])).await;
+    assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
+    assert!(plan.stdout.contains("would apply label azure.workload.identity/use=true on the pod template of Deployment prod/reports"), "{}", plan.stdout);
+    let sa = |name: &str| {
+        kube.get(&porter_identity_kube::fake::ObjectKey::new(
+            "v1",
+            "ServiceAccount",
+            "prod",
+            name,
+        ))
+        .unwrap()
+    };
+    assert!(
+        sa("shop-reports")["metadata"].get("annotations").is_none(),
+        "plan writes nothing"
+    );
+
+    let apply = run(cli(&["apply", "-f", f, "--kube"])).await;
+    assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
+    let client_id = c
+        .azure
+        .identity("shop-rg", "reports-identity")
+        .unwrap()
+        .client_id;
+    assert_eq!(
+        sa("shop-reports")["metadata"]["annotations"]["azure.workload.identity/client-id"],
+        client_id.as_str()
+    );
+    assert_eq!(
+        sa("shop-reports")["metadata"]["annotations"]["iam.gke.io/gcp-service-account"],
+        gcp_email().as_str()
+    );
+    assert!(
+        apply.stdout.contains("kube.pods.predate_link"),
+        "{}",
+        apply.stdout
+    );
+
+    let before = run(cli(&["verify", "-f", f])).await;
+    assert_eq!(before.code, 1, "{}{}", before.stdout, before.stderr);
+    assert!(
+        before.stdout.contains("error kube.pods.predate_link"),
+        "{}",
+        before.stdout
+    );
+    assert!(
+        before
+            .stdout
+            .contains("kubectl rollout restart -n prod deployment api"),
+        "{}",
+        before.stdout
+    );
+
+    let dry = json(&run(cli(&["restart", "-f", f, "--dry-run", "-o", "json"])).await);
+    assert_eq!(dry["restarted"][0]["name"], "api", "{dry}");
+    assert_eq!(
+        dry["restarted"].as_array().unwrap().len(),
+        1,
+        "only the workload whose pods predate: {dry}"
+    );
+    let restart = run(cli(&["restart", "-f", f])).await;
+    assert_eq!(restart.code, 0, "{}", restart.stderr);
+    assert!(
+        restart
+            .stdout
+            .contains("restarted Deployment prod/api (2 pods older than the link)"),
+        "{}",
+        restart.stdout
+    );
+
+    let after = run(cli(&["verify", "-f", f])).await;
+    assert_eq!(after.code, 0, "{}{}", after.stdout, after.stderr);
+    assert!(
+        after.stdout.contains("3 bindings verified, 0 with errors"),
+        "{}",
+        after.stdout
+    );
+
+    let migrate = run(cli(&["migrate-irsa", "-f", f, "--dry-run"])).await;
+    assert_eq!(migrate.code, 0, "{}", migrate.stderr);
+    assert!(
+        migrate.stdout.contains("nothing to migrate"),
+        "{}",
+        migrate.stdout
+    );
+    let gke = run(cli(&[
+        "gke-enable-workload-identity",
+        "-f",
+        f,
+        "--pool",
+        "default-pool",
+        "--dry-run",
+    ]))
+    .await;
+    assert_eq!(gke.code, 0, "{}", gke.stderr);
+    assert!(
+        gke.stdout.contains("preflight of node pool default-pool"),
+        "{}",
+        gke.stdout
+    );
+
+    for ran in [&plan, &apply, &before, &restart, &after, &migrate, &gke] {
+        assert!(
+            !ran.stdout.contains(&token) && !ran.stderr.contains(&token),
+            "the kubeconfig's token shows"
+        );
+    }
+    server.shutdown().await;
+}
