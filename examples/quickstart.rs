@@ -4,6 +4,9 @@
 //! credentials on Azure, `roles/iam.workloadIdentityUser` bindings on GCP), print the
 //! ServiceAccount manifests, deploy again (nothing to change), verify, break each cloud on
 //! purpose and read the fixes, drop a service (its links are removed), and tear the app down.
+//! The cluster side runs on the Kubernetes API fake over HTTPS, reached through kube-rs as a
+//! real cluster is: the findings before, the Kubernetes step (annotations, the Azure pod label),
+//! the pods older than the links, their restart, and a healthy verify after.
 //!
 //! ```text
 //! cargo run --example quickstart                         # uses examples/porter.yaml
@@ -27,6 +30,8 @@ use porter_identity_azure::AzureWorkloadIdentityProvider;
 use porter_identity_azure::fake::{BUILT_IN_ROLES, FakeAzure};
 use porter_identity_gcp::GcpWorkloadIdentityProvider;
 use porter_identity_gcp::fake::FakeGcp;
+use porter_identity_kube::fake::FakeKube;
+use porter_identity_kube::step::StepOptions;
 
 const CLUSTER: &str = "demo-cluster";
 const DEFAULT_ACCOUNT: &str = "123456789012";
@@ -156,6 +161,25 @@ fn fake_gcp(manifest: &AppManifest, app: &str, namespace: &str) -> Result<FakeGc
     Ok(gcp)
 }
 
+/// A cluster with what the app's chart made an hour ago: per service with a connection, its
+/// ServiceAccount (no annotations yet) and a Deployment of two pods running as it.
+fn fake_kube(manifest: &AppManifest, app: &str, namespace: &str) -> FakeKube {
+    let kube = FakeKube::new();
+    kube.add_node("demo-node-1", "default-pool");
+    let an_hour_ago = porter_identity_kube::k8s_openapi::jiff::Timestamp::now()
+        .checked_sub(porter_identity_kube::k8s_openapi::jiff::SignedDuration::from_secs(3600))
+        .unwrap_or_default()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    for service in manifest.services() {
+        if service.identity_connections().next().is_some() {
+            let sa = format!("{app}-{}", service.name());
+            kube.add_service(namespace, &sa, service.name(), 2, &an_hour_ago);
+        }
+    }
+    kube
+}
+
 async fn run(args: &Args) -> Result<()> {
     let manifest = AppManifest::from_path(&args.file)?;
     let (app, namespace) = (args.app.as_str(), args.namespace.as_str());
@@ -200,13 +224,58 @@ async fn run(args: &Args) -> Result<()> {
     };
     // The same porter.yaml deployed again.
     let redeploy = || deploy().desired(&manifest).previous(&manifest);
+    // The cluster: what the app's chart made an hour ago (a ServiceAccount and a Deployment of
+    // two pods per service), served over HTTPS and reached through kube-rs with its kubeconfig.
+    let kube = fake_kube(&manifest, app, namespace);
+    let kube_server = kube
+        .serve(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .map_err(|e| {
+            porter_identity::Error::invalid_input(
+                "fake cluster",
+                e.to_string(),
+                "free a loopback port",
+            )
+        })?;
+    let cluster = kube_server.cluster().await?;
+    let pools = gcp_provider.node_pools_without_gke_metadata().await?;
 
-    step("1. plan the first deploy (a dry run: nothing is written)");
-    show(&deploy().desired(&manifest).dry_run().await?);
+    let options = StepOptions {
+        pools_without_gke_metadata: pools.clone(),
+        ..StepOptions::default()
+    };
+    step("1. plan the first deploy (a dry run: nothing is written, in the clouds or the cluster)");
+    let mut plan = deploy().desired(&manifest).dry_run().await?;
+    cluster.reconcile_step(&mut plan, &options).await?;
+    show(&plan);
 
-    step("2. deploy: one call binds every service on the three clouds");
-    let first = deploy().desired(&manifest).run().await?;
+    step("2. deploy: one call binds every service on the three clouds; then the Kubernetes step");
+    let mut first = deploy().desired(&manifest).run().await?;
+    cluster.reconcile_step(&mut first, &options).await?;
     show(&first);
+
+    step("2b. restart exactly the workloads whose pods started before their links");
+    for restarted in cluster.restart_step(&first, false).await? {
+        println!("   restarted {restarted}");
+    }
+
+    step("2c. the cluster side after: every service account ready");
+    let mut after = deploy().desired(&manifest).dry_run().await?;
+    cluster.diagnose_step(&mut after, &pools).await?;
+    for needs in &after.service_accounts {
+        let findings = needs.cluster.as_ref().map_or(0, |c| c.findings.len());
+        println!(
+            "   service account {}/{}: {}",
+            needs.workload.namespace(),
+            needs.workload.service_account(),
+            if findings == 0 {
+                "ready".to_owned()
+            } else {
+                format!("{findings} finding(s)")
+            }
+        );
+    }
+    kube_server.shutdown().await;
 
     step("3. the ServiceAccounts to apply (annotations, pod labels, restart advice)");
     for needs in &first.service_accounts {
