@@ -69,7 +69,9 @@ pub use porter_identity_azure as azure;
 #[cfg(feature = "gcp")]
 pub use porter_identity_gcp as gcp;
 
-/// The Kubernetes side: workloads and their diagnosis (feature `kube`).
+/// The Kubernetes side (feature `kube`): the cluster through kube-rs, the Kubernetes step of a
+/// reconcile (annotations, the Azure pod label, restarts), its findings, the IRSA migration and
+/// the GKE node-pool preflight.
 #[cfg(feature = "kube")]
 pub use porter_identity_kube as kube;
 

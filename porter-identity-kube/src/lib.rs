@@ -6,8 +6,13 @@
 //! Most "my pod still gets AccessDenied" reports come from the cluster side: the annotation or
 //! the Azure pod label is missing, pods started before the link and were never restarted, a
 //! stale IRSA annotation wins over EKS Pod Identity, or pods run on a GKE node pool without
-//! `GKE_METADATA`. This crate finds those, from the objects the cluster holds:
+//! `GKE_METADATA`. This crate applies what it owns and finds the rest, through kube-rs:
 //!
+//! - [`Cluster`]: the kube-rs client (from the environment, a kubeconfig or a ready
+//!   `kube::Client`) and its reads and writes, retried by the core `RetryPolicy`;
+//! - [`step`]: the Kubernetes step of a reconcile — server-side apply of the ServiceAccounts'
+//!   annotations, the Azure pod label, restarts when asked, the findings into the report;
+//! - [`migrate`]: IRSA → EKS Pod Identity;
 //! - [`workloads`]: which Deployments, StatefulSets, DaemonSets and CronJobs run as a
 //!   ServiceAccount (a template that names none runs as `default`);
 //! - [`diagnose`]: the findings of one service account's links, with stable [`codes`];
@@ -51,6 +56,11 @@ pub mod migrate;
 pub mod preflight;
 pub mod step;
 pub mod workloads;
+
+// The README's Rust examples, compiled as doc tests so that what it promises keeps building.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 pub use cluster::{Cluster, ClusterBuilder};
 // The typed objects this crate reads and returns, at the version it is built with.
