@@ -499,12 +499,60 @@ async fn the_fake_clouds_keep_their_links_in_the_state_file() {
         cmd
     };
     let example = example.to_str().unwrap();
+    // The cloud side alone: the fake cluster's ServiceAccounts lack their annotations.
     let first = json(&run(fake(&["apply", "-f", example, "-o", "json"])).await);
     assert_eq!(first["changes"], 4, "{first}");
-    let second = json(&run(fake(&["apply", "-f", example, "-o", "json"])).await);
+    let unapplied = run(fake(&["verify", "-f", example])).await;
+    assert_eq!(unapplied.code, 1, "{}", unapplied.stdout);
+    assert!(
+        unapplied.stdout.contains("kube.annotation.missing"),
+        "{}",
+        unapplied.stdout
+    );
+    // With the cluster side and the restart: the fake cluster is kept in the state file too.
+    let second = json(
+        &run(fake(&[
+            "apply",
+            "--kube",
+            "--restart",
+            "-f",
+            example,
+            "-o",
+            "json",
+        ]))
+        .await,
+    );
     assert_eq!(
         second["changes"], 0,
         "every link is there from the state file: {second}"
+    );
+    let reports = second["service_accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|sa| sa["name"] == "demo-reports")
+        .unwrap();
+    assert!(
+        reports["cluster"]["applied"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a
+                .as_str()
+                .unwrap()
+                .contains("azure.workload.identity/client-id")),
+        "{second}"
+    );
+    let api = second["service_accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|sa| sa["name"] == "demo-api")
+        .unwrap();
+    assert_eq!(
+        api["cluster"]["restarted"].as_array().unwrap().len(),
+        1,
+        "the association's modifiedAt dates the link the first apply made: {second}"
     );
     let verify = run(fake(&["verify", "-f", example])).await;
     assert_eq!(verify.code, 0, "{}", verify.stdout);

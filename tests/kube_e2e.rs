@@ -658,3 +658,34 @@ async fn irsa_migration_creates_the_association_checks_trust_and_removes_the_ann
 
     server.shutdown().await;
 }
+
+/// Links made by an earlier deploy without the cluster step: EKS keeps when an association last
+/// changed (`modifiedAt`), so a later run — a plan, as `verify` reads it, or a deploy — still
+/// finds the pods that predate it and restarts them.
+#[tokio::test]
+async fn an_associations_own_time_flags_pods_when_no_step_ran_at_its_creation() {
+    let (_fake, p) = aws();
+    let kube = FakeKube::new();
+    kube.add_service(NS, "shop-api", "api", 2, AN_HOUR_AGO);
+    let (cluster, server) = cluster_of(&kube).await;
+    reconcile(&p, vec![aws_binding("api", "api-role")], false).await;
+
+    let mut plan = reconcile(&p, vec![aws_binding("api", "api-role")], true).await;
+    assert!(
+        plan.service_accounts[0].patch.changed_at.is_some(),
+        "the plan read modifiedAt"
+    );
+    cluster.diagnose_step(&mut plan, &[]).await.unwrap();
+    assert_eq!(codes_of(&plan, "shop-api"), [codes::PODS_PREDATE_LINK]);
+
+    let mut later = reconcile(&p, vec![aws_binding("api", "api-role")], false).await;
+    let restart = StepOptions {
+        restart: true,
+        ..StepOptions::default()
+    };
+    cluster.reconcile_step(&mut later, &restart).await.unwrap();
+    let step = later.service_accounts[0].cluster.clone().unwrap();
+    assert_eq!(step.restarted.len(), 1, "{later}");
+    assert_eq!(step.findings, vec![], "restarted, nothing left: {later}");
+    server.shutdown().await;
+}

@@ -101,6 +101,9 @@ pub struct Association {
     pub owner_arn: Option<String>,
     /// Tags.
     pub tags: BTreeMap<String, String>,
+    /// When it was last changed: `modifiedAt`, else `createdAt`. Pods started before then do
+    /// not have its credentials (porter-identity-kube compares).
+    pub changed_at: Option<std::time::SystemTime>,
 }
 
 /// The input of CreatePodIdentityAssociation.

@@ -395,6 +395,9 @@ fn to_association(r: AssociationRecord) -> Association {
         role_arn: r.role_arn,
         owner_arn: r.owner_arn,
         tags: r.tags,
+        changed_at: std::time::Duration::try_from_secs_f64(r.modified_at.max(r.created_at))
+            .ok()
+            .map(|d| std::time::UNIX_EPOCH + d),
     }
 }
 

@@ -283,6 +283,11 @@ impl AwsPodIdentityProvider {
             .current(binding, found, roles, "ListPodIdentityAssociations")
             .await?;
         let w = &binding.workload;
+        // The link as it is, when this plan leaves it so: when it last changed.
+        let unchanged_since = match &current {
+            Current::Same(a) => a.changed_at,
+            _ => None,
+        };
         let (action, description) = match current {
             Current::None => (
                 PlanAction::Create,
@@ -306,10 +311,12 @@ impl AwsPodIdentityProvider {
             ),
         };
         let changed = action != PlanAction::Unchanged;
+        let mut service_account_patch = Self::patch(changed);
+        service_account_patch.changed_at = unchanged_since;
         Ok(Plan {
             action,
             description,
-            service_account_patch: Self::patch(changed),
+            service_account_patch,
         })
     }
 
@@ -326,8 +333,8 @@ impl AwsPodIdentityProvider {
             Current::None => self.create(binding, &role.arn).await,
             Current::Same(a) => Ok(BindOutcome {
                 change: BindChange::Unchanged,
+                service_account_patch: Self::patch_of(false, Some(&a)),
                 resource_id: a.association_arn,
-                service_account_patch: Self::patch(false),
             }),
             Current::Other(a) => self.update(a, &role.arn).await,
         }

@@ -350,7 +350,19 @@ impl AwsPodIdentityProvider {
     /// What the Kubernetes side needs after a bind: Pod Identity needs no annotation, only a
     /// restart of pods created before a change.
     pub(crate) fn patch(changed: bool) -> ServiceAccountPatch {
-        let mut patch = ServiceAccountPatch::default();
+        Self::patch_of(changed, None)
+    }
+
+    /// The patch after a bind, with when the association last changed (EKS's `modifiedAt`):
+    /// pods started before then lack its credentials, whichever process made it.
+    pub(crate) fn patch_of(
+        changed: bool,
+        association: Option<&Association>,
+    ) -> ServiceAccountPatch {
+        let mut patch = ServiceAccountPatch {
+            changed_at: association.and_then(|a| a.changed_at),
+            ..ServiceAccountPatch::default()
+        };
         if changed {
             patch.needs_pod_restart = true;
             patch.notes.push(
@@ -383,8 +395,8 @@ impl AwsPodIdentityProvider {
                 self.remember_role(&a);
                 Ok(BindOutcome {
                     change: BindChange::Created,
+                    service_account_patch: Self::patch_of(true, Some(&a)),
                     resource_id: a.association_arn,
-                    service_account_patch: Self::patch(true),
                 })
             }
             // Another process created it between our list and our create: adopt it.
@@ -411,8 +423,8 @@ impl AwsPodIdentityProvider {
         if current.role_arn == role_arn {
             Ok(BindOutcome {
                 change: BindChange::Unchanged,
+                service_account_patch: Self::patch_of(false, Some(&current)),
                 resource_id: current.association_arn,
-                service_account_patch: Self::patch(false),
             })
         } else {
             self.update(current, role_arn).await
@@ -478,8 +490,8 @@ impl AwsPodIdentityProvider {
             change: BindChange::Updated {
                 previous: current.role_arn,
             },
+            service_account_patch: Self::patch_of(true, Some(&updated)),
             resource_id: updated.association_arn,
-            service_account_patch: Self::patch(true),
         })
     }
 

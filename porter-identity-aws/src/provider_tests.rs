@@ -77,6 +77,7 @@ fn untagged(id: &str, role: &str) -> Association {
         role_arn: role_arn(role),
         owner_arn: None,
         tags: Default::default(),
+        changed_at: None,
     }
 }
 

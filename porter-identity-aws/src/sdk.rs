@@ -433,6 +433,10 @@ fn association(
         service_account: required(operation, "serviceAccount", a.service_account())?,
         role_arn: required(operation, "roleArn", a.role_arn())?,
         owner_arn: a.owner_arn().filter(|o| !o.is_empty()).map(str::to_owned),
+        changed_at: a
+            .modified_at()
+            .or(a.created_at())
+            .and_then(|t| std::time::SystemTime::try_from(*t).ok()),
         tags: a
             .tags()
             .map(|tags| {
