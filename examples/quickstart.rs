@@ -244,14 +244,23 @@ async fn run(args: &Args) -> Result<()> {
         pools_without_gke_metadata: pools.clone(),
         ..StepOptions::default()
     };
+    // The cluster side runs in the same call as the clouds', after them.
+    let kubernetes = cluster.step(options);
     step("1. plan the first deploy (a dry run: nothing is written, in the clouds or the cluster)");
-    let mut plan = deploy().desired(&manifest).dry_run().await?;
-    cluster.reconcile_step(&mut plan, &options).await?;
-    show(&plan);
+    show(
+        &deploy()
+            .desired(&manifest)
+            .kubernetes(&kubernetes)
+            .dry_run()
+            .await?,
+    );
 
     step("2. deploy: one call binds every service on the three clouds; then the Kubernetes step");
-    let mut first = deploy().desired(&manifest).run().await?;
-    cluster.reconcile_step(&mut first, &options).await?;
+    let first = deploy()
+        .desired(&manifest)
+        .kubernetes(&kubernetes)
+        .run()
+        .await?;
     show(&first);
 
     step("2b. restart exactly the workloads whose pods started before their links");

@@ -212,14 +212,11 @@ fn cluster(kube: Option<&KubeSide>) -> Result<&porter_identity_kube::Cluster, Fa
 
 /// The GKE node pools not in GKE_METADATA mode, when GCP is in play (for the finding of pods
 /// on them); a failed read is said and skipped (the cloud side reports it).
-async fn pools_without_gke_metadata(
-    clouds: &Clouds,
-    report: &porter_identity::ReconcileReport,
-) -> Vec<String> {
-    let gcp_in_play = report
-        .workloads
+async fn pools_without_gke_metadata(clouds: &Clouds, manifest: &AppManifest) -> Vec<String> {
+    let gcp_in_play = manifest
+        .services()
         .iter()
-        .any(|w| w.binding.connection.cloud() == Some(Cloud::Gcp));
+        .any(|s| s.connection(Cloud::Gcp).is_some());
     match clouds.gcp() {
         Some(gcp) if gcp_in_play => {
             gcp.node_pools_without_gke_metadata()
@@ -388,6 +385,19 @@ async fn reconcile(
     if let Some(previous) = previous {
         reconciler = reconciler.previous(previous);
     }
+    // The cluster side runs in the same call, after the clouds'.
+    let step = match kube {
+        Some(kube) => Some(kube.cluster.step(porter_identity_kube::step::StepOptions {
+            force_conflicts: deploy.force_conflicts,
+            restart: deploy.restart,
+            create_service_accounts: deploy.create_service_accounts,
+            pools_without_gke_metadata: pools_without_gke_metadata(clouds, manifest).await,
+        })),
+        None => None,
+    };
+    if let Some(step) = &step {
+        reconciler = reconciler.kubernetes(step);
+    }
     let bar = progress(
         None,
         if dry_run {
@@ -396,20 +406,11 @@ async fn reconcile(
             "deploying"
         },
     );
-    let mut report = if dry_run {
+    let report = if dry_run {
         reconciler.dry_run().await?
     } else {
         reconciler.run().await?
     };
-    if let Some(kube) = kube {
-        let options = porter_identity_kube::step::StepOptions {
-            force_conflicts: deploy.force_conflicts,
-            restart: deploy.restart,
-            create_service_accounts: deploy.create_service_accounts,
-            pools_without_gke_metadata: pools_without_gke_metadata(clouds, &report).await,
-        };
-        kube.cluster.reconcile_step(&mut report, &options).await?;
-    }
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
@@ -547,7 +548,7 @@ async fn kube_findings(
     )],
 ) -> Result<(), Failure> {
     let mut report = needs(common, clouds, manifest).await?;
-    let pools = pools_without_gke_metadata(clouds, &report).await;
+    let pools = pools_without_gke_metadata(clouds, manifest).await;
     if let Err(e) = kube.cluster.diagnose_step(&mut report, &pools).await {
         if e.kind() != ErrorKind::Unavailable {
             return Err(e.into());

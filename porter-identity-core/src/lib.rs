@@ -35,6 +35,7 @@ mod calls;
 mod cloud;
 mod connection;
 mod error;
+mod kubernetes_step;
 mod loopback;
 mod manifest;
 mod names;
@@ -62,6 +63,7 @@ pub use calls::{CallCounts, CloudCalls, DEFAULT_CONCURRENCY, count_calls};
 pub use cloud::Cloud;
 pub use connection::Connection;
 pub use error::{Error, ErrorKind, ManifestError, Result, SourceLocation};
+pub use kubernetes_step::KubernetesStep;
 pub use loopback::is_loopback_host;
 pub use manifest::{AppManifest, MAX_MANIFEST_BYTES, MAX_MANIFEST_DEPTH, Service};
 pub use names::{

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use futures_util::future::join_all;
 
+use crate::kubernetes_step::KubernetesStep;
 use crate::report::{
     KeptLink, LinkChange, ReconcileReport, RemovedLink, ServiceAccountNeeds, WorkloadResult,
 };
@@ -71,6 +72,7 @@ pub struct Reconciler<'a> {
     ignored: BTreeSet<Cloud>,
     desired: Option<Vec<Source<'a>>>,
     previous: Vec<Source<'a>>,
+    kubernetes: Option<&'a dyn KubernetesStep>,
 }
 
 #[derive(Debug, Clone)]
@@ -105,7 +107,17 @@ impl<'a> Reconciler<'a> {
             ignored: BTreeSet::new(),
             desired: None,
             previous: Vec::new(),
+            kubernetes: None,
         }
+    }
+
+    /// The cluster side, run after the clouds' in the same call (porter-identity-kube's
+    /// `Cluster::step(options)`): the ServiceAccounts' annotations, the Azure pod label,
+    /// restarts when asked, and the cluster's findings, into each service account of the
+    /// report. In a dry run it writes nothing either.
+    pub fn kubernetes(mut self, step: &'a dyn KubernetesStep) -> Self {
+        self.kubernetes = Some(step);
+        self
     }
 
     /// The provider of one cloud (its [`cloud`](WorkloadIdentityProvider::cloud)); a second
@@ -180,7 +192,11 @@ impl<'a> Reconciler<'a> {
                 .map(|&cloud| self.reconcile_cloud(cloud, &inputs, dry_run)),
         )))
         .await;
-        Ok(assemble(inputs, dry_run, outcomes, calls))
+        let mut report = assemble(inputs, dry_run, outcomes, calls);
+        if let Some(step) = self.kubernetes {
+            crate::kubernetes_step::run_step(step, &mut report).await;
+        }
+        Ok(report)
     }
 
     /// Reads and checks every input, before any cloud call.

@@ -390,3 +390,93 @@ async fn the_report_serialises_to_stable_json() {
     let fix = json["workloads"][0]["error"]["fix"].as_str().unwrap();
     assert!(fix.starts_with("it was tried 6 times"), "{fix}");
 }
+
+/// A step that records what it was given, and fails when told to.
+#[derive(Debug, Default)]
+struct RecordingStep {
+    seen: std::sync::Mutex<Vec<(bool, usize, usize)>>,
+    fail: bool,
+}
+
+#[async_trait::async_trait]
+impl porter_identity_core::KubernetesStep for RecordingStep {
+    async fn run(
+        &self,
+        report: &mut porter_identity_core::ReconcileReport,
+    ) -> porter_identity_core::Result<()> {
+        let links = report.workloads.iter().filter(|w| w.result.is_ok()).count();
+        self.seen
+            .lock()
+            .unwrap()
+            .push((report.dry_run, links, report.service_accounts.len()));
+        if self.fail {
+            return Err(porter_identity_core::Error::kubernetes(
+                ErrorKind::Unavailable,
+                "list Deployments in prod",
+                "connection refused",
+            ));
+        }
+        for sa in &mut report.service_accounts {
+            sa.cluster = Some(porter_identity_core::ClusterStep {
+                applied: vec![format!("annotations on {}", sa.workload.service_account())],
+                ..Default::default()
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The Kubernetes step runs in the same call, after the clouds, on their report (a dry run
+/// told so); a step that cannot run at all marks every service account and the report.
+#[tokio::test]
+async fn the_kubernetes_step_runs_after_the_clouds_in_the_same_call() {
+    let manifest = AppManifest::from_yaml_str(MANIFEST).unwrap();
+    let (aws, azure, gcp) = (
+        MemoryProvider::new(Cloud::Aws),
+        MemoryProvider::new(Cloud::Azure),
+        MemoryProvider::new(Cloud::Gcp),
+    );
+    let step = RecordingStep::default();
+    let reconciler = || {
+        Reconciler::new("shop", "prod")
+            .provider(&aws)
+            .provider(&azure)
+            .provider(&gcp)
+            .desired(&manifest)
+    };
+    let plan = reconciler().kubernetes(&step).dry_run().await.unwrap();
+    let report = reconciler().kubernetes(&step).run().await.unwrap();
+    assert_eq!(*step.seen.lock().unwrap(), [(true, 5, 2), (false, 5, 2)]);
+    for r in [&plan, &report] {
+        assert!(r.is_ok(), "{r}");
+        assert!(r.service_accounts.iter().all(|sa| sa.cluster.is_some()));
+    }
+    assert!(
+        report
+            .to_string()
+            .contains("applied annotations on shop-api"),
+        "{report}"
+    );
+    assert!(
+        plan.to_string()
+            .contains("would apply annotations on shop-api"),
+        "{plan}"
+    );
+
+    let failing = RecordingStep {
+        fail: true,
+        ..RecordingStep::default()
+    };
+    let broken = reconciler().kubernetes(&failing).run().await.unwrap();
+    assert!(
+        !broken.is_ok(),
+        "the step's error is the report's: {broken}"
+    );
+    assert_eq!(broken.errors().count(), 2, "one per service account");
+    assert!(
+        broken
+            .to_string()
+            .contains("FAILED: kubernetes list Deployments in prod failed (unavailable)"),
+        "{broken}"
+    );
+}

@@ -43,6 +43,21 @@ pub struct StepOptions {
     pub pools_without_gke_metadata: Vec<String>,
 }
 
+/// The Kubernetes step as the [`Reconciler`](porter_identity_core::Reconciler) runs it, in the
+/// same call as the clouds' (`Reconciler::kubernetes`): [`Cluster::step`].
+#[derive(Debug, Clone)]
+pub struct ReconcileStep {
+    cluster: Cluster,
+    options: StepOptions,
+}
+
+#[async_trait::async_trait]
+impl porter_identity_core::KubernetesStep for ReconcileStep {
+    async fn run(&self, report: &mut ReconcileReport) -> Result<()> {
+        self.cluster.reconcile_step(report, &self.options).await
+    }
+}
+
 /// A workload restarted (or that would be), and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Restart {
@@ -102,6 +117,27 @@ struct Seen {
 }
 
 impl Cluster {
+    /// The Kubernetes step with `options`, for [`Reconciler::kubernetes`](porter_identity_core::Reconciler::kubernetes):
+    /// one call deploys the clouds' side and then the cluster's.
+    ///
+    /// ```no_run
+    /// # async fn deploy(aws: &dyn porter_identity_core::WorkloadIdentityProvider, manifest: &porter_identity_core::AppManifest) -> porter_identity_core::Result<()> {
+    /// use porter_identity_core::Reconciler;
+    /// use porter_identity_kube::{Cluster, step::StepOptions};
+    ///
+    /// let cluster = Cluster::from_env().await?;
+    /// let step = cluster.step(StepOptions { restart: true, ..StepOptions::default() });
+    /// let report = Reconciler::new("shop", "prod").provider(aws).desired(manifest).kubernetes(&step).run().await?;
+    /// assert!(report.is_ok(), "{report}");
+    /// # Ok(()) }
+    /// ```
+    pub fn step(&self, options: StepOptions) -> ReconcileStep {
+        ReconcileStep {
+            cluster: self.clone(),
+            options,
+        }
+    }
+
     /// The Kubernetes step of `report` (see the [module](crate::step) docs): fills in each
     /// service account's [`ClusterStep`]. In a dry run nothing is written.
     ///
