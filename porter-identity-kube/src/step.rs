@@ -2,7 +2,7 @@
 //! apply what its links need in the cluster (the ServiceAccount's annotations, the Azure pod
 //! label on the templates that run as it), restart the workloads whose pods predate the
 //! links when asked, and diagnose what is left — into the report's
-//! [`ClusterStep`](porter_identity_core::ClusterStep)s.
+//! `ClusterStep`s.
 //!
 //! Nothing is written in a dry run: the step then says what it would apply and restart, and
 //! what it finds. Before a ServiceAccount's pod templates are labelled, its annotations must

@@ -98,7 +98,7 @@ impl FakeKubeServer {
 
     /// The kubeconfig (YAML) that reaches it: its server, the certificate authority to trust,
     /// the bearer token. Write it to a file and point `KUBECONFIG` at it, or give it to
-    /// [`client`](Self::client).
+    /// [`cluster`](Self::cluster).
     pub fn kubeconfig(&self) -> &str {
         &self.kubeconfig
     }
