@@ -261,6 +261,19 @@ async fn azure_federated_credential_then_the_cluster_side_with_the_pod_label() {
         .client_id;
     let kube = FakeKube::new();
     kube.add_service(NS, "shop-reports", "reports", 2, AN_HOUR_AGO);
+    // A StatefulSet of the same ServiceAccount whose chart already sets the label: its template
+    // is not touched, so its pods (an hour old) are the ones that predate the new credential.
+    kube.update(
+        &ObjectKey::new("apps/v1", "StatefulSet", NS, "reports-cache"),
+        "helm",
+        json!({
+            "metadata": {"creationTimestamp": AN_HOUR_AGO},
+            "spec": {"replicas": 1, "template": {
+                "metadata": {"labels": {"app": "reports-cache", "azure.workload.identity/use": "true"}},
+                "spec": {"serviceAccountName": "shop-reports", "containers": [{"name": "c", "image": "x"}]},
+            }},
+        }),
+    );
     // A CronJob that runs as the same ServiceAccount: its job template gets the label too.
     kube.update(
         &ObjectKey::new("batch/v1", "CronJob", NS, "nightly"),
@@ -301,11 +314,41 @@ async fn azure_federated_credential_then_the_cluster_side_with_the_pod_label() {
         applied.contains("pod template of CronJob shop/nightly"),
         "{applied}"
     );
-    // The label rolled the Deployment's pods: they are new, labelled, and none predates the link.
-    assert_eq!(step.findings, vec![], "{report}");
-    let pods = cluster.pods_running_as(NS, "shop-reports").await.unwrap();
+    // The label rolled the Deployment's pods: new and labelled. The StatefulSet, labelled by its
+    // chart, was not touched: its pod predates the new credential and is flagged.
+    let old = step
+        .findings
+        .iter()
+        .find(|f| f.code == codes::PODS_PREDATE_LINK)
+        .unwrap_or_else(|| panic!("{report}"));
     assert!(
-        pods.iter()
+        old.message.contains("StatefulSet shop/reports-cache"),
+        "{old}"
+    );
+    assert!(!old.message.contains("Deployment shop/reports"), "{old}");
+    assert!(
+        !applied.contains("StatefulSet"),
+        "a labelled template is not written: {applied}"
+    );
+    let deployment_pods: Vec<Pod> = cluster
+        .pods_running_as(NS, "shop-reports")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|p| {
+            p.metadata.name.as_deref().unwrap().starts_with("reports-")
+                && !p
+                    .metadata
+                    .name
+                    .as_deref()
+                    .unwrap()
+                    .starts_with("reports-cache")
+        })
+        .collect();
+    assert_eq!(deployment_pods.len(), 2);
+    assert!(
+        deployment_pods
+            .iter()
             .all(|p| p.metadata.labels.as_ref().unwrap()["azure.workload.identity/use"] == "true")
     );
     let cron = kube
@@ -315,13 +358,32 @@ async fn azure_federated_credential_then_the_cluster_side_with_the_pod_label() {
         cron["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]["azure.workload.identity/use"],
         "true"
     );
+    let restarted: Vec<String> = cluster
+        .restart_step(&report, false)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.workload.to_string())
+        .collect();
+    assert_eq!(
+        restarted,
+        ["StatefulSet shop/reports-cache"],
+        "exactly the workload whose pods predate the link; the Deployment's roll was its restart"
+    );
+    let cache = cluster.pods_running_as(NS, "shop-reports").await.unwrap();
+    let changed: Timestamp = cluster
+        .service_account(NS, "shop-reports")
+        .await
+        .unwrap()
+        .unwrap()
+        .metadata
+        .annotations
+        .unwrap()[LINKS_CHANGED_AT_ANNOTATION]
+        .parse()
+        .unwrap();
     assert!(
-        cluster
-            .restart_step(&report, false)
-            .await
-            .unwrap()
-            .is_empty(),
-        "the roll was the restart"
+        cache.iter().all(|p| started(p) >= changed),
+        "every pod is newer than the link now"
     );
 
     let mut after = reconcile(&p, vec![azure_binding("reports")], true).await;
