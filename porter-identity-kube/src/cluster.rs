@@ -289,7 +289,7 @@ impl Cluster {
         namespace: &str,
         name: &str,
     ) -> Result<Option<ServiceAccount>> {
-        let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
+        let api: Api<ServiceAccount> = self.api_in(Some(namespace));
         self.call(&format!("get ServiceAccount {namespace}/{name}"), || {
             api.get_opt(name)
         })
@@ -310,6 +310,7 @@ impl Cluster {
         Ok(self.call(&op, || api.list(&lp)).await?.items)
     }
 
+    /// The API of a namespaced kind: in `namespace`, or across all namespaces (`None`).
     fn api_in<K>(&self, namespace: Option<&str>) -> Api<K>
     where
         K: Resource<Scope = NamespaceResourceScope>,
@@ -343,7 +344,7 @@ impl Cluster {
         K::DynamicType: Default,
         for<'k> PodWorkload: From<&'k K>,
     {
-        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
+        let api: Api<K> = self.api_in(Some(namespace));
         let lp = ListParams::default();
         let op = format!("list {kind}s in {namespace}");
         let list = self.call(&op, || api.list(&lp)).await?;
@@ -360,7 +361,7 @@ impl Cluster {
         namespace: &str,
         service_account: &str,
     ) -> Result<Vec<Pod>> {
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let api: Api<Pod> = self.api_in(Some(namespace));
         let lp =
             ListParams::default().fields(&format!("spec.serviceAccountName={service_account}"));
         let op = format!("list pods of ServiceAccount {namespace}/{service_account}");
@@ -372,7 +373,7 @@ impl Cluster {
     /// # Errors
     /// When the API server cannot be read.
     pub async fn pods_on_node(&self, node: &str) -> Result<Vec<Pod>> {
-        let api: Api<Pod> = Api::all(self.client.clone());
+        let api: Api<Pod> = self.api_in(None);
         let lp = ListParams::default().fields(&format!("spec.nodeName={node}"));
         Ok(self
             .call(&format!("list pods on node {node}"), || api.list(&lp))
@@ -416,7 +417,7 @@ impl Cluster {
         if !annotations.is_empty() {
             body["metadata"]["annotations"] = json!(annotations);
         }
-        let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
+        let api: Api<ServiceAccount> = self.api_in(Some(namespace));
         self.apply(
             &api,
             &format!("apply ServiceAccount {namespace}/{name}"),
@@ -504,18 +505,10 @@ impl Cluster {
         K: Resource<Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
         K::DynamicType: Default,
     {
-        let api = self.namespaced::<K>(namespace);
+        let api: Api<K> = self.api_in(Some(namespace));
         self.call(op, || api.patch(name, params, patch))
             .await
             .map(drop)
-    }
-
-    fn namespaced<K>(&self, namespace: &str) -> Api<K>
-    where
-        K: Resource<Scope = NamespaceResourceScope>,
-        K::DynamicType: Default,
-    {
-        Api::namespaced(self.client.clone(), namespace)
     }
 
     /// A rollout restart of `workload` at `now`: the pod-template annotation
@@ -543,7 +536,7 @@ impl Cluster {
         name: &str,
         key: &str,
     ) -> Result<()> {
-        let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
+        let api: Api<ServiceAccount> = self.api_in(Some(namespace));
         let patch = json!({"metadata": {"annotations": {key: null}}});
         let params = PatchParams::default();
         let merge = Patch::Merge(&patch);

@@ -93,13 +93,18 @@ fn annotate_command(ns: &str, sa: &str, key: &str, value: &str, overwrite: bool)
     )
 }
 
+/// A time as Kubernetes keeps it: whole seconds.
+pub(crate) fn whole_seconds(t: Timestamp) -> Timestamp {
+    Timestamp::from_second(t.as_second()).unwrap_or(t)
+}
+
 /// The pods that started before `changed` (both in whole seconds, as Kubernetes keeps times: a
 /// pod of the same second is given the benefit of the doubt).
 pub fn pods_predating<'a>(
     pods: impl IntoIterator<Item = &'a Pod>,
     changed: Timestamp,
 ) -> impl Iterator<Item = &'a Pod> {
-    let changed = Timestamp::from_second(changed.as_second()).unwrap_or(changed);
+    let changed = whole_seconds(changed);
     pods.into_iter().filter(move |p| {
         p.metadata
             .creation_timestamp
@@ -194,8 +199,7 @@ pub fn diagnose(expected: &Expected<'_>, observed: &Observed<'_>) -> Vec<Finding
         }
     }
 
-    if let Some(changed) = expected.changed_at {
-        let changed = Timestamp::from_second(changed.as_second()).unwrap_or(changed);
+    if let Some(changed) = expected.changed_at.map(whole_seconds) {
         let old: Vec<&Pod> = pods_predating(pods.iter().copied(), changed).collect();
         if !old.is_empty() {
             let owners: BTreeSet<String> = old

@@ -19,7 +19,7 @@ use porter_identity_core::{
 
 use crate::Cluster;
 use crate::apply::annotation_conflicts;
-use crate::diagnose::{Expected, Observed, diagnose, owner_of, pods_predating};
+use crate::diagnose::{Expected, Observed, diagnose, owner_of, pods_predating, whole_seconds};
 use crate::workloads::{PodWorkload, running_as};
 
 /// The ServiceAccount annotation where porter-identity records when a link of the service
@@ -77,11 +77,6 @@ impl std::fmt::Display for Restart {
             if self.pods == 1 { "" } else { "s" }
         )
     }
-}
-
-/// A time as Kubernetes keeps it: whole seconds.
-fn whole_seconds(t: Timestamp) -> Timestamp {
-    Timestamp::from_second(t.as_second()).unwrap_or(t)
 }
 
 /// When the links of a service account last changed: the later of what this reconcile wrote
@@ -328,20 +323,8 @@ impl Cluster {
         relabelled: &[PodWorkload],
         step: &mut ClusterStep,
     ) {
-        let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
-        for pod in &seen.pods {
-            if let Some(i) =
-                owner_of(pod, workloads).and_then(|o| workloads.iter().position(|w| w == o))
-            {
-                *counts.entry(i).or_default() += 1;
-            }
-        }
-        let restarts: Vec<Restart> = counts
+        let restarts: Vec<Restart> = restarts_of_pods(&seen.pods, workloads)
             .into_iter()
-            .map(|(i, pods)| Restart {
-                workload: workloads[i].clone(),
-                pods,
-            })
             .filter(|r| !relabelled.contains(&r.workload))
             .collect();
         if restarts.is_empty() {
@@ -466,13 +449,21 @@ fn restarts_of(
     seen: &Seen,
     workloads: &[PodWorkload],
 ) -> Vec<Restart> {
-    let Some(at) = changed_at(needs, seen.account.as_ref()) else {
-        return Vec::new();
-    };
+    match changed_at(needs, seen.account.as_ref()) {
+        Some(at) => restarts_of_pods(pods_predating(&seen.pods, at), workloads),
+        None => Vec::new(),
+    }
+}
+
+/// The workloads that own `pods`, each with how many of them it owns, in `workloads` order.
+fn restarts_of_pods<'a>(
+    pods: impl IntoIterator<Item = &'a Pod>,
+    workloads: &[PodWorkload],
+) -> Vec<Restart> {
     let mut counts: BTreeMap<usize, usize> = BTreeMap::new();
-    for pod in pods_predating(&seen.pods, at) {
-        if let Some(owner) = owner_of(pod, workloads)
-            && let Some(i) = workloads.iter().position(|w| w == owner)
+    for pod in pods {
+        if let Some(i) =
+            owner_of(pod, workloads).and_then(|o| workloads.iter().position(|w| w == o))
         {
             *counts.entry(i).or_default() += 1;
         }
