@@ -163,21 +163,16 @@ fn fake_gcp(manifest: &AppManifest, app: &str, namespace: &str) -> Result<FakeGc
 
 /// A cluster with what the app's chart made an hour ago: per service with a connection, its
 /// ServiceAccount (no annotations yet) and a Deployment of two pods running as it.
-fn fake_kube(manifest: &AppManifest, app: &str, namespace: &str) -> FakeKube {
+fn fake_kube(manifest: &AppManifest, app: &str, namespace: &str) -> Result<FakeKube> {
     let kube = FakeKube::new();
     kube.add_node("demo-node-1", "default-pool");
-    let an_hour_ago = porter_identity_kube::k8s_openapi::jiff::Timestamp::now()
-        .checked_sub(porter_identity_kube::k8s_openapi::jiff::SignedDuration::from_secs(3600))
-        .unwrap_or_default()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string();
-    for service in manifest.services() {
-        if service.identity_connections().next().is_some() {
-            let sa = format!("{app}-{}", service.name());
-            kube.add_service(namespace, &sa, service.name(), 2, &an_hour_ago);
-        }
-    }
-    kube
+    kube.add_app(
+        manifest,
+        app,
+        namespace,
+        std::time::Duration::from_secs(3600),
+    )?;
+    Ok(kube)
 }
 
 async fn run(args: &Args) -> Result<()> {
@@ -226,7 +221,7 @@ async fn run(args: &Args) -> Result<()> {
     let redeploy = || deploy().desired(&manifest).previous(&manifest);
     // The cluster: what the app's chart made an hour ago (a ServiceAccount and a Deployment of
     // two pods per service), served over HTTPS and reached through kube-rs with its kubeconfig.
-    let kube = fake_kube(&manifest, app, namespace);
+    let kube = fake_kube(&manifest, app, namespace)?;
     let kube_server = kube
         .serve(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
         .await

@@ -16,6 +16,8 @@ use crate::cli::Common;
 /// The node and node pool of the fake cluster (the fake GKE cluster's `default-pool`).
 const FAKE_NODE: &str = "demo-node-1";
 const FAKE_POOL: &str = "default-pool";
+/// How long before the run the fake cluster's workloads started.
+const AN_HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// The cluster a run talks to, and the fake behind it when there is one.
 pub(crate) struct KubeSide {
@@ -52,35 +54,8 @@ fn fake_cluster(
     }
     let kube = FakeKube::new();
     kube.add_node(FAKE_NODE, FAKE_POOL);
-    let an_hour_ago =
-        k8s_started(std::time::SystemTime::now() - std::time::Duration::from_secs(3600));
-    for service in manifest.services() {
-        if service.identity_connections().next().is_none() {
-            continue;
-        }
-        kube.add_service(
-            &common.namespace,
-            &format!("{}-{}", common.app(), service.name()),
-            service.name(),
-            2,
-            &an_hour_ago,
-        );
-    }
+    kube.add_app(manifest, common.app(), &common.namespace, AN_HOUR)?;
     Ok(kube)
-}
-
-/// A time as Kubernetes writes it.
-fn k8s_started(t: std::time::SystemTime) -> String {
-    let secs = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    porter_identity_kube::k8s_openapi::jiff::Timestamp::from_second(
-        i64::try_from(secs).unwrap_or_default(),
-    )
-    .map_or_else(
-        |_| "1970-01-01T00:00:00Z".to_owned(),
-        |t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-    )
 }
 
 /// The Kubernetes side of a run: with `--fake` the fake cluster (restored from `saved`),

@@ -468,6 +468,39 @@ impl FakeKube {
         self
     }
 
+    /// What the app's chart made `ago` before now: per service of `manifest` with an identity
+    /// connection, its ServiceAccount (named as porter-identity names it) and a Deployment of
+    /// two pods running as it, in `namespace` (see [`add_service`](Self::add_service)).
+    ///
+    /// # Errors
+    /// When the app, namespace or a service name is not a valid Kubernetes name.
+    pub fn add_app(
+        &self,
+        manifest: &porter_identity_core::AppManifest,
+        app: &str,
+        namespace: &str,
+        ago: std::time::Duration,
+    ) -> porter_identity_core::Result<&Self> {
+        let started = Timestamp::now()
+            .checked_sub(k8s_openapi::jiff::SignedDuration::try_from(ago).unwrap_or_default())
+            .unwrap_or_else(|_| Timestamp::now());
+        let started = seconds(started);
+        let mut seen = BTreeSet::new();
+        for binding in manifest.bindings(app, namespace)? {
+            let w = &binding.workload;
+            if seen.insert(w.service_account().to_string()) {
+                self.add_service(
+                    namespace,
+                    w.service_account().as_str(),
+                    w.service().as_str(),
+                    2,
+                    &started,
+                );
+            }
+        }
+        Ok(self)
+    }
+
     /// Everything the store holds (objects, field ownership, versions, creation times) as
     /// JSON, for [`restore`](Self::restore) in another process: how a demo keeps its cluster
     /// between runs.
@@ -815,6 +848,45 @@ mod tests {
             .unwrap_err();
         assert_eq!(conflict.conflicts[0].manager, "helm", "ownership came back");
         assert!(FakeKube::restore(&json!({"objects": []})).is_err());
+    }
+
+    #[test]
+    fn an_app_gets_a_service_account_named_as_porter_identity_names_it_and_two_old_pods() {
+        let manifest = porter_identity_core::AppManifest::from_yaml_str(
+            "services:\n  - name: api\n    connections:\n      - type: awsRole\n        role: r\n      - type: gcpServiceAccount\n        serviceAccountEmail: api-sa@p-123456.iam.gserviceaccount.com\n  - name: web\n",
+        )
+        .unwrap();
+        let kube = FakeKube::new();
+        let long_app = "a".repeat(60);
+        kube.add_app(
+            &manifest,
+            &long_app,
+            "shop",
+            std::time::Duration::from_secs(3600),
+        )
+        .unwrap();
+        let accounts = kube.list("ServiceAccount", Some("shop"), "", "");
+        assert_eq!(accounts.len(), 1, "one per service with a connection, once");
+        let name = accounts[0]["metadata"]["name"].as_str().unwrap();
+        let want = porter_identity_core::ServiceAccountName::for_service(&long_app, "api").unwrap();
+        assert_eq!(name, want.as_str(), "hashed as the providers name it");
+        let pods = kube.list(
+            "Pod",
+            Some("shop"),
+            "",
+            &format!("spec.serviceAccountName={name}"),
+        );
+        assert_eq!(pods.len(), 2);
+        let started: Timestamp = pods[0]["metadata"]["creationTimestamp"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(Timestamp::now().duration_since(started).as_secs() >= 3599);
+        assert!(
+            kube.add_app(&manifest, "Bad App", "shop", std::time::Duration::ZERO)
+                .is_err()
+        );
     }
 
     #[test]
