@@ -72,13 +72,17 @@ async fn gcp() -> (FakeGcp, GcpWorkloadIdentityProvider) {
     let fake = FakeGcp::new();
     fake.add_gke_cluster(PROJECT, "us-central1", "prod");
     fake.add_service_account(&gcp_email());
-    let p = GcpWorkloadIdentityProvider::builder()
+    let p = gcp_provider(&fake).await;
+    (fake, p)
+}
+
+async fn gcp_provider(fake: &FakeGcp) -> GcpWorkloadIdentityProvider {
+    GcpWorkloadIdentityProvider::builder()
         .gke_cluster(PROJECT, "us-central1", "prod")
         .api(fake.clone())
         .build()
         .await
-        .unwrap();
-    (fake, p)
+        .unwrap()
 }
 
 fn gcp_email() -> String {
@@ -543,22 +547,10 @@ async fn gke_pods_on_a_gce_metadata_pool_and_the_preflight_of_switching_it() {
         step.restarted
     );
 
-    let nodes = cluster
-        .nodes(Some("cloud.google.com/gke-nodepool=batch-pool"))
+    let (nodes, at_risk) = porter_identity_kube::preflight::gke_preflight(&cluster, "batch-pool")
         .await
         .unwrap();
-    let mut pods = Vec::new();
-    for n in &nodes {
-        pods.extend(
-            cluster
-                .pods_on_node(n.metadata.name.as_deref().unwrap())
-                .await
-                .unwrap(),
-        );
-    }
-    let accounts = cluster.service_accounts(None).await.unwrap();
-    let at_risk =
-        porter_identity_kube::preflight::pods_at_risk("batch-pool", &nodes, &pods, &accounts);
+    assert_eq!(nodes, 1);
     assert!(!at_risk.is_empty());
     assert!(
         at_risk.iter().all(|r| r.service_account == "shop-legacy"),
@@ -749,5 +741,97 @@ async fn an_associations_own_time_flags_pods_when_no_step_ran_at_its_creation() 
     let step = later.service_accounts[0].cluster.clone().unwrap();
     assert_eq!(step.restarted.len(), 1, "{later}");
     assert_eq!(step.findings, vec![], "restarted, nothing left: {later}");
+    server.shutdown().await;
+}
+
+/// Two apps whose services map to one ServiceAccount name (`shop` + `admin-api`, `shop-admin` +
+/// `api`): GCP binds both (the member is the same string), so on the cluster the second app's
+/// step would replace the first's annotation under the one field manager. It is a Conflict
+/// naming the first app instead, nothing is written, and only force takes the account over.
+#[tokio::test]
+async fn a_second_app_on_the_same_service_account_name_is_refused_not_clobbered() {
+    let fake = FakeGcp::new();
+    fake.add_gke_cluster(PROJECT, "us-central1", "prod");
+    let first_email = format!("shop-admin@{PROJECT}.iam.gserviceaccount.com");
+    let second_email = format!("other-admin@{PROJECT}.iam.gserviceaccount.com");
+    fake.add_service_account(&first_email);
+    fake.add_service_account(&second_email);
+    let p = gcp_provider(&fake).await;
+    let binding = |app: &str, service: &str, email: &str| {
+        Binding::new(
+            Workload::for_service(NS, app, service).unwrap(),
+            Connection::GcpServiceAccount {
+                service_account_email: GcpServiceAccountEmail::parse(email).unwrap(),
+            },
+        )
+    };
+    let first = binding("shop", "admin-api", &first_email);
+    let second = binding("shop-admin", "api", &second_email);
+    assert_eq!(
+        first.workload.service_account(),
+        second.workload.service_account()
+    );
+    let kube = FakeKube::new();
+    kube.add_service(NS, "shop-admin-api", "admin-api", 1, AN_HOUR_AGO);
+    let (cluster, server) = cluster_of(&kube).await;
+    let annotation = |c: &Cluster| {
+        let c = c.clone();
+        async move {
+            c.service_account(NS, "shop-admin-api")
+                .await
+                .unwrap()
+                .unwrap()
+                .metadata
+                .annotations
+                .unwrap()["iam.gke.io/gcp-service-account"]
+                .clone()
+        }
+    };
+
+    let deploy =
+        |app: &'static str, b: Binding, step: porter_identity_kube::step::ReconcileStep| {
+            let p = &p;
+            async move {
+                Reconciler::new(app, NS)
+                    .provider(p)
+                    .desired_bindings([b])
+                    .kubernetes(&step)
+                    .run()
+                    .await
+                    .unwrap()
+            }
+        };
+    let step = cluster.step(StepOptions::default());
+    let one = deploy("shop", first, step.clone()).await;
+    assert!(one.is_ok(), "{one}");
+    assert_eq!(annotation(&cluster).await, first_email);
+
+    let two = deploy("shop-admin", second.clone(), step).await;
+    let err = two.service_accounts[0]
+        .cluster
+        .as_ref()
+        .unwrap()
+        .error
+        .clone()
+        .expect("refused");
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert!(
+        err.to_string().contains("for app shop, not shop-admin"),
+        "{err}"
+    );
+    assert!(!two.is_ok());
+    assert_eq!(
+        annotation(&cluster).await,
+        first_email,
+        "the first app's annotation is kept"
+    );
+
+    let forced = cluster.step(StepOptions {
+        force_conflicts: true,
+        ..StepOptions::default()
+    });
+    let taken = deploy("shop-admin", second, forced).await;
+    assert!(taken.is_ok(), "{taken}");
+    assert_eq!(annotation(&cluster).await, second_email);
     server.shutdown().await;
 }

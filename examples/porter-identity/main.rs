@@ -306,30 +306,12 @@ async fn gke_enable(
     let gcp = clouds.gcp().ok_or_else(|| {
         Failure::Input("pass --gke-cluster PROJECT/LOCATION/NAME (or --fake)".into())
     })?;
-    let selector = format!(
-        "{}={}",
-        porter_identity_kube::diagnose::GKE_NODE_POOL_LABEL,
-        args.pool
-    );
-    let nodes = cluster.nodes(Some(&selector)).await?;
-    let mut pods = Vec::new();
-    for node in &nodes {
-        pods.extend(
-            cluster
-                .pods_on_node(node.metadata.name.as_deref().unwrap_or_default())
-                .await?,
-        );
-    }
-    let accounts = cluster.service_accounts(None).await?;
-    let at_risk =
-        porter_identity_kube::preflight::pods_at_risk(&args.pool, &nodes, &pods, &accounts);
+    let (nodes, at_risk) =
+        porter_identity_kube::preflight::gke_preflight(cluster, &args.pool).await?;
     let names: Vec<String> = at_risk.iter().map(ToString::to_string).collect();
     // The preflight is said before the change is tried (a refusal names the same pods).
     if args.common.output == Output::Text {
-        print!(
-            "{}",
-            output::gke_preflight_text(&args.pool, nodes.len(), &names)
-        );
+        print!("{}", output::gke_preflight_text(&args.pool, nodes, &names));
     }
     let change = if args.dry_run {
         None
@@ -343,7 +325,7 @@ async fn gke_enable(
         Output::Text => print!("{}", output::gke_change_text(change.as_ref())),
         Output::Json => println!(
             "{}",
-            output::gke_json(&args.pool, nodes.len(), &names, change.as_ref())?
+            output::gke_json(&args.pool, nodes, &names, change.as_ref())?
         ),
     }
     Ok(0)

@@ -7,12 +7,56 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
+use porter_identity_core::{Error, Result};
 
+use crate::Cluster;
 use crate::diagnose::GKE_NODE_POOL_LABEL;
 use crate::workloads::DEFAULT_SERVICE_ACCOUNT;
 
 /// The ServiceAccount annotation of GKE Workload Identity.
 pub const GCP_SERVICE_ACCOUNT_ANNOTATION: &str = "iam.gke.io/gcp-service-account";
+
+/// The preflight of `pool`, read from the cluster: [`pods_at_risk`] of the pool's nodes (a
+/// label selector), the pods on them (a field selector per node) and the ServiceAccounts of
+/// every namespace, and how many nodes the pool has.
+///
+/// # Errors
+/// [`ErrorKind::InvalidInput`](porter_identity_core::ErrorKind::InvalidInput) when `pool` is
+/// not a label value (it goes into the selector, where a `,` or `!=` would select other
+/// nodes); the API server's errors.
+pub async fn gke_preflight(cluster: &Cluster, pool: &str) -> Result<(usize, Vec<PodAtRisk>)> {
+    check_pool_label(pool)?;
+    let nodes = cluster
+        .nodes(Some(&format!("{GKE_NODE_POOL_LABEL}={pool}")))
+        .await?;
+    let mut pods = Vec::new();
+    for node in nodes.iter().filter_map(|n| n.metadata.name.as_deref()) {
+        pods.extend(cluster.pods_on_node(node).await?);
+    }
+    let accounts = cluster.service_accounts(None).await?;
+    Ok((nodes.len(), pods_at_risk(pool, &nodes, &pods, &accounts)))
+}
+
+/// A Kubernetes label value: at most 63 characters, alphanumeric at both ends, `-`, `_` and
+/// `.` between.
+fn check_pool_label(pool: &str) -> Result<()> {
+    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    let ok = (1..=63).contains(&pool.len())
+        && alnum(pool.chars().next())
+        && alnum(pool.chars().last())
+        && pool
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid_input(
+            "pool",
+            format!("{pool:?} is not a node-pool name"),
+            "give the node pool's name as `gcloud container node-pools list` shows it",
+        ))
+    }
+}
 
 /// A pod that would lose the node's service account.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -171,5 +215,14 @@ mod tests {
                 .contains("has no iam.gke.io/gcp-service-account")
         );
         assert!(pods_at_risk("default-pool", &nodes, &pods[..1], &accounts).is_empty());
+    }
+
+    #[test]
+    fn a_pool_name_that_would_change_the_selector_is_refused() {
+        assert!(check_pool_label("default-pool").is_ok());
+        for bad in ["", "a,b", "a!=b", "x=y", "-a", "a b", &"p".repeat(64)] {
+            let e = check_pool_label(bad).unwrap_err();
+            assert!(e.to_string().starts_with("invalid pool:"), "{e}");
+        }
     }
 }

@@ -27,6 +27,13 @@ use crate::workloads::{PodWorkload, running_as};
 /// predate it.
 pub const LINKS_CHANGED_AT_ANNOTATION: &str = "porter.run/identity-changed-at";
 
+/// The ServiceAccount annotation naming the app whose links porter-identity applied to it. All
+/// apps apply as the one field manager `porter-identity`, so server-side apply alone would let
+/// a second app whose service maps to the same ServiceAccount name (`shop` + `admin-api`,
+/// `shop-admin` + `api`) silently replace the first's annotations: this mark makes that a
+/// `Conflict` instead.
+pub const LINKS_APP_ANNOTATION: &str = "porter.run/identity-app";
+
 /// What the Kubernetes step may do beyond applying.
 #[derive(Debug, Clone, Default)]
 pub struct StepOptions {
@@ -363,15 +370,31 @@ impl Cluster {
             // Not created behind the back of whatever is meant to own it: a finding says so.
             return Ok(relabelled);
         }
-        let mut annotations = needs.patch.annotations.clone();
-        if let Some(at) = changed_at(needs, seen.account.as_ref()) {
-            annotations.insert(LINKS_CHANGED_AT_ANNOTATION.to_owned(), at.to_string());
-        }
+        let app = needs.workload.app().as_str();
         let current: BTreeMap<String, String> = seen
             .account
             .as_ref()
             .and_then(|a| a.metadata.annotations.clone())
             .unwrap_or_default();
+        if let Some(other) = current.get(LINKS_APP_ANNOTATION).filter(|o| *o != app)
+            && !options.force_conflicts
+        {
+            return Err(Error::kubernetes(
+                ErrorKind::Conflict,
+                format!("apply ServiceAccount {ns}/{sa}"),
+                format!(
+                    "porter-identity manages this ServiceAccount for app {other}, not {app}: their services map to the same ServiceAccount name, and applying would replace the other app's annotations"
+                ),
+            )
+            .with_fix(format!(
+                "rename one of the services so that the ServiceAccount names differ, or take the ServiceAccount over for app {app} with force (the CLI's --force-conflicts)"
+            )));
+        }
+        let mut annotations = needs.patch.annotations.clone();
+        annotations.insert(LINKS_APP_ANNOTATION.to_owned(), app.to_owned());
+        if let Some(at) = changed_at(needs, seen.account.as_ref()) {
+            annotations.insert(LINKS_CHANGED_AT_ANNOTATION.to_owned(), at.to_string());
+        }
         let changed: Vec<String> = annotations
             .iter()
             .filter(|(k, v)| current.get(*k) != Some(*v))
