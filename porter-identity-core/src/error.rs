@@ -194,6 +194,11 @@ pub enum Error {
         message: String,
         /// How to fix it, where known.
         fix: String,
+        /// Whether retrying may succeed (overrides the kind's default when set).
+        retryable: Option<bool>,
+        /// How long the API server asked the caller to wait before retrying
+        /// (`details.retryAfterSeconds`, `Retry-After`).
+        retry_after: Option<Duration>,
         /// The underlying error.
         #[source]
         source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
@@ -264,6 +269,8 @@ impl Error {
             operation: operation.into(),
             message: message.into(),
             fix: String::new(),
+            retryable: None,
+            retry_after: None,
             source: None,
         }
     }
@@ -296,26 +303,30 @@ impl Error {
     /// resolves (Azure's concurrent credential writes, a stale GCP policy etag).
     #[must_use]
     pub fn retryable(mut self, yes: bool) -> Self {
-        if let Error::Cloud { retryable, .. } = &mut self {
+        if let Error::Cloud { retryable, .. } | Error::Kubernetes { retryable, .. } = &mut self {
             *retryable = Some(yes);
         }
         self
     }
 
     /// Records how long the cloud asked to wait before a retry (an HTTP `Retry-After`);
-    /// [`RetryPolicy`](crate::RetryPolicy) waits at least that long (cloud errors only).
+    /// [`RetryPolicy`](crate::RetryPolicy) waits at least that long (cloud and Kubernetes
+    /// errors).
     #[must_use]
     pub fn with_retry_after(mut self, wait: Duration) -> Self {
-        if let Error::Cloud { retry_after, .. } = &mut self {
+        if let Error::Cloud { retry_after, .. } | Error::Kubernetes { retry_after, .. } = &mut self
+        {
             *retry_after = Some(wait);
         }
         self
     }
 
-    /// How long the cloud asked to wait before a retry, if it said.
+    /// How long the cloud or the API server asked to wait before a retry, if it said.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Error::Cloud { retry_after, .. } => *retry_after,
+            Error::Cloud { retry_after, .. } | Error::Kubernetes { retry_after, .. } => {
+                *retry_after
+            }
             _ => None,
         }
     }
@@ -332,6 +343,9 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Cloud {
+                retryable: Some(r), ..
+            }
+            | Error::Kubernetes {
                 retryable: Some(r), ..
             } => *r,
             other => other.kind().is_retryable_by_default(),
@@ -479,6 +493,8 @@ impl fmt::Debug for Error {
                 operation,
                 message,
                 fix,
+                retryable,
+                retry_after,
                 source,
             } => f
                 .debug_struct("Kubernetes")
@@ -486,6 +502,8 @@ impl fmt::Debug for Error {
                 .field("operation", operation)
                 .field("message", message)
                 .field("fix", fix)
+                .field("retryable", retryable)
+                .field("retry_after", retry_after)
                 .field("source", &source.as_ref().map(|s| s.to_string()))
                 .finish(),
         }
@@ -515,6 +533,15 @@ mod tests {
         ] {
             assert!(!kind.is_retryable_by_default(), "{kind}");
         }
+    }
+
+    #[test]
+    fn a_kubernetes_error_carries_its_wait_and_retryable_override_as_a_cloud_error_does() {
+        let throttled = Error::kubernetes(ErrorKind::Throttled, "list pods", "slow down")
+            .with_retry_after(Duration::from_secs(2));
+        assert_eq!(throttled.retry_after(), Some(Duration::from_secs(2)));
+        assert!(throttled.is_retryable());
+        assert!(!throttled.retryable(false).is_retryable());
     }
 
     #[test]
