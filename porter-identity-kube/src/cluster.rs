@@ -103,13 +103,16 @@ impl ClusterBuilder {
         let client = match (self.client, self.kubeconfig) {
             (Some(client), _) => client,
             (None, Some(yaml)) => client_from_kubeconfig(&yaml).await?,
-            (None, None) => Client::try_default().await.map_err(|e| {
-                Error::invalid_input(
-                    "kubeconfig",
-                    format!("no Kubernetes cluster configured: {e}"),
-                    "set KUBECONFIG to a kubeconfig file (or create ~/.kube/config, e.g. with `aws eks update-kubeconfig`, `az aks get-credentials` or `gcloud container clusters get-credentials`), or run in a pod",
-                )
-            })?,
+            (None, None) => {
+                let config = kube::Config::infer().await.map_err(|e| {
+                    Error::invalid_input(
+                        "kubeconfig",
+                        format!("no Kubernetes cluster configured: {e}"),
+                        "set KUBECONFIG to a kubeconfig file (or create ~/.kube/config, e.g. with `aws eks update-kubeconfig`, `az aks get-credentials` or `gcloud container clusters get-credentials`), or run in a pod",
+                    )
+                })?;
+                client_from_config(config)?
+            }
         };
         Ok(Cluster {
             client,
@@ -131,7 +134,21 @@ async fn client_from_kubeconfig(yaml: &str) -> Result<Client> {
         kube::Config::from_custom_kubeconfig(config, &kube::config::KubeConfigOptions::default())
             .await
             .map_err(|e| invalid(&e))?;
-    Client::try_from(config).map_err(|e| invalid(&e))
+    client_from_config(config)
+}
+
+/// The client of `config`, without kube-rs's own retry layer: the [`RetryPolicy`] is the one
+/// retry layer (kube-rs's retries 429s at once, ignoring the server's `retryAfterSeconds`, and
+/// its attempts would multiply the policy's).
+fn client_from_config(mut config: kube::Config) -> Result<Client> {
+    config.default_retry = false;
+    Client::try_from(config).map_err(|e| {
+        Error::invalid_input(
+            "kubeconfig",
+            format!("kube-rs cannot build a client from it: {e}"),
+            "give a kubeconfig with a current context, its cluster's server and credentials",
+        )
+    })
 }
 
 /// A kube-rs error in porter-identity's terms: the kind from the HTTP status, the API server's

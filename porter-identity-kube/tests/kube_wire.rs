@@ -444,3 +444,59 @@ async fn from_env_reads_kubeconfig() {
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("KUBECONFIG"), "{stderr}");
 }
+
+/// An API server that throttles (429 with `retryAfterSeconds`), answers 503, or stalls a call:
+/// each call is retried by the policy, the server's wait is honoured, a stalled attempt is cut
+/// by the attempt timeout, and a server that never recovers ends in a clear error with its fix.
+/// (An in-process fake over HTTPS: the knobs act on its face.)
+#[tokio::test]
+async fn a_throttling_failing_or_stalling_api_server_is_retried_and_its_wait_honoured() {
+    use std::time::{Duration, Instant};
+    let kube = FakeKube::new();
+    kube.add_service("shop", "shop-api", "api", 1, "2026-01-01T00:00:00Z");
+    let server = kube.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let policy = porter_identity_core::RetryPolicy::default()
+        .max_attempts(4)
+        .initial_backoff(Duration::from_millis(5))
+        .attempt_timeout(Duration::from_millis(500));
+    let cluster = Cluster::builder()
+        .kubeconfig(server.kubeconfig())
+        .retry_policy(policy.clone())
+        .build()
+        .await
+        .unwrap();
+
+    kube.throttle_next(2);
+    let before = kube.requests();
+    let started = Instant::now();
+    assert!(
+        cluster
+            .service_account("shop", "shop-api")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(kube.requests() - before, 3, "two 429s, then the answer");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "retryAfterSeconds: 1 was waited twice: {:?}",
+        started.elapsed()
+    );
+
+    kube.fail_next(1).stall_next(1, Duration::from_secs(60));
+    let started = Instant::now();
+    let pods = cluster.pods_running_as("shop", "shop-api").await.unwrap();
+    assert_eq!(pods.len(), 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the stalled attempt was cut: {:?}",
+        started.elapsed()
+    );
+
+    kube.fail_next(1000); // more than four lists of four attempts
+    let err = cluster.workloads("shop").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(err.fix().unwrap().contains("tried 4 times"), "{err}");
+    assert!(err.to_string().starts_with("kubernetes list "), "{err}");
+    server.shutdown().await;
+}

@@ -13,7 +13,8 @@
 //! - `DELETE` removes.
 //!
 //! Every request needs the bearer token of the kubeconfig ([`super::tls`]); errors are
-//! `Status` objects. Bodies are JSON (what kube-rs sends; JSON is YAML too).
+//! `Status` objects. The store's fault knobs (`throttle_next`, `fail_next`, `stall_next`) act
+//! here, on the next requests. Bodies are JSON (what kube-rs sends; JSON is YAML too).
 
 use axum::Router;
 use axum::body::Bytes;
@@ -22,6 +23,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::store::Fault;
 use super::{FakeKube, ObjectKey};
 
 /// The router of the face; `token` is the bearer token every request must carry.
@@ -241,6 +243,26 @@ async fn handle(
             "Unauthorized",
             json!({}),
         );
+    }
+    match face.kube.take_fault() {
+        Some(Fault::Throttled) => {
+            return status(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequests",
+                "too many requests, please try again later",
+                json!({"retryAfterSeconds": 1}),
+            );
+        }
+        Some(Fault::Unavailable) => {
+            return status(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "the server is currently unable to handle the request",
+                json!({}),
+            );
+        }
+        Some(Fault::Stalled(stall)) => tokio::time::sleep(stall).await,
+        None => {}
     }
     let Some(target) = parse(uri.path()) else {
         return status(

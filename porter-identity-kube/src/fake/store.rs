@@ -265,6 +265,28 @@ fn manager_fields(body: &Value) -> BTreeSet<Path> {
 #[derive(Debug, Clone, Default)]
 pub struct FakeKube {
     state: Arc<Mutex<State>>,
+    faults: Arc<Mutex<Faults>>,
+}
+
+/// What the HTTP face does to the next requests instead of answering them at once.
+#[derive(Debug, Default)]
+struct Faults {
+    throttled: u32,
+    unavailable: u32,
+    stalled: u32,
+    stall: std::time::Duration,
+    requests: u64,
+}
+
+/// A fault the HTTP face applies to one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Fault {
+    /// 429 `TooManyRequests` with `retryAfterSeconds: 1`, as API Priority and Fairness answers.
+    Throttled,
+    /// 503 `ServiceUnavailable`.
+    Unavailable,
+    /// Answer after this long.
+    Stalled(std::time::Duration),
 }
 
 /// The fields the server sets itself, never owned by a manager.
@@ -501,6 +523,55 @@ impl FakeKube {
         Ok(self)
     }
 
+    /// The next `n` requests to the HTTP face are answered 429 `TooManyRequests` with
+    /// `retryAfterSeconds: 1`, as an API server under load answers.
+    pub fn throttle_next(&self, n: u32) -> &Self {
+        self.faults().throttled = n;
+        self
+    }
+
+    /// The next `n` requests to the HTTP face are answered 503.
+    pub fn fail_next(&self, n: u32) -> &Self {
+        self.faults().unavailable = n;
+        self
+    }
+
+    /// The next `n` requests to the HTTP face are answered only after `stall`.
+    pub fn stall_next(&self, n: u32, stall: std::time::Duration) -> &Self {
+        let mut faults = self.faults();
+        faults.stalled = n;
+        faults.stall = stall;
+        self
+    }
+
+    /// How many requests the HTTP face has had (authorized ones, faults included).
+    pub fn requests(&self) -> u64 {
+        self.faults().requests
+    }
+
+    fn faults(&self) -> std::sync::MutexGuard<'_, Faults> {
+        self.faults.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts a request and takes the fault it gets, if any (throttling first, then 503s, then
+    /// stalls).
+    pub(super) fn take_fault(&self) -> Option<Fault> {
+        let mut f = self.faults();
+        f.requests += 1;
+        if f.throttled > 0 {
+            f.throttled -= 1;
+            Some(Fault::Throttled)
+        } else if f.unavailable > 0 {
+            f.unavailable -= 1;
+            Some(Fault::Unavailable)
+        } else if f.stalled > 0 {
+            f.stalled -= 1;
+            Some(Fault::Stalled(f.stall))
+        } else {
+            None
+        }
+    }
+
     /// Everything the store holds (objects, field ownership, versions, creation times) as
     /// JSON, for [`restore`](Self::restore) in another process: how a demo keeps its cluster
     /// between runs.
@@ -581,6 +652,7 @@ impl FakeKube {
         }
         Ok(FakeKube {
             state: Arc::new(Mutex::new(state)),
+            faults: Arc::default(),
         })
     }
 
