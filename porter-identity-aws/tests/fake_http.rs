@@ -1,7 +1,7 @@
 //! Wire tests of the fake's HTTP face: the real `aws_sdk_eks::Client` (SigV4-signed requests,
 //! rest-json parsing, error dispatch) against `porter_identity_aws::fake::serve` on
 //! 127.0.0.1, and its JSON checked against the botocore model and the official example in
-//! `../shared/api-examples/aws/`.
+//! `testdata/api-examples/`.
 #![cfg(feature = "fake")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -600,11 +600,12 @@ async fn raw_get(addr: SocketAddr, path: &str) -> (u16, String, Value) {
 }
 
 fn examples_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/api-examples/aws");
+    // The botocore excerpts this crate carries (see testdata/api-examples/SOURCES.md).
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/api-examples");
     assert!(
         dir.is_dir(),
-        "the official AWS API examples are missing: expected {} (shared/ checked out beside \
-         the repository). These tests check the fake against them and cannot run without.",
+        "the official AWS API examples are missing: expected {}. These tests check the fake \
+         against them and cannot run without.",
         dir.display()
     );
     dir

@@ -591,7 +591,7 @@ fn transport_error(operation: &'static str, e: &reqwest::Error) -> Error {
     }
 }
 
-// ---- wire shapes (member names as in the ARM specs and ../shared/api-examples/azure) --------
+// ---- wire shapes (member names as in the ARM specs and testdata/api-examples) --------
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -2,7 +2,7 @@
 //! subscription (feature `fake`).
 //!
 //! [`FakeAzure`] implements [`ArmApi`], so the provider runs on it unchanged, and [`serve`] puts
-//! the same state behind ARM's REST API (paths and JSON of `../shared/api-examples/azure/`) and
+//! the same state behind ARM's REST API (paths and JSON of `testdata/api-examples/`) and
 //! an Entra ID token endpoint, so that the real [`ArmClient`](crate::arm::ArmClient) and the real
 //! `azure_identity` credentials can be tested against it.
 //!

@@ -1,7 +1,7 @@
 //! Wire tests: the real ARM client, and the real `azure_identity` credential path (token
 //! endpoint included), against the fake's HTTP face on 127.0.0.1, configured through the
 //! variables a user sets (`with_config` here, the environment itself in a child process), and
-//! the face's JSON against the official examples in `../shared/api-examples/azure/`.
+//! the face's JSON against the official examples in `testdata/api-examples/`.
 #![cfg(feature = "fake")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -376,10 +376,11 @@ async fn a_stalled_call_over_http_is_timed_out_and_retried() {
 // ---- the face's JSON against the official examples ------------------------------------------
 
 fn examples_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/api-examples/azure");
+    // The azure-rest-api-specs examples this crate carries (testdata/api-examples/SOURCES.md).
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/api-examples");
     assert!(
         dir.is_dir(),
-        "the official Azure API examples are missing: expected {} (shared/ checked out beside the repository)",
+        "the official Azure API examples are missing: expected {}",
         dir.display()
     );
     dir

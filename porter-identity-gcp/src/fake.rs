@@ -3,7 +3,7 @@
 //! Cloud project (feature `fake`).
 //!
 //! [`FakeGcp`] implements [`GcpApi`], so the provider runs on it unchanged, and [`serve`] puts
-//! the same state behind the v1 REST paths and JSON of `../shared/api-examples/gcp/`, so that
+//! the same state behind the v1 REST paths and JSON of `testdata/api-examples/`, so that
 //! the official Google clients can be tested against it.
 //!
 //! What it enforces, like IAM: `setIamPolicy` with a stale etag is a 409 `ABORTED`; bindings

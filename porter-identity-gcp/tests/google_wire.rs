@@ -361,10 +361,10 @@ async fn from_env_reads_the_endpoint_overrides_and_the_key_file() {
     server.shutdown().await;
 }
 
-/// The discovery documents of `../shared/api-examples/gcp/`.
+/// The discovery documents this crate carries (`testdata/api-examples/`, see its SOURCES.md).
 fn discovery(file: &str) -> serde_json::Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/api-examples/gcp")
+        .join("testdata/api-examples")
         .join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()

@@ -17,10 +17,11 @@ const SUBSCRIPTION: &str = "c267c0e7-0a73-4789-9e17-d26aeb0904e5";
 const TOKEN: &str = "test-bearer-token-Zm9vYmFy";
 
 fn examples_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/api-examples/azure");
+    // The azure-rest-api-specs examples this crate carries (testdata/api-examples/SOURCES.md).
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/api-examples");
     assert!(
         dir.is_dir(),
-        "the official Azure API examples are missing: expected {} (shared/ checked out beside the repository). These tests check the client against them and cannot run without.",
+        "the official Azure API examples are missing: expected {}. These tests check the client against them and cannot run without.",
         dir.display()
     );
     dir

@@ -3,7 +3,7 @@
 //! an Entra ID token endpoint (`POST /{tenant}/oauth2/v2.0/token`), served from the same state
 //! as the in-memory face.
 //!
-//! Paths, `api-version`s and JSON members follow `../shared/api-examples/azure/`; path parts
+//! Paths, `api-version`s and JSON members follow `testdata/api-examples/`; path parts
 //! compare without case, as ARM's do. ARM requests need a bearer token the token endpoint
 //! issued or [`FakeAzure::accept_token`] allowed: otherwise 401 `InvalidAuthenticationToken`.
 
@@ -505,7 +505,7 @@ async fn token(fake: &FakeAzure, tenant: &str, body: &[u8]) -> Response {
     )
 }
 
-// ---- JSON shapes (members as in ../shared/api-examples/azure) --------------------------------
+// ---- JSON shapes (members as in testdata/api-examples) --------------------------------
 
 fn cluster_json(c: &ClusterRecord) -> Value {
     let mut oidc = json!({ "enabled": c.oidc_issuer_enabled });

@@ -3,7 +3,7 @@
 //! and the v3 `projects.getIamPolicy` of Resource Manager, served from the same state as the
 //! in-memory face. One server stands for all three APIs: point each endpoint variable at it.
 //!
-//! Paths and JSON members follow `../shared/api-examples/gcp/`. The official clients add
+//! Paths and JSON members follow `testdata/api-examples/`. The official clients add
 //! `$alt=json;enum-encoding=int`: then enums travel as numbers, both ways, as Google's servers
 //! do. Requests need a bearer token shaped like a JWT (the service-account credentials sign
 //! one), unless [`FakeGcp::allow_anonymous`]: otherwise 401 `UNAUTHENTICATED`.
