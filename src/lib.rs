@@ -13,8 +13,8 @@
 //! | `aws` | `porter_identity::aws` | `AwsPodIdentityProvider`: EKS Pod Identity associations |
 //! | `azure` | `porter_identity::azure` | `AzureWorkloadIdentityProvider`: federated identity credentials on managed identities |
 //! | `gcp` | `porter_identity::gcp` | `GcpWorkloadIdentityProvider`: `roles/iam.workloadIdentityUser` bindings on GCP service accounts (GKE Workload Identity) |
-//! | `kube` | `porter_identity::kube` | the Kubernetes side: workloads that run as a ServiceAccount, and the diagnosis of what it and its pods need |
-//! | `fake` | `aws::fake`, `azure::fake`, `gcp::fake` | in-memory clouds for tests and demos, no account needed |
+//! | `kube` | `porter_identity::kube` | the Kubernetes side on kube-rs: the Kubernetes step of a reconcile (ServiceAccount annotations by server-side apply, the Azure pod label, restarts), its findings, the IRSA migration, the GKE node-pool preflight |
+//! | `fake` | `aws::fake`, `azure::fake`, `gcp::fake`, `kube::fake` | in-memory clouds and Kubernetes API for tests and demos, no account needed |
 //! | `testing` | `testing` | the conformance suite every provider passes |
 //! | `serde` | — | `Serialize` for `ReconcileReport`: its stable JSON, for scripts and CI |
 //!
@@ -75,7 +75,12 @@ pub use porter_identity_gcp as gcp;
 #[cfg(feature = "kube")]
 pub use porter_identity_kube as kube;
 
-// The README's Rust examples, compiled as doc tests so that what it promises keeps building.
+// The README's and the guide's Rust examples, compiled as doc tests so that what they promise
+// keeps building.
 #[cfg(all(doctest, feature = "aws", feature = "azure", feature = "gcp"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+#[cfg(all(doctest, feature = "aws", feature = "azure", feature = "gcp"))]
+#[doc = include_str!("../docs/guide.md")]
+struct GuideDoctests;

@@ -50,6 +50,16 @@ pub use porter_identity_core::testing::FakeServer;
 
 use state::{BindingRecord, GcpError, State, WIU};
 
+/// A service-account key file (JSON) for the official Google clients to sign with when they
+/// talk to the fake's HTTP face: point `GOOGLE_APPLICATION_CREDENTIALS` at a file holding it,
+/// and google-cloud-auth's real service-account path signs self-signed JWTs, which the fake
+/// accepts (it never calls the key's `token_uri`, a closed loopback port).
+///
+/// A throwaway key, generated locally for these fakes and never registered with Google: no
+/// cloud accepts it. See `testdata/README.md`.
+pub const SERVICE_ACCOUNT_KEY_JSON: &str =
+    include_str!("../testdata/fake-service-account-key.json");
+
 /// The Kubernetes version of every node pool of the fake.
 pub const NODE_VERSION: &str = "1.33.5-gke.1000";
 /// The image type of every node pool of the fake.

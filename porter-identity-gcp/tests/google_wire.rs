@@ -28,11 +28,13 @@ fn email(account: &str) -> String {
     format!("{account}@{PROJECT}.iam.gserviceaccount.com")
 }
 
+/// The fake's throwaway key (`fake::SERVICE_ACCOUNT_KEY_JSON`), as the file a user points at.
 fn key_file() -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/test-service-account-key.json")
-        .display()
-        .to_string()
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/testdata/fake-service-account-key.json"
+    )
+    .to_owned()
 }
 
 async fn start() -> (FakeGcp, FakeServer) {

@@ -3,8 +3,8 @@
 //! kubectl, or a JSON `List`), so that names, annotation values and quoting are the library's
 //! business, not string formatting's.
 
+use porter_identity::kube::apply::service_account;
 use porter_identity::{ServiceAccountPatch, Workload};
-use porter_identity_kube::apply::service_account;
 
 /// YAML documents, one per ServiceAccount, each followed by comments saying what the pod
 /// template needs and whether its pods must restart (a ServiceAccount has no place for them).

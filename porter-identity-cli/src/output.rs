@@ -202,8 +202,9 @@ pub(crate) fn verify_json(
 }
 
 /// `restart`: one line per workload restarted (or that would be).
+#[cfg(feature = "kube")]
 pub(crate) fn restarts_text(
-    restarts: &[porter_identity_kube::step::Restart],
+    restarts: &[porter_identity::kube::step::Restart],
     dry_run: bool,
 ) -> String {
     if restarts.is_empty() {
@@ -218,8 +219,9 @@ pub(crate) fn restarts_text(
 }
 
 /// `restart -o json`: `{"dry_run", "restarted": [{"kind", "namespace", "name", "pods"}]}`.
+#[cfg(feature = "kube")]
 pub(crate) fn restarts_json(
-    restarts: &[porter_identity_kube::step::Restart],
+    restarts: &[porter_identity::kube::step::Restart],
     dry_run: bool,
 ) -> Result<String, Failure> {
     let list: Vec<Value> = restarts
@@ -237,8 +239,9 @@ pub(crate) fn restarts_json(
 }
 
 /// `migrate-irsa`: each ServiceAccount's migration.
+#[cfg(all(feature = "aws", feature = "kube"))]
 pub(crate) fn migrations_text(
-    done: &[porter_identity_kube::migrate::IrsaMigration],
+    done: &[porter_identity::kube::migrate::IrsaMigration],
     dry_run: bool,
 ) -> String {
     if done.is_empty() {
@@ -256,8 +259,9 @@ pub(crate) fn migrations_text(
 }
 
 /// `migrate-irsa -o json`.
+#[cfg(all(feature = "aws", feature = "kube"))]
 pub(crate) fn migrations_json(
-    done: &[porter_identity_kube::migrate::IrsaMigration],
+    done: &[porter_identity::kube::migrate::IrsaMigration],
     dry_run: bool,
 ) -> Result<String, Failure> {
     let list: Vec<Value> = done
@@ -279,6 +283,7 @@ pub(crate) fn migrations_json(
 }
 
 /// `gke-enable-workload-identity`: the preflight.
+#[cfg(all(feature = "gcp", feature = "kube"))]
 pub(crate) fn gke_preflight_text(pool: &str, nodes: usize, at_risk: &[String]) -> String {
     let mut out = format!("preflight of node pool {pool} ({nodes} node(s) in the cluster): ");
     if at_risk.is_empty() {
@@ -297,7 +302,8 @@ pub(crate) fn gke_preflight_text(pool: &str, nodes: usize, at_risk: &[String]) -
 }
 
 /// `gke-enable-workload-identity`: the change (`None`: a dry run).
-pub(crate) fn gke_change_text(change: Option<&porter_identity_gcp::NodePoolChange>) -> String {
+#[cfg(all(feature = "gcp", feature = "kube"))]
+pub(crate) fn gke_change_text(change: Option<&porter_identity::gcp::NodePoolChange>) -> String {
     match change {
         Some(change) => format!("{change}\n"),
         None => "dry run: the node pool was not changed\n".to_owned(),
@@ -305,11 +311,12 @@ pub(crate) fn gke_change_text(change: Option<&porter_identity_gcp::NodePoolChang
 }
 
 /// `gke-enable-workload-identity -o json`.
+#[cfg(all(feature = "gcp", feature = "kube"))]
 pub(crate) fn gke_json(
     pool: &str,
     nodes: usize,
     at_risk: &[String],
-    change: Option<&porter_identity_gcp::NodePoolChange>,
+    change: Option<&porter_identity::gcp::NodePoolChange>,
 ) -> Result<String, Failure> {
     pretty(&json!({
         "pool": pool,

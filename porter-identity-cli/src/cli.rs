@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap_complete::Shell;
 
 /// Gives each Kubernetes workload of a porter app a cloud identity — EKS Pod Identity, Azure
 /// federated identity credentials, GKE Workload Identity — from its porter.yaml.
@@ -19,7 +20,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Exit status: 0 ok, 1 verify found errors, 2 bad input (porter.yaml, flags), 3 a cloud or
 /// Kubernetes call failed.
 #[derive(Debug, Parser)]
-#[command(name = "porter-identity", version, max_term_width = 100)]
+#[command(name = "porter-identity", version = crate::version(), max_term_width = 100)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -40,17 +41,32 @@ pub(crate) enum Command {
     /// kubeconfig is reachable, the Kubernetes side.
     Verify(Common),
     /// Print the ServiceAccount manifests to apply with kubectl.
+    #[cfg(feature = "kube")]
     Manifests(Common),
     /// Rollout-restart exactly the workloads whose pods started before their links last
     /// changed (nothing else).
+    #[cfg(feature = "kube")]
     Restart(Restart),
     /// Move ServiceAccounts annotated for IRSA (eks.amazonaws.com/role-arn) to EKS Pod
     /// Identity: association, trust-policy check, and (with --remove-annotation) the
     /// annotation's removal.
+    #[cfg(all(feature = "aws", feature = "kube"))]
     MigrateIrsa(MigrateIrsa),
     /// Put a GKE node pool in GKE_METADATA mode, after a preflight of the pods on it that would
     /// lose the node's service account. Recreates the pool's nodes.
+    #[cfg(all(feature = "gcp", feature = "kube"))]
     GkeEnableWorkloadIdentity(GkeEnable),
+    /// Print the completion script of a shell (bash, zsh, fish, elvish, powershell) to stdout,
+    /// e.g. `porter-identity completions bash > ~/.local/share/bash-completion/completions/porter-identity`.
+    Completions(Completions),
+}
+
+/// `completions`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Completions {
+    /// The shell to write completions for.
+    #[arg(value_enum)]
+    pub(crate) shell: Shell,
 }
 
 /// `plan` and `apply`.
@@ -62,26 +78,31 @@ pub(crate) struct Deploy {
     /// Also the Kubernetes side: server-side apply of the ServiceAccounts' annotations (field
     /// manager porter-identity) and of the Azure pod label on their workloads' pod templates
     /// (which rolls their pods); then the cluster's findings.
+    #[cfg(feature = "kube")]
     #[arg(long)]
     pub(crate) kube: bool,
 
     /// With --kube: take over annotations and labels another field manager set to other
     /// values (otherwise that is an error naming the manager).
+    #[cfg(feature = "kube")]
     #[arg(long, requires = "kube")]
     pub(crate) force_conflicts: bool,
 
     /// With --kube: rollout-restart the workloads whose pods started before their links last
     /// changed.
+    #[cfg(feature = "kube")]
     #[arg(long, requires = "kube")]
     pub(crate) restart: bool,
 
     /// With --kube: create a missing ServiceAccount (otherwise it is a finding, left to the
     /// chart or manifest that owns it).
+    #[cfg(feature = "kube")]
     #[arg(long, requires = "kube")]
     pub(crate) create_service_accounts: bool,
 }
 
 /// `restart`.
+#[cfg(feature = "kube")]
 #[derive(Debug, Clone, Args)]
 pub(crate) struct Restart {
     #[command(flatten)]
@@ -93,6 +114,7 @@ pub(crate) struct Restart {
 }
 
 /// `migrate-irsa`.
+#[cfg(all(feature = "aws", feature = "kube"))]
 #[derive(Debug, Clone, Args)]
 pub(crate) struct MigrateIrsa {
     #[command(flatten)]
@@ -109,6 +131,7 @@ pub(crate) struct MigrateIrsa {
 }
 
 /// `gke-enable-workload-identity`.
+#[cfg(all(feature = "gcp", feature = "kube"))]
 #[derive(Debug, Clone, Args)]
 pub(crate) struct GkeEnable {
     #[command(flatten)]
@@ -133,19 +156,35 @@ impl Common {
     pub(crate) fn app(&self) -> &str {
         self.app.as_deref().unwrap_or_default()
     }
+
+    /// Whether the run is on the built-in fakes (`--fake`, in a build with them).
+    pub(crate) fn fake(&self) -> bool {
+        #[cfg(feature = "fake")]
+        return self.fake;
+        #[cfg(not(feature = "fake"))]
+        false
+    }
 }
 
 impl Command {
-    pub(crate) fn common(&self) -> &Common {
+    /// The flags of a command that runs on a porter.yaml (all but `completions`).
+    pub(crate) fn common(&self) -> Option<&Common> {
         match self {
-            Command::Plan(d) | Command::Apply(d) => &d.common,
-            Command::Bind(c) | Command::Unbind(c) | Command::Verify(c) | Command::Manifests(c) => c,
-            Command::Restart(r) => &r.common,
-            Command::MigrateIrsa(m) => &m.common,
-            Command::GkeEnableWorkloadIdentity(g) => &g.common,
+            Command::Plan(d) | Command::Apply(d) => Some(&d.common),
+            Command::Bind(c) | Command::Unbind(c) | Command::Verify(c) => Some(c),
+            #[cfg(feature = "kube")]
+            Command::Manifests(c) => Some(c),
+            #[cfg(feature = "kube")]
+            Command::Restart(r) => Some(&r.common),
+            #[cfg(all(feature = "aws", feature = "kube"))]
+            Command::MigrateIrsa(m) => Some(&m.common),
+            #[cfg(all(feature = "gcp", feature = "kube"))]
+            Command::GkeEnableWorkloadIdentity(g) => Some(&g.common),
+            Command::Completions(_) => None,
         }
     }
 
+    #[cfg_attr(not(feature = "fake"), allow(dead_code))] // what --fake-state records
     pub(crate) fn name(&self) -> &'static str {
         match self {
             Command::Plan(_) => "plan",
@@ -153,14 +192,20 @@ impl Command {
             Command::Bind(_) => "bind",
             Command::Unbind(_) => "unbind",
             Command::Verify(_) => "verify",
+            #[cfg(feature = "kube")]
             Command::Manifests(_) => "manifests",
+            #[cfg(feature = "kube")]
             Command::Restart(_) => "restart",
+            #[cfg(all(feature = "aws", feature = "kube"))]
             Command::MigrateIrsa(_) => "migrate-irsa",
+            #[cfg(all(feature = "gcp", feature = "kube"))]
             Command::GkeEnableWorkloadIdentity(_) => "gke-enable-workload-identity",
+            Command::Completions(_) => "completions",
         }
     }
 
     /// Whether the command writes links to the clouds (what `--fake-state` replays).
+    #[cfg_attr(not(feature = "fake"), allow(dead_code))]
     pub(crate) fn writes(&self) -> bool {
         matches!(
             self,
@@ -176,7 +221,7 @@ pub(crate) struct Common {
     #[arg(short = 'f', long = "file", default_value = "porter.yaml")]
     pub(crate) file: PathBuf,
 
-    /// The porter app (ServiceAccounts are named <app>-<service>); by default the porter.yaml's
+    /// The porter app (ServiceAccounts are named APP-SERVICE); by default the porter.yaml's
     /// top-level `name`.
     #[arg(long)]
     pub(crate) app: Option<String>,
@@ -192,25 +237,30 @@ pub(crate) struct Common {
 
     /// The EKS cluster, for awsRole connections (region and credentials from the AWS
     /// environment).
+    #[cfg(feature = "aws")]
     #[arg(long, value_name = "NAME")]
     pub(crate) eks_cluster: Option<String>,
 
     /// The AKS cluster, for azureManagedIdentity connections (subscription and credentials
     /// from the Azure environment).
+    #[cfg(feature = "azure")]
     #[arg(long, value_name = "RG/NAME")]
     pub(crate) aks_cluster: Option<String>,
 
     /// The GKE cluster, for gcpServiceAccount connections (credentials from Application
     /// Default Credentials).
+    #[cfg(feature = "gcp")]
     #[arg(long, value_name = "PROJECT/LOCATION/NAME")]
     pub(crate) gke_cluster: Option<String>,
 
     /// Run on the built-in in-memory clouds, seeded with a demo cluster and the roles,
     /// identities and service accounts the porter.yaml names. No cloud account needed.
+    #[cfg(feature = "fake")]
     #[arg(long)]
     pub(crate) fake: bool,
 
     /// With --fake: keep the fake clouds' links in FILE between runs.
+    #[cfg(feature = "fake")]
     #[arg(long, value_name = "FILE", requires = "fake")]
     pub(crate) fake_state: Option<PathBuf>,
 
@@ -229,6 +279,7 @@ pub(crate) enum Output {
 }
 
 /// `RG/NAME`.
+#[cfg(feature = "azure")]
 pub(crate) fn aks_cluster(value: &str) -> Result<(String, String), String> {
     match value.split('/').collect::<Vec<_>>().as_slice() {
         [rg, name] if !rg.is_empty() && !name.is_empty() => Ok(((*rg).into(), (*name).into())),
@@ -239,6 +290,7 @@ pub(crate) fn aks_cluster(value: &str) -> Result<(String, String), String> {
 }
 
 /// `PROJECT/LOCATION/NAME`.
+#[cfg(feature = "gcp")]
 pub(crate) fn gke_cluster(value: &str) -> Result<(String, String, String), String> {
     match value.split('/').collect::<Vec<_>>().as_slice() {
         [p, l, n] if !p.is_empty() && !l.is_empty() && !n.is_empty() => {

@@ -3,11 +3,15 @@
 //! at a terminal and for CI.
 //!
 //! ```text
-//! cargo run --example porter-identity -- apply --fake -f examples/porter.yaml --app demo
-//! cargo run --example porter-identity -- plan -f porter.yaml --app shop -n prod \
+//! porter-identity apply --fake -f examples/porter.yaml --app demo
+//! porter-identity plan -f porter.yaml --app shop -n prod \
 //!     --eks-cluster prod --aks-cluster prod-rg/prod-aks --gke-cluster my-project/us-central1/prod
-//! cargo run --example porter-identity -- --help
+//! porter-identity --help
 //! ```
+//!
+//! Each cloud, the Kubernetes side and the fakes are cargo features (all on by default): a
+//! build without one has neither its subcommands nor its flags, and `--version` names what it
+//! holds.
 //!
 //! Credentials and endpoints come from each cloud's environment, exactly as the providers'
 //! `from_env` reads them (emulator variables included); no flag takes a secret. Exit status:
@@ -15,25 +19,62 @@
 
 mod cli;
 mod clouds;
+#[cfg(feature = "fake")]
 mod fake_state;
+#[cfg(feature = "kube")]
 mod kube_side;
+#[cfg(feature = "kube")]
 mod manifests;
 mod output;
 
+#[cfg(feature = "kube")]
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::LazyLock;
 
-use clap::Parser;
-use porter_identity::{
-    AppManifest, Binding, Cloud, ErrorKind, Reconciler, ServiceAccountPatch, Workload,
-};
+use clap::{CommandFactory, Parser};
+use porter_identity::{AppManifest, Binding, Cloud, ErrorKind, Reconciler};
+#[cfg(feature = "kube")]
+use porter_identity::{ServiceAccountPatch, Workload};
 
-use crate::cli::{Cli, Command, Common, Deploy, GkeEnable, MigrateIrsa, Output, Restart};
+#[cfg(all(feature = "gcp", feature = "kube"))]
+use crate::cli::GkeEnable;
+#[cfg(all(feature = "aws", feature = "kube"))]
+use crate::cli::MigrateIrsa;
+#[cfg(feature = "kube")]
+use crate::cli::Restart;
+use crate::cli::{Cli, Command, Common, Deploy, Output};
 use crate::clouds::Clouds;
+#[cfg(feature = "fake")]
 use crate::fake_state::{FakeState, Run};
+#[cfg(feature = "kube")]
 use crate::kube_side::KubeSide;
+
+/// What this build holds, for `--version`: the version, then the clouds, the Kubernetes side
+/// and the fakes compiled in (each a cargo feature).
+pub(crate) fn version() -> &'static str {
+    static VERSION: LazyLock<String> = LazyLock::new(|| {
+        let parts: Vec<&str> = [
+            (cfg!(feature = "aws"), "aws"),
+            (cfg!(feature = "azure"), "azure"),
+            (cfg!(feature = "gcp"), "gcp"),
+            (cfg!(feature = "kube"), "kube"),
+            (cfg!(feature = "fake"), "fake"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+        let parts = if parts.is_empty() {
+            "no cloud".to_owned()
+        } else {
+            parts.join(", ")
+        };
+        format!("{} ({parts})", env!("CARGO_PKG_VERSION"))
+    });
+    VERSION.as_str()
+}
 
 /// Exit statuses.
 const EXIT_VERIFY_ERRORS: u8 = 1;
@@ -58,6 +99,15 @@ impl From<porter_identity::Error> for Failure {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Completions(c) = &cli.command {
+        clap_complete::generate(
+            c.shell,
+            &mut Cli::command(),
+            "porter-identity",
+            &mut std::io::stdout(),
+        );
+        return ExitCode::SUCCESS;
+    }
     // Logs go to stderr, at the level RUST_LOG asks (none by default); no secret is in them.
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -92,7 +142,10 @@ fn read_manifest(path: &Path, what: &str) -> Result<(AppManifest, String), Failu
 }
 
 async fn run(command: &Command) -> Result<u8, Failure> {
-    let mut common = command.common().clone();
+    let Some(common) = command.common() else {
+        return Ok(0); // `completions`, answered in main
+    };
+    let mut common = common.clone();
     let (manifest, text) = read_manifest(&common.file, "-f")?;
     if common.app.is_none() {
         common.app = Some(manifest.name().map(str::to_owned).ok_or_else(|| {
@@ -111,42 +164,58 @@ async fn run(command: &Command) -> Result<u8, Failure> {
     // Names are checked before anything else is done.
     manifest.bindings(common.app(), &common.namespace)?;
 
+    #[cfg(feature = "fake")]
     let state = match &common.fake_state {
         Some(path) => Some(FakeState::load(path)?),
         None => None,
     };
-    let clouds = if common.fake {
-        let mut seeds: Vec<AppManifest> = match (&state, &common.fake_state) {
-            (Some(s), Some(path)) => s.manifests(path)?,
-            _ => Vec::new(),
-        };
-        seeds.push(manifest.clone());
-        if let Some((p, _)) = &previous {
-            seeds.push(p.clone());
+    let clouds = if common.fake() {
+        #[cfg(feature = "fake")]
+        {
+            let mut seeds: Vec<AppManifest> = match (&state, &common.fake_state) {
+                (Some(s), Some(path)) => s.manifests(path)?,
+                _ => Vec::new(),
+            };
+            seeds.push(manifest.clone());
+            if let Some((p, _)) = &previous {
+                seeds.push(p.clone());
+            }
+            let clouds = clouds::fakes(&seeds.iter().collect::<Vec<_>>()).await?;
+            if let (Some(s), Some(path)) = (&state, &common.fake_state) {
+                s.replay(&clouds, path).await?;
+            }
+            clouds
         }
-        let clouds = clouds::fakes(&seeds.iter().collect::<Vec<_>>()).await?;
-        if let (Some(s), Some(path)) = (&state, &common.fake_state) {
-            s.replay(&clouds, path).await?;
-        }
-        clouds
+        #[cfg(not(feature = "fake"))]
+        unreachable!("--fake exists only in builds with the fakes")
     } else {
         let mut in_play = vec![&manifest];
         if let Some((p, _)) = &previous {
             in_play.push(p);
         }
+        #[allow(unused_mut)] // GKE's subcommand adds GCP
         let mut needed = clouds::clouds_of(&in_play);
+        #[cfg(all(feature = "gcp", feature = "kube"))]
         if matches!(command, Command::GkeEnableWorkloadIdentity(_)) {
             needed.insert(Cloud::Gcp);
         }
         clouds::from_env(common, &needed).await?
     };
-    let saved_kube = state.as_ref().and_then(FakeState::kube);
-    let connect = |optional: bool| kube_side::connect(common, &manifest, saved_kube, optional);
+    #[cfg(feature = "kube")]
     let mut kube: Option<KubeSide> = None;
+    #[cfg(feature = "kube")]
+    let connect = |optional: bool| {
+        #[cfg(feature = "fake")]
+        let saved = state.as_ref().and_then(FakeState::kube);
+        #[cfg(not(feature = "fake"))]
+        let saved = None;
+        kube_side::connect(common, &manifest, saved, optional)
+    };
 
     let code = match command {
         Command::Plan(deploy) | Command::Apply(deploy) => {
             let dry = matches!(command, Command::Plan(_));
+            #[cfg(feature = "kube")]
             if deploy.kube {
                 kube = connect(false).await?;
             }
@@ -154,6 +223,7 @@ async fn run(command: &Command) -> Result<u8, Failure> {
                 common,
                 deploy,
                 &clouds,
+                #[cfg(feature = "kube")]
                 kube.as_ref(),
                 &manifest,
                 previous.as_ref().map(|p| &p.0),
@@ -166,24 +236,40 @@ async fn run(command: &Command) -> Result<u8, Failure> {
             bind_or_unbind(common, &clouds, &manifest, bind).await?
         }
         Command::Verify(_) => {
-            kube = connect(true).await?;
-            verify(common, &clouds, kube.as_ref(), &manifest).await?
+            #[cfg(feature = "kube")]
+            {
+                kube = connect(true).await?;
+            }
+            verify(
+                common,
+                &clouds,
+                #[cfg(feature = "kube")]
+                kube.as_ref(),
+                &manifest,
+            )
+            .await?
         }
+        #[cfg(feature = "kube")]
         Command::Manifests(_) => print_manifests(common, &clouds, &manifest).await?,
+        #[cfg(feature = "kube")]
         Command::Restart(r) => {
             kube = connect(false).await?;
             restart(common, r, &clouds, kube.as_ref(), &manifest).await?
         }
+        #[cfg(all(feature = "aws", feature = "kube"))]
         Command::MigrateIrsa(m) => {
             kube = connect(false).await?;
             migrate_irsa(common, m, &clouds, kube.as_ref(), &manifest).await?
         }
+        #[cfg(all(feature = "gcp", feature = "kube"))]
         Command::GkeEnableWorkloadIdentity(g) => {
             kube = connect(false).await?;
             gke_enable(g, &clouds, kube.as_ref()).await?
         }
+        Command::Completions(_) => 0,
     };
 
+    #[cfg(feature = "fake")]
     if let (Some(state), Some(path)) = (state, &common.fake_state) {
         let run = command.writes().then(|| Run {
             command: command.name().to_owned(),
@@ -192,44 +278,61 @@ async fn run(command: &Command) -> Result<u8, Failure> {
             manifest: text,
             previous: previous.map(|(_, t)| t),
         });
+        #[cfg(feature = "kube")]
         let cluster = kube.as_ref().and_then(KubeSide::snapshot);
+        #[cfg(not(feature = "kube"))]
+        let cluster = None;
         if run.is_some() || cluster.is_some() {
             state.record(run, cluster, path)?;
         }
     }
+    #[cfg(not(feature = "fake"))]
+    let _ = text; // kept only by --fake-state
+    #[cfg(feature = "kube")]
     if let Some(kube) = kube {
         kube.shutdown().await;
     }
     Ok(code)
 }
 
+#[cfg(feature = "kube")]
 /// The Kubernetes side of a run, which the command needs.
-fn cluster(kube: Option<&KubeSide>) -> Result<&porter_identity_kube::Cluster, Failure> {
+fn cluster(kube: Option<&KubeSide>) -> Result<&porter_identity::kube::Cluster, Failure> {
     kube.map(|k| &k.cluster).ok_or_else(|| {
         Failure::Input("no Kubernetes cluster: set KUBECONFIG, or pass --fake".into())
     })
 }
 
+#[cfg(feature = "kube")]
 /// The GKE node pools not in GKE_METADATA mode, when GCP is in play (for the finding of pods
 /// on them); a failed read is said and skipped (the cloud side reports it).
 async fn pools_without_gke_metadata(clouds: &Clouds, manifest: &AppManifest) -> Vec<String> {
-    let gcp_in_play = manifest
-        .services()
-        .iter()
-        .any(|s| s.connection(Cloud::Gcp).is_some());
-    match clouds.gcp() {
-        Some(gcp) if gcp_in_play => {
-            gcp.node_pools_without_gke_metadata()
-                .await
-                .unwrap_or_else(|e| {
-                    eprintln!("note: GKE node pools not checked: {e}");
-                    Vec::new()
-                })
+    #[cfg(not(feature = "gcp"))]
+    {
+        let _ = (clouds, manifest);
+        Vec::new()
+    }
+    #[cfg(feature = "gcp")]
+    {
+        let gcp_in_play = manifest
+            .services()
+            .iter()
+            .any(|s| s.connection(Cloud::Gcp).is_some());
+        match clouds.gcp() {
+            Some(gcp) if gcp_in_play => {
+                gcp.node_pools_without_gke_metadata()
+                    .await
+                    .unwrap_or_else(|e| {
+                        eprintln!("note: GKE node pools not checked: {e}");
+                        Vec::new()
+                    })
+            }
+            _ => Vec::new(),
         }
-        _ => Vec::new(),
     }
 }
 
+#[cfg(feature = "kube")]
 /// A dry run of the deploy: what each service account needs, read only.
 async fn needs(
     common: &Common,
@@ -243,6 +346,7 @@ async fn needs(
     Ok(reconciler.dry_run().await?)
 }
 
+#[cfg(feature = "kube")]
 async fn restart(
     common: &Common,
     args: &Restart,
@@ -260,6 +364,7 @@ async fn restart(
     Ok(0)
 }
 
+#[cfg(all(feature = "aws", feature = "kube"))]
 async fn migrate_irsa(
     common: &Common,
     args: &MigrateIrsa,
@@ -275,11 +380,11 @@ async fn migrate_irsa(
             common.file.display()
         )));
     }
-    let options = porter_identity_kube::migrate::MigrateOptions {
+    let options = porter_identity::kube::migrate::MigrateOptions {
         dry_run: args.dry_run,
         remove_annotation: args.remove_annotation,
     };
-    let done = porter_identity_kube::migrate::migrate_irsa(
+    let done = porter_identity::kube::migrate::migrate_irsa(
         cluster,
         provider(clouds, Cloud::Aws)?,
         &bindings,
@@ -297,6 +402,7 @@ async fn migrate_irsa(
     })
 }
 
+#[cfg(all(feature = "gcp", feature = "kube"))]
 async fn gke_enable(
     args: &GkeEnable,
     clouds: &Clouds,
@@ -307,7 +413,7 @@ async fn gke_enable(
         Failure::Input("pass --gke-cluster PROJECT/LOCATION/NAME (or --fake)".into())
     })?;
     let (nodes, at_risk) =
-        porter_identity_kube::preflight::gke_preflight(cluster, &args.pool).await?;
+        porter_identity::kube::preflight::gke_preflight(cluster, &args.pool).await?;
     let names: Vec<String> = at_risk.iter().map(ToString::to_string).collect();
     // The preflight is said before the change is tried (a refusal names the same pods).
     if args.common.output == Output::Text {
@@ -355,7 +461,7 @@ async fn reconcile(
     common: &Common,
     deploy: &Deploy,
     clouds: &Clouds,
-    kube: Option<&KubeSide>,
+    #[cfg(feature = "kube")] kube: Option<&KubeSide>,
     manifest: &AppManifest,
     previous: Option<&AppManifest>,
     dry_run: bool,
@@ -367,9 +473,12 @@ async fn reconcile(
     if let Some(previous) = previous {
         reconciler = reconciler.previous(previous);
     }
+    #[cfg(not(feature = "kube"))]
+    let _ = deploy; // its flags are the cluster side's
     // The cluster side runs in the same call, after the clouds'.
+    #[cfg(feature = "kube")]
     let step = match kube {
-        Some(kube) => Some(kube.cluster.step(porter_identity_kube::step::StepOptions {
+        Some(kube) => Some(kube.cluster.step(porter_identity::kube::step::StepOptions {
             force_conflicts: deploy.force_conflicts,
             restart: deploy.restart,
             create_service_accounts: deploy.create_service_accounts,
@@ -377,6 +486,7 @@ async fn reconcile(
         })),
         None => None,
     };
+    #[cfg(feature = "kube")]
     if let Some(step) = &step {
         reconciler = reconciler.kubernetes(step);
     }
@@ -479,7 +589,7 @@ async fn bind_or_unbind(
 async fn verify(
     common: &Common,
     clouds: &Clouds,
-    kube: Option<&KubeSide>,
+    #[cfg(feature = "kube")] kube: Option<&KubeSide>,
     manifest: &AppManifest,
 ) -> Result<u8, Failure> {
     let groups = by_cloud(common, manifest)?;
@@ -495,9 +605,12 @@ async fn verify(
             }
         }
     }
+    #[cfg(feature = "kube")]
     if let Some(kube) = kube {
         kube_findings(common, clouds, kube, manifest, &mut rows).await?;
     }
+    #[cfg(not(feature = "kube"))]
+    let _ = manifest;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
@@ -518,6 +631,7 @@ async fn verify(
     })
 }
 
+#[cfg(feature = "kube")]
 /// Adds the Kubernetes findings of each service account to the first of its bindings' reports.
 async fn kube_findings(
     common: &Common,
@@ -554,6 +668,7 @@ async fn kube_findings(
     Ok(())
 }
 
+#[cfg(feature = "kube")]
 async fn print_manifests(
     common: &Common,
     clouds: &Clouds,

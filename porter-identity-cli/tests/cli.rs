@@ -1,21 +1,26 @@
-//! End to end: the `porter-identity` CLI example, run as a user runs it, against the providers'
+//! End to end: the `porter-identity` binary, run as a user runs it, against the providers'
 //! HTTP faces on 127.0.0.1 (EKS pod identity, ARM, Google IAM + GKE + Resource Manager) and
 //! moto (AWS IAM), configured only through the environment variables a user would set. Each
 //! subcommand, `--previous`, JSON output, every exit status, and no secret in any output.
-#![cfg(all(feature = "aws", feature = "azure", feature = "gcp"))]
+#![cfg(all(
+    feature = "aws",
+    feature = "azure",
+    feature = "gcp",
+    feature = "kube",
+    feature = "fake"
+))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-#[path = "../porter-identity-aws/tests/support/mod.rs"]
-mod support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
-use porter_identity_aws::fake::FakeAws;
-use porter_identity_azure::fake::FakeAzure;
-use porter_identity_gcp::fake::FakeGcp;
-use porter_identity_gcp::names::WORKLOAD_IDENTITY_USER;
+use porter_identity::aws::fake::FakeAws;
+use porter_identity::azure::fake::FakeAzure;
+use porter_identity::gcp::fake::FakeGcp;
+use porter_identity::gcp::names::WORKLOAD_IDENTITY_USER;
+use porter_identity_testkit::moto as support;
+use porter_identity_testkit::unique;
 use serde_json::Value;
 
 const CLUSTER: &str = "prod";
@@ -31,7 +36,7 @@ struct Clouds {
     gcp: FakeGcp,
     role: String,
     dir: PathBuf,
-    _servers: Vec<porter_identity_core::testing::FakeServer>,
+    _servers: Vec<porter_identity::testing::FakeServer>,
     env: Vec<(String, String)>,
 }
 
@@ -39,17 +44,22 @@ fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
-/// The throwaway service-account key of the GCP wire tests.
-fn gcp_key_file() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("porter-identity-gcp/tests/fixtures/test-service-account-key.json")
-        .display()
-        .to_string()
+/// The GCP fake's throwaway service-account key, written where `dir` says, as a user's CI
+/// would write the key file it points GOOGLE_APPLICATION_CREDENTIALS at.
+fn gcp_key_file(dir: &Path) -> String {
+    let path = dir.join("gcp-key.json");
+    std::fs::write(&path, porter_identity::gcp::fake::SERVICE_ACCOUNT_KEY_JSON).unwrap();
+    path.display().to_string()
+}
+
+/// The README's example porter.yaml, at the workspace root (the first command runs on it).
+fn example_porter_yaml() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/porter.yaml")
 }
 
 impl Clouds {
     async fn start(name: &str) -> Self {
-        let role = support::unique(&format!("cli-{name}"));
+        let role = unique(&format!("cli-{name}"));
         let arn = support::create_pod_identity_role(&role).await;
         let aws = FakeAws::new(support::MOTO_ACCOUNT, support::REGION);
         aws.add_cluster(CLUSTER);
@@ -62,16 +72,18 @@ impl Clouds {
         let gcp = FakeGcp::new();
         gcp.add_gke_cluster(GKE_PROJECT, "us-central1", CLUSTER);
         gcp.add_service_account(&gcp_email());
-        let eks = porter_identity_aws::fake::serve(aws.clone(), loopback())
+        let eks = porter_identity::aws::fake::serve(aws.clone(), loopback())
             .await
             .unwrap();
-        let arm = porter_identity_azure::fake::serve(azure.clone(), loopback())
+        let arm = porter_identity::azure::fake::serve(azure.clone(), loopback())
             .await
             .unwrap();
-        let google = porter_identity_gcp::fake::serve(gcp.clone(), loopback())
+        let google = porter_identity::gcp::fake::serve(gcp.clone(), loopback())
             .await
             .unwrap();
         let google_url = format!("{}/", google.url());
+        let dir = std::env::temp_dir().join(unique(&format!("porter-identity-cli-{name}")));
+        std::fs::create_dir_all(&dir).unwrap();
         let env = [
             ("AWS_ENDPOINT_URL_EKS", eks.url()),
             ("AWS_ENDPOINT_URL_IAM", support::moto_url().to_owned()),
@@ -93,16 +105,13 @@ impl Clouds {
                 "CLOUDSDK_API_ENDPOINT_OVERRIDES_CLOUDRESOURCEMANAGER",
                 google_url,
             ),
-            ("GOOGLE_APPLICATION_CREDENTIALS", gcp_key_file()),
+            ("GOOGLE_APPLICATION_CREDENTIALS", gcp_key_file(&dir)),
             // Nothing may reach the metadata servers, addresses outside 127.0.0.1.
             ("GCE_METADATA_HOST", "127.0.0.1:9".to_owned()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
-        let dir =
-            std::env::temp_dir().join(support::unique(&format!("porter-identity-cli-{name}")));
-        std::fs::create_dir_all(&dir).unwrap();
         Clouds {
             aws,
             azure,
@@ -162,19 +171,9 @@ fn gcp_email() -> String {
     format!("reports@{GKE_PROJECT}.iam.gserviceaccount.com")
 }
 
-/// The example's binary, built by `cargo test` beside this test's (target/<profile>/examples).
+/// The binary under test, built by cargo for this test.
 fn binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile = exe.parent().and_then(Path::parent).unwrap();
-    let bin = profile
-        .join("examples")
-        .join(format!("porter-identity{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} is missing: `cargo test` builds the examples before the tests",
-        bin.display()
-    );
-    bin
+    PathBuf::from(env!("CARGO_BIN_EXE_porter-identity"))
 }
 
 struct Ran {
@@ -442,7 +441,7 @@ async fn no_secret_from_the_environment_appears_in_any_output_or_trace_log() {
     let file = c.porter_yaml("porter.yaml", false);
     let f = file.to_str().unwrap();
     let key: Value =
-        serde_json::from_str(&std::fs::read_to_string(gcp_key_file()).unwrap()).unwrap();
+        serde_json::from_str(porter_identity::gcp::fake::SERVICE_ACCOUNT_KEY_JSON).unwrap();
     let private_key = key["private_key"].as_str().unwrap();
     // A line from the middle of the PEM body.
     let key_line = private_key.lines().nth(5).unwrap().to_owned();
@@ -477,10 +476,10 @@ async fn no_secret_from_the_environment_appears_in_any_output_or_trace_log() {
 /// second apply changes nothing, and `apply --previous` removes what the app dropped.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_fake_clouds_keep_their_links_in_the_state_file() {
-    let dir = std::env::temp_dir().join(support::unique("porter-identity-cli-fake"));
+    let dir = std::env::temp_dir().join(unique("porter-identity-cli-fake"));
     std::fs::create_dir_all(&dir).unwrap();
     let state = dir.join("state.json");
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/porter.yaml");
+    let example = example_porter_yaml();
     let after = dir.join("after.yaml");
     std::fs::write(
         &after,
@@ -595,11 +594,11 @@ async fn the_fake_clouds_keep_their_links_in_the_state_file() {
 async fn kube_for(
     c: &Clouds,
 ) -> (
-    porter_identity_kube::fake::FakeKube,
-    porter_identity_kube::fake::FakeKubeServer,
+    porter_identity::kube::fake::FakeKube,
+    porter_identity::kube::fake::FakeKubeServer,
     PathBuf,
 ) {
-    let kube = porter_identity_kube::fake::FakeKube::new();
+    let kube = porter_identity::kube::fake::FakeKube::new();
     for service in ["api", "reports"] {
         kube.add_service(
             "prod",
@@ -641,7 +640,7 @@ async fn the_kubernetes_side_through_kubeconfig() {
     assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
     assert!(plan.stdout.contains("would apply label azure.workload.identity/use=true on the pod template of Deployment prod/reports"), "{}", plan.stdout);
     let sa = |name: &str| {
-        kube.get(&porter_identity_kube::fake::ObjectKey::new(
+        kube.get(&porter_identity::kube::fake::ObjectKey::new(
             "v1",
             "ServiceAccount",
             "prod",

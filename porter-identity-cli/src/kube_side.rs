@@ -6,33 +6,40 @@
 //! the last run left it.
 
 use porter_identity::AppManifest;
-use porter_identity_kube::Cluster;
-use porter_identity_kube::fake::{FakeKube, FakeKubeServer};
+use porter_identity::kube::Cluster;
+#[cfg(feature = "fake")]
+use porter_identity::kube::fake::{FakeKube, FakeKubeServer};
 use serde_json::Value;
 
 use crate::Failure;
 use crate::cli::Common;
 
 /// The node and node pool of the fake cluster (the fake GKE cluster's `default-pool`).
+#[cfg(feature = "fake")]
 const FAKE_NODE: &str = "demo-node-1";
+#[cfg(feature = "fake")]
 const FAKE_POOL: &str = "default-pool";
 /// How long before the run the fake cluster's workloads started.
+#[cfg(feature = "fake")]
 const AN_HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// The cluster a run talks to, and the fake behind it when there is one.
 pub(crate) struct KubeSide {
     pub(crate) cluster: Cluster,
+    #[cfg(feature = "fake")]
     fake: Option<(FakeKube, FakeKubeServer)>,
 }
 
 impl KubeSide {
     /// The fake cluster's state, to keep in `--fake-state`.
+    #[cfg(feature = "fake")]
     pub(crate) fn snapshot(&self) -> Option<Value> {
         self.fake.as_ref().map(|(kube, _)| kube.snapshot())
     }
 
     /// Stops the fake's server, if any.
     pub(crate) async fn shutdown(self) {
+        #[cfg(feature = "fake")]
         if let Some((_, server)) = self.fake {
             server.shutdown().await;
         }
@@ -40,6 +47,7 @@ impl KubeSide {
 }
 
 /// The fake cluster: `saved` restored, or seeded for `manifest`'s services.
+#[cfg(feature = "fake")]
 fn fake_cluster(
     common: &Common,
     manifest: &AppManifest,
@@ -66,7 +74,10 @@ pub(crate) async fn connect(
     saved: Option<&Value>,
     optional: bool,
 ) -> Result<Option<KubeSide>, Failure> {
-    if common.fake {
+    #[cfg(not(feature = "fake"))]
+    let _ = (common, manifest, saved);
+    #[cfg(feature = "fake")]
+    if common.fake() {
         let kube = fake_cluster(common, manifest, saved)?;
         let server = kube
             .serve(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
@@ -81,6 +92,7 @@ pub(crate) async fn connect(
     match Cluster::from_env().await {
         Ok(cluster) => Ok(Some(KubeSide {
             cluster,
+            #[cfg(feature = "fake")]
             fake: None,
         })),
         Err(e) if optional => {

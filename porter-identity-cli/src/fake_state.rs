@@ -78,6 +78,7 @@ impl FakeState {
     }
 
     /// The fake cluster as the last run left it.
+    #[cfg(feature = "kube")]
     pub(crate) fn kube(&self) -> Option<&serde_json::Value> {
         self.kube.as_ref()
     }

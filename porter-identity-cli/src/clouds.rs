@@ -1,0 +1,322 @@
+//! The providers of the clouds a run needs: built from each cloud's environment exactly as the
+//! providers' `from_env` reads it, or, with `--fake`, on the built-in in-memory clouds seeded
+//! with what the porter.yaml names.
+
+use std::collections::BTreeSet;
+
+#[cfg(feature = "aws")]
+use porter_identity::aws::AwsPodIdentityProvider;
+#[cfg(feature = "azure")]
+use porter_identity::azure::AzureWorkloadIdentityProvider;
+#[cfg(feature = "gcp")]
+use porter_identity::gcp::GcpWorkloadIdentityProvider;
+use porter_identity::{AppManifest, Cloud, Connection, WorkloadIdentityProvider};
+
+use crate::Failure;
+use crate::cli::Common;
+
+/// One provider per cloud in play (of those this build holds).
+#[derive(Default)]
+pub(crate) struct Clouds {
+    #[cfg(feature = "aws")]
+    aws: Option<AwsPodIdentityProvider>,
+    #[cfg(feature = "azure")]
+    azure: Option<AzureWorkloadIdentityProvider>,
+    #[cfg(feature = "gcp")]
+    gcp: Option<GcpWorkloadIdentityProvider>,
+}
+
+impl Clouds {
+    /// The providers, AWS, Azure, GCP.
+    pub(crate) fn providers(&self) -> Vec<&dyn WorkloadIdentityProvider> {
+        [Cloud::Aws, Cloud::Azure, Cloud::Gcp]
+            .into_iter()
+            .filter_map(|cloud| self.provider(cloud))
+            .collect()
+    }
+
+    /// The GCP provider (node pools), when GCP is in play.
+    #[cfg(feature = "gcp")]
+    pub(crate) fn gcp(&self) -> Option<&GcpWorkloadIdentityProvider> {
+        self.gcp.as_ref()
+    }
+
+    /// The provider of `cloud`.
+    pub(crate) fn provider(&self, cloud: Cloud) -> Option<&dyn WorkloadIdentityProvider> {
+        match cloud {
+            #[cfg(feature = "aws")]
+            Cloud::Aws => self
+                .aws
+                .as_ref()
+                .map(|p| p as &dyn WorkloadIdentityProvider),
+            #[cfg(feature = "azure")]
+            Cloud::Azure => self
+                .azure
+                .as_ref()
+                .map(|p| p as &dyn WorkloadIdentityProvider),
+            #[cfg(feature = "gcp")]
+            Cloud::Gcp => self
+                .gcp
+                .as_ref()
+                .map(|p| p as &dyn WorkloadIdentityProvider),
+            #[allow(unreachable_patterns)] // a cloud this build does not hold
+            _ => None,
+        }
+    }
+}
+
+/// The refusal of a porter.yaml whose connections are on a cloud this build does not hold.
+fn not_built_in(cloud: Cloud) -> Failure {
+    Failure::Input(format!(
+        "the porter.yaml has {} connections, but this porter-identity was built without {cloud}: \
+         install it with the `{}` feature (e.g. cargo install porter-identity-cli --features {})",
+        cloud.connection_type(),
+        cloud.as_str(),
+        cloud.as_str()
+    ))
+}
+
+/// The clouds the connections of these manifests are on.
+pub(crate) fn clouds_of(manifests: &[&AppManifest]) -> BTreeSet<Cloud> {
+    manifests
+        .iter()
+        .flat_map(|m| m.services())
+        .flat_map(|s| s.identity_connections())
+        .filter_map(Connection::cloud)
+        .collect()
+}
+
+/// Providers for `needed` from each cloud's environment and the cluster flags.
+pub(crate) async fn from_env(common: &Common, needed: &BTreeSet<Cloud>) -> Result<Clouds, Failure> {
+    let missing = |cloud: Cloud, flag: &str| {
+        Failure::Input(format!(
+            "the porter.yaml has {} connections: pass {flag} (or --fake to run on the built-in fake clouds)",
+            cloud.connection_type()
+        ))
+    };
+    // A cloud this build does not hold is refused before any provider is made.
+    if let Some(cloud) = needed.iter().copied().find(|c| !built_in(*c)) {
+        return Err(not_built_in(cloud));
+    }
+    #[allow(unused_mut)] // a build without any cloud sets none
+    let mut clouds = Clouds::default();
+    if needed.contains(&Cloud::Aws) {
+        #[cfg(feature = "aws")]
+        {
+            let name = common
+                .eks_cluster
+                .as_deref()
+                .ok_or_else(|| missing(Cloud::Aws, "--eks-cluster NAME"))?;
+            clouds.aws = Some(
+                AwsPodIdentityProvider::builder()
+                    .cluster(name)
+                    .from_env()
+                    .await?,
+            );
+        }
+    }
+    if needed.contains(&Cloud::Azure) {
+        #[cfg(feature = "azure")]
+        {
+            let value = common
+                .aks_cluster
+                .as_deref()
+                .ok_or_else(|| missing(Cloud::Azure, "--aks-cluster RG/NAME"))?;
+            let (rg, name) = crate::cli::aks_cluster(value).map_err(Failure::Input)?;
+            clouds.azure = Some(
+                AzureWorkloadIdentityProvider::builder()
+                    .aks_cluster(rg, name)
+                    .from_env()
+                    .await?,
+            );
+        }
+    }
+    if needed.contains(&Cloud::Gcp) {
+        #[cfg(feature = "gcp")]
+        {
+            let value = common
+                .gke_cluster
+                .as_deref()
+                .ok_or_else(|| missing(Cloud::Gcp, "--gke-cluster PROJECT/LOCATION/NAME"))?;
+            let (project, location, name) =
+                crate::cli::gke_cluster(value).map_err(Failure::Input)?;
+            clouds.gcp = Some(
+                GcpWorkloadIdentityProvider::builder()
+                    .gke_cluster(project, location, name)
+                    .from_env()
+                    .await?,
+            );
+        }
+    }
+    #[cfg(not(all(feature = "aws", feature = "azure", feature = "gcp")))]
+    let _ = (common, &missing);
+    Ok(clouds)
+}
+
+#[cfg(feature = "fake")]
+pub(crate) use fake::fakes;
+
+/// The built-in fake clouds (`--fake`).
+#[cfg(feature = "fake")]
+mod fake {
+    #[cfg(feature = "aws")]
+    use std::collections::BTreeSet;
+
+    #[cfg(feature = "aws")]
+    use porter_identity::aws::{AwsPodIdentityProvider, fake::FakeAws};
+    #[cfg(feature = "azure")]
+    use porter_identity::azure::{
+        AzureWorkloadIdentityProvider,
+        fake::{BUILT_IN_ROLES, FakeAzure},
+    };
+    #[cfg(feature = "gcp")]
+    use porter_identity::gcp::{GcpWorkloadIdentityProvider, fake::FakeGcp};
+    use porter_identity::{AppManifest, Connection};
+
+    use super::{Clouds, not_built_in};
+    use crate::Failure;
+
+    /// The demo cluster of the fakes: its name on EKS, its resource group on AKS, its project
+    /// and location on GKE, and the AKS OIDC issuer.
+    #[cfg_attr(
+        not(any(feature = "aws", feature = "azure", feature = "gcp")),
+        allow(dead_code)
+    )]
+    const FAKE_CLUSTER: &str = "demo-cluster";
+    #[cfg(feature = "azure")]
+    const FAKE_AKS_RESOURCE_GROUP: &str = "demo-aks-rg";
+    #[cfg(feature = "gcp")]
+    const FAKE_GKE_PROJECT: &str = "demo-project-123456";
+    #[cfg(feature = "gcp")]
+    const FAKE_GKE_LOCATION: &str = "us-central1";
+    #[cfg(feature = "azure")]
+    const FAKE_AKS_ISSUER: &str =
+        "https://eastus.oic.prod-aks.azure.com/72f988bf-86f1-41af-91ab-2d7cd011db47/demo-cluster/";
+    #[cfg(feature = "aws")]
+    const FAKE_AWS_ACCOUNT: &str = "123456789012";
+
+    /// Providers on the built-in fake clouds, seeded with the demo cluster on each cloud and
+    /// the roles, managed identities and service accounts every one of `manifests` names.
+    pub(crate) async fn fakes(manifests: &[&AppManifest]) -> Result<Clouds, Failure> {
+        let connections: Vec<&Connection> = manifests
+            .iter()
+            .flat_map(|m| m.services())
+            .flat_map(|s| s.identity_connections())
+            .collect();
+        if let Some(cloud) = connections
+            .iter()
+            .filter_map(|c| c.cloud())
+            .find(|c| !super::built_in(*c))
+        {
+            return Err(not_built_in(cloud));
+        }
+        #[allow(unused_mut)] // a build without any cloud seeds none
+        let mut clouds = Clouds::default();
+        #[cfg(feature = "aws")]
+        {
+            clouds.aws = Some(aws(&connections)?);
+        }
+        #[cfg(feature = "azure")]
+        {
+            clouds.azure = Some(azure(&connections)?);
+        }
+        #[cfg(feature = "gcp")]
+        {
+            clouds.gcp = Some(gcp(&connections).await?);
+        }
+        Ok(clouds)
+    }
+
+    /// The fake EKS and IAM: the demo cluster with the Pod Identity agent, and each role named.
+    #[cfg(feature = "aws")]
+    fn aws(connections: &[&Connection]) -> Result<AwsPodIdentityProvider, Failure> {
+        let account = connections
+            .iter()
+            .find_map(|c| match c {
+                Connection::AwsRole { role } => role.account().map(str::to_owned),
+                _ => None,
+            })
+            .unwrap_or_else(|| FAKE_AWS_ACCOUNT.to_owned());
+        let aws = FakeAws::new(&account, "us-east-1");
+        aws.add_cluster(FAKE_CLUSTER);
+        aws.install_addon(FAKE_CLUSTER, "eks-pod-identity-agent", "ACTIVE");
+        let mut roles = BTreeSet::new();
+        for connection in connections {
+            if let Connection::AwsRole { role } = connection {
+                let key = role
+                    .arn()
+                    .map_or_else(|| role.name().to_owned(), str::to_owned);
+                if roles.insert(key) {
+                    match role.arn() {
+                        Some(arn) => aws.add_role_with_arn(arn, &FakeAws::pods_trust_policy()),
+                        None => aws.add_role(role.name(), &FakeAws::pods_trust_policy()),
+                    };
+                }
+            }
+        }
+        Ok(AwsPodIdentityProvider::builder()
+            .cluster(FAKE_CLUSTER)
+            .api(aws)
+            .build()?)
+    }
+
+    /// The fake ARM: the demo AKS cluster, and each managed identity named, with a blob-reader
+    /// role on a storage account.
+    #[cfg(feature = "azure")]
+    fn azure(connections: &[&Connection]) -> Result<AzureWorkloadIdentityProvider, Failure> {
+        let azure = FakeAzure::new();
+        azure.add_aks_cluster(FAKE_AKS_RESOURCE_GROUP, FAKE_CLUSTER, FAKE_AKS_ISSUER);
+        let (blob_reader, _) = BUILT_IN_ROLES[4];
+        for connection in connections {
+            if let Connection::AzureManagedIdentity {
+                identity_name,
+                resource_group,
+            } = connection
+                && azure
+                    .identity(resource_group.as_str(), identity_name.as_str())
+                    .is_none()
+            {
+                let identity = azure.add_identity(resource_group.as_str(), identity_name.as_str());
+                let storage = format!(
+                    "{}/providers/Microsoft.Storage/storageAccounts/demodata",
+                    azure.resource_group_scope(resource_group.as_str())
+                );
+                azure.assign_role(&identity.principal_id, blob_reader, &storage);
+            }
+        }
+        Ok(AzureWorkloadIdentityProvider::builder()
+            .aks_cluster(FAKE_AKS_RESOURCE_GROUP, FAKE_CLUSTER)
+            .api(azure)
+            .build()?)
+    }
+
+    /// The fake Google IAM and GKE: the demo cluster, and each GCP service account named.
+    #[cfg(feature = "gcp")]
+    async fn gcp(connections: &[&Connection]) -> Result<GcpWorkloadIdentityProvider, Failure> {
+        let gcp = FakeGcp::new();
+        gcp.add_gke_cluster(FAKE_GKE_PROJECT, FAKE_GKE_LOCATION, FAKE_CLUSTER);
+        for connection in connections {
+            if let Connection::GcpServiceAccount {
+                service_account_email,
+            } = connection
+                && gcp.policy_json(service_account_email.as_str()).is_none()
+            {
+                gcp.add_service_account(service_account_email.as_str());
+            }
+        }
+        Ok(GcpWorkloadIdentityProvider::builder()
+            .gke_cluster(FAKE_GKE_PROJECT, FAKE_GKE_LOCATION, FAKE_CLUSTER)
+            .api(gcp)
+            .build()
+            .await?)
+    }
+}
+
+/// Whether this build holds `cloud`.
+fn built_in(cloud: Cloud) -> bool {
+    match cloud {
+        Cloud::Aws => cfg!(feature = "aws"),
+        Cloud::Azure => cfg!(feature = "azure"),
+        Cloud::Gcp => cfg!(feature = "gcp"),
+    }
+}
