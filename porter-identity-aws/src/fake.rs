@@ -44,7 +44,7 @@ mod tests;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use porter_identity_core::{ErrorKind, Result};
@@ -294,6 +294,51 @@ impl FakeAws {
             .into_iter()
             .map(to_association)
             .collect()
+    }
+
+    /// When the association of `namespace/service_account` on `cluster` was created and last
+    /// modified (EKS's `createdAt` and `modifiedAt`); `None` without one. Counts no call.
+    pub fn association_times(
+        &self,
+        cluster: &str,
+        namespace: &str,
+        service_account: &str,
+    ) -> Option<(SystemTime, SystemTime)> {
+        let at = |secs: f64| {
+            Duration::try_from_secs_f64(secs)
+                .ok()
+                .map(|d| UNIX_EPOCH + d)
+        };
+        self.lock()
+            .associations(cluster)
+            .into_iter()
+            .find(|a| a.namespace == namespace && a.service_account == service_account)
+            .and_then(|a| Some((at(a.created_at)?, at(a.modified_at)?)))
+    }
+
+    /// Sets when the association of `namespace/service_account` on `cluster` was created and last
+    /// modified: for a test of a link made long ago, or a demo that brings its links back as it
+    /// left them (the CLI's `--fake-state`). Whether there is such an association; counts no
+    /// call.
+    pub fn set_association_times(
+        &self,
+        cluster: &str,
+        namespace: &str,
+        service_account: &str,
+        created: SystemTime,
+        modified: SystemTime,
+    ) -> bool {
+        let secs = |t: SystemTime| {
+            t.duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64())
+        };
+        self.lock().set_association_times(
+            cluster,
+            namespace,
+            service_account,
+            secs(created),
+            secs(modified),
+        )
     }
 
     /// Sets the per-cluster association quota (EKS's is 5,000), so tests can reach it cheaply.

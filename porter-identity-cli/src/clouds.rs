@@ -24,6 +24,9 @@ pub(crate) struct Clouds {
     azure: Option<AzureWorkloadIdentityProvider>,
     #[cfg(feature = "gcp")]
     gcp: Option<GcpWorkloadIdentityProvider>,
+    /// With `--fake`: the fake EKS behind `aws`, whose links' times `--fake-state` keeps.
+    #[cfg(all(feature = "fake", feature = "aws"))]
+    fake_aws: Option<porter_identity::aws::fake::FakeAws>,
 }
 
 impl Clouds {
@@ -39,6 +42,12 @@ impl Clouds {
     #[cfg(feature = "gcp")]
     pub(crate) fn gcp(&self) -> Option<&GcpWorkloadIdentityProvider> {
         self.gcp.as_ref()
+    }
+
+    /// With `--fake`: the fake EKS and the cluster its links are on.
+    #[cfg(all(feature = "fake", feature = "aws"))]
+    pub(crate) fn fake_aws(&self) -> Option<(&porter_identity::aws::fake::FakeAws, &'static str)> {
+        self.fake_aws.as_ref().map(|aws| (aws, fake::FAKE_CLUSTER))
     }
 
     /// The provider of `cloud`.
@@ -182,7 +191,7 @@ mod fake {
         not(any(feature = "aws", feature = "azure", feature = "gcp")),
         allow(dead_code)
     )]
-    const FAKE_CLUSTER: &str = "demo-cluster";
+    pub(super) const FAKE_CLUSTER: &str = "demo-cluster";
     #[cfg(feature = "azure")]
     const FAKE_AKS_RESOURCE_GROUP: &str = "demo-aks-rg";
     #[cfg(feature = "gcp")]
@@ -214,7 +223,9 @@ mod fake {
         let mut clouds = Clouds::default();
         #[cfg(feature = "aws")]
         {
-            clouds.aws = Some(aws(&connections)?);
+            let (provider, fake) = aws(&connections)?;
+            clouds.aws = Some(provider);
+            clouds.fake_aws = Some(fake);
         }
         #[cfg(feature = "azure")]
         {
@@ -229,7 +240,7 @@ mod fake {
 
     /// The fake EKS and IAM: the demo cluster with the Pod Identity agent, and each role named.
     #[cfg(feature = "aws")]
-    fn aws(connections: &[&Connection]) -> Result<AwsPodIdentityProvider, Failure> {
+    fn aws(connections: &[&Connection]) -> Result<(AwsPodIdentityProvider, FakeAws), Failure> {
         let account = connections
             .iter()
             .find_map(|c| match c {
@@ -254,10 +265,11 @@ mod fake {
                 }
             }
         }
-        Ok(AwsPodIdentityProvider::builder()
+        let provider = AwsPodIdentityProvider::builder()
             .cluster(FAKE_CLUSTER)
-            .api(aws)
-            .build()?)
+            .api(aws.clone())
+            .build()?;
+        Ok((provider, aws))
     }
 
     /// The fake ARM: the demo AKS cluster, and each managed identity named, with a blob-reader

@@ -2,8 +2,12 @@
 //! commands that wrote (apply, bind, unbind) with the porter.yaml texts they ran on; a run
 //! seeds the fake clouds with everything those name and replays them, so the links are there
 //! as the last run left them (tags, names and members included), then runs its own command.
-//! The fake Kubernetes cluster is kept whole (objects, field owners, pods' start times): a run
-//! that used it saves it, the next restores it.
+//! What a real cloud keeps of *when* is kept too: each EKS association's `createdAt` and
+//! `modifiedAt` are recorded after a run and put back after the replay, so a link keeps the
+//! time it was really made, however long between commands (the replay itself happens now, and
+//! would otherwise date every link to the latest command: its pods would always look older
+//! than their link). The fake Kubernetes cluster is kept whole (objects, field owners, pods'
+//! start times): a run that used it saves it, the next restores it.
 
 use std::path::Path;
 
@@ -23,6 +27,20 @@ pub(crate) struct FakeState {
     /// The fake Kubernetes cluster as the last run that used it left it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     kube: Option<serde_json::Value>,
+    /// When each link was made and last changed, as the last run left them (the clouds that
+    /// keep it: EKS).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    link_times: Vec<LinkTime>,
+}
+
+/// When one EKS association was made and last changed, in seconds since 1970 (as EKS's
+/// `createdAt` and `modifiedAt` read on the wire).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct LinkTime {
+    namespace: String,
+    service_account: String,
+    created_at: f64,
+    modified_at: f64,
 }
 
 /// One command that wrote.
@@ -83,16 +101,18 @@ impl FakeState {
         self.kube.as_ref()
     }
 
-    /// Records a command that wrote links (if `run`) and the fake cluster (if `kube`), and
-    /// saves the file.
+    /// Records a command that wrote links (if `run`), the links' times, and the fake cluster
+    /// (if `kube`), and saves the file.
     pub(crate) fn record(
         mut self,
         run: Option<Run>,
+        clouds: &Clouds,
         kube: Option<serde_json::Value>,
         path: &Path,
     ) -> Result<(), Failure> {
         self.version = VERSION;
         self.runs.extend(run);
+        self.link_times = link_times(clouds);
         if kube.is_some() {
             self.kube = kube;
         }
@@ -119,8 +139,40 @@ impl FakeState {
         Ok(out)
     }
 
-    /// Replays the recorded runs on fresh fake clouds.
+    /// Replays the recorded runs on fresh fake clouds, then puts back when each link was made.
     pub(crate) async fn replay(&self, clouds: &Clouds, path: &Path) -> Result<(), Failure> {
+        self.replay_runs(clouds, path).await?;
+        self.restore_link_times(clouds);
+        Ok(())
+    }
+
+    /// Each replayed link's times as the last run left them (a link the replay made that the
+    /// file has no time for keeps the replay's).
+    fn restore_link_times(&self, clouds: &Clouds) {
+        #[cfg(feature = "aws")]
+        if let Some((aws, cluster)) = clouds.fake_aws() {
+            let at = |secs: f64| {
+                std::time::Duration::try_from_secs_f64(secs)
+                    .ok()
+                    .map(|d| std::time::UNIX_EPOCH + d)
+            };
+            for t in &self.link_times {
+                if let (Some(created), Some(modified)) = (at(t.created_at), at(t.modified_at)) {
+                    aws.set_association_times(
+                        cluster,
+                        &t.namespace,
+                        &t.service_account,
+                        created,
+                        modified,
+                    );
+                }
+            }
+        }
+        #[cfg(not(feature = "aws"))]
+        let _ = clouds;
+    }
+
+    async fn replay_runs(&self, clouds: &Clouds, path: &Path) -> Result<(), Failure> {
         for run in &self.runs {
             let manifest = parse(&run.manifest, path)?;
             let (app, ns) = (run.app.as_str(), run.namespace.as_str());
@@ -162,4 +214,38 @@ impl FakeState {
         }
         Ok(())
     }
+}
+
+/// When each link of the fake clouds was made and last changed (EKS's associations).
+fn link_times(clouds: &Clouds) -> Vec<LinkTime> {
+    #[cfg(feature = "aws")]
+    if let Some((aws, cluster)) = clouds.fake_aws() {
+        let secs = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64())
+        };
+        let mut times: Vec<LinkTime> = aws
+            .associations(cluster)
+            .into_iter()
+            .filter_map(|a| {
+                let (created, modified) =
+                    aws.association_times(cluster, &a.namespace, &a.service_account)?;
+                Some(LinkTime {
+                    namespace: a.namespace,
+                    service_account: a.service_account,
+                    created_at: secs(created),
+                    modified_at: secs(modified),
+                })
+            })
+            .collect();
+        // In key order, so that the file changes only when a link does (creation order
+        // follows the concurrent binds).
+        times.sort_by(|a, b| {
+            (&a.namespace, &a.service_account).cmp(&(&b.namespace, &b.service_account))
+        });
+        return times;
+    }
+    #[cfg(not(feature = "aws"))]
+    let _ = clouds;
+    Vec::new()
 }

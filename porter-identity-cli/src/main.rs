@@ -283,7 +283,7 @@ async fn run(command: &Command) -> Result<u8, Failure> {
         #[cfg(not(feature = "kube"))]
         let cluster = None;
         if run.is_some() || cluster.is_some() {
-            state.record(run, cluster, path)?;
+            state.record(run, &clouds, cluster, path)?;
         }
     }
     #[cfg(not(feature = "fake"))]

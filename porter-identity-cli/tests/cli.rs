@@ -508,6 +508,15 @@ async fn the_fake_clouds_keep_their_links_in_the_state_file() {
         "{}",
         unapplied.stdout
     );
+    let times = link_times(&state);
+    assert_eq!(
+        times.as_array().map(Vec::len),
+        Some(2),
+        "the two EKS links' times: {times}"
+    );
+    // Commands typed a while apart, as a person types them: each one replays the links on
+    // fresh fakes, and the links must keep the time they were really made.
+    pause().await;
     // With the cluster side and the restart: the fake cluster is kept in the state file too.
     let second = json(
         &run(fake(&[
@@ -553,8 +562,28 @@ async fn the_fake_clouds_keep_their_links_in_the_state_file() {
         1,
         "the association's modifiedAt dates the link the first apply made: {second}"
     );
+    assert_eq!(
+        link_times(&state),
+        times,
+        "a command that changed no link leaves every link's time as it was"
+    );
+    pause().await;
     let verify = run(fake(&["verify", "-f", example])).await;
     assert_eq!(verify.code, 0, "{}", verify.stdout);
+    assert!(
+        verify.stdout.contains("4 bindings verified, 0 with errors"),
+        "{}",
+        verify.stdout
+    );
+    pause().await;
+    let again = run(fake(&["restart", "-f", example])).await;
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(
+        again.stdout.contains("nothing to restart"),
+        "the restarted pods are younger than their links: {}",
+        again.stdout
+    );
+    assert_eq!(link_times(&state), times);
     let dropped = json(
         &run(fake(&[
             "apply",
@@ -587,6 +616,18 @@ async fn the_fake_clouds_keep_their_links_in_the_state_file() {
     let unnamed = run(unnamed).await;
     assert_eq!(unnamed.code, 2, "{}", unnamed.stderr);
     assert!(unnamed.stderr.contains("--app"), "{}", unnamed.stderr);
+}
+
+/// More than a second: the Kubernetes API keeps times in whole seconds, and a pod started in
+/// the same second as its link is given the benefit of the doubt.
+async fn pause() {
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+}
+
+/// The links' times a `--fake-state` file keeps.
+fn link_times(state: &Path) -> Value {
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(state).unwrap()).unwrap();
+    file["link_times"].clone()
 }
 
 /// A Kubernetes API fake behind HTTPS for the CLI, with what a chart made an hour ago: a

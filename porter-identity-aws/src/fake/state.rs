@@ -473,6 +473,28 @@ impl State {
             .unwrap_or_default()
     }
 
+    /// Sets when the association of `namespace/service_account` was created and last modified
+    /// (epoch seconds); whether there is one.
+    pub(crate) fn set_association_times(
+        &mut self,
+        cluster: &str,
+        namespace: &str,
+        service_account: &str,
+        created_at: f64,
+        modified_at: f64,
+    ) -> bool {
+        let Some(record) = self.clusters.get_mut(cluster).and_then(|c| {
+            c.associations
+                .values_mut()
+                .find(|a| a.namespace == namespace && a.service_account == service_account)
+        }) else {
+            return false;
+        };
+        record.created_at = created_at;
+        record.modified_at = modified_at;
+        true
+    }
+
     // ---- ids ------------------------------------------------------------------------------
 
     /// SplitMix64's finaliser: a bijection on u64, so distinct inputs give distinct ids.

@@ -360,6 +360,32 @@ async fn list_filters_and_describe_round_trips() {
     assert_eq!(aws.call_count("ListPodIdentityAssociations"), 4);
 }
 
+/// A link's times can be set (a link made long ago) and read back, and Describe serves them.
+#[tokio::test]
+async fn association_times_are_set_read_back_and_described() {
+    let aws = fake();
+    let made = aws
+        .create_pod_identity_association(create(&aws, "shop", "api", "app", "t"))
+        .await
+        .unwrap();
+    let created = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let modified = created + Duration::from_millis(86_400_500);
+    assert!(aws.set_association_times("prod", "shop", "api", created, modified));
+    assert_eq!(
+        aws.association_times("prod", "shop", "api"),
+        Some((created, modified))
+    );
+    let described = aws
+        .describe_pod_identity_association("prod", &made.association_id)
+        .await
+        .unwrap();
+    assert_eq!(described.changed_at, Some(modified));
+    // No association there: nothing is set, and nothing is read.
+    assert!(!aws.set_association_times("prod", "shop", "worker", created, modified));
+    assert_eq!(aws.association_times("prod", "shop", "worker"), None);
+    assert_eq!(aws.association_times("staging", "shop", "api"), None);
+}
+
 #[tokio::test]
 async fn list_answers_pages_of_one_hundred_each_a_call() {
     let aws = fake();
