@@ -108,7 +108,7 @@ fn count_calls(timed: bool) {
     let rt = common::runtime();
     let aws = fake();
     let all = bindings(N);
-    common::calibrate(&rt, N, || {
+    let overhead = common::calibrate(&rt, N, || {
         use porter_identity_aws::api::EksIamApi;
         let aws = aws.clone();
         async move {
@@ -155,11 +155,13 @@ fn count_calls(timed: bool) {
         unchanged.reads()
     );
     if timed {
+        // The target scaled by the machine's own overhead on a 10 ms sleep (the calibration:
+        // a loaded machine stretches every sleep, which the target does not allow for).
+        let limit = wall_target(&unchanged).mul_f64(overhead);
         assert!(
-            unchanged.wall <= wall_target(&unchanged),
-            "unchanged re-deploy took {:?}, over the target {:?}",
-            unchanged.wall,
-            wall_target(&unchanged)
+            unchanged.wall <= limit,
+            "unchanged re-deploy took {:?}, over the target × {overhead:.2} ({limit:?})",
+            unchanged.wall
         );
     }
 

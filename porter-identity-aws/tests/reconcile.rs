@@ -453,6 +453,7 @@ async fn two_deploy_processes_reconciling_at_once_converge_without_duplicates() 
     assert!(aws.associations(CLUSTER).is_empty(), "the suite cleans up");
 
     // The same with a porter.yaml: every service account has exactly one association.
+    aws.reset_calls();
     let before = manifest(BEFORE);
     let run = |p| {
         let deploy = Reconciler::new("demo", NS).provider(p).desired(&before);
@@ -468,6 +469,14 @@ async fn two_deploy_processes_reconciling_at_once_converge_without_duplicates() 
         associations(&aws).len(),
         3,
         "one association per service account"
+    );
+    // Both processes found no association and created: the race happened, and the loser of
+    // each (ResourceInUseException) adopted the winner's. Without a race this test would
+    // prove nothing.
+    assert!(
+        aws.call_count("CreatePodIdentityAssociation") > 3,
+        "the two deploys raced to create: {:?}",
+        aws.calls()
     );
 }
 

@@ -704,11 +704,21 @@ async fn a_cancelled_bind_does_not_take_the_binds_it_coalesced_with_down() {
         .collect();
     // The pool is read already (a cancelled first read of it would only be redone).
     p.plan(&bindings[0]).await.unwrap();
-    // The first bind takes the turn, and with it the others' edits; then its caller gives up.
+    gcp.reset_calls();
+    // The first bind takes the turn, and with it the others' edits; then its caller gives up
+    // while its policy read is in flight (30 ms).
     let cancelled = tokio::time::timeout(Duration::from_millis(5), p.bind(&bindings[0]));
     let others = join_all(bindings[1..].iter().map(|b| p.bind(b)));
     let (first, rest) = tokio::join!(cancelled, others);
     assert!(first.is_err(), "the first bind was cancelled");
+    // The cancelled bind held the turn: its read was started, then another took the turn over
+    // and read again. Had it never held the turn, the others' edits would have gone in one
+    // read-modify-write, and this test would prove nothing.
+    assert!(
+        gcp.calls().get("getIamPolicy").copied().unwrap_or(0) >= 2,
+        "the cancelled bind held the turn: {:?}",
+        gcp.calls()
+    );
     for (b, r) in bindings[1..].iter().zip(rest) {
         r.unwrap_or_else(|e| panic!("{b}: {e}"));
         assert!(

@@ -88,7 +88,8 @@ fn start_moto() -> Moto {
     );
     let log_dir = root.join("target");
     std::fs::create_dir_all(&log_dir).expect("create target/ for the moto log");
-    let log = log_dir.join("moto-test.log");
+    // One log per test binary: several run at once (and two test runs may share a checkout).
+    let log = log_dir.join(format!("moto-test-{}.log", std::process::id()));
 
     // The free port is found by binding port 0; another process could take it before moto
     // binds it, so a server that dies at start is retried on a new port.

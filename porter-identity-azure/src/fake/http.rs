@@ -313,7 +313,9 @@ async fn handle(
             .await
             .map(|i| (StatusCode::OK, Some(identity_json(&i)))),
         Route::Credentials { rg, identity } => {
-            let from = param("$skipToken").and_then(|t| t.parse().ok()).unwrap_or(0);
+            let from = param("$skipToken")
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(0);
             fake.call(operation, |s, _| s.list_credentials(&rg, &identity, from))
                 .await
                 .map(|page| {
@@ -348,15 +350,25 @@ async fn handle(
             })
             .await
             .map(|(c, created)| {
-                let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+                let status = if created {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                };
                 (status, Some(credential_json(&c)))
             })
         }
         Route::Credential { rg, identity, name } if method == Method::DELETE => fake
-            .call(operation, |s, window| s.delete_credential(&rg, &identity, &name, window))
+            .call(operation, |s, window| {
+                s.delete_credential(&rg, &identity, &name, window)
+            })
             .await
             .map(|existed| {
-                let status = if existed { StatusCode::OK } else { StatusCode::NO_CONTENT };
+                let status = if existed {
+                    StatusCode::OK
+                } else {
+                    StatusCode::NO_CONTENT
+                };
                 (status, None)
             }),
         Route::Credential { .. } => Err(ArmError::new(
@@ -410,7 +422,7 @@ async fn handle(
                             "type": "BuiltInRole",
                             "description": format!("{} (fake)", d.role_name),
                             "assignableScopes": ["/"],
-                            "permissions": [{"actions": [], "notActions": [], "dataActions": [], "notDataActions": []}],
+                            "permissions": [permissions(&d.role_name)],
                         },
                         "id": d.id,
                         "type": "Microsoft.Authorization/roleDefinitions",
@@ -555,5 +567,45 @@ fn credential_json(c: &CredentialRecord) -> Value {
             "issuer": c.issuer,
             "subject": c.subject,
         },
+    })
+}
+
+/// What a built-in role grants, as ARM serves it (`permissions[0]`): abridged from Azure's
+/// built-in roles reference (Contributor's `notActions` list there is longer); a role the fake
+/// was given by hand grants nothing. The provider reads only role names; this is for the face's
+/// shape, which the official examples' members are checked against.
+fn permissions(role_name: &str) -> Value {
+    let (actions, not_actions, data_actions): (&[&str], &[&str], &[&str]) = match role_name {
+        "Owner" => (&["*"], &[], &[]),
+        "Contributor" => (
+            &["*"],
+            &[
+                "Microsoft.Authorization/*/Delete",
+                "Microsoft.Authorization/*/Write",
+                "Microsoft.Authorization/elevateAccess/Action",
+            ],
+            &[],
+        ),
+        "User Access Administrator" => (
+            &["*/read", "Microsoft.Authorization/*", "Microsoft.Support/*"],
+            &[],
+            &[],
+        ),
+        "Reader" => (&["*/read"], &[], &[]),
+        "Storage Blob Data Reader" => (
+            &[
+                "Microsoft.Storage/storageAccounts/blobServices/containers/read",
+                "Microsoft.Storage/storageAccounts/blobServices/generateUserDelegationKey/action",
+            ],
+            &[],
+            &["Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"],
+        ),
+        _ => (&[], &[], &[]),
+    };
+    json!({
+        "actions": actions,
+        "notActions": not_actions,
+        "dataActions": data_actions,
+        "notDataActions": [],
     })
 }
