@@ -711,9 +711,10 @@ async fn a_cancelled_bind_does_not_take_the_binds_it_coalesced_with_down() {
     let others = join_all(bindings[1..].iter().map(|b| p.bind(b)));
     let (first, rest) = tokio::join!(cancelled, others);
     assert!(first.is_err(), "the first bind was cancelled");
-    // The cancelled bind held the turn: its read was started, then another took the turn over
-    // and read again. Had it never held the turn, the others' edits would have gone in one
-    // read-modify-write, and this test would prove nothing.
+    // The cancelled bind held the turn: its policy read was started, and the bind that took
+    // the turn over read again. Had it never held the turn, the others' edits would have gone
+    // in one write on the policy the plan read, with no read at all (checked by removing the
+    // cancelled bind: `{"setIamPolicy": 1}`), and this test would prove nothing.
     assert!(
         gcp.calls().get("getIamPolicy").copied().unwrap_or(0) >= 2,
         "the cancelled bind held the turn: {:?}",
