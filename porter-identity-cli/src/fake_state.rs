@@ -10,6 +10,7 @@
 //! start times): a run that used it saves it, the next restores it.
 
 use std::path::Path;
+use std::time::SystemTime;
 
 use porter_identity::{AppManifest, Cloud, Reconciler};
 use serde::{Deserialize, Serialize};
@@ -33,14 +34,13 @@ pub(crate) struct FakeState {
     link_times: Vec<LinkTime>,
 }
 
-/// When one EKS association was made and last changed, in seconds since 1970 (as EKS's
-/// `createdAt` and `modifiedAt` read on the wire).
+/// When one EKS association was made and last changed (its `createdAt` and `modifiedAt`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct LinkTime {
     namespace: String,
     service_account: String,
-    created_at: f64,
-    modified_at: f64,
+    created: SystemTime,
+    modified: SystemTime,
 }
 
 /// One command that wrote.
@@ -151,21 +151,14 @@ impl FakeState {
     fn restore_link_times(&self, clouds: &Clouds) {
         #[cfg(feature = "aws")]
         if let Some((aws, cluster)) = clouds.fake_aws() {
-            let at = |secs: f64| {
-                std::time::Duration::try_from_secs_f64(secs)
-                    .ok()
-                    .map(|d| std::time::UNIX_EPOCH + d)
-            };
             for t in &self.link_times {
-                if let (Some(created), Some(modified)) = (at(t.created_at), at(t.modified_at)) {
-                    aws.set_association_times(
-                        cluster,
-                        &t.namespace,
-                        &t.service_account,
-                        created,
-                        modified,
-                    );
-                }
+                aws.set_association_times(
+                    cluster,
+                    &t.namespace,
+                    &t.service_account,
+                    t.created,
+                    t.modified,
+                );
             }
         }
         #[cfg(not(feature = "aws"))]
@@ -220,10 +213,6 @@ impl FakeState {
 fn link_times(clouds: &Clouds) -> Vec<LinkTime> {
     #[cfg(feature = "aws")]
     if let Some((aws, cluster)) = clouds.fake_aws() {
-        let secs = |t: std::time::SystemTime| {
-            t.duration_since(std::time::UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64())
-        };
         let mut times: Vec<LinkTime> = aws
             .associations(cluster)
             .into_iter()
@@ -233,8 +222,8 @@ fn link_times(clouds: &Clouds) -> Vec<LinkTime> {
                 Some(LinkTime {
                     namespace: a.namespace,
                     service_account: a.service_account,
-                    created_at: secs(created),
-                    modified_at: secs(modified),
+                    created,
+                    modified,
                 })
             })
             .collect();
