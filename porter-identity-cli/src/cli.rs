@@ -156,14 +156,6 @@ impl Common {
     pub(crate) fn app(&self) -> &str {
         self.app.as_deref().unwrap_or_default()
     }
-
-    /// Whether the run is on the built-in fakes (`--fake`, in a build with them).
-    pub(crate) fn fake(&self) -> bool {
-        #[cfg(feature = "fake")]
-        return self.fake;
-        #[cfg(not(feature = "fake"))]
-        false
-    }
 }
 
 impl Command {

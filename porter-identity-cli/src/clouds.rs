@@ -74,15 +74,23 @@ impl Clouds {
     }
 }
 
-/// The refusal of a porter.yaml whose connections are on a cloud this build does not hold.
-fn not_built_in(cloud: Cloud) -> Failure {
-    Failure::Input(format!(
-        "the porter.yaml has {} connections, but this porter-identity was built without {cloud}: \
-         install it with the `{}` feature (e.g. cargo install porter-identity-cli --features {})",
-        cloud.connection_type(),
-        cloud.as_str(),
-        cloud.as_str()
-    ))
+/// Refuses connections on a cloud this build does not hold, before any provider is made.
+fn ensure_built_in(clouds: impl IntoIterator<Item = Cloud>) -> Result<(), Failure> {
+    let built_in = |cloud: &Cloud| match cloud {
+        Cloud::Aws => cfg!(feature = "aws"),
+        Cloud::Azure => cfg!(feature = "azure"),
+        Cloud::Gcp => cfg!(feature = "gcp"),
+    };
+    match clouds.into_iter().find(|c| !built_in(c)) {
+        None => Ok(()),
+        Some(cloud) => Err(Failure::Input(format!(
+            "the porter.yaml has {} connections, but this porter-identity was built without {cloud}: \
+             install it with the `{}` feature (e.g. cargo install porter-identity-cli --features {})",
+            cloud.connection_type(),
+            cloud.as_str(),
+            cloud.as_str()
+        ))),
+    }
 }
 
 /// The clouds the connections of these manifests are on.
@@ -103,10 +111,7 @@ pub(crate) async fn from_env(common: &Common, needed: &BTreeSet<Cloud>) -> Resul
             cloud.connection_type()
         ))
     };
-    // A cloud this build does not hold is refused before any provider is made.
-    if let Some(cloud) = needed.iter().copied().find(|c| !built_in(*c)) {
-        return Err(not_built_in(cloud));
-    }
+    ensure_built_in(needed.iter().copied())?;
     #[allow(unused_mut)] // a build without any cloud sets none
     let mut clouds = Clouds::default();
     if needed.contains(&Cloud::Aws) {
@@ -182,7 +187,7 @@ mod fake {
     use porter_identity::gcp::{GcpWorkloadIdentityProvider, fake::FakeGcp};
     use porter_identity::{AppManifest, Connection};
 
-    use super::{Clouds, not_built_in};
+    use super::Clouds;
     use crate::Failure;
 
     /// The demo cluster of the fakes: its name on EKS, its resource group on AKS, its project
@@ -212,13 +217,7 @@ mod fake {
             .flat_map(|m| m.services())
             .flat_map(|s| s.identity_connections())
             .collect();
-        if let Some(cloud) = connections
-            .iter()
-            .filter_map(|c| c.cloud())
-            .find(|c| !super::built_in(*c))
-        {
-            return Err(not_built_in(cloud));
-        }
+        super::ensure_built_in(connections.iter().filter_map(|c| c.cloud()))?;
         #[allow(unused_mut)] // a build without any cloud seeds none
         let mut clouds = Clouds::default();
         #[cfg(feature = "aws")]
@@ -321,14 +320,5 @@ mod fake {
             .api(gcp)
             .build()
             .await?)
-    }
-}
-
-/// Whether this build holds `cloud`.
-fn built_in(cloud: Cloud) -> bool {
-    match cloud {
-        Cloud::Aws => cfg!(feature = "aws"),
-        Cloud::Azure => cfg!(feature = "azure"),
-        Cloud::Gcp => cfg!(feature = "gcp"),
     }
 }

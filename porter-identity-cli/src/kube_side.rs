@@ -77,7 +77,7 @@ pub(crate) async fn connect(
     #[cfg(not(feature = "fake"))]
     let _ = (common, manifest, saved);
     #[cfg(feature = "fake")]
-    if common.fake() {
+    if common.fake {
         let kube = fake_cluster(common, manifest, saved)?;
         let server = kube
             .serve(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))

@@ -169,37 +169,37 @@ async fn run(command: &Command) -> Result<u8, Failure> {
         Some(path) => Some(FakeState::load(path)?),
         None => None,
     };
-    let clouds = if common.fake() {
-        #[cfg(feature = "fake")]
-        {
-            let mut seeds: Vec<AppManifest> = match (&state, &common.fake_state) {
-                (Some(s), Some(path)) => s.manifests(path)?,
-                _ => Vec::new(),
-            };
-            seeds.push(manifest.clone());
-            if let Some((p, _)) = &previous {
-                seeds.push(p.clone());
-            }
-            let clouds = clouds::fakes(&seeds.iter().collect::<Vec<_>>()).await?;
-            if let (Some(s), Some(path)) = (&state, &common.fake_state) {
-                s.replay(&clouds, path).await?;
-            }
-            clouds
-        }
-        #[cfg(not(feature = "fake"))]
-        unreachable!("--fake exists only in builds with the fakes")
+    #[cfg(feature = "fake")]
+    let on_fakes = if common.fake {
+        Some(
+            fake_clouds(
+                common,
+                state.as_ref(),
+                &manifest,
+                previous.as_ref().map(|p| &p.0),
+            )
+            .await?,
+        )
     } else {
-        let mut in_play = vec![&manifest];
-        if let Some((p, _)) = &previous {
-            in_play.push(p);
+        None
+    };
+    #[cfg(not(feature = "fake"))]
+    let on_fakes: Option<Clouds> = None;
+    let clouds = match on_fakes {
+        Some(clouds) => clouds,
+        None => {
+            let mut in_play = vec![&manifest];
+            if let Some((p, _)) = &previous {
+                in_play.push(p);
+            }
+            #[allow(unused_mut)] // GKE's subcommand adds GCP
+            let mut needed = clouds::clouds_of(&in_play);
+            #[cfg(all(feature = "gcp", feature = "kube"))]
+            if matches!(command, Command::GkeEnableWorkloadIdentity(_)) {
+                needed.insert(Cloud::Gcp);
+            }
+            clouds::from_env(common, &needed).await?
         }
-        #[allow(unused_mut)] // GKE's subcommand adds GCP
-        let mut needed = clouds::clouds_of(&in_play);
-        #[cfg(all(feature = "gcp", feature = "kube"))]
-        if matches!(command, Command::GkeEnableWorkloadIdentity(_)) {
-            needed.insert(Cloud::Gcp);
-        }
-        clouds::from_env(common, &needed).await?
     };
     #[cfg(feature = "kube")]
     let mut kube: Option<KubeSide> = None;
@@ -293,6 +293,28 @@ async fn run(command: &Command) -> Result<u8, Failure> {
         kube.shutdown().await;
     }
     Ok(code)
+}
+
+/// The built-in fake clouds (`--fake`), seeded with everything the porter.yaml, the previous
+/// one and the state file's runs name, and with those runs replayed.
+#[cfg(feature = "fake")]
+async fn fake_clouds(
+    common: &Common,
+    state: Option<&FakeState>,
+    manifest: &AppManifest,
+    previous: Option<&AppManifest>,
+) -> Result<Clouds, Failure> {
+    let mut seeds: Vec<AppManifest> = match (state, &common.fake_state) {
+        (Some(s), Some(path)) => s.manifests(path)?,
+        _ => Vec::new(),
+    };
+    seeds.push(manifest.clone());
+    seeds.extend(previous.cloned());
+    let clouds = clouds::fakes(&seeds.iter().collect::<Vec<_>>()).await?;
+    if let (Some(s), Some(path)) = (state, &common.fake_state) {
+        s.replay(&clouds, path).await?;
+    }
+    Ok(clouds)
 }
 
 #[cfg(feature = "kube")]
