@@ -112,55 +112,69 @@ pub(crate) async fn from_env(common: &Common, needed: &BTreeSet<Cloud>) -> Resul
         ))
     };
     ensure_built_in(needed.iter().copied())?;
-    #[allow(unused_mut)] // a build without any cloud sets none
-    let mut clouds = Clouds::default();
-    if needed.contains(&Cloud::Aws) {
-        #[cfg(feature = "aws")]
-        {
-            let name = common
+    // Every cluster flag is read before any provider reads its cloud's environment: a missing
+    // or malformed flag is bad input, said first, not after another cloud's configuration error.
+    #[cfg(feature = "aws")]
+    let eks = needed
+        .contains(&Cloud::Aws)
+        .then(|| {
+            common
                 .eks_cluster
                 .as_deref()
-                .ok_or_else(|| missing(Cloud::Aws, "--eks-cluster NAME"))?;
-            clouds.aws = Some(
-                AwsPodIdentityProvider::builder()
-                    .cluster(name)
-                    .from_env()
-                    .await?,
-            );
-        }
-    }
-    if needed.contains(&Cloud::Azure) {
-        #[cfg(feature = "azure")]
-        {
+                .ok_or_else(|| missing(Cloud::Aws, "--eks-cluster NAME"))
+        })
+        .transpose()?;
+    #[cfg(feature = "azure")]
+    let aks = needed
+        .contains(&Cloud::Azure)
+        .then(|| {
             let value = common
                 .aks_cluster
                 .as_deref()
                 .ok_or_else(|| missing(Cloud::Azure, "--aks-cluster RG/NAME"))?;
-            let (rg, name) = crate::cli::aks_cluster(value).map_err(Failure::Input)?;
-            clouds.azure = Some(
-                AzureWorkloadIdentityProvider::builder()
-                    .aks_cluster(rg, name)
-                    .from_env()
-                    .await?,
-            );
-        }
-    }
-    if needed.contains(&Cloud::Gcp) {
-        #[cfg(feature = "gcp")]
-        {
+            crate::cli::aks_cluster(value).map_err(Failure::Input)
+        })
+        .transpose()?;
+    #[cfg(feature = "gcp")]
+    let gke = needed
+        .contains(&Cloud::Gcp)
+        .then(|| {
             let value = common
                 .gke_cluster
                 .as_deref()
                 .ok_or_else(|| missing(Cloud::Gcp, "--gke-cluster PROJECT/LOCATION/NAME"))?;
-            let (project, location, name) =
-                crate::cli::gke_cluster(value).map_err(Failure::Input)?;
-            clouds.gcp = Some(
-                GcpWorkloadIdentityProvider::builder()
-                    .gke_cluster(project, location, name)
-                    .from_env()
-                    .await?,
-            );
-        }
+            crate::cli::gke_cluster(value).map_err(Failure::Input)
+        })
+        .transpose()?;
+
+    #[allow(unused_mut)] // a build without any cloud sets none
+    let mut clouds = Clouds::default();
+    #[cfg(feature = "aws")]
+    if let Some(name) = eks {
+        clouds.aws = Some(
+            AwsPodIdentityProvider::builder()
+                .cluster(name)
+                .from_env()
+                .await?,
+        );
+    }
+    #[cfg(feature = "azure")]
+    if let Some((rg, name)) = aks {
+        clouds.azure = Some(
+            AzureWorkloadIdentityProvider::builder()
+                .aks_cluster(rg, name)
+                .from_env()
+                .await?,
+        );
+    }
+    #[cfg(feature = "gcp")]
+    if let Some((project, location, name)) = gke {
+        clouds.gcp = Some(
+            GcpWorkloadIdentityProvider::builder()
+                .gke_cluster(project, location, name)
+                .from_env()
+                .await?,
+        );
     }
     #[cfg(not(all(feature = "aws", feature = "azure", feature = "gcp")))]
     let _ = (common, &missing);

@@ -397,6 +397,30 @@ async fn each_exit_status_means_what_the_help_says() {
         "{}",
         no_cluster.stderr
     );
+    // A malformed cluster flag is said first, even with no AWS region anywhere (the AWS
+    // provider would otherwise fail on its environment before the flag is read).
+    let example = example_porter_yaml();
+    let mut malformed = Command::new(binary());
+    malformed.env_clear().args([
+        "plan",
+        "-f",
+        example.to_str().unwrap(),
+        "--eks-cluster",
+        "prod",
+        "--aks-cluster",
+        "prod-aks",
+        "--gke-cluster",
+        "p/us-central1/prod",
+    ]);
+    let malformed = run(malformed).await;
+    assert_eq!(malformed.code, 2, "{}", malformed.stderr);
+    assert!(
+        malformed
+            .stderr
+            .contains("--aks-cluster \"prod-aks\": give the cluster as RESOURCE_GROUP/NAME"),
+        "{}",
+        malformed.stderr
+    );
 
     // 0, then 1: verify finds the link missing once someone removed it.
     assert_eq!(run(c.cli(&["apply", "-f", f])).await.code, 0);
