@@ -47,12 +47,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use porter_identity_core::{ErrorKind, Result};
+use porter_identity_core::{ErrorKind, Operation, Result};
 
 use crate::api::{
     AddonInfo, Association, AssociationPage, AssociationSummary, AttachedPolicy, ClusterInfo,
     CreateAssociation, EksIamApi, RoleInfo,
 };
+use crate::operation as op;
 
 pub use http::serve;
 pub use porter_identity_core::testing::FakeServer;
@@ -405,14 +406,16 @@ impl FakeAws {
     /// Runs one AWS call: counts it, answers an injected failure or runs `op` on the state,
     /// then sleeps the latency with the lock released. Shared by both faces, so HTTP requests
     /// count and fail the same way.
-    async fn call<T, F>(&self, name: &'static str, op: F) -> Result<T, AwsError>
+    async fn call<T, F>(&self, operation: Operation, op: F) -> Result<T, AwsError>
     where
         F: FnOnce(&mut State) -> Result<T, AwsError> + Send,
         T: Send,
     {
         let (result, latency) = {
             let mut state = self.lock();
-            let result = state.begin_call(name).and_then(|()| op(&mut state));
+            let result = state
+                .begin_call(operation.name())
+                .and_then(|()| op(&mut state));
             (result, state.calls.delay())
         };
         if !latency.is_zero() {
@@ -422,12 +425,14 @@ impl FakeAws {
     }
 
     /// [`FakeAws::call`] with the error as the provider sees it.
-    async fn api_call<T, F>(&self, name: &'static str, op: F) -> Result<T>
+    async fn api_call<T, F>(&self, operation: Operation, op: F) -> Result<T>
     where
         F: FnOnce(&mut State) -> Result<T, AwsError> + Send,
         T: Send,
     {
-        self.call(name, op).await.map_err(|e| e.into_error(name))
+        self.call(operation, op)
+            .await
+            .map_err(|e| e.into_error(operation.name()))
     }
 }
 
@@ -460,7 +465,7 @@ fn to_summary(r: AssociationRecord) -> AssociationSummary {
 impl EksIamApi for FakeAws {
     async fn describe_cluster(&self, cluster: &str) -> Result<ClusterInfo> {
         let c = self
-            .api_call("DescribeCluster", |s| s.describe_cluster(cluster))
+            .api_call(op::DESCRIBE_CLUSTER, |s| s.describe_cluster(cluster))
             .await?;
         Ok(ClusterInfo {
             name: c.name,
@@ -471,7 +476,7 @@ impl EksIamApi for FakeAws {
 
     async fn describe_addon(&self, cluster: &str, addon: &str) -> Result<Option<AddonInfo>> {
         let addon = self
-            .api_call("DescribeAddon", |s| s.describe_addon(cluster, addon))
+            .api_call(op::DESCRIBE_ADDON, |s| s.describe_addon(cluster, addon))
             .await?;
         Ok(addon.map(|a| AddonInfo {
             name: a.name,
@@ -485,7 +490,9 @@ impl EksIamApi for FakeAws {
     }
 
     async fn get_role(&self, role_name: &str) -> Result<RoleInfo> {
-        let role = self.api_call("GetRole", |s| s.get_role(role_name)).await?;
+        let role = self
+            .api_call(op::GET_ROLE, |s| s.get_role(role_name))
+            .await?;
         Ok(RoleInfo {
             name: role.name,
             arn: role.arn,
@@ -502,7 +509,7 @@ impl EksIamApi for FakeAws {
     ) -> Result<AssociationPage> {
         // Pages of 100, as EKS answers without maxResults: each page is a call.
         let page = self
-            .api_call("ListPodIdentityAssociations", |s| {
+            .api_call(op::LIST_POD_IDENTITY_ASSOCIATIONS, |s| {
                 s.list_associations(
                     cluster,
                     namespace,
@@ -523,7 +530,7 @@ impl EksIamApi for FakeAws {
         cluster: &str,
         association_id: &str,
     ) -> Result<Association> {
-        self.api_call("DescribePodIdentityAssociation", |s| {
+        self.api_call(op::DESCRIBE_POD_IDENTITY_ASSOCIATION, |s| {
             s.describe_association(cluster, association_id)
         })
         .await
@@ -545,7 +552,7 @@ impl EksIamApi for FakeAws {
             target_role_arn: None,
             policy: None,
         };
-        self.api_call("CreatePodIdentityAssociation", |s| {
+        self.api_call(op::CREATE_POD_IDENTITY_ASSOCIATION, |s| {
             s.create_association(input)
         })
         .await
@@ -562,7 +569,7 @@ impl EksIamApi for FakeAws {
             role_arn: Some(role_arn.to_owned()),
             ..UpdateInput::default()
         };
-        self.api_call("UpdatePodIdentityAssociation", |s| {
+        self.api_call(op::UPDATE_POD_IDENTITY_ASSOCIATION, |s| {
             s.update_association(cluster, association_id, input)
         })
         .await
@@ -574,7 +581,7 @@ impl EksIamApi for FakeAws {
         cluster: &str,
         association_id: &str,
     ) -> Result<()> {
-        self.api_call("DeletePodIdentityAssociation", |s| {
+        self.api_call(op::DELETE_POD_IDENTITY_ASSOCIATION, |s| {
             s.delete_association(cluster, association_id)
         })
         .await
@@ -583,7 +590,7 @@ impl EksIamApi for FakeAws {
 
     async fn list_attached_role_policies(&self, role_name: &str) -> Result<Vec<AttachedPolicy>> {
         let attached = self
-            .api_call("ListAttachedRolePolicies", |s| {
+            .api_call(op::LIST_ATTACHED_ROLE_POLICIES, |s| {
                 s.list_attached_role_policies(role_name)
             })
             .await?;
@@ -596,21 +603,21 @@ impl EksIamApi for FakeAws {
     async fn get_managed_policy_document(&self, policy_arn: &str) -> Result<String> {
         // Two calls, as against IAM: the default version first, then its document.
         let version = self
-            .api_call("GetPolicy", |s| s.get_policy(policy_arn))
+            .api_call(op::GET_POLICY, |s| s.get_policy(policy_arn))
             .await?;
-        self.api_call("GetPolicyVersion", |s| {
+        self.api_call(op::GET_POLICY_VERSION, |s| {
             s.get_policy_version(policy_arn, &version)
         })
         .await
     }
 
     async fn list_role_policies(&self, role_name: &str) -> Result<Vec<String>> {
-        self.api_call("ListRolePolicies", |s| s.list_role_policies(role_name))
+        self.api_call(op::LIST_ROLE_POLICIES, |s| s.list_role_policies(role_name))
             .await
     }
 
     async fn get_role_policy(&self, role_name: &str, policy_name: &str) -> Result<String> {
-        self.api_call("GetRolePolicy", |s| {
+        self.api_call(op::GET_ROLE_POLICY, |s| {
             s.get_role_policy(role_name, policy_name)
         })
         .await

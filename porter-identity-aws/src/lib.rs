@@ -33,6 +33,7 @@ mod builder;
 pub mod codes;
 mod links;
 pub mod lint;
+mod operation;
 mod ownership;
 pub mod policy;
 mod provider;

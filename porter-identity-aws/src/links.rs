@@ -10,13 +10,15 @@ use std::pin::pin;
 
 use futures_util::future::{join, join_all};
 use futures_util::stream::{self, StreamExt};
+use porter_identity_core::provider::{batch_refusals, batch_results};
 use porter_identity_core::{
-    BindChange, BindOutcome, Binding, Cloud, Error, ErrorKind, Plan, PlanAction, Result,
-    UnbindOutcome, batch_refusals, batch_results, share_read,
+    BindChange, BindOutcome, Binding, Cloud, Error, ErrorKind, Operation, Plan, PlanAction, Result,
+    RunContext, UnbindOutcome,
 };
 use tokio::sync::{OnceCell, mpsc};
 
 use crate::api::{Association, AssociationSummary, RoleInfo};
+use crate::operation as op;
 use crate::ownership::{self, Owner};
 use crate::provider::AwsPodIdentityProvider;
 
@@ -61,46 +63,60 @@ impl<'b> RoleChecks<'b> {
     async fn check(
         &self,
         provider: &AwsPodIdentityProvider,
+        run: &RunContext,
         binding: &Binding,
     ) -> Result<RoleInfo> {
         let role = AwsPodIdentityProvider::role_ref(binding)?;
         match self.roles.get(role.as_str()) {
             Some(cell) => cell
-                .get_or_init(|| provider.checked_role(binding))
+                .get_or_init(|| provider.checked_role(run, binding))
                 .await
                 .clone(),
-            None => provider.checked_role(binding).await,
+            None => provider.checked_role(run, binding).await,
         }
     }
 }
 
 impl AwsPodIdentityProvider {
-    pub(crate) async fn plan_batch(&self, bindings: &[Binding]) -> Vec<Result<Plan>> {
+    pub(crate) async fn plan_batch(
+        &self,
+        run: &RunContext,
+        bindings: &[Binding],
+    ) -> Vec<Result<Plan>> {
         let (refused, roles) = self.admit(bindings);
-        let work = |i: usize, found| self.plan_one(&bindings[i], found, &roles);
+        let work = |i: usize, found| self.plan_one(run, &bindings[i], found, &roles);
         let (results, ()) = join(
-            self.each_with_association(bindings, refused, work),
-            self.prefetch_roles(&roles),
+            self.each_with_association(run, bindings, refused, work),
+            self.prefetch_roles(run, &roles),
         )
         .await;
         results
     }
 
-    pub(crate) async fn bind_batch(&self, bindings: &[Binding]) -> Vec<Result<BindOutcome>> {
+    pub(crate) async fn bind_batch(
+        &self,
+        run: &RunContext,
+        bindings: &[Binding],
+    ) -> Vec<Result<BindOutcome>> {
         let (refused, roles) = self.admit(bindings);
-        let work = |i: usize, found| self.bind_one(&bindings[i], found, &roles);
+        let work = |i: usize, found| self.bind_one(run, &bindings[i], found, &roles);
         let (results, ()) = join(
-            self.each_with_association(bindings, refused, work),
-            self.prefetch_roles(&roles),
+            self.each_with_association(run, bindings, refused, work),
+            self.prefetch_roles(run, &roles),
         )
         .await;
         results
     }
 
-    pub(crate) async fn unbind_batch(&self, bindings: &[Binding]) -> Vec<Result<UnbindOutcome>> {
+    pub(crate) async fn unbind_batch(
+        &self,
+        run: &RunContext,
+        bindings: &[Binding],
+    ) -> Vec<Result<UnbindOutcome>> {
         let refused = self.refusals(bindings, false);
-        let work = |i: usize, found| self.unbind_one(&bindings[i], found, false);
-        self.each_with_association(bindings, refused, work).await
+        let work = |i: usize, found| self.unbind_one(run, &bindings[i], found, false);
+        self.each_with_association(run, bindings, refused, work)
+            .await
     }
 
     /// The refusals of a plan or bind batch, and the role checks of the bindings it admits.
@@ -124,8 +140,8 @@ impl AwsPodIdentityProvider {
 
     /// Starts every role check of the batch at once, beside the listing: by the time a
     /// binding needs its role, it is usually known.
-    async fn prefetch_roles(&self, roles: &RoleChecks<'_>) {
-        join_all(roles.firsts.iter().map(|b| roles.check(self, b))).await;
+    async fn prefetch_roles(&self, run: &RunContext, roles: &RoleChecks<'_>) {
+        join_all(roles.firsts.iter().map(|b| roles.check(self, run, b))).await;
     }
 
     /// Runs `work` for every binding not `refused`, with the association its service account
@@ -136,6 +152,7 @@ impl AwsPodIdentityProvider {
     /// while the next page is fetched. All in this task: the provider's gate bounds the calls.
     async fn each_with_association<T, F, Fut>(
         &self,
+        run: &RunContext,
         bindings: &[Binding],
         refused: Vec<Option<Error>>,
         work: F,
@@ -156,7 +173,7 @@ impl AwsPodIdentityProvider {
         }
         let (found_tx, mut found_rx) = mpsc::unbounded_channel::<(usize, Found)>();
         let listings = join_all(by_namespace.into_iter().map(|(namespace, wanted)| {
-            self.list_for(namespace, wanted, bindings, found_tx.clone())
+            self.list_for(run, namespace, wanted, bindings, found_tx.clone())
         }));
         drop(found_tx);
         let found = stream::poll_fn(|cx| found_rx.poll_recv(cx));
@@ -177,13 +194,18 @@ impl AwsPodIdentityProvider {
         for (i, result) in done {
             results[i] = Some(result);
         }
-        batch_results(Cloud::Aws, "ListPodIdentityAssociations", results)
+        batch_results(
+            Cloud::Aws,
+            op::LIST_POD_IDENTITY_ASSOCIATIONS.name(),
+            results,
+        )
     }
 
     /// Lists `namespace` (only the one service account when the batch wants one) and sends
     /// each wanted binding what was found for it.
     async fn list_for(
         &self,
+        run: &RunContext,
         namespace: &str,
         wanted: Vec<usize>,
         bindings: &[Binding],
@@ -200,7 +222,7 @@ impl AwsPodIdentityProvider {
         let only = (by_account.len() == 1)
             .then(|| by_account.keys().next().copied())
             .flatten();
-        let mut pages = pin!(self.list(Some(namespace), only));
+        let mut pages = pin!(self.list(run, Some(namespace), only));
         // The whole namespace, kept for this reconcile's stale-link search.
         let mut listed: Vec<AssociationSummary> = Vec::new();
         // A send fails only when the receiver is gone, i.e. the batch was dropped: nothing to
@@ -232,7 +254,7 @@ impl AwsPodIdentityProvider {
             let _ = found.send((i, Ok(None)));
         }
         if only.is_none() {
-            share_read(self.namespace_read_key(namespace), listed);
+            run.share(self.namespace_listing(namespace), listed);
         }
     }
 
@@ -241,21 +263,22 @@ impl AwsPodIdentityProvider {
     /// any write, on the role checks and on an association of an add-on or of another owner.
     async fn current(
         &self,
+        run: &RunContext,
         binding: &Binding,
         found: Option<AssociationSummary>,
         roles: &RoleChecks<'_>,
-        operation: &str,
+        operation: Operation,
     ) -> Result<(RoleInfo, Current)> {
         let Some(summary) = found else {
-            return Ok((roles.check(self, binding).await?, Current::None));
+            return Ok((roles.check(self, run, binding).await?, Current::None));
         };
         if let Some(owner) = &summary.owner_arn {
             return Err(self.addon_owned(binding, owner, operation));
         }
         // The role check and the describe are independent reads: make them together.
         let (role, described) = join(
-            roles.check(self, binding),
-            self.describe(&summary.association_id),
+            roles.check(self, run, binding),
+            self.describe(run, &summary.association_id),
         )
         .await;
         let role = role?;
@@ -275,12 +298,19 @@ impl AwsPodIdentityProvider {
 
     async fn plan_one(
         &self,
+        run: &RunContext,
         binding: &Binding,
         found: Option<AssociationSummary>,
         roles: &RoleChecks<'_>,
     ) -> Result<Plan> {
         let (role, current) = self
-            .current(binding, found, roles, "ListPodIdentityAssociations")
+            .current(
+                run,
+                binding,
+                found,
+                roles,
+                op::LIST_POD_IDENTITY_ASSOCIATIONS,
+            )
             .await?;
         let w = &binding.workload;
         // The link as it is, when this plan leaves it so: when it last changed.
@@ -322,21 +352,28 @@ impl AwsPodIdentityProvider {
 
     async fn bind_one(
         &self,
+        run: &RunContext,
         binding: &Binding,
         found: Option<AssociationSummary>,
         roles: &RoleChecks<'_>,
     ) -> Result<BindOutcome> {
         let (role, current) = self
-            .current(binding, found, roles, "CreatePodIdentityAssociation")
+            .current(
+                run,
+                binding,
+                found,
+                roles,
+                op::CREATE_POD_IDENTITY_ASSOCIATION,
+            )
             .await?;
         match current {
-            Current::None => self.create(binding, &role.arn).await,
+            Current::None => self.create(run, binding, &role.arn).await,
             Current::Same(a) => Ok(BindOutcome {
                 change: BindChange::Unchanged,
                 service_account_patch: Self::patch_of(false, Some(&a)),
                 resource_id: a.association_arn,
             }),
-            Current::Other(a) => self.update(a, &role.arn).await,
+            Current::Other(a) => self.update(run, a, &role.arn).await,
         }
     }
 
@@ -345,18 +382,19 @@ impl AwsPodIdentityProvider {
     /// is the binding's own.
     pub(crate) async fn unbind_one(
         &self,
+        run: &RunContext,
         binding: &Binding,
         found: Option<AssociationSummary>,
         marks_required: bool,
     ) -> Result<UnbindOutcome> {
-        const OP: &str = "DeletePodIdentityAssociation";
+        const OP: Operation = op::DELETE_POD_IDENTITY_ASSOCIATION;
         let Some(summary) = found else {
             return Ok(UnbindOutcome::AlreadyAbsent);
         };
         if let Some(owner) = &summary.owner_arn {
             return Err(self.addon_owned(binding, owner, OP));
         }
-        let current = match self.describe(&summary.association_id).await {
+        let current = match self.describe(run, &summary.association_id).await {
             Ok(a) => a,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(UnbindOutcome::AlreadyAbsent),
             Err(e) => return Err(e),
@@ -366,7 +404,7 @@ impl AwsPodIdentityProvider {
             return Err(ownership::conflict(binding, &owner, &self.cluster, OP));
         }
         ownership::check(binding, &current, &self.cluster, OP)?;
-        self.delete(&current.association_id, &current.association_arn)
+        self.delete(run, &current.association_id, &current.association_arn)
             .await
     }
 }

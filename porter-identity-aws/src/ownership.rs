@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use porter_identity_core::{Binding, Cloud, Error, ErrorKind, Workload};
+use porter_identity_core::{Binding, Error, ErrorKind, Operation, Workload};
 
 use crate::api::Association;
 
@@ -99,7 +99,7 @@ pub(crate) fn check(
     binding: &Binding,
     association: &Association,
     cluster: &str,
-    operation: &str,
+    operation: Operation,
 ) -> Result<(), Error> {
     let owner = Owner::of(&association.tags);
     if owner == Owner::Unmarked || owner.is(&binding.workload) {
@@ -109,29 +109,33 @@ pub(crate) fn check(
 }
 
 /// The error for `binding` meeting an association of another `owner`.
-pub(crate) fn conflict(binding: &Binding, owner: &Owner, cluster: &str, operation: &str) -> Error {
+pub(crate) fn conflict(
+    binding: &Binding,
+    owner: &Owner,
+    cluster: &str,
+    operation: Operation,
+) -> Error {
     let w = &binding.workload;
-    Error::cloud(
-        ErrorKind::Conflict,
-        Cloud::Aws,
-        operation,
-        format!(
-            "the Pod Identity association of {w} in cluster {cluster} belongs to {} (its tags \
+    operation
+        .error(
+            ErrorKind::Conflict,
+            format!(
+                "the Pod Identity association of {w} in cluster {cluster} belongs to {} (its tags \
              {TAG_APP} and {TAG_SERVICE}), not to service `{}` of app `{}`; porter-identity never \
              changes or removes another service's association",
-            owner.describe(),
-            w.service(),
-            w.app()
-        ),
-    )
-    .with_fix(format!(
-        "both services run as service account {}: rename service `{}` or app `{}` so that \
+                owner.describe(),
+                w.service(),
+                w.app()
+            ),
+        )
+        .with_fix(format!(
+            "both services run as service account {}: rename service `{}` or app `{}` so that \
          their service account names differ, or give this workload an explicit service account \
          name (Workload::new(namespace, service_account, app, service))",
-        w.service_account(),
-        w.service(),
-        w.app()
-    ))
+            w.service_account(),
+            w.service(),
+            w.app()
+        ))
 }
 
 #[cfg(test)]

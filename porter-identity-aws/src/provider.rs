@@ -11,11 +11,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use futures_util::future::join;
 use futures_util::stream::Stream;
+use porter_identity_core::provider::{
+    CloudCalls, SharedRead, batch_refusals, each_binding, ensure_cloud, pages,
+};
 use porter_identity_core::{
-    BindChange, BindOutcome, Binding, Cloud, CloudCalls, Connection, DEFAULT_CONCURRENCY, Error,
-    ErrorKind, Plan, Result, RetryPolicy, RoleRef, ServiceAccountPatch, StaleLink, StaleQuery,
-    UnbindOutcome, VerifyReport, Workload, WorkloadIdentityProvider, ensure_cloud, only_result,
-    pages,
+    BindChange, BindOutcome, Binding, Cloud, Connection, DEFAULT_CONCURRENCY, Error, ErrorKind,
+    Operation, Plan, Result, RetryPolicy, RoleRef, RunContext, ServiceAccountPatch, StaleLink,
+    StaleQuery, UnbindOutcome, VerifyReport, Workload, WorkloadIdentityProvider,
 };
 use tokio::sync::OnceCell;
 
@@ -23,6 +25,7 @@ use crate::api::{
     Association, AssociationPage, AssociationSummary, ClusterInfo, CreateAssociation, EksIamApi,
     RoleInfo,
 };
+use crate::operation as op;
 use crate::{ownership, trust};
 
 /// Links Kubernetes workloads of one EKS cluster to IAM roles with EKS Pod Identity
@@ -93,7 +96,7 @@ impl AwsPodIdentityProvider {
         Ok(AwsPodIdentityProvider {
             api,
             cluster: cluster.to_owned(),
-            calls: CloudCalls::new(Cloud::Aws, retry, concurrency),
+            calls: CloudCalls::new(retry, concurrency),
             cluster_info: OnceCell::new(),
             checked_roles: Mutex::new(HashMap::new()),
             association_roles: Mutex::new(HashMap::new()),
@@ -119,17 +122,17 @@ impl AwsPodIdentityProvider {
 
     // ---- the cluster and the roles ---------------------------------------------------------
 
-    pub(crate) async fn cluster_info(&self) -> Result<&ClusterInfo> {
+    pub(crate) async fn cluster_info(&self, run: &RunContext) -> Result<&ClusterInfo> {
         self.cluster_info
-            .get_or_try_init(|| self.describe_cluster())
+            .get_or_try_init(|| self.describe_cluster(run))
             .await
     }
 
     /// DescribeCluster, always afresh.
-    pub(crate) async fn describe_cluster(&self) -> Result<ClusterInfo> {
+    pub(crate) async fn describe_cluster(&self, run: &RunContext) -> Result<ClusterInfo> {
         let fresh = self
             .calls
-            .run("DescribeCluster", || {
+            .run(run, op::DESCRIBE_CLUSTER, || {
                 self.api.describe_cluster(&self.cluster)
             })
             .await
@@ -144,7 +147,9 @@ impl AwsPodIdentityProvider {
             Error::cloud(
                 ErrorKind::NotFound,
                 Cloud::Aws,
-                e.operation().unwrap_or("DescribeCluster").to_owned(),
+                e.operation()
+                    .unwrap_or(op::DESCRIBE_CLUSTER.name())
+                    .to_owned(),
                 format!("EKS cluster {:?} was not found", self.cluster),
             )
             .with_fix("check the cluster name and the region of the credentials (AWS_REGION)")
@@ -155,20 +160,22 @@ impl AwsPodIdentityProvider {
     }
 
     /// GetRole, with the role-name check that needs no trust policy.
-    pub(crate) async fn get_role(&self, role: &RoleRef, binding: &Binding) -> Result<RoleInfo> {
+    pub(crate) async fn get_role(
+        &self,
+        run: &RunContext,
+        role: &RoleRef,
+        binding: &Binding,
+    ) -> Result<RoleInfo> {
         let found = self
             .calls
-            .run("GetRole", || self.api.get_role(role.name()))
+            .run(run, op::GET_ROLE, || self.api.get_role(role.name()))
             .await;
         match found {
             Ok(info) => {
                 if let Some(arn) = role.arn()
                     && info.arn != arn
                 {
-                    return Err(Error::cloud(
-                            ErrorKind::InvalidInput,
-                            Cloud::Aws,
-                            "GetRole",
+                    return Err(op::GET_ROLE.error(ErrorKind::InvalidInput,
                             format!(
                                 "role {:?} of service {} is {}, not the ARN written in porter.yaml ({arn})",
                                 role.name(),
@@ -180,10 +187,7 @@ impl AwsPodIdentityProvider {
                 }
                 Ok(info)
             }
-            Err(e) if e.kind() == ErrorKind::NotFound => Err(Error::cloud(
-                ErrorKind::NotFound,
-                Cloud::Aws,
-                "GetRole",
+            Err(e) if e.kind() == ErrorKind::NotFound => Err(op::GET_ROLE.error(ErrorKind::NotFound,
                 format!(
                     "IAM role {:?} (awsRole.role of service {}) does not exist",
                     role.name(),
@@ -203,10 +207,7 @@ impl AwsPodIdentityProvider {
     pub(crate) fn check_account(&self, cluster: &ClusterInfo, role_arn: &str) -> Result<()> {
         let role_account = role_arn.split(':').nth(4).unwrap_or_default();
         match cluster.account() {
-            Some(account) if account != role_account => Err(Error::cloud(
-                ErrorKind::InvalidInput,
-                Cloud::Aws,
-                "CreatePodIdentityAssociation",
+            Some(account) if account != role_account => Err(op::CREATE_POD_IDENTITY_ASSOCIATION.error(ErrorKind::InvalidInput,
                 format!(
                     "role {role_arn} is in account {role_account}, but cluster {} is in account {account}; EKS Pod Identity associates roles of the cluster's own account",
                     self.cluster
@@ -222,11 +223,15 @@ impl AwsPodIdentityProvider {
     /// The role of a binding, checked once per provider: exists, same account as the cluster,
     /// trust policy right. A role that failed a check is not cached, so a fix is seen on the
     /// next call.
-    pub(crate) async fn checked_role(&self, binding: &Binding) -> Result<RoleInfo> {
+    pub(crate) async fn checked_role(
+        &self,
+        run: &RunContext,
+        binding: &Binding,
+    ) -> Result<RoleInfo> {
         let role = Self::role_ref(binding)?;
         if let Some(arn) = role.arn() {
             // Refuse a foreign ARN before calling GetRole, which only sees the caller's account.
-            self.check_account(self.cluster_info().await?, arn)?;
+            self.check_account(self.cluster_info(run).await?, arn)?;
         }
         let cell = {
             let mut roles = self
@@ -238,16 +243,13 @@ impl AwsPodIdentityProvider {
         let info = cell
             .get_or_try_init(|| async {
                 // Two independent reads: the role by name needs no cluster to be read.
-                let (cluster, info) = join(self.cluster_info(), self.get_role(role, binding)).await;
+                let (cluster, info) = join(self.cluster_info(run), self.get_role(run, role, binding)).await;
                 let cluster = cluster?;
                 let info = info?;
                 self.check_account(cluster, &info.arn)?;
                 let check = trust::check_trust_policy_raw(&info.assume_role_policy_document);
                 if !check.is_ok() {
-                    return Err(Error::cloud(
-                        ErrorKind::Conflict,
-                        Cloud::Aws,
-                        "GetRole",
+                    return Err(op::GET_ROLE.error(ErrorKind::Conflict,
                         format!(
                             "role {} cannot be used by EKS Pod Identity: {}",
                             info.arn,
@@ -272,19 +274,19 @@ impl AwsPodIdentityProvider {
     /// page one call under the retry policy.
     pub(crate) fn list<'a>(
         &'a self,
+        run: &'a RunContext,
         namespace: Option<&'a str>,
         service_account: Option<&'a str>,
     ) -> impl Stream<Item = Result<Vec<AssociationSummary>>> + Send + 'a {
         pages(
-            Cloud::Aws,
-            "ListPodIdentityAssociations",
+            op::LIST_POD_IDENTITY_ASSOCIATIONS,
             move |token, _page| async move {
                 let AssociationPage {
                     associations,
                     next_token,
                 } = self
                     .calls
-                    .run("ListPodIdentityAssociations", || {
+                    .run(run, op::LIST_POD_IDENTITY_ASSOCIATIONS, || {
                         self.api.list_pod_identity_associations(
                             &self.cluster,
                             namespace,
@@ -299,15 +301,22 @@ impl AwsPodIdentityProvider {
         )
     }
 
-    /// The key under which a full listing of `namespace` is shared within one reconcile.
-    pub(crate) fn namespace_read_key(&self, namespace: &str) -> String {
-        format!("aws/{}/namespace/{namespace}", self.cluster)
+    /// The key under which a full listing of `namespace` is shared within one run.
+    pub(crate) fn namespace_listing(&self, namespace: &str) -> NamespaceListing {
+        NamespaceListing {
+            cluster: self.cluster.clone(),
+            namespace: namespace.to_owned(),
+        }
     }
 
-    pub(crate) async fn describe(&self, association_id: &str) -> Result<Association> {
+    pub(crate) async fn describe(
+        &self,
+        run: &RunContext,
+        association_id: &str,
+    ) -> Result<Association> {
         let a = self
             .calls
-            .run("DescribePodIdentityAssociation", || {
+            .run(run, op::DESCRIBE_POD_IDENTITY_ASSOCIATION, || {
                 self.api
                     .describe_pod_identity_association(&self.cluster, association_id)
             })
@@ -331,11 +340,8 @@ impl AwsPodIdentityProvider {
             .clone()
     }
 
-    pub(crate) fn addon_owned(&self, binding: &Binding, owner: &str, op: &str) -> Error {
-        Error::cloud(
-            ErrorKind::Conflict,
-            Cloud::Aws,
-            op,
+    pub(crate) fn addon_owned(&self, binding: &Binding, owner: &str, op: Operation) -> Error {
+        op.error(ErrorKind::Conflict,
             format!(
                 "the Pod Identity association of {} in cluster {} is owned by {owner}; porter-identity does not modify associations owned by an EKS add-on",
                 binding.workload, self.cluster
@@ -372,7 +378,12 @@ impl AwsPodIdentityProvider {
         patch
     }
 
-    pub(crate) async fn create(&self, binding: &Binding, role_arn: &str) -> Result<BindOutcome> {
+    pub(crate) async fn create(
+        &self,
+        run: &RunContext,
+        binding: &Binding,
+        role_arn: &str,
+    ) -> Result<BindOutcome> {
         let w = &binding.workload;
         let input = CreateAssociation {
             cluster: self.cluster.clone(),
@@ -386,7 +397,7 @@ impl AwsPodIdentityProvider {
         };
         let created = self
             .calls
-            .run("CreatePodIdentityAssociation", || {
+            .run(run, op::CREATE_POD_IDENTITY_ASSOCIATION, || {
                 self.api.create_pod_identity_association(input.clone())
             })
             .await;
@@ -402,23 +413,29 @@ impl AwsPodIdentityProvider {
             // Another process created it between our list and our create: adopt it.
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
                 tracing::debug!(workload = %binding.workload, "association created concurrently; adopting it");
-                self.adopt(binding, role_arn, e).await
+                self.adopt(run, binding, role_arn, e).await
             }
             Err(e) => Err(self.limit_error(e)),
         }
     }
 
     /// After a create lost a race: the association that won, if it may be ours, made right.
-    async fn adopt(&self, binding: &Binding, role_arn: &str, lost: Error) -> Result<BindOutcome> {
-        let op = "CreatePodIdentityAssociation";
+    async fn adopt(
+        &self,
+        run: &RunContext,
+        binding: &Binding,
+        role_arn: &str,
+        lost: Error,
+    ) -> Result<BindOutcome> {
+        let op = op::CREATE_POD_IDENTITY_ASSOCIATION;
         let w = &binding.workload;
-        let Some(summary) = self.association_of(w).await? else {
+        let Some(summary) = self.association_of(run, w).await? else {
             return Err(lost);
         };
         if let Some(owner) = &summary.owner_arn {
             return Err(self.addon_owned(binding, owner, op));
         }
-        let current = self.describe(&summary.association_id).await?;
+        let current = self.describe(run, &summary.association_id).await?;
         ownership::check(binding, &current, &self.cluster, op)?;
         if current.role_arn == role_arn {
             Ok(BindOutcome {
@@ -427,7 +444,7 @@ impl AwsPodIdentityProvider {
                 resource_id: current.association_arn,
             })
         } else {
-            self.update(current, role_arn).await
+            self.update(run, current, role_arn).await
         }
     }
 
@@ -435,10 +452,12 @@ impl AwsPodIdentityProvider {
     /// account): a listing filtered to it.
     pub(crate) async fn association_of(
         &self,
+        run: &RunContext,
         workload: &Workload,
     ) -> Result<Option<AssociationSummary>> {
         let found = self
             .list_all(
+                run,
                 Some(workload.namespace().as_str()),
                 Some(workload.service_account().as_str()),
             )
@@ -449,19 +468,19 @@ impl AwsPodIdentityProvider {
     /// Every association of `namespace` (and `service_account`), all pages.
     pub(crate) async fn list_all(
         &self,
+        run: &RunContext,
         namespace: Option<&str>,
         service_account: Option<&str>,
     ) -> Result<Vec<AssociationSummary>> {
         use futures_util::TryStreamExt;
-        self.list(namespace, service_account).try_concat().await
+        self.list(run, namespace, service_account)
+            .try_concat()
+            .await
     }
 
     fn limit_error(&self, e: Error) -> Error {
         if e.kind() == ErrorKind::LimitExceeded {
-            Error::cloud(
-                ErrorKind::LimitExceeded,
-                Cloud::Aws,
-                "CreatePodIdentityAssociation",
+            op::CREATE_POD_IDENTITY_ASSOCIATION.error(ErrorKind::LimitExceeded,
                 format!(
                     "cluster {} has reached its limit of Pod Identity associations (5,000 per cluster)",
                     self.cluster
@@ -474,10 +493,15 @@ impl AwsPodIdentityProvider {
         }
     }
 
-    pub(crate) async fn update(&self, current: Association, role_arn: &str) -> Result<BindOutcome> {
+    pub(crate) async fn update(
+        &self,
+        run: &RunContext,
+        current: Association,
+        role_arn: &str,
+    ) -> Result<BindOutcome> {
         let updated = self
             .calls
-            .run("UpdatePodIdentityAssociation", || {
+            .run(run, op::UPDATE_POD_IDENTITY_ASSOCIATION, || {
                 self.api.update_pod_identity_association(
                     &self.cluster,
                     &current.association_id,
@@ -498,12 +522,13 @@ impl AwsPodIdentityProvider {
     /// DeletePodIdentityAssociation; one deleted by another process meanwhile is absent.
     pub(crate) async fn delete(
         &self,
+        run: &RunContext,
         association_id: &str,
         association_arn: &str,
     ) -> Result<UnbindOutcome> {
         let deleted = self
             .calls
-            .run("DeletePodIdentityAssociation", || {
+            .run(run, op::DELETE_POD_IDENTITY_ASSOCIATION, || {
                 self.api
                     .delete_pod_identity_association(&self.cluster, association_id)
             })
@@ -534,59 +559,67 @@ impl WorkloadIdentityProvider for AwsPodIdentityProvider {
         self.calls.concurrency()
     }
 
-    #[tracing::instrument(skip_all, fields(cluster = %self.cluster, workload = %binding.workload))]
-    async fn plan(&self, binding: &Binding) -> Result<Plan> {
-        only_result(
-            Cloud::Aws,
-            self.plan_batch(std::slice::from_ref(binding)).await,
-        )
-    }
-
-    #[tracing::instrument(skip_all, fields(cluster = %self.cluster, workload = %binding.workload))]
-    async fn bind(&self, binding: &Binding) -> Result<BindOutcome> {
-        only_result(
-            Cloud::Aws,
-            self.bind_batch(std::slice::from_ref(binding)).await,
-        )
-    }
-
-    #[tracing::instrument(skip_all, fields(cluster = %self.cluster, workload = %binding.workload))]
-    async fn unbind(&self, binding: &Binding) -> Result<UnbindOutcome> {
-        only_result(
-            Cloud::Aws,
-            self.unbind_batch(std::slice::from_ref(binding)).await,
-        )
-    }
-
-    #[tracing::instrument(skip_all, fields(cluster = %self.cluster, workload = %binding.workload))]
-    async fn verify(&self, binding: &Binding) -> Result<VerifyReport> {
-        self.verify_binding(binding).await
+    #[tracing::instrument(skip_all, fields(cluster = %self.cluster, bindings = bindings.len()))]
+    async fn plan_all(&self, run: &RunContext, bindings: &[Binding]) -> Vec<Result<Plan>> {
+        self.plan_batch(run, bindings).await
     }
 
     #[tracing::instrument(skip_all, fields(cluster = %self.cluster, bindings = bindings.len()))]
-    async fn plan_all(&self, bindings: &[Binding]) -> Vec<Result<Plan>> {
-        self.plan_batch(bindings).await
+    async fn bind_all(&self, run: &RunContext, bindings: &[Binding]) -> Vec<Result<BindOutcome>> {
+        self.bind_batch(run, bindings).await
     }
 
     #[tracing::instrument(skip_all, fields(cluster = %self.cluster, bindings = bindings.len()))]
-    async fn bind_all(&self, bindings: &[Binding]) -> Vec<Result<BindOutcome>> {
-        self.bind_batch(bindings).await
+    async fn unbind_all(
+        &self,
+        run: &RunContext,
+        bindings: &[Binding],
+    ) -> Vec<Result<UnbindOutcome>> {
+        self.unbind_batch(run, bindings).await
     }
 
     #[tracing::instrument(skip_all, fields(cluster = %self.cluster, bindings = bindings.len()))]
-    async fn unbind_all(&self, bindings: &[Binding]) -> Vec<Result<UnbindOutcome>> {
-        self.unbind_batch(bindings).await
+    async fn verify_all(
+        &self,
+        run: &RunContext,
+        bindings: &[Binding],
+    ) -> Vec<Result<VerifyReport>> {
+        let refused = batch_refusals(bindings, false, |b| Self::role_ref(b).map(drop));
+        each_binding(bindings, refused, self.calls.concurrency(), |b| {
+            self.verify_binding(run, b)
+        })
+        .await
     }
 
     #[tracing::instrument(skip_all, fields(cluster = %self.cluster, app = %query.app, namespace = %query.namespace))]
-    async fn stale_links(&self, query: &StaleQuery<'_>) -> Result<Vec<StaleLink>> {
-        self.find_stale(query).await
+    async fn stale_links(
+        &self,
+        run: &RunContext,
+        query: &StaleQuery<'_>,
+    ) -> Result<Vec<StaleLink>> {
+        self.find_stale(run, query).await
     }
 
     #[tracing::instrument(skip_all, fields(cluster = %self.cluster, links = links.len()))]
-    async fn remove_stale_links(&self, links: &[StaleLink]) -> Vec<Result<UnbindOutcome>> {
-        self.remove_stale(links).await
+    async fn remove_stale_links(
+        &self,
+        run: &RunContext,
+        links: &[StaleLink],
+    ) -> Vec<Result<UnbindOutcome>> {
+        self.remove_stale(run, links).await
     }
+}
+
+/// Every association of a namespace of a cluster, listed by a batch's binds and shared with the
+/// stale-link search of the same run.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct NamespaceListing {
+    cluster: String,
+    namespace: String,
+}
+
+impl SharedRead for NamespaceListing {
+    type Value = Vec<AssociationSummary>;
 }
 
 /// A random idempotency token for CreatePodIdentityAssociation (EKS accepts up to 64 chars).

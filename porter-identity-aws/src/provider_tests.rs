@@ -676,7 +676,9 @@ async fn bind_all_lists_the_namespace_once_and_describes_only_the_batch() {
         binding("worker", "api-role"),
         binding("cron", "api-role"),
     ];
-    let results = provider(api).bind_all(&bindings).await;
+    let results = provider(api)
+        .bind_all(&porter_identity_core::RunContext::apply(), &bindings)
+        .await;
     let changes: Vec<_> = results.into_iter().map(|r| r.unwrap().change).collect();
     assert_eq!(changes[0], BindChange::Unchanged);
     assert!(matches!(changes[1], BindChange::Updated { .. }));
@@ -694,7 +696,10 @@ async fn bind_all_refuses_a_second_role_for_one_service_account() {
         .times(1)
         .returning(|_| Ok(association("a-1", "api-role")));
     let results = provider(api)
-        .bind_all(&[binding("api", "api-role"), binding("api", "other-role")])
+        .bind_all(
+            &porter_identity_core::RunContext::apply(),
+            &[binding("api", "api-role"), binding("api", "other-role")],
+        )
         .await;
     assert_eq!(results[0].as_ref().unwrap().change, BindChange::Created);
     let second = results[1].as_ref().unwrap_err();

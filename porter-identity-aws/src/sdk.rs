@@ -16,13 +16,15 @@ use async_trait::async_trait;
 use aws_sdk_eks::config::retry::RetryConfig;
 use aws_sdk_eks::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_eks::types::PodIdentityAssociation;
-use porter_identity_core::{Cloud, Error, ErrorKind, Result, collect_pages};
+use porter_identity_core::provider::collect_pages;
+use porter_identity_core::{Cloud, Error, ErrorKind, Result};
 use tracing::Instrument;
 
 use crate::api::{
     AddonInfo, Association, AssociationPage, AssociationSummary, AttachedPolicy, ClusterInfo,
     CreateAssociation, EksIamApi, RoleInfo,
 };
+use crate::operation as op;
 
 /// [`EksIamApi`] over the real AWS SDK clients.
 ///
@@ -451,7 +453,7 @@ fn association(
 #[async_trait]
 impl EksIamApi for SdkApi {
     async fn describe_cluster(&self, cluster: &str) -> Result<ClusterInfo> {
-        const OP: &str = "DescribeCluster";
+        const OP: &str = op::DESCRIBE_CLUSTER.name();
         let span = tracing::info_span!("aws.call", operation = OP, cluster);
         let out = call(
             span,
@@ -472,7 +474,7 @@ impl EksIamApi for SdkApi {
     }
 
     async fn describe_addon(&self, cluster: &str, addon: &str) -> Result<Option<AddonInfo>> {
-        const OP: &str = "DescribeAddon";
+        const OP: &str = op::DESCRIBE_ADDON.name();
         let span = tracing::info_span!("aws.call", operation = OP, cluster, addon);
         let request = self
             .eks
@@ -511,7 +513,7 @@ impl EksIamApi for SdkApi {
     }
 
     async fn get_role(&self, role_name: &str) -> Result<RoleInfo> {
-        const OP: &str = "GetRole";
+        const OP: &str = op::GET_ROLE.name();
         let span = tracing::info_span!("aws.call", operation = OP, role = role_name);
         let out = call(
             span,
@@ -540,7 +542,7 @@ impl EksIamApi for SdkApi {
         service_account: Option<&'a str>,
         next_token: Option<String>,
     ) -> Result<AssociationPage> {
-        const OP: &str = "ListPodIdentityAssociations";
+        const OP: &str = op::LIST_POD_IDENTITY_ASSOCIATIONS.name();
         let span = tracing::info_span!(
             "aws.call",
             operation = OP,
@@ -585,7 +587,7 @@ impl EksIamApi for SdkApi {
         cluster: &str,
         association_id: &str,
     ) -> Result<Association> {
-        const OP: &str = "DescribePodIdentityAssociation";
+        const OP: &str = op::DESCRIBE_POD_IDENTITY_ASSOCIATION.name();
         let span = tracing::info_span!("aws.call", operation = OP, cluster, association_id);
         let request = self
             .eks
@@ -601,7 +603,7 @@ impl EksIamApi for SdkApi {
         &self,
         input: CreateAssociation,
     ) -> Result<Association> {
-        const OP: &str = "CreatePodIdentityAssociation";
+        const OP: &str = op::CREATE_POD_IDENTITY_ASSOCIATION.name();
         let span = tracing::info_span!(
             "aws.call",
             operation = OP,
@@ -632,7 +634,7 @@ impl EksIamApi for SdkApi {
         association_id: &str,
         role_arn: &str,
     ) -> Result<Association> {
-        const OP: &str = "UpdatePodIdentityAssociation";
+        const OP: &str = op::UPDATE_POD_IDENTITY_ASSOCIATION.name();
         let span = tracing::info_span!(
             "aws.call",
             operation = OP,
@@ -656,7 +658,7 @@ impl EksIamApi for SdkApi {
         cluster: &str,
         association_id: &str,
     ) -> Result<()> {
-        const OP: &str = "DeletePodIdentityAssociation";
+        const OP: &str = op::DELETE_POD_IDENTITY_ASSOCIATION.name();
         let span = tracing::info_span!("aws.call", operation = OP, cluster, association_id);
         let request = self
             .eks
@@ -669,8 +671,8 @@ impl EksIamApi for SdkApi {
     }
 
     async fn list_attached_role_policies(&self, role_name: &str) -> Result<Vec<AttachedPolicy>> {
-        const OP: &str = "ListAttachedRolePolicies";
-        collect_pages(Cloud::Aws, OP, |marker, page| async move {
+        const OP: &str = op::LIST_ATTACHED_ROLE_POLICIES.name();
+        collect_pages(op::LIST_ATTACHED_ROLE_POLICIES, |marker, page| async move {
             let span = tracing::info_span!("aws.call", operation = OP, role = role_name, page);
             let request = self
                 .iam
@@ -698,7 +700,7 @@ impl EksIamApi for SdkApi {
 
     async fn get_managed_policy_document(&self, policy_arn: &str) -> Result<String> {
         let version_id = {
-            const OP: &str = "GetPolicy";
+            const OP: &str = op::GET_POLICY.name();
             let span = tracing::info_span!("aws.call", operation = OP, policy_arn);
             let out = call(
                 span,
@@ -710,7 +712,7 @@ impl EksIamApi for SdkApi {
             let policy = out.policy().ok_or_else(|| missing_field(OP, "Policy"))?;
             required(OP, "DefaultVersionId", policy.default_version_id())?
         };
-        const OP: &str = "GetPolicyVersion";
+        const OP: &str = op::GET_POLICY_VERSION.name();
         let span = tracing::info_span!(
             "aws.call",
             operation = OP,
@@ -731,8 +733,8 @@ impl EksIamApi for SdkApi {
     }
 
     async fn list_role_policies(&self, role_name: &str) -> Result<Vec<String>> {
-        const OP: &str = "ListRolePolicies";
-        collect_pages(Cloud::Aws, OP, |marker, page| async move {
+        const OP: &str = op::LIST_ROLE_POLICIES.name();
+        collect_pages(op::LIST_ROLE_POLICIES, |marker, page| async move {
             let span = tracing::info_span!("aws.call", operation = OP, role = role_name, page);
             let request = self
                 .iam
@@ -748,7 +750,7 @@ impl EksIamApi for SdkApi {
     }
 
     async fn get_role_policy(&self, role_name: &str, policy_name: &str) -> Result<String> {
-        const OP: &str = "GetRolePolicy";
+        const OP: &str = op::GET_ROLE_POLICY.name();
         let span = tracing::info_span!(
             "aws.call",
             operation = OP,

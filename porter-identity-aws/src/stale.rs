@@ -8,16 +8,21 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use futures_util::future::join_all;
 use futures_util::stream::{self, StreamExt};
 use porter_identity_core::{
-    Binding, Cloud, Connection, Error, ErrorKind, Evidence, Result, RoleRef, StaleAction,
-    StaleLink, StaleQuery, UnbindOutcome, Workload, take_shared_read,
+    Binding, Connection, ErrorKind, Evidence, Operation, Result, RoleRef, RunContext, StaleAction,
+    StaleLink, StaleQuery, UnbindOutcome, Workload,
 };
 
 use crate::api::{Association, AssociationSummary};
+use crate::operation as op;
 use crate::ownership::Owner;
 use crate::provider::AwsPodIdentityProvider;
 
 impl AwsPodIdentityProvider {
-    pub(crate) async fn find_stale(&self, query: &StaleQuery<'_>) -> Result<Vec<StaleLink>> {
+    pub(crate) async fn find_stale(
+        &self,
+        run: &RunContext,
+        query: &StaleQuery<'_>,
+    ) -> Result<Vec<StaleLink>> {
         let key = |b: &Binding| {
             (
                 b.workload.namespace().to_string(),
@@ -42,9 +47,9 @@ impl AwsPodIdentityProvider {
         // The binds of this reconcile listed the namespace moments ago: use that listing. Only
         // associations the desired set does not want matter here, and the binds touched none.
         let listed = join_all(namespaces.iter().map(|ns| async move {
-            match take_shared_read::<Vec<AssociationSummary>>(&self.namespace_read_key(ns)) {
+            match run.take_shared(&self.namespace_listing(ns)) {
                 Some(listed) => Ok(listed),
-                None => self.list_all(Some(ns), None).await,
+                None => self.list_all(run, Some(ns), None).await,
             }
         }))
         .await;
@@ -78,7 +83,7 @@ impl AwsPodIdentityProvider {
             }
         }
         let read: Vec<_> = stream::iter(to_read)
-            .map(|(s, prev)| async move { (self.describe(&s.association_id).await, prev) })
+            .map(|(s, prev)| async move { (self.describe(run, &s.association_id).await, prev) })
             .buffer_unordered(self.calls.concurrency())
             .collect()
             .await;
@@ -96,33 +101,35 @@ impl AwsPodIdentityProvider {
         Ok(links)
     }
 
-    pub(crate) async fn remove_stale(&self, links: &[StaleLink]) -> Vec<Result<UnbindOutcome>> {
+    pub(crate) async fn remove_stale(
+        &self,
+        run: &RunContext,
+        links: &[StaleLink],
+    ) -> Vec<Result<UnbindOutcome>> {
         stream::iter(0..links.len())
-            .map(|i| self.remove_one(&links[i]))
+            .map(|i| self.remove_one(run, &links[i]))
             .buffered(self.calls.concurrency())
             .collect()
             .await
     }
 
-    async fn remove_one(&self, link: &StaleLink) -> Result<UnbindOutcome> {
-        const OP: &str = "DeletePodIdentityAssociation";
+    async fn remove_one(&self, run: &RunContext, link: &StaleLink) -> Result<UnbindOutcome> {
+        const OP: Operation = op::DELETE_POD_IDENTITY_ASSOCIATION;
         if let StaleAction::Keep { reason } = &link.action {
-            return Err(Error::cloud(
+            return Err(OP.error(
                 ErrorKind::Conflict,
-                Cloud::Aws,
-                OP,
                 format!("{} is kept: {reason}", link.binding.workload),
             ));
         }
         if let Some(arn) = &link.resource_id {
             // Found and judged by stale_links: its id is the last part of its ARN.
             let id = arn.rsplit('/').next().unwrap_or_default();
-            return self.delete(id, arn).await;
+            return self.delete(run, id, arn).await;
         }
         // A link not read by stale_links (made by the caller): read it and require its tags to
         // name the binding's own service.
-        let found = self.association_of(&link.binding.workload).await?;
-        self.unbind_one(&link.binding, found, true).await
+        let found = self.association_of(run, &link.binding.workload).await?;
+        self.unbind_one(run, &link.binding, found, true).await
     }
 }
 

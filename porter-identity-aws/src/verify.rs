@@ -4,9 +4,12 @@
 use std::collections::HashMap;
 
 use futures_util::stream::{self, StreamExt};
-use porter_identity_core::{Binding, ErrorKind, Finding, Result, RoleRef, Severity, VerifyReport};
+use porter_identity_core::{
+    Binding, ErrorKind, Finding, Result, RoleRef, RunContext, Severity, VerifyReport,
+};
 
 use crate::api::{AssociationSummary, ClusterInfo, POD_IDENTITY_AGENT_ADDON, RoleInfo};
+use crate::operation as op;
 use crate::ownership::{self, Owner};
 use crate::provider::AwsPodIdentityProvider;
 use crate::{codes, lint, trust};
@@ -16,16 +19,20 @@ const DESCRIBE_CONCURRENCY: usize = 8;
 
 impl AwsPodIdentityProvider {
     /// The whole diagnosis of one binding.
-    pub(crate) async fn verify_binding(&self, binding: &Binding) -> Result<VerifyReport> {
+    pub(crate) async fn verify_binding(
+        &self,
+        run: &RunContext,
+        binding: &Binding,
+    ) -> Result<VerifyReport> {
         let role = Self::role_ref(binding)?;
         let mut report = VerifyReport::default();
-        let Some(cluster) = self.verify_cluster(&mut report).await? else {
+        let Some(cluster) = self.verify_cluster(run, &mut report).await? else {
             return Ok(report);
         };
         let info = self
-            .verify_role(role, binding, Some(&cluster), &mut report)
+            .verify_role(run, role, binding, Some(&cluster), &mut report)
             .await?;
-        self.verify_association(binding, info.as_ref(), &mut report)
+        self.verify_association(run, binding, info.as_ref(), &mut report)
             .await?;
         Ok(report)
     }
@@ -33,6 +40,7 @@ impl AwsPodIdentityProvider {
     /// The verify checks of the role: existence, account, trust, permissions lint.
     async fn verify_role(
         &self,
+        run: &RunContext,
         role: &RoleRef,
         binding: &Binding,
         cluster: Option<&ClusterInfo>,
@@ -44,7 +52,7 @@ impl AwsPodIdentityProvider {
             report.push(Finding::from_error(codes::ROLE_CROSS_ACCOUNT, &e));
             return Ok(None);
         }
-        let info = match self.get_role(role, binding).await {
+        let info = match self.get_role(run, role, binding).await {
             Ok(info) => info,
             Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::InvalidInput) => {
                 report.push(Finding::from_error(codes::ROLE_NOT_FOUND, &e));
@@ -62,14 +70,19 @@ impl AwsPodIdentityProvider {
         {
             report.push(finding);
         }
-        self.lint_permissions(&info, report).await?;
+        self.lint_permissions(run, &info, report).await?;
         Ok(Some(info))
     }
 
-    async fn lint_permissions(&self, role: &RoleInfo, report: &mut VerifyReport) -> Result<()> {
+    async fn lint_permissions(
+        &self,
+        run: &RunContext,
+        role: &RoleInfo,
+        report: &mut VerifyReport,
+    ) -> Result<()> {
         let attached = self
             .calls
-            .run("ListAttachedRolePolicies", || {
+            .run(run, op::LIST_ATTACHED_ROLE_POLICIES, || {
                 self.api.list_attached_role_policies(&role.name)
             })
             .await?;
@@ -81,7 +94,7 @@ impl AwsPodIdentityProvider {
             }
             let doc = self
                 .calls
-                .run("GetPolicyVersion", || {
+                .run(run, op::GET_POLICY_VERSION, || {
                     self.api.get_managed_policy_document(&policy.arn)
                 })
                 .await?;
@@ -91,14 +104,14 @@ impl AwsPodIdentityProvider {
         }
         let inline = self
             .calls
-            .run("ListRolePolicies", || {
+            .run(run, op::LIST_ROLE_POLICIES, || {
                 self.api.list_role_policies(&role.name)
             })
             .await?;
         for name in &inline {
             let doc = self
                 .calls
-                .run("GetRolePolicy", || {
+                .run(run, op::GET_ROLE_POLICY, || {
                     self.api.get_role_policy(&role.name, name)
                 })
                 .await?;
@@ -110,8 +123,12 @@ impl AwsPodIdentityProvider {
     }
 
     /// Every (namespace, service account) of the cluster associated with `role_arn`.
-    async fn service_accounts_of_role(&self, role_arn: &str) -> Result<Vec<(String, String)>> {
-        let all = self.list_all(None, None).await?;
+    async fn service_accounts_of_role(
+        &self,
+        run: &RunContext,
+        role_arn: &str,
+    ) -> Result<Vec<(String, String)>> {
+        let all = self.list_all(run, None, None).await?;
         let known: HashMap<String, String> = self.known_roles();
         let roles: Vec<Result<(AssociationSummary, String)>> = stream::iter(all)
             .map(|s| {
@@ -119,7 +136,7 @@ impl AwsPodIdentityProvider {
                 async move {
                     let role = match cached {
                         Some(r) => r,
-                        None => self.describe(&s.association_id).await?.role_arn,
+                        None => self.describe(run, &s.association_id).await?.role_arn,
                     };
                     Ok((s, role))
                 }
@@ -141,9 +158,13 @@ impl AwsPodIdentityProvider {
         Ok(out)
     }
 
-    async fn verify_cluster(&self, report: &mut VerifyReport) -> Result<Option<ClusterInfo>> {
+    async fn verify_cluster(
+        &self,
+        run: &RunContext,
+        report: &mut VerifyReport,
+    ) -> Result<Option<ClusterInfo>> {
         // Verify reads the cluster afresh: a cached status may be old.
-        let fresh = match self.describe_cluster().await {
+        let fresh = match self.describe_cluster(run).await {
             Ok(c) => c,
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 report.push(Finding::from_error(codes::CLUSTER_NOT_FOUND, &e));
@@ -160,7 +181,7 @@ impl AwsPodIdentityProvider {
         }
         let addon = self
             .calls
-            .run("DescribeAddon", || {
+            .run(run, op::DESCRIBE_ADDON, || {
                 self.api
                     .describe_addon(&self.cluster, POD_IDENTITY_AGENT_ADDON)
             })
@@ -205,12 +226,13 @@ impl AwsPodIdentityProvider {
 
     async fn verify_association(
         &self,
+        run: &RunContext,
         binding: &Binding,
         role: Option<&RoleInfo>,
         report: &mut VerifyReport,
     ) -> Result<()> {
         let w = &binding.workload;
-        let Some(summary) = self.association_of(w).await? else {
+        let Some(summary) = self.association_of(run, w).await? else {
             report.push(Finding::error(
                 codes::ASSOCIATION_MISSING,
                 format!(
@@ -235,14 +257,14 @@ impl AwsPodIdentityProvider {
             ));
             return Ok(());
         }
-        let a = self.describe(&summary.association_id).await?;
+        let a = self.describe(run, &summary.association_id).await?;
         let owner = Owner::of(&a.tags);
         if owner != Owner::Unmarked && !owner.is(w) {
             let e = ownership::conflict(
                 binding,
                 &owner,
                 &self.cluster,
-                "DescribePodIdentityAssociation",
+                op::DESCRIBE_POD_IDENTITY_ASSOCIATION,
             );
             report.push(Finding::from_error(codes::ASSOCIATION_OTHER_OWNER, &e));
             return Ok(());
@@ -261,7 +283,7 @@ impl AwsPodIdentityProvider {
             ));
             return Ok(());
         }
-        let sharing = self.service_accounts_of_role(&role.arn).await?;
+        let sharing = self.service_accounts_of_role(run, &role.arn).await?;
         if let Some(finding) = lint::lint_shared_role(&role.arn, &sharing) {
             report.push(finding);
         }

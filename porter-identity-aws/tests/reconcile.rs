@@ -507,7 +507,9 @@ async fn an_endpoint_that_stalls_one_call_in_five_does_not_stall_the_deploy() {
     // Stalled creates had created: their retries, with the same clientRequestToken, got the
     // same association back. One association per workload, no more.
     assert_eq!(aws.associations(CLUSTER).len(), 10);
-    let again = p.bind_all(&desired).await;
+    let again = p
+        .bind_all(&porter_identity_core::RunContext::apply(), &desired)
+        .await;
     assert!(
         again
             .iter()
@@ -544,7 +546,9 @@ async fn a_stale_link_made_by_the_caller_is_removed_only_when_its_tags_prove_it(
         .into_iter()
         .map(StaleLink::from_previous)
         .collect();
-    let results = p.remove_stale_links(&links).await;
+    let results = p
+        .remove_stale_links(&porter_identity_core::RunContext::apply(), &links)
+        .await;
     assert!(
         matches!(results[0], Ok(UnbindOutcome::Deleted { .. })),
         "{results:?}"

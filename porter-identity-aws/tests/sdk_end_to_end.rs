@@ -12,7 +12,7 @@ use porter_identity_aws::fake::{FakeAws, FakeServer, serve};
 use porter_identity_aws::sdk::SdkApi;
 use porter_identity_core::{
     BindChange, Binding, Cloud, Connection, ErrorKind, PlanAction, Reconciler, RetryPolicy,
-    RoleRef, UnbindOutcome, Workload, WorkloadIdentityProvider, count_calls,
+    RoleRef, RunContext, UnbindOutcome, Workload, WorkloadIdentityProvider,
 };
 use support::{MOTO_ACCOUNT, POD_IDENTITY_TRUST_POLICY, REGION};
 
@@ -325,8 +325,10 @@ async fn a_503_endpoint_gets_exactly_the_retry_policys_attempts() {
         )
         .build()
         .expect("provider");
-    let (result, attempts) = count_calls(p.bind(&binding("api", "any-role"))).await;
-    let err = result.unwrap_err();
+    let run = RunContext::apply();
+    let mut results = p.bind_all(&run, &[binding("api", "any-role")]).await;
+    let attempts = run.calls();
+    let err = results.pop().expect("one result").unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     let fix = err
         .fix()
@@ -389,7 +391,7 @@ async fn a_stalled_call_over_http_is_timed_out_and_retried_without_duplicates() 
         .map(|i| binding_of("stall", &format!("svc-{i}"), &role))
         .collect();
     let started = std::time::Instant::now();
-    let results = p.bind_all(&bindings).await;
+    let results = p.bind_all(&RunContext::apply(), &bindings).await;
     for r in &results {
         assert_eq!(r.as_ref().expect("bind").change, BindChange::Created);
     }

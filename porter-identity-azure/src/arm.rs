@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use azure_core::credentials::TokenCredential;
-use porter_identity_core::{Cloud, Error, ErrorKind, Result};
+use porter_identity_core::{Cloud, Error, ErrorKind, Operation, Result};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
@@ -30,6 +30,7 @@ use crate::api::{
     ArmApi, CredentialPage, CredentialSpec, FederatedCredential, Identity, ManagedCluster,
     RoleAssignment, RoleAssignmentPage, RoleDefinition,
 };
+use crate::operation as op;
 
 /// The Azure Resource Manager endpoint of the public cloud.
 pub const PUBLIC_CLOUD_ENDPOINT: &str = "https://management.azure.com";
@@ -64,7 +65,7 @@ impl Default for ArmClientOptions {
 /// static token are allowed, for local emulators.
 pub fn is_loopback(url: &Url) -> bool {
     url.host_str()
-        .is_some_and(porter_identity_core::is_loopback_host)
+        .is_some_and(porter_identity_core::provider::is_loopback_host)
 }
 
 /// Checks an ARM endpoint: https, or http on a loopback address (an emulator).
@@ -419,22 +420,40 @@ fn request_id() -> String {
 
 /// The action a 403 of `operation` lacks, for the fix.
 fn required_action(operation: &str) -> &'static str {
-    match operation {
-        "ManagedClusters_Get" => "Microsoft.ContainerService/managedClusters/read",
-        "UserAssignedIdentities_Get" => "Microsoft.ManagedIdentity/userAssignedIdentities/read",
-        "FederatedIdentityCredentials_List" => {
-            "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/read"
-        }
-        "FederatedIdentityCredentials_CreateOrUpdate" => {
-            "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/write"
-        }
-        "FederatedIdentityCredentials_Delete" => {
-            "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/delete"
-        }
-        "RoleAssignments_ListForScope" => "Microsoft.Authorization/roleAssignments/read",
-        "RoleDefinitions_GetById" => "Microsoft.Authorization/roleDefinitions/read",
-        _ => "the action of this operation",
-    }
+    const ACTIONS: [(Operation, &str); 7] = [
+        (
+            op::MANAGED_CLUSTERS_GET,
+            "Microsoft.ContainerService/managedClusters/read",
+        ),
+        (
+            op::USER_ASSIGNED_IDENTITIES_GET,
+            "Microsoft.ManagedIdentity/userAssignedIdentities/read",
+        ),
+        (
+            op::FEDERATED_IDENTITY_CREDENTIALS_LIST,
+            "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/read",
+        ),
+        (
+            op::FEDERATED_IDENTITY_CREDENTIALS_CREATE_OR_UPDATE,
+            "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/write",
+        ),
+        (
+            op::FEDERATED_IDENTITY_CREDENTIALS_DELETE,
+            "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/delete",
+        ),
+        (
+            op::ROLE_ASSIGNMENTS_LIST_FOR_SCOPE,
+            "Microsoft.Authorization/roleAssignments/read",
+        ),
+        (
+            op::ROLE_DEFINITIONS_GET_BY_ID,
+            "Microsoft.Authorization/roleDefinitions/read",
+        ),
+    ];
+    ACTIONS
+        .iter()
+        .find(|(op, _)| op.name() == operation)
+        .map_or("the action of this operation", |(_, action)| action)
 }
 
 /// ARM's error body: `{"error": {"code": …, "message": …}}`.
@@ -789,7 +808,7 @@ impl ArmApi for ArmClient {
         resource_group: &str,
         name: &str,
     ) -> Result<ManagedCluster> {
-        const OP: &str = "ManagedClusters_Get";
+        const OP: &str = op::MANAGED_CLUSTERS_GET.name();
         let span =
             tracing::info_span!("azure.call", operation = OP, resource_group, cluster = name);
         let url = self.resource_url(
@@ -802,7 +821,7 @@ impl ArmApi for ArmClient {
     }
 
     async fn get_identity(&self, resource_group: &str, name: &str) -> Result<Identity> {
-        const OP: &str = "UserAssignedIdentities_Get";
+        const OP: &str = op::USER_ASSIGNED_IDENTITIES_GET.name();
         let span = tracing::info_span!(
             "azure.call",
             operation = OP,
@@ -824,7 +843,7 @@ impl ArmApi for ArmClient {
         identity: &str,
         next_link: Option<String>,
     ) -> Result<CredentialPage> {
-        const OP: &str = "FederatedIdentityCredentials_List";
+        const OP: &str = op::FEDERATED_IDENTITY_CREDENTIALS_LIST.name();
         let span = tracing::info_span!(
             "azure.call",
             operation = OP,
@@ -850,7 +869,7 @@ impl ArmApi for ArmClient {
         name: &str,
         spec: &CredentialSpec,
     ) -> Result<FederatedCredential> {
-        const OP: &str = "FederatedIdentityCredentials_CreateOrUpdate";
+        const OP: &str = op::FEDERATED_IDENTITY_CREDENTIALS_CREATE_OR_UPDATE.name();
         let span = tracing::info_span!(
             "azure.call",
             operation = OP,
@@ -877,7 +896,7 @@ impl ArmApi for ArmClient {
         identity: &str,
         name: &str,
     ) -> Result<bool> {
-        const OP: &str = "FederatedIdentityCredentials_Delete";
+        const OP: &str = op::FEDERATED_IDENTITY_CREDENTIALS_DELETE.name();
         let span = tracing::info_span!(
             "azure.call",
             operation = OP,
@@ -896,7 +915,7 @@ impl ArmApi for ArmClient {
         principal_id: &str,
         next_link: Option<String>,
     ) -> Result<RoleAssignmentPage> {
-        const OP: &str = "RoleAssignments_ListForScope";
+        const OP: &str = op::ROLE_ASSIGNMENTS_LIST_FOR_SCOPE.name();
         let span = tracing::info_span!(
             "azure.call",
             operation = OP,
@@ -929,7 +948,7 @@ impl ArmApi for ArmClient {
     }
 
     async fn get_role_definition(&self, role_definition_id: &str) -> Result<RoleDefinition> {
-        const OP: &str = "RoleDefinitions_GetById";
+        const OP: &str = op::ROLE_DEFINITIONS_GET_BY_ID.name();
         let span = tracing::info_span!("azure.call", operation = OP, role_definition_id);
         let segments = role_definition_segments(role_definition_id)?;
         let url = self.url(&segments, AUTHORIZATION_API_VERSION);

@@ -44,13 +44,14 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use porter_identity_core::{ErrorKind, Result};
+use porter_identity_core::{ErrorKind, Operation, Result};
 
 use crate::api::{
     ArmApi, CredentialPage, CredentialSpec, FederatedCredential, Identity, ManagedCluster,
     RoleAssignment, RoleAssignmentPage, RoleDefinition,
 };
 use crate::arm::map_arm_error;
+use crate::operation as op;
 
 pub use http::serve;
 pub use porter_identity_core::testing::FakeServer;
@@ -376,11 +377,12 @@ impl FakeAzure {
     }
 
     /// [`FakeAzure::call`] with the error as the real client maps it.
-    async fn api_call<T, F>(&self, name: &'static str, op: F) -> Result<T>
+    async fn api_call<T, F>(&self, operation: Operation, op: F) -> Result<T>
     where
         F: FnOnce(&mut State, Duration) -> std::result::Result<T, ArmError> + Send,
         T: Send,
     {
+        let name = operation.name();
         self.call(name, op)
             .await
             .map_err(|e| map_arm_error(name, e.status, None, e.body().as_bytes()))
@@ -420,7 +422,7 @@ impl ArmApi for FakeAzure {
         name: &str,
     ) -> Result<ManagedCluster> {
         let c = self
-            .api_call("ManagedClusters_Get", |s, _| {
+            .api_call(op::MANAGED_CLUSTERS_GET, |s, _| {
                 s.get_cluster(resource_group, name)
             })
             .await?;
@@ -434,7 +436,7 @@ impl ArmApi for FakeAzure {
     }
 
     async fn get_identity(&self, resource_group: &str, name: &str) -> Result<Identity> {
-        self.api_call("UserAssignedIdentities_Get", |s, _| {
+        self.api_call(op::USER_ASSIGNED_IDENTITIES_GET, |s, _| {
             s.get_identity(resource_group, name)
         })
         .await
@@ -449,7 +451,7 @@ impl ArmApi for FakeAzure {
     ) -> Result<CredentialPage> {
         let from = page_index(next_link.as_deref());
         let page = self
-            .api_call("FederatedIdentityCredentials_List", |s, _| {
+            .api_call(op::FEDERATED_IDENTITY_CREDENTIALS_LIST, |s, _| {
                 s.list_credentials(resource_group, identity, from)
             })
             .await?;
@@ -468,7 +470,7 @@ impl ArmApi for FakeAzure {
     ) -> Result<FederatedCredential> {
         let spec = spec.clone();
         self.api_call(
-            "FederatedIdentityCredentials_CreateOrUpdate",
+            op::FEDERATED_IDENTITY_CREDENTIALS_CREATE_OR_UPDATE,
             |s, window| {
                 let body = PutBody {
                     issuer: Some(spec.issuer),
@@ -488,7 +490,7 @@ impl ArmApi for FakeAzure {
         identity: &str,
         name: &str,
     ) -> Result<bool> {
-        self.api_call("FederatedIdentityCredentials_Delete", |s, window| {
+        self.api_call(op::FEDERATED_IDENTITY_CREDENTIALS_DELETE, |s, window| {
             s.delete_credential(resource_group, identity, name, window)
         })
         .await
@@ -500,7 +502,7 @@ impl ArmApi for FakeAzure {
         _next_link: Option<String>,
     ) -> Result<RoleAssignmentPage> {
         let assignments = self
-            .api_call("RoleAssignments_ListForScope", |s, _| {
+            .api_call(op::ROLE_ASSIGNMENTS_LIST_FOR_SCOPE, |s, _| {
                 Ok(s.role_assignments_of(principal_id))
             })
             .await?;
@@ -521,7 +523,9 @@ impl ArmApi for FakeAzure {
     async fn get_role_definition(&self, role_definition_id: &str) -> Result<RoleDefinition> {
         let guid = role_definition_id.rsplit('/').next().unwrap_or_default();
         let d = self
-            .api_call("RoleDefinitions_GetById", |s, _| s.role_definition(guid))
+            .api_call(op::ROLE_DEFINITIONS_GET_BY_ID, |s, _| {
+                s.role_definition(guid)
+            })
             .await?;
         Ok(RoleDefinition {
             id: d.id,

@@ -37,6 +37,7 @@ pub mod credential;
 mod links;
 pub mod lint;
 pub mod names;
+mod operation;
 mod provider;
 #[cfg(test)]
 mod provider_tests;

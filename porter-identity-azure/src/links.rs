@@ -6,14 +6,16 @@
 use std::future::Future;
 
 use futures_util::future::{join, join3};
+use porter_identity_core::provider::{batch_refusals, per_group};
 use porter_identity_core::{
-    BindChange, BindOutcome, Binding, Cloud, Error, ErrorKind, Plan, PlanAction, Result,
-    UnbindOutcome, batch_refusals, per_group, share_read,
+    BindChange, BindOutcome, Binding, Cloud, Error, ErrorKind, Operation, Plan, PlanAction, Result,
+    RunContext, UnbindOutcome,
 };
 
 use crate::api::{FEDERATED_CREDENTIAL_LIMIT, FederatedCredential, Identity};
 use crate::names::{NameMarks, TOKEN_EXCHANGE_AUDIENCE, credential_name, same_issuer};
-use crate::provider::{AzureWorkloadIdentityProvider, identity_key, key_of};
+use crate::operation as op;
+use crate::provider::{AzureWorkloadIdentityProvider, CredentialsListing, identity_key, key_of};
 
 /// What a binding's subject has on its identity now.
 enum Current {
@@ -26,22 +28,38 @@ enum Current {
 }
 
 impl AzureWorkloadIdentityProvider {
-    pub(crate) async fn plan_batch(&self, bindings: &[Binding]) -> Vec<Result<Plan>> {
+    pub(crate) async fn plan_batch(
+        &self,
+        run: &RunContext,
+        bindings: &[Binding],
+    ) -> Vec<Result<Plan>> {
         let refused = self.refusals(bindings, true);
-        self.by_identity(bindings, refused, |group| self.plan_group(bindings, group))
-            .await
+        self.by_identity(bindings, refused, |group| {
+            self.plan_group(run, bindings, group)
+        })
+        .await
     }
 
-    pub(crate) async fn bind_batch(&self, bindings: &[Binding]) -> Vec<Result<BindOutcome>> {
+    pub(crate) async fn bind_batch(
+        &self,
+        run: &RunContext,
+        bindings: &[Binding],
+    ) -> Vec<Result<BindOutcome>> {
         let refused = self.refusals(bindings, true);
-        self.by_identity(bindings, refused, |group| self.bind_group(bindings, group))
-            .await
+        self.by_identity(bindings, refused, |group| {
+            self.bind_group(run, bindings, group)
+        })
+        .await
     }
 
-    pub(crate) async fn unbind_batch(&self, bindings: &[Binding]) -> Vec<Result<UnbindOutcome>> {
+    pub(crate) async fn unbind_batch(
+        &self,
+        run: &RunContext,
+        bindings: &[Binding],
+    ) -> Vec<Result<UnbindOutcome>> {
         let refused = self.refusals(bindings, false);
         self.by_identity(bindings, refused, |group| {
-            self.unbind_group(bindings, group)
+            self.unbind_group(run, bindings, group)
         })
         .await
     }
@@ -68,41 +86,54 @@ impl AzureWorkloadIdentityProvider {
         per_group(Cloud::Azure, bindings.iter().map(key_of), results, work).await
     }
 
-    /// The key under which an identity's credential listing is shared within one reconcile.
-    pub(crate) fn credentials_read_key(&self, issuer: &str, rg: &str, name: &str) -> String {
-        format!("azure/{issuer}/identity/{}", identity_key(rg, name))
+    /// The key under which an identity's credential listing is shared within one run.
+    pub(crate) fn credentials_listing(
+        &self,
+        issuer: &str,
+        rg: &str,
+        name: &str,
+    ) -> CredentialsListing {
+        CredentialsListing {
+            issuer: issuer.to_owned(),
+            identity: identity_key(rg, name),
+        }
     }
 
     /// What every binding of a plan or bind group needs first: the issuer, the identity and
     /// its credentials, read side by side. An error is every binding's.
     async fn group_reads(
         &self,
+        run: &RunContext,
         first: &Binding,
     ) -> Result<(String, Identity, Vec<FederatedCredential>)> {
         let (rg, name) = Self::identity_ref(first)?;
         let (issuer, identity, listed) = join3(
-            self.issuer(),
-            self.identity(first),
-            self.list_credentials(rg.as_str(), name.as_str()),
+            self.issuer(run),
+            self.identity(run, first),
+            self.list_credentials(run, rg.as_str(), name.as_str()),
         )
         .await;
         let issuer = issuer?.to_owned();
         let identity = identity?;
-        let listed = self.shared_listing(first, &issuer, listed)?;
+        let listed = self.shared_listing(run, first, &issuer, listed)?;
         Ok((issuer, identity, listed))
     }
 
     /// What an unbind group needs: the issuer and the identity's credentials (not the identity
     /// itself), read side by side.
-    async fn unbind_reads(&self, first: &Binding) -> Result<(String, Vec<FederatedCredential>)> {
+    async fn unbind_reads(
+        &self,
+        run: &RunContext,
+        first: &Binding,
+    ) -> Result<(String, Vec<FederatedCredential>)> {
         let (rg, name) = Self::identity_ref(first)?;
         let (issuer, listed) = join(
-            self.issuer(),
-            self.list_credentials(rg.as_str(), name.as_str()),
+            self.issuer(run),
+            self.list_credentials(run, rg.as_str(), name.as_str()),
         )
         .await;
         let issuer = issuer?.to_owned();
-        let listed = self.shared_listing(first, &issuer, listed)?;
+        let listed = self.shared_listing(run, first, &issuer, listed)?;
         Ok((issuer, listed))
     }
 
@@ -110,14 +141,15 @@ impl AzureWorkloadIdentityProvider {
     /// same reconcile; a 404 says which identity is missing.
     fn shared_listing(
         &self,
+        run: &RunContext,
         first: &Binding,
         issuer: &str,
         listed: Result<Vec<FederatedCredential>>,
     ) -> Result<Vec<FederatedCredential>> {
         let (rg, name) = Self::identity_ref(first)?;
         let listed = listed.map_err(|e| self.missing_identity(first, e))?;
-        share_read(
-            self.credentials_read_key(issuer, rg.as_str(), name.as_str()),
+        run.share(
+            self.credentials_listing(issuer, rg.as_str(), name.as_str()),
             listed.clone(),
         );
         Ok(listed)
@@ -126,10 +158,7 @@ impl AzureWorkloadIdentityProvider {
     /// A listing of a missing identity fails with ARM's 404: say which identity.
     fn missing_identity(&self, binding: &Binding, e: Error) -> Error {
         match Self::identity_ref(binding) {
-            Ok((rg, name)) if e.kind() == ErrorKind::NotFound => Error::cloud(
-                ErrorKind::NotFound,
-                Cloud::Azure,
-                "FederatedIdentityCredentials_List",
+            Ok((rg, name)) if e.kind() == ErrorKind::NotFound => op::FEDERATED_IDENTITY_CREDENTIALS_LIST.error(ErrorKind::NotFound,
                 format!(
                     "managed identity {rg}/{name} (azureManagedIdentity of service {}) does not exist",
                     binding.workload.service()
@@ -149,7 +178,7 @@ impl AzureWorkloadIdentityProvider {
         binding: &Binding,
         issuer: &str,
         held: &[FederatedCredential],
-        operation: &str,
+        operation: Operation,
     ) -> Result<Current> {
         let subject = binding.workload.subject();
         let Some(found) = held
@@ -175,16 +204,13 @@ impl AzureWorkloadIdentityProvider {
         binding: &Binding,
         marks: &NameMarks,
         credential: &FederatedCredential,
-        operation: &str,
+        operation: Operation,
     ) -> Error {
         let w = &binding.workload;
         let identity = Self::identity_ref(binding)
             .map(|(rg, name)| format!("{rg}/{name}"))
             .unwrap_or_default();
-        Error::cloud(
-            ErrorKind::Conflict,
-            Cloud::Azure,
-            operation,
+        operation.error(ErrorKind::Conflict,
             format!(
                 "the federated identity credential {} of managed identity {identity} that trusts {w} belongs to {} (by its name), not to service `{}` of app `{}`; porter-identity never changes or removes another service's credential",
                 credential.name,
@@ -213,10 +239,7 @@ impl AzureWorkloadIdentityProvider {
         let (rg, name) = identity
             .split_once('/')
             .unwrap_or(("<group>", "<identity>"));
-        Error::cloud(
-            ErrorKind::LimitExceeded,
-            Cloud::Azure,
-            "FederatedIdentityCredentials_CreateOrUpdate",
+        op::FEDERATED_IDENTITY_CREDENTIALS_CREATE_OR_UPDATE.error(ErrorKind::LimitExceeded,
             format!(
                 "managed identity {identity} holds {} federated identity credentials, Azure's limit of {FEDERATED_CREDENTIAL_LIMIT} per identity, so none can be added for {}; it holds: {}",
                 held.len(),
@@ -233,10 +256,11 @@ impl AzureWorkloadIdentityProvider {
 
     async fn plan_group(
         &self,
+        run: &RunContext,
         bindings: &[Binding],
         group: Vec<usize>,
     ) -> Vec<(usize, Result<Plan>)> {
-        let (issuer, identity, mut held) = match self.group_reads(&bindings[group[0]]).await {
+        let (issuer, identity, mut held) = match self.group_reads(run, &bindings[group[0]]).await {
             Ok(reads) => reads,
             Err(e) => return every(group, || Err(e.clone())),
         };
@@ -244,8 +268,12 @@ impl AzureWorkloadIdentityProvider {
         for i in group {
             let b = &bindings[i];
             let w = &b.workload;
-            let planned = match self.current(b, &issuer, &held, "FederatedIdentityCredentials_List")
-            {
+            let planned = match self.current(
+                b,
+                &issuer,
+                &held,
+                op::FEDERATED_IDENTITY_CREDENTIALS_LIST,
+            ) {
                 Err(e) => Err(e),
                 Ok(Current::Same(c)) => Ok((
                     PlanAction::Unchanged,
@@ -299,10 +327,11 @@ impl AzureWorkloadIdentityProvider {
 
     async fn bind_group(
         &self,
+        run: &RunContext,
         bindings: &[Binding],
         group: Vec<usize>,
     ) -> Vec<(usize, Result<BindOutcome>)> {
-        let (issuer, identity, mut held) = match self.group_reads(&bindings[group[0]]).await {
+        let (issuer, identity, mut held) = match self.group_reads(run, &bindings[group[0]]).await {
             Ok(reads) => reads,
             Err(e) => return every(group, || Err(e.clone())),
         };
@@ -310,7 +339,7 @@ impl AzureWorkloadIdentityProvider {
         // One binding after another: writes to one identity go one at a time anyway.
         for i in group {
             let result = self
-                .bind_one(&bindings[i], &issuer, &identity, &mut held)
+                .bind_one(run, &bindings[i], &issuer, &identity, &mut held)
                 .await;
             out.push((i, result));
         }
@@ -319,12 +348,13 @@ impl AzureWorkloadIdentityProvider {
 
     async fn bind_one(
         &self,
+        run: &RunContext,
         binding: &Binding,
         issuer: &str,
         identity: &Identity,
         held: &mut Vec<FederatedCredential>,
     ) -> Result<BindOutcome> {
-        const OP: &str = "FederatedIdentityCredentials_CreateOrUpdate";
+        const OP: Operation = op::FEDERATED_IDENTITY_CREDENTIALS_CREATE_OR_UPDATE;
         let (rg, name) = Self::identity_ref(binding)?;
         let (rg, name) = (rg.as_str(), name.as_str());
         let spec = Self::spec(issuer, binding);
@@ -332,7 +362,7 @@ impl AzureWorkloadIdentityProvider {
             Current::Same(c) => return Ok(outcome(identity, BindChange::Unchanged, c)),
             Current::WrongAudience(c) => {
                 let previous = format!("audiences {}", c.audiences.join(","));
-                let fixed = self.put_credential(rg, name, &c.name, &spec).await?;
+                let fixed = self.put_credential(run, rg, name, &c.name, &spec).await?;
                 replace(held, fixed.clone());
                 return Ok(outcome(identity, BindChange::Updated { previous }, fixed));
             }
@@ -342,7 +372,7 @@ impl AzureWorkloadIdentityProvider {
             return Err(self.limit_error(binding, held));
         }
         let new_name = credential_name(issuer, &binding.workload);
-        match self.put_credential(rg, name, &new_name, &spec).await {
+        match self.put_credential(run, rg, name, &new_name, &spec).await {
             Ok(created) => {
                 held.push(created.clone());
                 Ok(outcome(identity, BindChange::Created, created))
@@ -351,12 +381,12 @@ impl AzureWorkloadIdentityProvider {
             // another name since the listing: adopt it.
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
                 tracing::debug!(workload = %binding.workload, "credential created concurrently; adopting it");
-                *held = self.list_credentials(rg, name).await?;
+                *held = self.list_credentials(run, rg, name).await?;
                 match self.current(binding, issuer, held, OP)? {
                     Current::Same(c) => Ok(outcome(identity, BindChange::Unchanged, c)),
                     Current::WrongAudience(c) => {
                         let previous = format!("audiences {}", c.audiences.join(","));
-                        let fixed = self.put_credential(rg, name, &c.name, &spec).await?;
+                        let fixed = self.put_credential(run, rg, name, &c.name, &spec).await?;
                         replace(held, fixed.clone());
                         Ok(outcome(identity, BindChange::Updated { previous }, fixed))
                     }
@@ -365,7 +395,7 @@ impl AzureWorkloadIdentityProvider {
             }
             // Other processes filled the identity since the listing.
             Err(e) if e.kind() == ErrorKind::LimitExceeded => {
-                *held = self.list_credentials(rg, name).await?;
+                *held = self.list_credentials(run, rg, name).await?;
                 Err(self.limit_error(binding, held).with_source(e))
             }
             Err(e) => Err(e),
@@ -376,15 +406,16 @@ impl AzureWorkloadIdentityProvider {
 
     async fn unbind_group(
         &self,
+        run: &RunContext,
         bindings: &[Binding],
         group: Vec<usize>,
     ) -> Vec<(usize, Result<UnbindOutcome>)> {
-        let (issuer, held) = match self.unbind_reads(&bindings[group[0]]).await {
+        let (issuer, held) = match self.unbind_reads(run, &bindings[group[0]]).await {
             Ok(reads) => reads,
             // A missing identity has nothing to unbind.
             Err(e)
                 if e.kind() == ErrorKind::NotFound
-                    && e.operation() != Some("ManagedClusters_Get") =>
+                    && e.operation() != Some(op::MANAGED_CLUSTERS_GET.name()) =>
             {
                 return every(group, || Ok(UnbindOutcome::AlreadyAbsent));
             }
@@ -394,7 +425,8 @@ impl AzureWorkloadIdentityProvider {
         for i in group {
             out.push((
                 i,
-                self.unbind_one(&bindings[i], &issuer, &held, false).await,
+                self.unbind_one(run, &bindings[i], &issuer, &held, false)
+                    .await,
             ));
         }
         out
@@ -405,12 +437,13 @@ impl AzureWorkloadIdentityProvider {
     /// `marks_required` (a stale link), a foreign name refuses it too.
     pub(crate) async fn unbind_one(
         &self,
+        run: &RunContext,
         binding: &Binding,
         issuer: &str,
         held: &[FederatedCredential],
         marks_required: bool,
     ) -> Result<UnbindOutcome> {
-        const OP: &str = "FederatedIdentityCredentials_Delete";
+        const OP: Operation = op::FEDERATED_IDENTITY_CREDENTIALS_DELETE;
         let (rg, name) = Self::identity_ref(binding)?;
         let subject = binding.workload.subject();
         let matching: Vec<&FederatedCredential> = held
@@ -427,7 +460,7 @@ impl AzureWorkloadIdentityProvider {
         let mut deleted = None;
         for c in matching {
             if self
-                .delete_credential(rg.as_str(), name.as_str(), &c.name)
+                .delete_credential(run, rg.as_str(), name.as_str(), &c.name)
                 .await?
             {
                 deleted.get_or_insert_with(|| c.id.clone());

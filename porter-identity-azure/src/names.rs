@@ -7,7 +7,8 @@
 //! the service account, so two clusters, or two long names shortened alike, never share a
 //! name.
 
-use porter_identity_core::{Workload, stable_hash_hex};
+use porter_identity_core::Workload;
+use porter_identity_core::provider::stable_hash_hex;
 
 /// What every credential name porter-identity makes starts with.
 pub const NAME_PREFIX: &str = "pi";

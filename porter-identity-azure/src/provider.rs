@@ -11,16 +11,32 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
+use porter_identity_core::provider::{
+    CloudCalls, SharedRead, batch_refusals, each_binding, ensure_cloud, pages,
+};
 use porter_identity_core::{
-    AzureIdentityName, AzureResourceGroup, BindOutcome, Binding, Cloud, CloudCalls, Connection,
-    DEFAULT_CONCURRENCY, Error, ErrorKind, Plan, Result, RetryPolicy, ServiceAccountPatch,
-    StaleLink, StaleQuery, UnbindOutcome, VerifyReport, WorkloadIdentityProvider, ensure_cloud,
-    only_result, pages,
+    AzureIdentityName, AzureResourceGroup, BindOutcome, Binding, Cloud, Connection,
+    DEFAULT_CONCURRENCY, Error, ErrorKind, Plan, Result, RetryPolicy, RunContext,
+    ServiceAccountPatch, StaleLink, StaleQuery, UnbindOutcome, VerifyReport,
+    WorkloadIdentityProvider,
 };
 use tokio::sync::OnceCell;
 
 use crate::api::{ArmApi, CredentialPage, CredentialSpec, FederatedCredential, Identity};
 use crate::names::TOKEN_EXCHANGE_AUDIENCE;
+use crate::operation as op;
+
+/// Every federated identity credential of one identity, as seen with one issuer, listed by a
+/// batch's binds and shared with the stale-link search of the same run.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct CredentialsListing {
+    pub(crate) issuer: String,
+    pub(crate) identity: String,
+}
+
+impl SharedRead for CredentialsListing {
+    type Value = Vec<FederatedCredential>;
+}
 
 /// The ServiceAccount annotation naming the identity's client id.
 pub const CLIENT_ID_ANNOTATION: &str = "azure.workload.identity/client-id";
@@ -109,11 +125,7 @@ impl AzureWorkloadIdentityProvider {
     ) -> Self {
         AzureWorkloadIdentityProvider {
             api,
-            calls: CloudCalls::new(
-                Cloud::Azure,
-                retry,
-                concurrency.unwrap_or(DEFAULT_CONCURRENCY),
-            ),
+            calls: CloudCalls::new(retry, concurrency.unwrap_or(DEFAULT_CONCURRENCY)),
             cluster,
             issuer: OnceCell::new(),
             identities: Mutex::new(HashMap::new()),
@@ -142,7 +154,7 @@ impl AzureWorkloadIdentityProvider {
     // ---- the cluster's issuer -----------------------------------------------------------------
 
     /// The cluster's OIDC issuer, read once per provider (or given explicitly).
-    pub(crate) async fn issuer(&self) -> Result<&str> {
+    pub(crate) async fn issuer(&self, run: &RunContext) -> Result<&str> {
         self.issuer
             .get_or_try_init(|| async {
                 match &self.cluster {
@@ -153,7 +165,7 @@ impl AzureWorkloadIdentityProvider {
                     } => {
                         let cluster = self
                             .calls
-                            .run("ManagedClusters_Get", || {
+                            .run(run, op::MANAGED_CLUSTERS_GET, || {
                                 self.api.get_managed_cluster(resource_group, name)
                             })
                             .await
@@ -177,10 +189,7 @@ impl AzureWorkloadIdentityProvider {
                     name,
                 },
                 ErrorKind::NotFound,
-            ) => Error::cloud(
-                ErrorKind::NotFound,
-                Cloud::Azure,
-                "ManagedClusters_Get",
+            ) => op::MANAGED_CLUSTERS_GET.error(ErrorKind::NotFound,
                 format!("AKS cluster {resource_group}/{name} was not found"),
             )
             .with_fix(format!(
@@ -219,20 +228,16 @@ impl AzureWorkloadIdentityProvider {
     }
 
     pub(crate) fn oidc_disabled(&self) -> Error {
-        Error::cloud(
-            ErrorKind::Conflict,
-            Cloud::Azure,
-            "ManagedClusters_Get",
-            self.oidc_disabled_message(),
-        )
-        .with_fix(self.enable_command())
+        op::MANAGED_CLUSTERS_GET
+            .error(ErrorKind::Conflict, self.oidc_disabled_message())
+            .with_fix(self.enable_command())
     }
 
     // ---- identities -------------------------------------------------------------------------
 
     /// The identity of a binding, read once per provider. A missing identity is not cached, so
     /// creating it is seen on the next call.
-    pub(crate) async fn identity(&self, binding: &Binding) -> Result<Identity> {
+    pub(crate) async fn identity(&self, run: &RunContext, binding: &Binding) -> Result<Identity> {
         let (rg, name) = Self::identity_ref(binding)?;
         let cell = {
             let mut cells = self
@@ -244,25 +249,26 @@ impl AzureWorkloadIdentityProvider {
                 .or_default()
                 .clone()
         };
-        cell.get_or_try_init(|| self.read_identity(binding))
+        cell.get_or_try_init(|| self.read_identity(run, binding))
             .await
             .cloned()
     }
 
     /// UserAssignedIdentities_Get, afresh.
-    pub(crate) async fn read_identity(&self, binding: &Binding) -> Result<Identity> {
+    pub(crate) async fn read_identity(
+        &self,
+        run: &RunContext,
+        binding: &Binding,
+    ) -> Result<Identity> {
         let (rg, name) = Self::identity_ref(binding)?;
         self.calls
-            .run("UserAssignedIdentities_Get", || {
+            .run(run, op::USER_ASSIGNED_IDENTITIES_GET, || {
                 self.api.get_identity(rg.as_str(), name.as_str())
             })
             .await
             .map_err(|e| {
                 if e.kind() == ErrorKind::NotFound {
-                    Error::cloud(
-                        ErrorKind::NotFound,
-                        Cloud::Azure,
-                        "UserAssignedIdentities_Get",
+                    op::USER_ASSIGNED_IDENTITIES_GET.error(ErrorKind::NotFound,
                         format!(
                             "managed identity {rg}/{name} (azureManagedIdentity of service {}) does not exist",
                             binding.workload.service()
@@ -283,19 +289,19 @@ impl AzureWorkloadIdentityProvider {
     /// Every federated identity credential of an identity, every page, each page one call.
     pub(crate) async fn list_credentials(
         &self,
+        run: &RunContext,
         resource_group: &str,
         identity: &str,
     ) -> Result<Vec<FederatedCredential>> {
         pages(
-            Cloud::Azure,
-            "FederatedIdentityCredentials_List",
+            op::FEDERATED_IDENTITY_CREDENTIALS_LIST,
             |next: Option<String>, _page| async move {
                 let CredentialPage {
                     credentials,
                     next_link,
                 } = self
                     .calls
-                    .run("FederatedIdentityCredentials_List", || {
+                    .run(run, op::FEDERATED_IDENTITY_CREDENTIALS_LIST, || {
                         self.api
                             .list_federated_credentials(resource_group, identity, next.clone())
                     })
@@ -325,6 +331,7 @@ impl AzureWorkloadIdentityProvider {
     /// for another process's concurrent write is retried by the policy.
     pub(crate) async fn put_credential(
         &self,
+        run: &RunContext,
         resource_group: &str,
         identity: &str,
         name: &str,
@@ -333,10 +340,14 @@ impl AzureWorkloadIdentityProvider {
         let lock = self.write_lock(resource_group, identity);
         let _one_at_a_time = lock.lock().await;
         self.calls
-            .run("FederatedIdentityCredentials_CreateOrUpdate", || {
-                self.api
-                    .put_federated_credential(resource_group, identity, name, spec)
-            })
+            .run(
+                run,
+                op::FEDERATED_IDENTITY_CREDENTIALS_CREATE_OR_UPDATE,
+                || {
+                    self.api
+                        .put_federated_credential(resource_group, identity, name, spec)
+                },
+            )
             .await
     }
 
@@ -344,6 +355,7 @@ impl AzureWorkloadIdentityProvider {
     /// already gone.
     pub(crate) async fn delete_credential(
         &self,
+        run: &RunContext,
         resource_group: &str,
         identity: &str,
         name: &str,
@@ -351,7 +363,7 @@ impl AzureWorkloadIdentityProvider {
         let lock = self.write_lock(resource_group, identity);
         let _one_at_a_time = lock.lock().await;
         self.calls
-            .run("FederatedIdentityCredentials_Delete", || {
+            .run(run, op::FEDERATED_IDENTITY_CREDENTIALS_DELETE, || {
                 self.api
                     .delete_federated_credential(resource_group, identity, name)
             })
@@ -398,57 +410,53 @@ impl WorkloadIdentityProvider for AzureWorkloadIdentityProvider {
         self.calls.concurrency()
     }
 
-    #[tracing::instrument(skip_all, fields(workload = %binding.workload))]
-    async fn plan(&self, binding: &Binding) -> Result<Plan> {
-        only_result(
-            Cloud::Azure,
-            self.plan_batch(std::slice::from_ref(binding)).await,
-        )
-    }
-
-    #[tracing::instrument(skip_all, fields(workload = %binding.workload))]
-    async fn bind(&self, binding: &Binding) -> Result<BindOutcome> {
-        only_result(
-            Cloud::Azure,
-            self.bind_batch(std::slice::from_ref(binding)).await,
-        )
-    }
-
-    #[tracing::instrument(skip_all, fields(workload = %binding.workload))]
-    async fn unbind(&self, binding: &Binding) -> Result<UnbindOutcome> {
-        only_result(
-            Cloud::Azure,
-            self.unbind_batch(std::slice::from_ref(binding)).await,
-        )
-    }
-
-    #[tracing::instrument(skip_all, fields(workload = %binding.workload))]
-    async fn verify(&self, binding: &Binding) -> Result<VerifyReport> {
-        self.verify_binding(binding).await
+    #[tracing::instrument(skip_all, fields(bindings = bindings.len()))]
+    async fn plan_all(&self, run: &RunContext, bindings: &[Binding]) -> Vec<Result<Plan>> {
+        self.plan_batch(run, bindings).await
     }
 
     #[tracing::instrument(skip_all, fields(bindings = bindings.len()))]
-    async fn plan_all(&self, bindings: &[Binding]) -> Vec<Result<Plan>> {
-        self.plan_batch(bindings).await
+    async fn bind_all(&self, run: &RunContext, bindings: &[Binding]) -> Vec<Result<BindOutcome>> {
+        self.bind_batch(run, bindings).await
     }
 
     #[tracing::instrument(skip_all, fields(bindings = bindings.len()))]
-    async fn bind_all(&self, bindings: &[Binding]) -> Vec<Result<BindOutcome>> {
-        self.bind_batch(bindings).await
+    async fn unbind_all(
+        &self,
+        run: &RunContext,
+        bindings: &[Binding],
+    ) -> Vec<Result<UnbindOutcome>> {
+        self.unbind_batch(run, bindings).await
     }
 
     #[tracing::instrument(skip_all, fields(bindings = bindings.len()))]
-    async fn unbind_all(&self, bindings: &[Binding]) -> Vec<Result<UnbindOutcome>> {
-        self.unbind_batch(bindings).await
+    async fn verify_all(
+        &self,
+        run: &RunContext,
+        bindings: &[Binding],
+    ) -> Vec<Result<VerifyReport>> {
+        let refused = batch_refusals(bindings, false, |b| ensure_cloud(Cloud::Azure, b));
+        each_binding(bindings, refused, self.calls.concurrency(), |b| {
+            self.verify_binding(run, b)
+        })
+        .await
     }
 
     #[tracing::instrument(skip_all, fields(app = %query.app, namespace = %query.namespace))]
-    async fn stale_links(&self, query: &StaleQuery<'_>) -> Result<Vec<StaleLink>> {
-        self.find_stale(query).await
+    async fn stale_links(
+        &self,
+        run: &RunContext,
+        query: &StaleQuery<'_>,
+    ) -> Result<Vec<StaleLink>> {
+        self.find_stale(run, query).await
     }
 
     #[tracing::instrument(skip_all, fields(links = links.len()))]
-    async fn remove_stale_links(&self, links: &[StaleLink]) -> Vec<Result<UnbindOutcome>> {
-        self.remove_stale(links).await
+    async fn remove_stale_links(
+        &self,
+        run: &RunContext,
+        links: &[StaleLink],
+    ) -> Vec<Result<UnbindOutcome>> {
+        self.remove_stale(run, links).await
     }
 }

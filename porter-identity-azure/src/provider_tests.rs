@@ -338,7 +338,10 @@ async fn a_batch_reads_each_identity_and_lists_its_credentials_once() {
             )
         })
         .collect();
-    for r in provider(api).bind_all(&bindings).await {
+    for r in provider(api)
+        .bind_all(&porter_identity_core::RunContext::apply(), &bindings)
+        .await
+    {
         assert_eq!(r.unwrap().change, BindChange::Created);
     }
 }

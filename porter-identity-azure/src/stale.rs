@@ -6,13 +6,15 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use futures_util::future::join_all;
+use porter_identity_core::provider::per_group;
 use porter_identity_core::{
-    Binding, Cloud, Connection, Error, ErrorKind, Evidence, Result, StaleAction, StaleLink,
-    StaleQuery, UnbindOutcome, Workload, per_group, take_shared_read,
+    Binding, Cloud, Connection, ErrorKind, Evidence, Operation, Result, RunContext, StaleAction,
+    StaleLink, StaleQuery, UnbindOutcome, Workload,
 };
 
 use crate::api::FederatedCredential;
 use crate::names::{NameMarks, same_issuer};
+use crate::operation as op;
 use crate::provider::{AzureWorkloadIdentityProvider, identity_key, key_of};
 
 /// The namespace and service account of a Kubernetes subject, if it is one.
@@ -22,8 +24,12 @@ fn service_account_of(subject: &str) -> Option<(&str, &str)> {
 }
 
 impl AzureWorkloadIdentityProvider {
-    pub(crate) async fn find_stale(&self, query: &StaleQuery<'_>) -> Result<Vec<StaleLink>> {
-        let issuer = self.issuer().await?.to_owned();
+    pub(crate) async fn find_stale(
+        &self,
+        run: &RunContext,
+        query: &StaleQuery<'_>,
+    ) -> Result<Vec<StaleLink>> {
+        let issuer = self.issuer(run).await?.to_owned();
         // The identities this deploy and the previous one name, with a binding of each (the
         // connection to rebuild links with).
         let mut identities: BTreeMap<String, &Binding> = BTreeMap::new();
@@ -48,12 +54,11 @@ impl AzureWorkloadIdentityProvider {
             let issuer = issuer.as_str();
             async move {
                 let (rg, name) = Self::identity_ref(b)?;
-                let shared = take_shared_read::<Vec<FederatedCredential>>(
-                    &self.credentials_read_key(issuer, rg.as_str(), name.as_str()),
-                );
+                let shared =
+                    run.take_shared(&self.credentials_listing(issuer, rg.as_str(), name.as_str()));
                 let held = match shared {
                     Some(held) => Ok(held),
-                    None => self.list_credentials(rg.as_str(), name.as_str()).await,
+                    None => self.list_credentials(run, rg.as_str(), name.as_str()).await,
                 };
                 match held {
                     Ok(held) => Ok((key.clone(), *b, held)),
@@ -93,7 +98,11 @@ impl AzureWorkloadIdentityProvider {
     /// Removes `links`, identities side by side and one identity's deletes one after another:
     /// Azure takes one write at a time per identity, so running them side by side would only
     /// queue them on the identity's lock while other identities wait for the gate.
-    pub(crate) async fn remove_stale(&self, links: &[StaleLink]) -> Vec<Result<UnbindOutcome>> {
+    pub(crate) async fn remove_stale(
+        &self,
+        run: &RunContext,
+        links: &[StaleLink],
+    ) -> Vec<Result<UnbindOutcome>> {
         per_group(
             Cloud::Azure,
             links.iter().map(|link| key_of(&link.binding)),
@@ -101,7 +110,7 @@ impl AzureWorkloadIdentityProvider {
             |group| async move {
                 let mut out = Vec::with_capacity(group.len());
                 for i in group {
-                    out.push((i, self.remove_one(&links[i]).await));
+                    out.push((i, self.remove_one(run, &links[i]).await));
                 }
                 out
             },
@@ -109,13 +118,11 @@ impl AzureWorkloadIdentityProvider {
         .await
     }
 
-    async fn remove_one(&self, link: &StaleLink) -> Result<UnbindOutcome> {
-        const OP: &str = "FederatedIdentityCredentials_Delete";
+    async fn remove_one(&self, run: &RunContext, link: &StaleLink) -> Result<UnbindOutcome> {
+        const OP: Operation = op::FEDERATED_IDENTITY_CREDENTIALS_DELETE;
         if let StaleAction::Keep { reason } = &link.action {
-            return Err(Error::cloud(
+            return Err(OP.error(
                 ErrorKind::Conflict,
-                Cloud::Azure,
-                OP,
                 format!("{} is kept: {reason}", link.binding.workload),
             ));
         }
@@ -124,7 +131,7 @@ impl AzureWorkloadIdentityProvider {
             // Found and judged by stale_links: its name is the last part of its id.
             let credential = id.rsplit('/').next().unwrap_or_default();
             let existed = self
-                .delete_credential(rg.as_str(), name.as_str(), credential)
+                .delete_credential(run, rg.as_str(), name.as_str(), credential)
                 .await?;
             return Ok(if existed {
                 UnbindOutcome::Deleted {
@@ -136,13 +143,14 @@ impl AzureWorkloadIdentityProvider {
         }
         // A link not read by stale_links (made by the caller): read the identity's credentials
         // and require their names to prove the binding's own.
-        let issuer = self.issuer().await?.to_owned();
-        let held = match self.list_credentials(rg.as_str(), name.as_str()).await {
+        let issuer = self.issuer(run).await?.to_owned();
+        let held = match self.list_credentials(run, rg.as_str(), name.as_str()).await {
             Ok(held) => held,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(UnbindOutcome::AlreadyAbsent),
             Err(e) => return Err(e),
         };
-        self.unbind_one(&link.binding, &issuer, &held, true).await
+        self.unbind_one(run, &link.binding, &issuer, &held, true)
+            .await
     }
 }
 

@@ -3,12 +3,14 @@
 //! is, and the least-privilege lint of its role assignments and trust.
 
 use futures_util::TryStreamExt;
-use porter_identity_core::{Binding, Cloud, ErrorKind, Finding, Result, VerifyReport, pages};
+use porter_identity_core::provider::pages;
+use porter_identity_core::{Binding, ErrorKind, Finding, Result, RunContext, VerifyReport};
 
 use crate::api::{FEDERATED_CREDENTIAL_LIMIT, FederatedCredential, Identity, RoleAssignment};
 use crate::names::{
     NameMarks, TOKEN_EXCHANGE_AUDIENCE, credential_name, differ_only_by_trailing_slash, same_issuer,
 };
+use crate::operation as op;
 use crate::provider::{AzureWorkloadIdentityProvider, ClusterSource};
 use crate::{codes, lint};
 
@@ -17,13 +19,17 @@ const LIMIT_NEAR: usize = FEDERATED_CREDENTIAL_LIMIT - 2;
 
 impl AzureWorkloadIdentityProvider {
     /// The whole diagnosis of one binding, read afresh.
-    pub(crate) async fn verify_binding(&self, binding: &Binding) -> Result<VerifyReport> {
+    pub(crate) async fn verify_binding(
+        &self,
+        run: &RunContext,
+        binding: &Binding,
+    ) -> Result<VerifyReport> {
         let (rg, name) = Self::identity_ref(binding)?;
         let mut report = VerifyReport::default();
-        let Some(issuer) = self.verify_cluster(&mut report).await? else {
+        let Some(issuer) = self.verify_cluster(run, &mut report).await? else {
             return Ok(report);
         };
-        let identity = match self.read_identity(binding).await {
+        let identity = match self.read_identity(run, binding).await {
             Ok(identity) => identity,
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 report.push(Finding::from_error(codes::IDENTITY_NOT_FOUND, &e));
@@ -31,7 +37,9 @@ impl AzureWorkloadIdentityProvider {
             }
             Err(e) => return Err(e),
         };
-        let held = self.list_credentials(rg.as_str(), name.as_str()).await?;
+        let held = self
+            .list_credentials(run, rg.as_str(), name.as_str())
+            .await?;
         self.verify_credential(binding, &issuer, &held, &mut report);
         let label = format!("{rg}/{name}");
         if held.len() >= LIMIT_NEAR {
@@ -49,12 +57,16 @@ impl AzureWorkloadIdentityProvider {
         {
             report.push(finding);
         }
-        self.lint_roles(&label, &identity, &mut report).await?;
+        self.lint_roles(run, &label, &identity, &mut report).await?;
         Ok(report)
     }
 
     /// The cluster's part: its issuer, or why there is none.
-    async fn verify_cluster(&self, report: &mut VerifyReport) -> Result<Option<String>> {
+    async fn verify_cluster(
+        &self,
+        run: &RunContext,
+        report: &mut VerifyReport,
+    ) -> Result<Option<String>> {
         let (rg, name) = match &self.cluster {
             ClusterSource::Issuer(url) => {
                 report.push(Finding::info(
@@ -72,7 +84,7 @@ impl AzureWorkloadIdentityProvider {
         };
         let cluster = match self
             .calls
-            .run("ManagedClusters_Get", || {
+            .run(run, op::MANAGED_CLUSTERS_GET, || {
                 self.api.get_managed_cluster(rg, name)
             })
             .await
@@ -149,7 +161,12 @@ impl AzureWorkloadIdentityProvider {
         };
         let marks = NameMarks::of(&found.name);
         if marks != NameMarks::Foreign && !marks.is(w) {
-            let e = self.other_owner(binding, &marks, found, "FederatedIdentityCredentials_List");
+            let e = self.other_owner(
+                binding,
+                &marks,
+                found,
+                op::FEDERATED_IDENTITY_CREDENTIALS_LIST,
+            );
             report.push(Finding::from_error(codes::CREDENTIAL_OTHER_OWNER, &e));
             return;
         }
@@ -172,18 +189,18 @@ impl AzureWorkloadIdentityProvider {
     /// `Microsoft.Authorization/roleAssignments/read`: without it, a warning, not a failure.
     async fn lint_roles(
         &self,
+        run: &RunContext,
         label: &str,
         identity: &Identity,
         report: &mut VerifyReport,
     ) -> Result<()> {
         let principal = identity.principal_id.as_str();
         let assignments: Result<Vec<RoleAssignment>> = pages(
-            Cloud::Azure,
-            "RoleAssignments_ListForScope",
+            op::ROLE_ASSIGNMENTS_LIST_FOR_SCOPE,
             |next: Option<String>, _| async move {
                 let page = self
                     .calls
-                    .run("RoleAssignments_ListForScope", || {
+                    .run(run, op::ROLE_ASSIGNMENTS_LIST_FOR_SCOPE, || {
                         self.api.list_role_assignments(principal, next.clone())
                     })
                     .await?;
@@ -218,7 +235,7 @@ impl AzureWorkloadIdentityProvider {
                 Some(name) => name.to_owned(),
                 None if lint::ScopeKind::of(&a.scope).is_broad() => self
                     .calls
-                    .run("RoleDefinitions_GetById", || {
+                    .run(run, op::ROLE_DEFINITIONS_GET_BY_ID, || {
                         self.api.get_role_definition(&a.role_definition_id)
                     })
                     .await

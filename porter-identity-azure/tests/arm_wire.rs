@@ -357,7 +357,10 @@ async fn a_stalled_call_over_http_is_timed_out_and_retried() {
         .map(|i| binding("shop", &format!("svc-{i}"), "shop-api"))
         .collect();
     let started = Instant::now();
-    for r in p.bind_all(&bindings).await {
+    for r in p
+        .bind_all(&porter_identity_core::RunContext::apply(), &bindings)
+        .await
+    {
         assert_eq!(r.unwrap().change, BindChange::Created);
     }
     // Uncut, one stalled call alone would take a minute: this ceiling only catches that.

@@ -410,7 +410,10 @@ async fn one_provider_binding_twenty_workloads_to_one_identity_provokes_no_409()
         .map(|i| binding("prod", "shop", &format!("svc-{i}"), "shared"))
         .collect();
     // Both ways: a batch, and twenty single binds at once.
-    for r in p.bind_all(&bindings[..10]).await {
+    for r in p
+        .bind_all(&porter_identity_core::RunContext::apply(), &bindings[..10])
+        .await
+    {
         assert_eq!(r.unwrap().change, BindChange::Created);
     }
     for r in join_all(bindings[10..].iter().map(|b| p.bind(b))).await {

@@ -190,9 +190,11 @@ impl FakeState {
                         let bindings = manifest.bindings_for(cloud, app, ns)?;
                         if let (Some(p), false) = (clouds.provider(cloud), bindings.is_empty()) {
                             if run.command == "bind" {
-                                p.bind_all(&bindings).await;
+                                p.bind_all(&porter_identity::RunContext::apply(), &bindings)
+                                    .await;
                             } else {
-                                p.unbind_all(&bindings).await;
+                                p.unbind_all(&porter_identity::RunContext::apply(), &bindings)
+                                    .await;
                             }
                         }
                     }

@@ -577,13 +577,13 @@ async fn bind_or_unbind(
     for (cloud, bindings) in &groups {
         let p = provider(clouds, *cloud)?;
         let results: Vec<Result<output::Outcome, porter_identity::Error>> = if bind {
-            p.bind_all(bindings)
+            p.bind_all(&porter_identity::RunContext::apply(), bindings)
                 .await
                 .into_iter()
                 .map(|r| r.map(output::Outcome::Bind))
                 .collect()
         } else {
-            p.unbind_all(bindings)
+            p.unbind_all(&porter_identity::RunContext::apply(), bindings)
                 .await
                 .into_iter()
                 .map(|r| r.map(output::Outcome::Unbind))
@@ -700,7 +700,10 @@ async fn print_manifests(
     let mut failed = false;
     for (cloud, bindings) in by_cloud(common, manifest)? {
         let p = provider(clouds, cloud)?;
-        for (b, plan) in bindings.iter().zip(p.plan_all(&bindings).await) {
+        for (b, plan) in bindings.iter().zip(
+            p.plan_all(&porter_identity::RunContext::plan(), &bindings)
+                .await,
+        ) {
             match plan {
                 Ok(plan) => {
                     needs

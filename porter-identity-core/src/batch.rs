@@ -17,7 +17,8 @@ use crate::{Cloud, Error, ErrorKind, Result};
 /// identity; GCP: one read-modify-write per policy), while other groups proceed.
 ///
 /// ```
-/// use porter_identity_core::{per_group, Cloud};
+/// use porter_identity_core::Cloud;
+/// use porter_identity_core::provider::per_group;
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let keys = [Some("a"), Some("b"), Some("a")];
 /// let results = per_group(Cloud::Gcp, keys, vec![None, None, None], |items: Vec<usize>| async move {
@@ -77,23 +78,4 @@ pub fn batch_results<T>(
             })
         })
         .collect()
-}
-
-/// The one result of a batch of one: how a provider's `bind` runs through its `bind_all`
-/// logic. An empty batch (a bug, never expected) is an error, not a panic.
-///
-/// ```
-/// use porter_identity_core::{only_result, Cloud};
-/// assert_eq!(only_result(Cloud::Gcp, vec![Ok::<_, porter_identity_core::Error>(7)]).unwrap(), 7);
-/// assert!(only_result::<u8>(Cloud::Gcp, vec![]).is_err());
-/// ```
-pub fn only_result<T>(cloud: Cloud, mut results: Vec<Result<T>>) -> Result<T> {
-    results.pop().unwrap_or_else(|| {
-        Err(Error::cloud(
-            ErrorKind::Other,
-            cloud,
-            "batch",
-            "a batch of one binding gave no result (a bug in porter-identity)",
-        ))
-    })
 }

@@ -207,7 +207,8 @@ impl fmt::Display for LinkKey {
 /// an earlier binding. `admit`'s reason wins.
 ///
 /// ```
-/// use porter_identity_core::{batch_refusals, Binding, Cloud, Connection, RoleRef, Workload, ensure_cloud};
+/// use porter_identity_core::{Binding, Cloud, Connection, RoleRef, Workload};
+/// use porter_identity_core::provider::{batch_refusals, ensure_cloud};
 /// let api = Workload::for_service("prod", "shop", "api")?;
 /// let to = |role: &str| Binding::new(api.clone(), Connection::AwsRole { role: RoleRef::parse(role).unwrap() });
 /// let batch = [to("a"), to("b")];
@@ -242,7 +243,8 @@ pub fn batch_refusals(
 /// not conflicts. The first binding of a key is never refused.
 ///
 /// ```
-/// use porter_identity_core::{link_conflicts, Binding, Connection, RoleRef, Workload};
+/// use porter_identity_core::{Binding, Connection, RoleRef, Workload};
+/// use porter_identity_core::provider::link_conflicts;
 /// let api = Workload::for_service("prod", "shop", "api")?;
 /// let to = |role: &str| Binding::new(api.clone(), Connection::AwsRole { role: RoleRef::parse(role).unwrap() });
 /// let found = link_conflicts(&[to("a"), to("a"), to("b")]);

@@ -4,9 +4,10 @@
 //! - [`AppManifest`] reads the `services[].connections[]` of a porter.yaml into typed,
 //!   validated [`Connection`]s.
 //! - [`Workload`] and [`Binding`] say who gets which identity.
-//! - [`WorkloadIdentityProvider`] is what each cloud implements: `plan`, `bind`, `unbind`,
-//!   `verify`, returning [`Plan`], [`BindOutcome`] (with the [`ServiceAccountPatch`] the
-//!   Kubernetes side needs), [`UnbindOutcome`] and [`VerifyReport`].
+//! - [`WorkloadIdentityProvider`] is what each cloud implements: batches of `plan`, `bind`,
+//!   `unbind` and `verify` in a [`RunContext`], returning [`Plan`], [`BindOutcome`] (with the
+//!   [`ServiceAccountPatch`] the Kubernetes side needs), [`UnbindOutcome`] and
+//!   [`VerifyReport`]. What a provider author needs beside it is in [`provider`].
 //! - [`Error`] has an [`ErrorKind`] and says what to fix; [`RetryPolicy`] retries what is
 //!   retryable.
 //! - With feature `testing`, [`testing`] is the conformance suite every provider passes, and
@@ -41,11 +42,12 @@ mod manifest;
 mod names;
 mod paging;
 mod patch;
-mod provider;
+pub mod provider;
+mod provider_trait;
 mod reconcile;
 mod report;
 mod retry;
-mod shared_reads;
+mod run;
 mod stale;
 mod verify;
 mod yaml;
@@ -57,24 +59,20 @@ mod fake_server;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use batch::{batch_results, only_result, per_group};
-pub use binding::{Binding, LinkKey, Workload, batch_refusals, link_conflicts};
-pub use calls::{CallCounts, CloudCalls, DEFAULT_CONCURRENCY, count_calls};
+pub use binding::{Binding, LinkKey, Workload};
+pub use calls::{CallCounts, DEFAULT_CONCURRENCY, Operation};
 pub use cloud::Cloud;
 pub use connection::Connection;
 pub use error::{Error, ErrorKind, ManifestError, Result, SourceLocation};
 pub use kubernetes_step::KubernetesStep;
-pub use loopback::is_loopback_host;
 pub use manifest::{AppManifest, MAX_MANIFEST_BYTES, MAX_MANIFEST_DEPTH, Service};
 pub use names::{
     AwsPartition, AzureIdentityName, AzureResourceGroup, GcpServiceAccountEmail, KubernetesName,
-    Namespace, RoleRef, ServiceAccountName, stable_hash_hex,
+    Namespace, RoleRef, ServiceAccountName,
 };
-pub use paging::{collect_pages, pages};
 pub use patch::ServiceAccountPatch;
-pub use provider::{
+pub use provider_trait::{
     BindChange, BindOutcome, Plan, PlanAction, UnbindOutcome, WorkloadIdentityProvider,
-    ensure_cloud,
 };
 pub use reconcile::Reconciler;
 pub use report::{
@@ -82,7 +80,7 @@ pub use report::{
     WorkloadResult,
 };
 pub use retry::RetryPolicy;
-pub use shared_reads::{share_read, take_shared_read};
+pub use run::{RunContext, RunMode};
 pub use stale::{Evidence, StaleAction, StaleLink, StaleQuery};
 pub use verify::{Finding, Severity, VerifyReport};
 

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 /// address.
 ///
 /// ```
-/// use porter_identity_core::is_loopback_host;
+/// use porter_identity_core::provider::is_loopback_host;
 /// assert!(is_loopback_host("127.0.0.1") && is_loopback_host("[::1]") && is_loopback_host("LOCALHOST"));
 /// assert!(!is_loopback_host("10.0.0.1") && !is_loopback_host("iam.googleapis.com"));
 /// assert!(!is_loopback_host("localhost.example.com"));

@@ -4,7 +4,7 @@ use std::future::Future;
 
 use futures_util::stream::{self, Stream, TryStreamExt};
 
-use crate::{Cloud, Error, ErrorKind, Result};
+use crate::{Error, ErrorKind, Operation, Result};
 
 /// The pages of a list call, as a stream, so a caller can work on one page while the next is
 /// fetched. `fetch(token, page)` makes one call for page `page` (1-based) — `token` is `None`
@@ -14,10 +14,12 @@ use crate::{Cloud, Error, ErrorKind, Result};
 ///
 /// ```
 /// use futures_util::TryStreamExt;
-/// use porter_identity_core::{pages, Cloud};
+/// use porter_identity_core::{Cloud, Operation};
+/// use porter_identity_core::provider::pages;
 ///
+/// const LIST_THINGS: Operation = Operation::new(Cloud::Aws, "ListThings");
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// let all: Vec<Vec<u32>> = pages(Cloud::Aws, "ListThings", |token, page| async move {
+/// let all: Vec<Vec<u32>> = pages(LIST_THINGS, |token, page| async move {
 ///     let next = (page < 3).then(|| format!("after-{page}"));
 ///     Ok::<_, porter_identity_core::Error>((vec![page], next))
 /// })
@@ -27,11 +29,7 @@ use crate::{Cloud, Error, ErrorKind, Result};
 /// # Ok::<(), porter_identity_core::Error>(())
 /// # }).unwrap();
 /// ```
-pub fn pages<T, F, Fut>(
-    cloud: Cloud,
-    operation: &'static str,
-    fetch: F,
-) -> impl Stream<Item = Result<Vec<T>>>
+pub fn pages<T, F, Fut>(operation: Operation, fetch: F) -> impl Stream<Item = Result<Vec<T>>>
 where
     F: FnMut(Option<String>, u32) -> Fut,
     Fut: Future<Output = Result<(Vec<T>, Option<String>)>>,
@@ -59,8 +57,8 @@ where
             Some(next) if Some(&next) == cursor.token.as_ref() => {
                 return Err(Error::cloud(
                     ErrorKind::Other,
-                    cloud,
-                    operation,
+                    operation.cloud(),
+                    operation.name(),
                     format!(
                         "the service returned the same pagination token twice (after page {})",
                         cursor.page
@@ -74,26 +72,25 @@ where
 }
 
 /// Every item of every page of a list call; see [`pages`].
-pub async fn collect_pages<T, F, Fut>(
-    cloud: Cloud,
-    operation: &'static str,
-    fetch: F,
-) -> Result<Vec<T>>
+pub async fn collect_pages<T, F, Fut>(operation: Operation, fetch: F) -> Result<Vec<T>>
 where
     F: FnMut(Option<String>, u32) -> Fut,
     Fut: Future<Output = Result<(Vec<T>, Option<String>)>>,
 {
-    pages(cloud, operation, fetch).try_concat().await
+    pages(operation, fetch).try_concat().await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Cloud;
+
+    const LIST: Operation = Operation::new(Cloud::Aws, "List");
 
     #[tokio::test]
     async fn follows_tokens_until_the_last_page() {
         let mut seen = Vec::new();
-        let all = collect_pages(Cloud::Aws, "List", |token, page| {
+        let all = collect_pages(LIST, |token, page| {
             seen.push((token.clone(), page));
             async move {
                 let next = match page {
@@ -119,7 +116,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_repeated_token_is_an_error_not_a_loop() {
-        let err = collect_pages(Cloud::Azure, "List", |_, _| async {
+        let err = collect_pages(Operation::new(Cloud::Azure, "List"), |_, _| async {
             Ok((vec![1], Some("same".to_owned())))
         })
         .await
@@ -133,7 +130,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_error_ends_the_stream() {
-        let err = collect_pages(Cloud::Gcp, "List", |_, page| async move {
+        let err = collect_pages(Operation::new(Cloud::Gcp, "List"), |_, page| async move {
             if page == 2 {
                 Err(Error::cloud(
                     ErrorKind::Unavailable,

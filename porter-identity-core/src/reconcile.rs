@@ -10,9 +10,9 @@ use crate::report::{
     KeptLink, LinkChange, ReconcileReport, RemovedLink, ServiceAccountNeeds, WorkloadResult,
 };
 use crate::{
-    AppManifest, Binding, Cloud, Error, KubernetesName, LinkKey, Namespace, Result,
-    ServiceAccountPatch, StaleAction, StaleLink, StaleQuery, UnbindOutcome,
-    WorkloadIdentityProvider, count_calls, link_conflicts, shared_reads,
+    AppManifest, Binding, Cloud, Error, KubernetesName, LinkKey, Namespace, Result, RunContext,
+    RunMode, ServiceAccountPatch, StaleAction, StaleLink, StaleQuery, UnbindOutcome,
+    WorkloadIdentityProvider, provider::link_conflicts,
 };
 
 /// Deploys the identity links of one app in one namespace: binds its desired set on every
@@ -186,13 +186,18 @@ impl<'a> Reconciler<'a> {
             .copied()
             .filter(|c| !self.ignored.contains(c))
             .collect();
-        let (outcomes, calls) = count_calls(shared_reads::scope(join_all(
+        let run = RunContext::new(if dry_run {
+            RunMode::Plan
+        } else {
+            RunMode::Apply
+        });
+        let outcomes = join_all(
             clouds
                 .iter()
-                .map(|&cloud| self.reconcile_cloud(cloud, &inputs, dry_run)),
-        )))
+                .map(|&cloud| self.reconcile_cloud(&run, cloud, &inputs)),
+        )
         .await;
-        let mut report = assemble(inputs, dry_run, outcomes, calls);
+        let mut report = assemble(inputs, dry_run, outcomes, run.calls());
         if let Some(step) = self.kubernetes {
             crate::kubernetes_step::run_step(step, &mut report).await;
         }
@@ -290,7 +295,13 @@ impl<'a> Reconciler<'a> {
         }
     }
 
-    async fn reconcile_cloud(&self, cloud: Cloud, inputs: &Inputs, dry_run: bool) -> CloudOutcome {
+    async fn reconcile_cloud(
+        &self,
+        run: &RunContext,
+        cloud: Cloud,
+        inputs: &Inputs,
+    ) -> CloudOutcome {
+        let dry_run = run.is_plan();
         let Some(provider) = self.providers.get(&cloud) else {
             unreachable!("reconcile_cloud is only called for clouds with a provider")
         };
@@ -320,15 +331,15 @@ impl<'a> Reconciler<'a> {
             previous: &previous,
         };
         // Bind first, then look for stale links: a moved workload is never without its link,
-        // and the search reuses what the binds read (shared_reads) instead of reading again.
+        // and the search reuses what the binds read (shared in the run) instead of reading again.
         let results: Vec<(Result<LinkChange>, ServiceAccountPatch)> = if dry_run {
-            let plans = provider.plan_all(&desired).await;
+            let plans = provider.plan_all(run, &desired).await;
             plans
                 .into_iter()
                 .map(|r| with_patch(r, |p| p.service_account_patch.clone()))
                 .collect()
         } else {
-            let outcomes = provider.bind_all(&desired).await;
+            let outcomes = provider.bind_all(run, &desired).await;
             outcomes
                 .into_iter()
                 .map(|r| {
@@ -344,7 +355,7 @@ impl<'a> Reconciler<'a> {
                 })
                 .collect()
         };
-        let stale = provider.stale_links(&query).await;
+        let stale = provider.stale_links(run, &query).await;
         let desired_results = indexes
             .into_iter()
             .zip(results)
@@ -386,7 +397,7 @@ impl<'a> Reconciler<'a> {
                 })
                 .collect()
         } else {
-            let outcomes = provider.remove_stale_links(&to_remove).await;
+            let outcomes = provider.remove_stale_links(run, &to_remove).await;
             to_remove
                 .into_iter()
                 .zip(outcomes)

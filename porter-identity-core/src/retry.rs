@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::{Cloud, Error, ErrorKind, Result};
+use crate::{Cloud, Error, ErrorKind, Operation, Result, RunContext};
 
 /// How a provider retries a cloud call that failed with a retryable error
 /// ([`Error::is_retryable`](crate::Error::is_retryable): throttling, transient failures, calls
@@ -141,16 +141,43 @@ impl RetryPolicy {
     }
 
     /// Runs `call`, the `operation` of `cloud`, until it succeeds, fails with a non-retryable
-    /// error, or the attempts or the deadline run out. Each attempt is counted by
-    /// [`count_calls`](crate::count_calls) and bounded by the per-attempt timeout and by what is
-    /// left of the deadline.
+    /// error, or the attempts or the deadline run out. Each attempt is bounded by the
+    /// per-attempt timeout and by what is left of the deadline. A provider's calls go through
+    /// [`CloudCalls::run`](crate::provider::CloudCalls::run) instead, which also counts them.
     pub async fn run<T, F, Fut>(&self, cloud: Cloud, operation: &str, call: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        self.attempts(Some(cloud), operation, Some(self.attempt_timeout), call)
-            .await
+        self.attempts(
+            Some(cloud),
+            operation,
+            Some(self.attempt_timeout),
+            None,
+            call,
+        )
+        .await
+    }
+
+    /// [`run`](Self::run), counting each attempt in `run`.
+    pub(crate) async fn run_counted<T, F, Fut>(
+        &self,
+        run: &RunContext,
+        operation: Operation,
+        call: F,
+    ) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        self.attempts(
+            Some(operation.cloud()),
+            operation.name(),
+            Some(self.attempt_timeout),
+            Some((run, operation)),
+            call,
+        )
+        .await
     }
 
     /// Runs `call`, a Kubernetes API call, with the same attempts, timeouts, backoff and
@@ -176,7 +203,7 @@ impl RetryPolicy {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        self.attempts(None, operation, Some(self.attempt_timeout), call)
+        self.attempts(None, operation, Some(self.attempt_timeout), None, call)
             .await
     }
 
@@ -211,17 +238,19 @@ impl RetryPolicy {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Result<T>>>,
     {
-        self.attempts(Some(cloud), operation, None, cycle).await?
+        self.attempts(Some(cloud), operation, None, None, cycle)
+            .await?
     }
 
-    /// The retry loop of [`run`](Self::run) (`attempt_timeout` set: each attempt is one counted
-    /// call) and [`run_cycle`](Self::run_cycle) (`None`: uncounted, bounded by the deadline only).
-    /// `cloud` is `None` for a Kubernetes API call (never counted as a cloud call).
+    /// The retry loop of [`run`](Self::run) (`attempt_timeout` set: each attempt is one call)
+    /// and [`run_cycle`](Self::run_cycle) (`None`: bounded by the deadline only). `cloud` is
+    /// `None` for a Kubernetes API call. With `count`, each attempt is counted in its run.
     async fn attempts<T, F, Fut>(
         &self,
         cloud: Option<Cloud>,
         operation: &str,
         attempt_timeout: Option<Duration>,
+        count: Option<(&RunContext, Operation)>,
         mut call: F,
     ) -> Result<T>
     where
@@ -244,8 +273,8 @@ impl RetryPolicy {
         loop {
             let left = self.deadline.saturating_sub(started.elapsed());
             let limit = attempt_timeout.min(left);
-            if let (true, Some(cloud)) = (counted, cloud) {
-                crate::calls::record(cloud, operation);
+            if let Some((run, operation)) = count {
+                run.record_call(operation);
             }
             let err = match tokio::time::timeout(limit, call()).await {
                 Ok(Ok(v)) => return Ok(v),
@@ -639,25 +668,26 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_cycle_is_retried_whole_uncounted_and_stops_on_its_own_final_error() {
+    async fn a_cycle_is_retried_whole_and_stops_on_its_own_final_error() {
         let policy = RetryPolicy::default().jitter_seed(3);
         let tries = AtomicU32::new(0);
-        let (r, counts) = crate::count_calls(policy.run_cycle(Cloud::Gcp, "setIamPolicy", || {
-            let n = tries.fetch_add(1, Ordering::SeqCst);
-            async move {
-                match n {
-                    0 | 1 => Err(Error::cloud(
-                        ErrorKind::Conflict,
-                        Cloud::Gcp,
-                        "setIamPolicy",
-                        "stale etag",
-                    )
-                    .retryable(true)),
-                    _ => Ok(Err::<u32, _>(throttled())),
+        let r = policy
+            .run_cycle(Cloud::Gcp, "setIamPolicy", || {
+                let n = tries.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    match n {
+                        0 | 1 => Err(Error::cloud(
+                            ErrorKind::Conflict,
+                            Cloud::Gcp,
+                            "setIamPolicy",
+                            "stale etag",
+                        )
+                        .retryable(true)),
+                        _ => Ok(Err::<u32, _>(throttled())),
+                    }
                 }
-            }
-        }))
-        .await;
+            })
+            .await;
         assert_eq!(
             tries.load(Ordering::SeqCst),
             3,
@@ -668,6 +698,5 @@ mod tests {
             ErrorKind::Throttled,
             "the cycle's own error, not retried again"
         );
-        assert_eq!(counts.total(), 0, "the cycle's attempts are not calls");
     }
 }

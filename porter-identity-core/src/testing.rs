@@ -26,8 +26,8 @@ pub use crate::fake_server::{FakeServer, ShutdownSignal};
 
 use crate::{
     AzureIdentityName, AzureResourceGroup, BindChange, Binding, Cloud, Connection, ErrorKind,
-    GcpServiceAccountEmail, PlanAction, ReconcileReport, Reconciler, RoleRef, UnbindOutcome,
-    Workload, WorkloadIdentityProvider,
+    GcpServiceAccountEmail, PlanAction, ReconcileReport, Reconciler, RoleRef, RunContext,
+    UnbindOutcome, Workload, WorkloadIdentityProvider,
 };
 
 /// Makes bindings of the provider's cloud for the suite.
@@ -341,9 +341,10 @@ pub async fn concurrent_binds_of_one_workload_agree(
     );
 }
 
-/// Workloads 10..13: `plan_all`, `bind_all` and `unbind_all` answer one result per binding,
-/// in input order; a failing binding (here, one of another cloud) fails alone; a binding whose
-/// link an earlier one takes with another identity is refused.
+/// Workloads 10..13: `plan_all`, `bind_all`, `verify_all` and `unbind_all` answer one result
+/// per binding, in input order; a failing binding (here, one of another cloud) fails alone; a
+/// binding whose link an earlier one takes with another identity is refused. The cloud calls
+/// are counted in the run given.
 pub async fn batches_keep_order_and_isolate_failures(
     provider: &dyn WorkloadIdentityProvider,
     factory: &dyn BindingFactory,
@@ -356,7 +357,8 @@ pub async fn batches_keep_order_and_isolate_failures(
             .expect("another cloud's connection"),
     );
     let batch = vec![factory.binding(10, 0), wrong, factory.binding(12, 1)];
-    let plans = provider.plan_all(&batch).await;
+    let planning = RunContext::plan();
+    let plans = provider.plan_all(&planning, &batch).await;
     assert_eq!(plans.len(), 3, "plan_all: one result per binding");
     assert_eq!(
         plans[0].as_ref().expect("plan 0").action,
@@ -371,7 +373,12 @@ pub async fn batches_keep_order_and_isolate_failures(
         PlanAction::Create
     );
 
-    let first = provider.bind_all(&batch).await;
+    assert!(
+        planning.calls().total() > 0,
+        "plan_all must count its cloud calls in the run it is given (CloudCalls::run)"
+    );
+    let run = RunContext::apply();
+    let first = provider.bind_all(&run, &batch).await;
     assert_eq!(first.len(), 3, "bind_all: one result per binding");
     assert_eq!(
         first[0].as_ref().expect("bind 0").change,
@@ -385,7 +392,7 @@ pub async fn batches_keep_order_and_isolate_failures(
         first[2].as_ref().expect("bind 2").change,
         BindChange::Created
     );
-    let again = provider.bind_all(&batch).await;
+    let again = provider.bind_all(&run, &batch).await;
     for i in [0, 2] {
         let outcome = again[i].as_ref().expect("re-bind");
         assert_eq!(
@@ -402,7 +409,7 @@ pub async fn batches_keep_order_and_isolate_failures(
     // Workload 13 to identity 0, then to identity 1, in one batch: where the two are one link
     // (AWS), the second is refused; otherwise both bind.
     let (b0, b1) = (factory.binding(13, 0), factory.binding(13, 1));
-    let pair = provider.bind_all(&[b0.clone(), b1.clone()]).await;
+    let pair = provider.bind_all(&run, &[b0.clone(), b1.clone()]).await;
     assert!(pair[0].is_ok(), "{:?}", pair[0]);
     if b0.link_key() == b1.link_key() {
         assert_eq!(
@@ -413,7 +420,16 @@ pub async fn batches_keep_order_and_isolate_failures(
         assert!(pair[1].is_ok(), "{:?}", pair[1]);
     }
 
-    let removed = provider.unbind_all(&batch).await;
+    let verified = provider.verify_all(&RunContext::plan(), &batch).await;
+    assert_eq!(verified.len(), 3, "verify_all: one result per binding");
+    assert!(verified[0].is_ok(), "{:?}", verified[0]);
+    assert_eq!(
+        verified[1].as_ref().err().map(|e| e.kind()),
+        Some(ErrorKind::InvalidInput)
+    );
+    assert!(verified[2].is_ok(), "{:?}", verified[2]);
+
+    let removed = provider.unbind_all(&run, &batch).await;
     assert_eq!(removed.len(), 3, "unbind_all: one result per binding");
     assert!(
         matches!(removed[0], Ok(UnbindOutcome::Deleted { .. })),
@@ -429,10 +445,10 @@ pub async fn batches_keep_order_and_isolate_failures(
         "{:?}",
         removed[2]
     );
-    let none = provider.unbind_all(&batch).await;
+    let none = provider.unbind_all(&run, &batch).await;
     assert_eq!(none[0].as_ref().ok(), Some(&UnbindOutcome::AlreadyAbsent));
     assert_eq!(none[2].as_ref().ok(), Some(&UnbindOutcome::AlreadyAbsent));
-    for r in provider.unbind_all(&[b0, b1]).await {
+    for r in provider.unbind_all(&run, &[b0, b1]).await {
         r.expect("clean up");
     }
 }

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use porter_identity_core::testing;
 use porter_identity_core::{
     AzureIdentityName, AzureResourceGroup, BindOutcome, Binding, Cloud, Connection,
-    GcpServiceAccountEmail, Plan, Result, RoleRef, UnbindOutcome, VerifyReport, Workload,
-    WorkloadIdentityProvider,
+    GcpServiceAccountEmail, Plan, Result, RoleRef, RunContext, UnbindOutcome, VerifyReport,
+    Workload, WorkloadIdentityProvider,
 };
 use support::MemoryProvider;
 
@@ -55,18 +55,35 @@ async fn suite_catches_a_provider_that_does_not_retry() {
         fn cloud(&self) -> Cloud {
             Cloud::Aws
         }
-        async fn plan(&self, b: &Binding) -> Result<Plan> {
-            self.0.plan(b).await
+        async fn plan_all(&self, run: &RunContext, bindings: &[Binding]) -> Vec<Result<Plan>> {
+            self.0.plan_all(run, bindings).await
         }
-        async fn bind(&self, b: &Binding) -> Result<BindOutcome> {
-            self.0.call("Link")?;
-            self.0.bind(b).await
+        async fn bind_all(
+            &self,
+            run: &RunContext,
+            bindings: &[Binding],
+        ) -> Vec<Result<BindOutcome>> {
+            // One call of each bind is made without the retry policy.
+            self.0
+                .batch(bindings, true, |b| async move {
+                    self.0.call(self.0.op("Link"))?;
+                    self.0.bind_one(run, b).await
+                })
+                .await
         }
-        async fn unbind(&self, b: &Binding) -> Result<UnbindOutcome> {
-            self.0.unbind(b).await
+        async fn unbind_all(
+            &self,
+            run: &RunContext,
+            bindings: &[Binding],
+        ) -> Vec<Result<UnbindOutcome>> {
+            self.0.unbind_all(run, bindings).await
         }
-        async fn verify(&self, b: &Binding) -> Result<VerifyReport> {
-            self.0.verify(b).await
+        async fn verify_all(
+            &self,
+            run: &RunContext,
+            bindings: &[Binding],
+        ) -> Vec<Result<VerifyReport>> {
+            self.0.verify_all(run, bindings).await
         }
     }
     let p = NoRetry(MemoryProvider::new(Cloud::Aws));

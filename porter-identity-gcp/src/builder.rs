@@ -306,7 +306,7 @@ fn check_endpoint(key: GcpConfigKey, value: &str) -> Result<String> {
     })?;
     let loopback = url
         .host_str()
-        .is_some_and(porter_identity_core::is_loopback_host);
+        .is_some_and(porter_identity_core::provider::is_loopback_host);
     if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
         return Err(Error::invalid_input(
             key.env_var(),

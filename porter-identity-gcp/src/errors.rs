@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::operation as op;
 use porter_identity_core::{Cloud, Error, ErrorKind};
 
 /// A status code as Google's clients return it: a name (`ABORTED`) or a number (`10`).
@@ -145,7 +146,9 @@ pub fn map_status(
     };
     match fix {
         Some(fix)
-            if matches!(operation, "getIamPolicy" | "setIamPolicy")
+            if [op::GET_IAM_POLICY, op::SET_IAM_POLICY]
+                .iter()
+                .any(|op| op.name() == operation)
                 || kind == ErrorKind::Unauthenticated =>
         {
             error.with_fix(fix)

@@ -44,6 +44,7 @@ use crate::api::{
     ServiceAccountKey,
 };
 use crate::errors::{StatusCode, map_status};
+use crate::operation as op;
 
 pub use http::serve;
 pub use porter_identity_core::testing::FakeServer;
@@ -373,14 +374,14 @@ impl FakeGcp {
 
     /// setIamPolicy calls made so far.
     pub fn write_calls(&self) -> u64 {
-        self.lock().calls.count("setIamPolicy")
+        self.lock().calls.count(op::SET_IAM_POLICY.name())
     }
 
     /// Every call but setIamPolicy.
     pub fn read_calls(&self) -> u64 {
         let state = self.lock();
         let counts = state.calls.counts();
-        counts.values().sum::<u64>() - state.calls.count("setIamPolicy")
+        counts.values().sum::<u64>() - state.calls.count(op::SET_IAM_POLICY.name())
     }
 
     /// Forgets the counts.
@@ -442,11 +443,11 @@ fn metadata_mode(mode: &str) -> MetadataMode {
 impl GcpApi for FakeGcp {
     async fn get_cluster(&self, cluster: &ClusterRef) -> Result<Cluster> {
         let found = self
-            .call("clusters.get", |s| {
+            .call(op::CLUSTERS_GET.name(), |s| {
                 s.get_cluster(&cluster.project, &cluster.location, &cluster.name)
             })
             .await
-            .map_err(|e| mapped("clusters.get", &cluster.resource_name(), e))?;
+            .map_err(|e| mapped(op::CLUSTERS_GET.name(), &cluster.resource_name(), e))?;
         Ok(Cluster {
             name: found.name,
             workload_pool: found.workload_pool,
@@ -464,11 +465,11 @@ impl GcpApi for FakeGcp {
     async fn get_node_pool(&self, cluster: &ClusterRef, pool: &str) -> Result<NodePoolDetails> {
         let name = cluster.node_pool_name(pool);
         let (found, mode) = self
-            .call("nodePools.get", |s| {
+            .call(op::NODE_POOLS_GET.name(), |s| {
                 s.node_pool(&cluster.project, &cluster.location, &cluster.name, pool)
             })
             .await
-            .map_err(|e| mapped("nodePools.get", &name, e))?;
+            .map_err(|e| mapped(op::NODE_POOLS_GET.name(), &name, e))?;
         Ok(NodePoolDetails {
             name: found,
             version: NODE_VERSION.to_owned(),
@@ -483,7 +484,7 @@ impl GcpApi for FakeGcp {
         pool: &NodePoolDetails,
     ) -> Result<String> {
         let name = cluster.node_pool_name(&pool.name);
-        self.call("nodePools.update", |s| {
+        self.call(op::NODE_POOLS_UPDATE.name(), |s| {
             s.update_node_pool(
                 &cluster.project,
                 &cluster.location,
@@ -495,14 +496,16 @@ impl GcpApi for FakeGcp {
             )
         })
         .await
-        .map_err(|e| mapped("nodePools.update", &name, e))
+        .map_err(|e| mapped(op::NODE_POOLS_UPDATE.name(), &name, e))
     }
 
     async fn get_service_account(&self, email: &str) -> Result<ServiceAccount> {
         let sa = self
-            .call("serviceAccounts.get", |s| s.account(email).cloned())
+            .call(op::SERVICE_ACCOUNTS_GET.name(), |s| {
+                s.account(email).cloned()
+            })
             .await
-            .map_err(|e| mapped("serviceAccounts.get", email, e))?;
+            .map_err(|e| mapped(op::SERVICE_ACCOUNTS_GET.name(), email, e))?;
         Ok(ServiceAccount {
             email: sa.email,
             project_id: sa.project,
@@ -513,26 +516,28 @@ impl GcpApi for FakeGcp {
 
     async fn get_iam_policy(&self, email: &str) -> Result<Policy> {
         let v = self
-            .call("getIamPolicy", |s| s.get_policy(email, 3))
+            .call(op::GET_IAM_POLICY.name(), |s| s.get_policy(email, 3))
             .await
-            .map_err(|e| mapped("getIamPolicy", email, e))?;
-        to_policy("getIamPolicy", email, v)
+            .map_err(|e| mapped(op::GET_IAM_POLICY.name(), email, e))?;
+        to_policy(op::GET_IAM_POLICY.name(), email, v)
     }
 
     async fn set_iam_policy(&self, email: &str, policy: Policy) -> Result<Policy> {
         let body = json!({"policy": serde_json::to_value(&policy).unwrap_or_default()});
         let v = self
-            .call("setIamPolicy", |s| s.set_policy(email, &body))
+            .call(op::SET_IAM_POLICY.name(), |s| s.set_policy(email, &body))
             .await
-            .map_err(|e| mapped("setIamPolicy", email, e))?;
-        to_policy("setIamPolicy", email, v)
+            .map_err(|e| mapped(op::SET_IAM_POLICY.name(), email, e))?;
+        to_policy(op::SET_IAM_POLICY.name(), email, v)
     }
 
     async fn list_user_managed_keys(&self, email: &str) -> Result<Vec<ServiceAccountKey>> {
         let sa = self
-            .call("serviceAccounts.keys.list", |s| s.account(email).cloned())
+            .call(op::SERVICE_ACCOUNTS_KEYS_LIST.name(), |s| {
+                s.account(email).cloned()
+            })
             .await
-            .map_err(|e| mapped("serviceAccounts.keys.list", email, e))?;
+            .map_err(|e| mapped(op::SERVICE_ACCOUNTS_KEYS_LIST.name(), email, e))?;
         Ok(sa
             .user_keys
             .iter()
@@ -545,9 +550,11 @@ impl GcpApi for FakeGcp {
 
     async fn get_project_iam_policy(&self, project: &str) -> Result<Policy> {
         let v = self
-            .call("projects.getIamPolicy", |s| Ok(s.project_policy(project)))
+            .call(op::PROJECTS_GET_IAM_POLICY.name(), |s| {
+                Ok(s.project_policy(project))
+            })
             .await
-            .map_err(|e| mapped("projects.getIamPolicy", project, e))?;
-        to_policy("projects.getIamPolicy", project, v)
+            .map_err(|e| mapped(op::PROJECTS_GET_IAM_POLICY.name(), project, e))?;
+        to_policy(op::PROJECTS_GET_IAM_POLICY.name(), project, v)
     }
 }

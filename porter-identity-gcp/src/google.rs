@@ -30,6 +30,7 @@ use crate::api::{
 };
 use crate::errors::{StatusCode, map_status};
 use crate::names::{POLICY_VERSION, service_account_resource};
+use crate::operation as op;
 
 /// Where each API is served: Google's own endpoints unless overridden (an emulator, a private
 /// endpoint). Each is a base URL such as `https://iam.googleapis.com`.
@@ -229,7 +230,7 @@ impl GcpApi for GoogleApi {
     async fn get_cluster(&self, cluster: &ClusterRef) -> Result<Cluster> {
         let name = cluster.resource_name();
         let found = call(
-            "clusters.get",
+            op::CLUSTERS_GET.name(),
             &name,
             self.gke.get_cluster().set_name(name.clone()).send(),
         )
@@ -255,7 +256,7 @@ impl GcpApi for GoogleApi {
     async fn get_node_pool(&self, cluster: &ClusterRef, pool: &str) -> Result<NodePoolDetails> {
         let name = cluster.node_pool_name(pool);
         let found = call(
-            "nodePools.get",
+            op::NODE_POOLS_GET.name(),
             &name,
             self.gke.get_node_pool().set_name(name.clone()).send(),
         )
@@ -279,7 +280,7 @@ impl GcpApi for GoogleApi {
     ) -> Result<String> {
         let name = cluster.node_pool_name(&pool.name);
         let operation = call(
-            "nodePools.update",
+            op::NODE_POOLS_UPDATE.name(),
             &name,
             self.gke
                 .update_node_pool()
@@ -300,7 +301,7 @@ impl GcpApi for GoogleApi {
 
     async fn get_service_account(&self, email: &str) -> Result<ServiceAccount> {
         let sa = call(
-            "serviceAccounts.get",
+            op::SERVICE_ACCOUNTS_GET.name(),
             email,
             self.iam
                 .get_service_account()
@@ -318,7 +319,7 @@ impl GcpApi for GoogleApi {
 
     async fn get_iam_policy(&self, email: &str) -> Result<Policy> {
         call(
-            "getIamPolicy",
+            op::GET_IAM_POLICY.name(),
             email,
             self.iam
                 .get_iam_policy()
@@ -331,7 +332,7 @@ impl GcpApi for GoogleApi {
 
     async fn set_iam_policy(&self, email: &str, policy: Policy) -> Result<Policy> {
         call(
-            "setIamPolicy",
+            op::SET_IAM_POLICY.name(),
             email,
             self.iam
                 .set_iam_policy()
@@ -344,7 +345,7 @@ impl GcpApi for GoogleApi {
 
     async fn list_user_managed_keys(&self, email: &str) -> Result<Vec<ServiceAccountKey>> {
         let listed = call(
-            "serviceAccounts.keys.list",
+            op::SERVICE_ACCOUNTS_KEYS_LIST.name(),
             email,
             self.iam
                 .list_service_account_keys()
@@ -366,7 +367,7 @@ impl GcpApi for GoogleApi {
     async fn get_project_iam_policy(&self, project: &str) -> Result<Policy> {
         let resource = format!("projects/{project}");
         call(
-            "projects.getIamPolicy",
+            op::PROJECTS_GET_IAM_POLICY.name(),
             &resource,
             self.projects
                 .get_iam_policy()

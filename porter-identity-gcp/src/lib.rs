@@ -40,6 +40,7 @@ mod links;
 pub mod lint;
 pub mod names;
 mod node_pools;
+mod operation;
 pub mod policy;
 mod provider;
 #[cfg(test)]

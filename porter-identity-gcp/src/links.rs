@@ -10,13 +10,15 @@
 
 use std::sync::{Mutex, PoisonError};
 
+use porter_identity_core::provider::{batch_refusals, per_group};
 use porter_identity_core::{
-    BindChange, BindOutcome, Binding, Cloud, Error, ErrorKind, GcpServiceAccountEmail, Plan,
-    PlanAction, Result, UnbindOutcome, batch_refusals, per_group,
+    BindChange, BindOutcome, Binding, Cloud, ErrorKind, GcpServiceAccountEmail, Plan, PlanAction,
+    Result, RunContext, UnbindOutcome,
 };
 use tokio::sync::oneshot;
 
 use crate::api::Policy;
+use crate::operation as op;
 use crate::policy::{MemberState, add_member, member_state, remove_member};
 use crate::provider::GcpWorkloadIdentityProvider;
 
@@ -58,6 +60,7 @@ impl GcpWorkloadIdentityProvider {
     /// waiting in this provider; one result per edit, in order.
     pub(crate) async fn edit_policy(
         &self,
+        run: &RunContext,
         email: &GcpServiceAccountEmail,
         edits: Vec<(String, Edit)>,
     ) -> Vec<Result<Edited>> {
@@ -96,7 +99,7 @@ impl GcpWorkloadIdentityProvider {
                     &mut *queue.waiting.lock().unwrap_or_else(PoisonError::into_inner),
                 );
                 if !batch.is_empty() {
-                    self.read_modify_write(email, batch).await;
+                    self.read_modify_write(run, email, batch).await;
                 }
             }
             for (i, member, edit, rx) in receivers {
@@ -110,10 +113,7 @@ impl GcpWorkloadIdentityProvider {
             }
         }
         let abandoned = || {
-            Error::cloud(
-                ErrorKind::Unavailable,
-                Cloud::Gcp,
-                "setIamPolicy",
+            op::SET_IAM_POLICY.error(ErrorKind::Unavailable,
                 format!(
                     "the edit of the IAM policy of {email} was abandoned {ABANDONED_ROUNDS} times by cancelled calls sharing its read-modify-write"
                 ),
@@ -128,12 +128,19 @@ impl GcpWorkloadIdentityProvider {
 
     /// One coalesced cycle for `batch`, retried whole on a stale etag; sends each edit its
     /// result.
-    async fn read_modify_write(&self, email: &GcpServiceAccountEmail, batch: Vec<Pending>) {
+    async fn read_modify_write(
+        &self,
+        run: &RunContext,
+        email: &GcpServiceAccountEmail,
+        batch: Vec<Pending>,
+    ) {
         let edits: Vec<(String, Edit)> = batch.iter().map(|p| (p.member.clone(), p.edit)).collect();
         let outcome = self
             .calls
             .retry_policy()
-            .run_cycle(Cloud::Gcp, "setIamPolicy", || self.cycle(email, &edits))
+            .run_cycle(Cloud::Gcp, op::SET_IAM_POLICY.name(), || {
+                self.cycle(run, email, &edits)
+            })
             .await;
         tracing::debug!(
             service_account = %email,
@@ -166,6 +173,7 @@ impl GcpWorkloadIdentityProvider {
     /// once.
     async fn cycle(
         &self,
+        run: &RunContext,
         email: &GcpServiceAccountEmail,
         edits: &[(String, Edit)],
     ) -> Result<Result<Vec<Edited>>> {
@@ -175,7 +183,7 @@ impl GcpWorkloadIdentityProvider {
             .filter(|(_, each)| each.contains(&Edited::Changed));
         let (policy, each) = match from_memory {
             Some(edited) => edited,
-            None => match self.read_policy(email).await {
+            None => match self.read_policy(run, email).await {
                 Ok(p) => apply(p, edits),
                 Err(e) => return Ok(Err(e)),
             },
@@ -187,12 +195,12 @@ impl GcpWorkloadIdentityProvider {
             .iter()
             .zip(&each)
             .any(|((_, edit), r)| *edit == Edit::Add && *r == Edited::Changed);
-        if adds && let Err(e) = self.ensure_usable(email).await {
+        if adds && let Err(e) = self.ensure_usable(run, email).await {
             return Ok(Err(e));
         }
         let written = self
             .calls
-            .run_once("setIamPolicy", || {
+            .run_once(run, op::SET_IAM_POLICY, || {
                 self.api.set_iam_policy(email.as_str(), policy.clone())
             })
             .await;
@@ -214,10 +222,16 @@ impl GcpWorkloadIdentityProvider {
 
     /// `getIamPolicy` (version 3), with transient errors retried; remembered as the starting
     /// point of this provider's next write.
-    pub(crate) async fn read_policy(&self, email: &GcpServiceAccountEmail) -> Result<Policy> {
+    pub(crate) async fn read_policy(
+        &self,
+        run: &RunContext,
+        email: &GcpServiceAccountEmail,
+    ) -> Result<Policy> {
         let policy = self
             .calls
-            .run("getIamPolicy", || self.api.get_iam_policy(email.as_str()))
+            .run(run, op::GET_IAM_POLICY, || {
+                self.api.get_iam_policy(email.as_str())
+            })
             .await
             .map_err(|e| Self::service_account_error(email, e))?;
         self.remember_policy(email, Some(policy.clone()));
@@ -240,6 +254,7 @@ impl GcpWorkloadIdentityProvider {
     /// cannot be, every admitted binding gets that error and nothing else is called.
     async fn per_service_account<T, F, Fut>(
         &self,
+        run: &RunContext,
         bindings: &[Binding],
         conflicts: bool,
         work: F,
@@ -251,7 +266,7 @@ impl GcpWorkloadIdentityProvider {
         let mut results: Vec<Option<Result<T>>> = Self::refusals(bindings, conflicts);
         let admitted = results.iter().any(Option::is_none);
         let pool = if admitted {
-            self.pool().await.map(str::to_owned)
+            self.pool(run).await.map(str::to_owned)
         } else {
             Ok(String::new())
         };
@@ -259,7 +274,7 @@ impl GcpWorkloadIdentityProvider {
             for r in results.iter_mut().filter(|r| r.is_none()) {
                 *r = Some(Err(e.clone()));
             }
-            return porter_identity_core::batch_results(Cloud::Gcp, "batch", results);
+            return porter_identity_core::provider::batch_results(Cloud::Gcp, "batch", results);
         }
         per_group(
             Cloud::Gcp,
@@ -277,7 +292,7 @@ impl GcpWorkloadIdentityProvider {
                     };
                     let mut items = Vec::with_capacity(group.len());
                     for &i in &group {
-                        match self.member_of(&bindings[i]).await {
+                        match self.member_of(run, &bindings[i]).await {
                             Ok(m) => items.push((i, m)),
                             Err(e) => return group.iter().map(|&i| (i, Err(e.clone()))).collect(),
                         }
@@ -289,11 +304,15 @@ impl GcpWorkloadIdentityProvider {
         .await
     }
 
-    pub(crate) async fn bind_batch(&self, bindings: &[Binding]) -> Vec<Result<BindOutcome>> {
-        self.per_service_account(bindings, true, |email, items| async move {
+    pub(crate) async fn bind_batch(
+        &self,
+        run: &RunContext,
+        bindings: &[Binding],
+    ) -> Vec<Result<BindOutcome>> {
+        self.per_service_account(run, bindings, true, |email, items| async move {
             let email = &email;
             let edits = items.iter().map(|(_, m)| (m.clone(), Edit::Add)).collect();
-            let done = self.edit_policy(email, edits).await;
+            let done = self.edit_policy(run, email, edits).await;
             items
                 .into_iter()
                 .zip(done)
@@ -317,14 +336,18 @@ impl GcpWorkloadIdentityProvider {
         .await
     }
 
-    pub(crate) async fn unbind_batch(&self, bindings: &[Binding]) -> Vec<Result<UnbindOutcome>> {
-        self.per_service_account(bindings, false, |email, items| async move {
+    pub(crate) async fn unbind_batch(
+        &self,
+        run: &RunContext,
+        bindings: &[Binding],
+    ) -> Vec<Result<UnbindOutcome>> {
+        self.per_service_account(run, bindings, false, |email, items| async move {
             let email = &email;
             let edits = items
                 .iter()
                 .map(|(_, m)| (m.clone(), Edit::Remove))
                 .collect();
-            let done = self.edit_policy(email, edits).await;
+            let done = self.edit_policy(run, email, edits).await;
             items
                 .into_iter()
                 .zip(done)
@@ -349,10 +372,14 @@ impl GcpWorkloadIdentityProvider {
 
     /// What bind would do: one policy read per service account, and the service-account check
     /// where bind would write.
-    pub(crate) async fn plan_batch(&self, bindings: &[Binding]) -> Vec<Result<Plan>> {
-        self.per_service_account(bindings, true, |email, items| async move {
+    pub(crate) async fn plan_batch(
+        &self,
+        run: &RunContext,
+        bindings: &[Binding],
+    ) -> Vec<Result<Plan>> {
+        self.per_service_account(run, bindings, true, |email, items| async move {
             let email = &email;
-            let policy = match self.read_policy(email).await {
+            let policy = match self.read_policy(run, email).await {
                 Ok(p) => p,
                 Err(e) => {
                     return items
@@ -371,7 +398,7 @@ impl GcpWorkloadIdentityProvider {
                         service_account_patch: Self::patch(email, false),
                     })
                 } else {
-                    self.ensure_usable(email).await.map(|()| Plan {
+                    self.ensure_usable(run, email).await.map(|()| Plan {
                         action: PlanAction::Create,
                         description: format!(
                             "add {member} to roles/iam.workloadIdentityUser on {email}"

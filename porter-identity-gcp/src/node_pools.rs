@@ -5,10 +5,11 @@
 
 use std::fmt;
 
-use porter_identity_core::{Error, Result};
+use porter_identity_core::{Error, Result, RunContext};
 
 use crate::GcpWorkloadIdentityProvider;
 use crate::api::{ClusterRef, MetadataMode};
+use crate::operation as op;
 use crate::provider::PoolSource;
 
 /// A node pool put in `GKE_METADATA` mode, or found already in it.
@@ -79,9 +80,10 @@ impl GcpWorkloadIdentityProvider {
     /// When the cluster cannot be read, or the provider has no GKE cluster.
     pub async fn node_pools_without_gke_metadata(&self) -> Result<Vec<String>> {
         let cluster = self.gke_cluster("read its node pools")?;
+        let run = &RunContext::plan();
         let found = self
             .calls
-            .run("clusters.get", || self.api.get_cluster(cluster))
+            .run(run, op::CLUSTERS_GET, || self.api.get_cluster(cluster))
             .await
             .map_err(|e| self.cluster_error(cluster, e))?;
         Ok(found
@@ -117,9 +119,12 @@ impl GcpWorkloadIdentityProvider {
     ) -> Result<NodePoolChange> {
         check_pool_name(pool)?;
         let cluster = self.gke_cluster("update its node pools")?;
+        let run = &RunContext::apply();
         let details = self
             .calls
-            .run("nodePools.get", || self.api.get_node_pool(cluster, pool))
+            .run(run, op::NODE_POOLS_GET, || {
+                self.api.get_node_pool(cluster, pool)
+            })
             .await?;
         if details.metadata_mode == MetadataMode::GkeMetadata {
             return Ok(NodePoolChange {
@@ -128,10 +133,7 @@ impl GcpWorkloadIdentityProvider {
             });
         }
         if !pods_at_risk.is_empty() && !force {
-            return Err(Error::cloud(
-                porter_identity_core::ErrorKind::Conflict,
-                porter_identity_core::Cloud::Gcp,
-                "nodePools.update",
+            return Err(op::NODE_POOLS_UPDATE.error(porter_identity_core::ErrorKind::Conflict,
                 format!(
                     "{} pod(s) on node pool {pool} run as ServiceAccounts without iam.gke.io/gcp-service-account and would lose the node's service account: {}",
                     pods_at_risk.len(),
@@ -142,7 +144,7 @@ impl GcpWorkloadIdentityProvider {
         }
         let operation = self
             .calls
-            .run("nodePools.update", || {
+            .run(run, op::NODE_POOLS_UPDATE, || {
                 self.api.set_node_pool_gke_metadata(cluster, &details)
             })
             .await?;

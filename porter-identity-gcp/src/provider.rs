@@ -10,16 +10,18 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
+use porter_identity_core::provider::{CloudCalls, batch_refusals, each_binding, ensure_cloud};
 use porter_identity_core::{
-    BindOutcome, Binding, Cloud, CloudCalls, Connection, DEFAULT_CONCURRENCY, Error, ErrorKind,
-    GcpServiceAccountEmail, Plan, Result, RetryPolicy, ServiceAccountPatch, UnbindOutcome,
-    VerifyReport, WorkloadIdentityProvider, ensure_cloud, only_result,
+    BindOutcome, Binding, Cloud, Connection, DEFAULT_CONCURRENCY, Error, ErrorKind,
+    GcpServiceAccountEmail, Plan, Result, RetryPolicy, RunContext, ServiceAccountPatch,
+    UnbindOutcome, VerifyReport, WorkloadIdentityProvider,
 };
 use tokio::sync::OnceCell;
 
 use crate::api::{ClusterRef, GcpApi, Policy, ServiceAccount};
 use crate::links::PolicyQueue;
 use crate::names::{enable_workload_identity_command, member};
+use crate::operation as op;
 
 /// The ServiceAccount annotation naming the GCP service account the pods act as.
 pub const GCP_SERVICE_ACCOUNT_ANNOTATION: &str = "iam.gke.io/gcp-service-account";
@@ -92,11 +94,7 @@ impl GcpWorkloadIdentityProvider {
     ) -> Self {
         GcpWorkloadIdentityProvider {
             api,
-            calls: CloudCalls::new(
-                Cloud::Gcp,
-                retry,
-                concurrency.unwrap_or(DEFAULT_CONCURRENCY),
-            ),
+            calls: CloudCalls::new(retry, concurrency.unwrap_or(DEFAULT_CONCURRENCY)),
             source,
             pool: OnceCell::new(),
             usable: Mutex::new(HashMap::new()),
@@ -130,7 +128,7 @@ impl GcpWorkloadIdentityProvider {
     // ---- the workload pool ------------------------------------------------------------------
 
     /// The workload pool, read from the cluster once per provider (or given explicitly).
-    pub(crate) async fn pool(&self) -> Result<&str> {
+    pub(crate) async fn pool(&self, run: &RunContext) -> Result<&str> {
         self.pool
             .get_or_try_init(|| async {
                 match &self.source {
@@ -138,7 +136,7 @@ impl GcpWorkloadIdentityProvider {
                     PoolSource::Gke(cluster) => {
                         let found = self
                             .calls
-                            .run("clusters.get", || self.api.get_cluster(cluster))
+                            .run(run, op::CLUSTERS_GET, || self.api.get_cluster(cluster))
                             .await
                             .map_err(|e| self.cluster_error(cluster, e))?;
                         found
@@ -152,8 +150,8 @@ impl GcpWorkloadIdentityProvider {
     }
 
     /// The member of a binding's workload in the pool.
-    pub(crate) async fn member_of(&self, binding: &Binding) -> Result<String> {
-        let pool = self.pool().await?;
+    pub(crate) async fn member_of(&self, run: &RunContext, binding: &Binding) -> Result<String> {
+        let pool = self.pool(run).await?;
         Ok(member(
             pool,
             binding.workload.namespace(),
@@ -165,10 +163,7 @@ impl GcpWorkloadIdentityProvider {
         if e.kind() != ErrorKind::NotFound {
             return e;
         }
-        Error::cloud(
-            ErrorKind::NotFound,
-            Cloud::Gcp,
-            "clusters.get",
+        op::CLUSTERS_GET.error(ErrorKind::NotFound,
             format!("GKE cluster {cluster} was not found"),
         )
         .with_fix(format!(
@@ -180,10 +175,7 @@ impl GcpWorkloadIdentityProvider {
 
     /// Workload Identity is off on the cluster: it has no workload pool.
     pub(crate) fn workload_identity_off(cluster: &ClusterRef) -> Error {
-        Error::cloud(
-            ErrorKind::Conflict,
-            Cloud::Gcp,
-            "clusters.get",
+        op::CLUSTERS_GET.error(ErrorKind::Conflict,
             format!(
                 "Workload Identity is not enabled on GKE cluster {cluster}: it has no workload pool, so no Kubernetes service account of it can act as a GCP service account"
             ),
@@ -196,10 +188,11 @@ impl GcpWorkloadIdentityProvider {
     /// `serviceAccounts.get`, afresh, its errors said for the binding.
     pub(crate) async fn read_service_account(
         &self,
+        run: &RunContext,
         email: &GcpServiceAccountEmail,
     ) -> Result<ServiceAccount> {
         self.calls
-            .run("serviceAccounts.get", || {
+            .run(run, op::SERVICE_ACCOUNTS_GET, || {
                 self.api.get_service_account(email.as_str())
             })
             .await
@@ -208,7 +201,11 @@ impl GcpWorkloadIdentityProvider {
 
     /// Checks, once per provider and before its first write, that the service account exists
     /// and is enabled. A failed check is not kept: fixing it is seen on the next bind.
-    pub(crate) async fn ensure_usable(&self, email: &GcpServiceAccountEmail) -> Result<()> {
+    pub(crate) async fn ensure_usable(
+        &self,
+        run: &RunContext,
+        email: &GcpServiceAccountEmail,
+    ) -> Result<()> {
         let cell = self
             .usable
             .lock()
@@ -217,7 +214,7 @@ impl GcpWorkloadIdentityProvider {
             .or_default()
             .clone();
         cell.get_or_try_init(|| async {
-            let sa = self.read_service_account(email).await?;
+            let sa = self.read_service_account(run, email).await?;
             if sa.disabled {
                 return Err(Self::disabled(email));
             }
@@ -228,10 +225,7 @@ impl GcpWorkloadIdentityProvider {
     }
 
     pub(crate) fn disabled(email: &GcpServiceAccountEmail) -> Error {
-        Error::cloud(
-            ErrorKind::Conflict,
-            Cloud::Gcp,
-            "serviceAccounts.get",
+        op::SERVICE_ACCOUNTS_GET.error(ErrorKind::Conflict,
             format!(
                 "GCP service account {email} is disabled: no workload can act as it until it is enabled"
             ),
@@ -247,7 +241,10 @@ impl GcpWorkloadIdentityProvider {
         if e.kind() != ErrorKind::NotFound {
             return e;
         }
-        let operation = e.operation().unwrap_or("serviceAccounts.get").to_owned();
+        let operation = e
+            .operation()
+            .unwrap_or(op::SERVICE_ACCOUNTS_GET.name())
+            .to_owned();
         Error::cloud(
             ErrorKind::NotFound,
             Cloud::Gcp,
@@ -328,47 +325,35 @@ impl WorkloadIdentityProvider for GcpWorkloadIdentityProvider {
         self.calls.concurrency()
     }
 
-    #[tracing::instrument(skip_all, fields(workload = %binding.workload))]
-    async fn plan(&self, binding: &Binding) -> Result<Plan> {
-        only_result(
-            Cloud::Gcp,
-            self.plan_batch(std::slice::from_ref(binding)).await,
-        )
-    }
-
-    #[tracing::instrument(skip_all, fields(workload = %binding.workload))]
-    async fn bind(&self, binding: &Binding) -> Result<BindOutcome> {
-        only_result(
-            Cloud::Gcp,
-            self.bind_batch(std::slice::from_ref(binding)).await,
-        )
-    }
-
-    #[tracing::instrument(skip_all, fields(workload = %binding.workload))]
-    async fn unbind(&self, binding: &Binding) -> Result<UnbindOutcome> {
-        only_result(
-            Cloud::Gcp,
-            self.unbind_batch(std::slice::from_ref(binding)).await,
-        )
-    }
-
-    #[tracing::instrument(skip_all, fields(workload = %binding.workload))]
-    async fn verify(&self, binding: &Binding) -> Result<VerifyReport> {
-        self.verify_binding(binding).await
+    #[tracing::instrument(skip_all, fields(bindings = bindings.len()))]
+    async fn plan_all(&self, run: &RunContext, bindings: &[Binding]) -> Vec<Result<Plan>> {
+        self.plan_batch(run, bindings).await
     }
 
     #[tracing::instrument(skip_all, fields(bindings = bindings.len()))]
-    async fn plan_all(&self, bindings: &[Binding]) -> Vec<Result<Plan>> {
-        self.plan_batch(bindings).await
+    async fn bind_all(&self, run: &RunContext, bindings: &[Binding]) -> Vec<Result<BindOutcome>> {
+        self.bind_batch(run, bindings).await
     }
 
     #[tracing::instrument(skip_all, fields(bindings = bindings.len()))]
-    async fn bind_all(&self, bindings: &[Binding]) -> Vec<Result<BindOutcome>> {
-        self.bind_batch(bindings).await
+    async fn unbind_all(
+        &self,
+        run: &RunContext,
+        bindings: &[Binding],
+    ) -> Vec<Result<UnbindOutcome>> {
+        self.unbind_batch(run, bindings).await
     }
 
     #[tracing::instrument(skip_all, fields(bindings = bindings.len()))]
-    async fn unbind_all(&self, bindings: &[Binding]) -> Vec<Result<UnbindOutcome>> {
-        self.unbind_batch(bindings).await
+    async fn verify_all(
+        &self,
+        run: &RunContext,
+        bindings: &[Binding],
+    ) -> Vec<Result<VerifyReport>> {
+        let refused = batch_refusals(bindings, false, |b| ensure_cloud(Cloud::Gcp, b));
+        each_binding(bindings, refused, self.calls.concurrency(), |b| {
+            self.verify_binding(run, b)
+        })
+        .await
     }
 }

@@ -3,20 +3,25 @@
 //! workload's member in its IAM policy, and the least-privilege lint of its project-level roles
 //! and of who can act as it.
 
-use porter_identity_core::{Binding, ErrorKind, Finding, Result, VerifyReport};
+use porter_identity_core::{Binding, ErrorKind, Finding, Result, RunContext, VerifyReport};
 
 use crate::api::MetadataMode;
 use crate::names::{enable_gke_metadata_command, member, project_of_pool};
+use crate::operation as op;
 use crate::policy::{MemberState, member_state};
 use crate::provider::{GcpWorkloadIdentityProvider, PoolSource};
 use crate::{codes, lint};
 
 impl GcpWorkloadIdentityProvider {
     /// The whole diagnosis of one binding, read afresh.
-    pub(crate) async fn verify_binding(&self, binding: &Binding) -> Result<VerifyReport> {
+    pub(crate) async fn verify_binding(
+        &self,
+        run: &RunContext,
+        binding: &Binding,
+    ) -> Result<VerifyReport> {
         let email = Self::email_of(binding)?;
         let mut report = VerifyReport::default();
-        let Some(pool) = self.verify_cluster(&mut report).await? else {
+        let Some(pool) = self.verify_cluster(run, &mut report).await? else {
             return Ok(report);
         };
         if let Some(project) = project_of_pool(&pool)
@@ -30,7 +35,7 @@ impl GcpWorkloadIdentityProvider {
                 ),
             ));
         }
-        let account = match self.read_service_account(email).await {
+        let account = match self.read_service_account(run, email).await {
             Ok(sa) => sa,
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 report.push(Finding::from_error(codes::SERVICE_ACCOUNT_NOT_FOUND, &e));
@@ -44,7 +49,7 @@ impl GcpWorkloadIdentityProvider {
                 &Self::disabled(email),
             ));
         }
-        let policy = self.read_policy(email).await?;
+        let policy = self.read_policy(run, email).await?;
         let wanted = member(
             &pool,
             binding.workload.namespace(),
@@ -76,14 +81,18 @@ impl GcpWorkloadIdentityProvider {
         if let Some(finding) = lint::lint_shared_identity(email.as_str(), &policy) {
             report.push(finding);
         }
-        self.verify_keys(email, &mut report).await?;
-        self.lint_project(email, &mut report).await?;
+        self.verify_keys(run, email, &mut report).await?;
+        self.lint_project(run, email, &mut report).await?;
         Ok(report)
     }
 
     /// The cluster's part: its workload pool, or why there is none; a warning per node pool
     /// not in `GKE_METADATA` mode.
-    async fn verify_cluster(&self, report: &mut VerifyReport) -> Result<Option<String>> {
+    async fn verify_cluster(
+        &self,
+        run: &RunContext,
+        report: &mut VerifyReport,
+    ) -> Result<Option<String>> {
         let cluster = match &self.source {
             PoolSource::Explicit(pool) => {
                 report.push(Finding::info(
@@ -98,7 +107,7 @@ impl GcpWorkloadIdentityProvider {
         };
         let found = match self
             .calls
-            .run("clusters.get", || self.api.get_cluster(cluster))
+            .run(run, op::CLUSTERS_GET, || self.api.get_cluster(cluster))
             .await
         {
             Ok(found) => found,
@@ -142,12 +151,13 @@ impl GcpWorkloadIdentityProvider {
     /// User-managed keys: static credentials that defeat the point of Workload Identity.
     async fn verify_keys(
         &self,
+        run: &RunContext,
         email: &porter_identity_core::GcpServiceAccountEmail,
         report: &mut VerifyReport,
     ) -> Result<()> {
         let keys = match self
             .calls
-            .run("serviceAccounts.keys.list", || {
+            .run(run, op::SERVICE_ACCOUNTS_KEYS_LIST, || {
                 self.api.list_user_managed_keys(email.as_str())
             })
             .await
@@ -191,13 +201,14 @@ impl GcpWorkloadIdentityProvider {
     /// The service account's roles on its own project.
     async fn lint_project(
         &self,
+        run: &RunContext,
         email: &porter_identity_core::GcpServiceAccountEmail,
         report: &mut VerifyReport,
     ) -> Result<()> {
         let project = email.project_id();
         match self
             .calls
-            .run("projects.getIamPolicy", || {
+            .run(run, op::PROJECTS_GET_IAM_POLICY, || {
                 self.api.get_project_iam_policy(project)
             })
             .await

@@ -386,12 +386,15 @@ async fn unbind_removes_only_this_member_and_drops_an_empty_binding() {
     let p = provider(&gcp).await;
     let api = binding("shop", "shop", "api", "shop-api");
     let worker = binding("shop", "shop", "worker", "shop-api");
-    p.bind_all(&[api.clone(), worker.clone()])
-        .await
-        .into_iter()
-        .for_each(|r| {
-            r.unwrap();
-        });
+    p.bind_all(
+        &porter_identity_core::RunContext::apply(),
+        &[api.clone(), worker.clone()],
+    )
+    .await
+    .into_iter()
+    .for_each(|r| {
+        r.unwrap();
+    });
     assert!(matches!(
         p.unbind(&api).await.unwrap(),
         UnbindOutcome::Deleted { .. }
@@ -447,7 +450,9 @@ async fn binds_to_one_service_account_coalesce_into_one_or_two_writes() {
         .map(|i| binding("shop", "shop", &format!("svc-{i}"), "shared-sa"))
         .collect();
     gcp.reset_calls();
-    let results = p.bind_all(&more).await;
+    let results = p
+        .bind_all(&porter_identity_core::RunContext::apply(), &more)
+        .await;
     assert!(results.iter().all(Result::is_ok));
     assert_eq!(gcp.write_calls(), 1, "a batch is one read-modify-write");
     assert!(
@@ -587,12 +592,15 @@ async fn verify_lints_project_roles_and_a_shared_identity() {
         .grant_on_project(PROJECT, "roles/owner", "user:ana@example.com");
     let p = provider(&gcp).await;
     let api = binding("shop", "shop", "api", "shop-api");
-    p.bind_all(&[api.clone(), binding("shop", "shop", "worker", "shop-api")])
-        .await
-        .into_iter()
-        .for_each(|r| {
-            r.unwrap();
-        });
+    p.bind_all(
+        &porter_identity_core::RunContext::apply(),
+        &[api.clone(), binding("shop", "shop", "worker", "shop-api")],
+    )
+    .await
+    .into_iter()
+    .for_each(|r| {
+        r.unwrap();
+    });
     let report = p.verify(&api).await.unwrap();
     let warnings: Vec<&str> = report
         .of(Severity::Warning)

@@ -9,9 +9,9 @@
 
 use std::fmt;
 
+use porter_identity_core::provider::ensure_cloud;
 use porter_identity_core::{
-    Binding, Cloud, Connection, Error, Finding, Result, RoleRef, Severity,
-    WorkloadIdentityProvider, ensure_cloud,
+    Binding, Cloud, Connection, Error, Finding, Result, RoleRef, Severity, WorkloadIdentityProvider,
 };
 
 use crate::Cluster;

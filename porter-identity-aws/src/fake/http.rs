@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 use super::FakeAws;
 use super::error::{AwsError, Code};
 use super::state::{AddonRecord, AssociationRecord, ClusterRecord, CreateInput, UpdateInput};
+use crate::operation as op;
 
 /// ListPodIdentityAssociations' page size when the request gives no `maxResults`, and its
 /// maximum (`ListPodIdentityAssociationsMaxResults`: 1..=100).
@@ -151,7 +152,7 @@ async fn unknown_operation(Shared(app): Shared<App>) -> Response {
 async fn describe_cluster(Shared(app): Shared<App>, Path(name): Path<String>) -> Response {
     let result = app
         .fake
-        .call("DescribeCluster", |s| s.describe_cluster(&name))
+        .call(op::DESCRIBE_CLUSTER, |s| s.describe_cluster(&name))
         .await
         .map(|c| json!({ "cluster": cluster_json(&c) }));
     app.respond(result)
@@ -163,7 +164,7 @@ async fn describe_addon(
 ) -> Response {
     let result = app
         .fake
-        .call("DescribeAddon", |s| {
+        .call(op::DESCRIBE_ADDON, |s| {
             s.describe_addon(&name, &addon)?.ok_or_else(|| {
                 AwsError::not_found(format!("No addon: {addon} found in cluster: {name}"))
             })
@@ -225,7 +226,7 @@ async fn create_association(
 ) -> Response {
     let result = app
         .fake
-        .call("CreatePodIdentityAssociation", |s| {
+        .call(op::CREATE_POD_IDENTITY_ASSOCIATION, |s| {
             let body: CreateBody = parse_body(&body)?;
             let input = CreateInput {
                 cluster: name,
@@ -251,7 +252,7 @@ async fn describe_association(
 ) -> Response {
     let result = app
         .fake
-        .call("DescribePodIdentityAssociation", |s| {
+        .call(op::DESCRIBE_POD_IDENTITY_ASSOCIATION, |s| {
             s.describe_association(&name, &id)
         })
         .await
@@ -266,7 +267,7 @@ async fn update_association(
 ) -> Response {
     let result = app
         .fake
-        .call("UpdatePodIdentityAssociation", |s| {
+        .call(op::UPDATE_POD_IDENTITY_ASSOCIATION, |s| {
             let body: UpdateBody = parse_body(&body)?;
             let input = UpdateInput {
                 role_arn: body.role_arn,
@@ -287,7 +288,7 @@ async fn delete_association(
 ) -> Response {
     let result = app
         .fake
-        .call("DeletePodIdentityAssociation", |s| {
+        .call(op::DELETE_POD_IDENTITY_ASSOCIATION, |s| {
             s.delete_association(&name, &id)
         })
         .await
@@ -310,7 +311,7 @@ async fn list_associations(
     let max_results = param("maxResults");
     let result = app
         .fake
-        .call("ListPodIdentityAssociations", |s| {
+        .call(op::LIST_POD_IDENTITY_ASSOCIATIONS, |s| {
             let max_results = match max_results {
                 None => MAX_RESULTS,
                 Some(raw) => raw

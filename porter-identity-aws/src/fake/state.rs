@@ -6,10 +6,12 @@ use std::hash::{BuildHasher, RandomState};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use porter_identity_core::Operation;
 use porter_identity_core::testing::FakeCalls;
 
 use super::error::{AwsError, Code};
 use super::pods_trust;
+use crate::operation as op;
 
 /// What IAM leaves unencoded in the policy documents it returns (RFC 3986 unreserved).
 const RFC3986: &AsciiSet = &NON_ALPHANUMERIC
@@ -29,28 +31,10 @@ const MAX_TAGS: usize = 50;
 
 /// Every operation the fake counts, by its AWS name; [`State::inject`] refuses others so that a
 /// typo cannot make an injected failure silently never fire.
-pub(crate) const OPERATIONS: [&str; 13] = [
-    "DescribeCluster",
-    "DescribeAddon",
-    "GetRole",
-    "ListPodIdentityAssociations",
-    "DescribePodIdentityAssociation",
-    "CreatePodIdentityAssociation",
-    "UpdatePodIdentityAssociation",
-    "DeletePodIdentityAssociation",
-    "ListAttachedRolePolicies",
-    "GetPolicy",
-    "GetPolicyVersion",
-    "ListRolePolicies",
-    "GetRolePolicy",
-];
+pub(crate) const OPERATIONS: [&str; 13] = Operation::names(op::ALL);
 
 /// The write operations ([`super::FakeAws::write_calls`]).
-pub(crate) const WRITE_OPERATIONS: [&str; 3] = [
-    "CreatePodIdentityAssociation",
-    "UpdatePodIdentityAssociation",
-    "DeletePodIdentityAssociation",
-];
+pub(crate) const WRITE_OPERATIONS: [&str; 3] = Operation::names(op::WRITES);
 
 /// Percent-encodes a policy document the way IAM returns it.
 pub(crate) fn url_encode(document: &str) -> String {

@@ -23,6 +23,7 @@ use super::state::{ArmError, ClusterRecord, CredentialRecord, IdentityRecord, Pu
 use crate::arm::{
     AUTHORIZATION_API_VERSION, CONTAINER_SERVICE_API_VERSION, MANAGED_IDENTITY_API_VERSION,
 };
+use crate::operation as op;
 
 /// Serves `fake` over HTTP on `addr` (use `127.0.0.1:0` for a free port) until the returned
 /// [`FakeServer`] is shut down or dropped. Must be called within a Tokio runtime. Its
@@ -77,15 +78,15 @@ impl Route {
     fn operation(&self, method: &Method) -> &'static str {
         match self {
             Route::Token => "Token",
-            Route::Cluster { .. } => "ManagedClusters_Get",
-            Route::Identity { .. } => "UserAssignedIdentities_Get",
-            Route::Credentials { .. } => "FederatedIdentityCredentials_List",
+            Route::Cluster { .. } => op::MANAGED_CLUSTERS_GET.name(),
+            Route::Identity { .. } => op::USER_ASSIGNED_IDENTITIES_GET.name(),
+            Route::Credentials { .. } => op::FEDERATED_IDENTITY_CREDENTIALS_LIST.name(),
             Route::Credential { .. } if *method == Method::DELETE => {
-                "FederatedIdentityCredentials_Delete"
+                op::FEDERATED_IDENTITY_CREDENTIALS_DELETE.name()
             }
-            Route::Credential { .. } => "FederatedIdentityCredentials_CreateOrUpdate",
-            Route::RoleAssignments => "RoleAssignments_ListForScope",
-            Route::RoleDefinition { .. } => "RoleDefinitions_GetById",
+            Route::Credential { .. } => op::FEDERATED_IDENTITY_CREDENTIALS_CREATE_OR_UPDATE.name(),
+            Route::RoleAssignments => op::ROLE_ASSIGNMENTS_LIST_FOR_SCOPE.name(),
+            Route::RoleDefinition { .. } => op::ROLE_DEFINITIONS_GET_BY_ID.name(),
         }
     }
 

@@ -4,30 +4,27 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use porter_identity_core::ErrorKind;
 use porter_identity_core::testing::FakeCalls;
+use porter_identity_core::{ErrorKind, Operation};
+
+use crate::operation as op;
 use tokio::time::Instant;
 
 use crate::api::FEDERATED_CREDENTIAL_LIMIT;
 
 /// Every operation the fake counts, by its ARM operation id; [`State::inject`] refuses others
 /// so that a typo cannot make an injected failure silently never fire.
-pub(crate) const OPERATIONS: [&str; 8] = [
-    "ManagedClusters_Get",
-    "UserAssignedIdentities_Get",
-    "FederatedIdentityCredentials_List",
-    "FederatedIdentityCredentials_CreateOrUpdate",
-    "FederatedIdentityCredentials_Delete",
-    "RoleAssignments_ListForScope",
-    "RoleDefinitions_GetById",
-    "Token",
-];
+pub(crate) const OPERATIONS: [&str; 8] = {
+    let arm = Operation::names(op::ALL);
+    [
+        arm[0], arm[1], arm[2], arm[3], arm[4], arm[5], arm[6],
+        // The token request of the fake's Entra ID face.
+        "Token",
+    ]
+};
 
 /// The write operations ([`super::FakeAzure::write_calls`]).
-pub(crate) const WRITE_OPERATIONS: [&str; 2] = [
-    "FederatedIdentityCredentials_CreateOrUpdate",
-    "FederatedIdentityCredentials_Delete",
-];
+pub(crate) const WRITE_OPERATIONS: [&str; 2] = Operation::names(op::WRITES);
 
 /// The code Azure answers a write racing another write on one identity with (HTTP 409).
 pub(crate) const CONCURRENT: &str =

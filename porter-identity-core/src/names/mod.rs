@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 /// names (Azure federated identity credentials).
 ///
 /// ```
-/// use porter_identity_core::stable_hash_hex;
+/// use porter_identity_core::provider::stable_hash_hex;
 /// let h = stable_hash_hex(&["shop", "api"], 10);
 /// assert_eq!(h.len(), 10);
 /// assert_eq!(h, stable_hash_hex(&["shop", "api"], 10));

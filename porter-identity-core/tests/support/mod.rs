@@ -9,10 +9,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use async_trait::async_trait;
+use porter_identity_core::provider::{CloudCalls, batch_refusals, each_binding, ensure_cloud};
 use porter_identity_core::{
-    BindChange, BindOutcome, Binding, Cloud, Error, ErrorKind, Finding, LinkKey, Plan, PlanAction,
-    Result, RetryPolicy, ServiceAccountPatch, UnbindOutcome, VerifyReport,
-    WorkloadIdentityProvider, ensure_cloud,
+    BindChange, BindOutcome, Binding, Cloud, Error, ErrorKind, Finding, LinkKey, Operation, Plan,
+    PlanAction, Result, RetryPolicy, RunContext, ServiceAccountPatch, UnbindOutcome, VerifyReport,
+    WorkloadIdentityProvider,
 };
 
 /// Links of one cloud, in memory.
@@ -28,6 +29,7 @@ pub struct MemoryProvider {
     pub forgetful: bool,
     /// Writes made (binds that created or updated, unbinds that deleted).
     pub writes: AtomicU64,
+    calls: CloudCalls,
 }
 
 impl MemoryProvider {
@@ -39,11 +41,12 @@ impl MemoryProvider {
             fail_next: AtomicU32::new(0),
             forgetful: false,
             writes: AtomicU64::new(0),
+            calls: CloudCalls::new(RetryPolicy::default().jitter_seed(1), 8),
         }
     }
 
     /// One cloud call, `op`: fails while `fail_next` is above zero.
-    pub fn call(&self, op: &str) -> Result<()> {
+    pub fn call(&self, op: Operation) -> Result<()> {
         let left = self.fail_next.load(Ordering::SeqCst);
         if left > 0
             && self
@@ -54,19 +57,26 @@ impl MemoryProvider {
             return Err(Error::cloud(
                 ErrorKind::Throttled,
                 self.cloud,
-                op,
+                op.name(),
                 "slow down",
             ));
         }
         Ok(())
     }
 
-    async fn checked(&self, b: &Binding, op: &str) -> Result<(LinkKey, String)> {
-        ensure_cloud(self.cloud, b)?;
-        RetryPolicy::default()
-            .jitter_seed(1)
-            .run(self.cloud, op, || async { self.call(op) })
-            .await?;
+    /// The operation `name` of this provider's cloud.
+    pub fn op(&self, name: &'static str) -> Operation {
+        Operation::new(self.cloud, name)
+    }
+
+    async fn checked(
+        &self,
+        run: &RunContext,
+        b: &Binding,
+        op: &'static str,
+    ) -> Result<(LinkKey, String)> {
+        let op = self.op(op);
+        self.calls.run(run, op, || async { self.call(op) }).await?;
         Ok((b.link_key().unwrap(), b.connection.describe()))
     }
 
@@ -74,23 +84,9 @@ impl MemoryProvider {
     pub fn len(&self) -> usize {
         self.links.lock().unwrap().len()
     }
-}
 
-fn patch(changed: bool) -> ServiceAccountPatch {
-    ServiceAccountPatch {
-        needs_pod_restart: changed,
-        ..ServiceAccountPatch::default()
-    }
-}
-
-#[async_trait]
-impl WorkloadIdentityProvider for MemoryProvider {
-    fn cloud(&self) -> Cloud {
-        self.cloud
-    }
-
-    async fn plan(&self, b: &Binding) -> Result<Plan> {
-        let (key, identity) = self.checked(b, "Get").await?;
+    pub async fn plan_one(&self, run: &RunContext, b: &Binding) -> Result<Plan> {
+        let (key, identity) = self.checked(run, b, "Get").await?;
         let current = self.links.lock().unwrap().get(&key).cloned();
         let action = match current {
             None => PlanAction::Create,
@@ -104,8 +100,8 @@ impl WorkloadIdentityProvider for MemoryProvider {
         })
     }
 
-    async fn bind(&self, b: &Binding) -> Result<BindOutcome> {
-        let (key, identity) = self.checked(b, "Link").await?;
+    pub async fn bind_one(&self, run: &RunContext, b: &Binding) -> Result<BindOutcome> {
+        let (key, identity) = self.checked(run, b, "Link").await?;
         if self.forgetful {
             return Ok(BindOutcome {
                 change: BindChange::Created,
@@ -133,8 +129,8 @@ impl WorkloadIdentityProvider for MemoryProvider {
         })
     }
 
-    async fn unbind(&self, b: &Binding) -> Result<UnbindOutcome> {
-        let (key, _) = self.checked(b, "Unlink").await?;
+    pub async fn unbind_one(&self, run: &RunContext, b: &Binding) -> Result<UnbindOutcome> {
+        let (key, _) = self.checked(run, b, "Unlink").await?;
         Ok(match self.links.lock().unwrap().remove(&key) {
             Some((_, resource_id)) => {
                 self.writes.fetch_add(1, Ordering::SeqCst);
@@ -144,8 +140,8 @@ impl WorkloadIdentityProvider for MemoryProvider {
         })
     }
 
-    async fn verify(&self, b: &Binding) -> Result<VerifyReport> {
-        let (key, identity) = self.checked(b, "Get").await?;
+    pub async fn verify_one(&self, run: &RunContext, b: &Binding) -> Result<VerifyReport> {
+        let (key, identity) = self.checked(run, b, "Get").await?;
         let mut report = VerifyReport::default();
         match self.links.lock().unwrap().get(&key) {
             None => report.push(Finding::error("memory.link.missing", "no link", "bind it")),
@@ -157,5 +153,64 @@ impl WorkloadIdentityProvider for MemoryProvider {
             Some(_) => {}
         }
         Ok(report)
+    }
+
+    /// Runs `one` on each binding that the batch does not refuse, keeping input order.
+    pub async fn batch<'a, T, F, Fut>(
+        &self,
+        bindings: &'a [Binding],
+        conflicts: bool,
+        one: F,
+    ) -> Vec<Result<T>>
+    where
+        F: Fn(&'a Binding) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let refused = batch_refusals(bindings, conflicts, |b| ensure_cloud(self.cloud, b));
+        each_binding(bindings, refused, self.concurrency(), one).await
+    }
+}
+
+fn patch(changed: bool) -> ServiceAccountPatch {
+    ServiceAccountPatch {
+        needs_pod_restart: changed,
+        ..ServiceAccountPatch::default()
+    }
+}
+
+#[async_trait]
+impl WorkloadIdentityProvider for MemoryProvider {
+    fn cloud(&self) -> Cloud {
+        self.cloud
+    }
+
+    fn concurrency(&self) -> usize {
+        self.calls.concurrency()
+    }
+
+    async fn plan_all(&self, run: &RunContext, bindings: &[Binding]) -> Vec<Result<Plan>> {
+        self.batch(bindings, true, |b| self.plan_one(run, b)).await
+    }
+
+    async fn bind_all(&self, run: &RunContext, bindings: &[Binding]) -> Vec<Result<BindOutcome>> {
+        self.batch(bindings, true, |b| self.bind_one(run, b)).await
+    }
+
+    async fn unbind_all(
+        &self,
+        run: &RunContext,
+        bindings: &[Binding],
+    ) -> Vec<Result<UnbindOutcome>> {
+        self.batch(bindings, false, |b| self.unbind_one(run, b))
+            .await
+    }
+
+    async fn verify_all(
+        &self,
+        run: &RunContext,
+        bindings: &[Binding],
+    ) -> Vec<Result<VerifyReport>> {
+        self.batch(bindings, false, |b| self.verify_one(run, b))
+            .await
     }
 }

@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 
 use super::FakeGcp;
 use super::state::GcpError;
+use crate::operation as op;
 
 /// Serves `fake` over HTTP on `addr` (use `127.0.0.1:0` for a free port) until the returned
 /// [`FakeServer`] is shut down or dropped. Must be called within a Tokio runtime. Its
@@ -83,14 +84,14 @@ enum Route {
 impl Route {
     fn operation(&self) -> &'static str {
         match self {
-            Route::Cluster { .. } => "clusters.get",
-            Route::ServiceAccount { .. } => "serviceAccounts.get",
-            Route::GetPolicy { .. } => "getIamPolicy",
-            Route::SetPolicy { .. } => "setIamPolicy",
-            Route::Keys { .. } => "serviceAccounts.keys.list",
-            Route::ProjectPolicy { .. } => "projects.getIamPolicy",
-            Route::NodePool { update: false, .. } => "nodePools.get",
-            Route::NodePool { update: true, .. } => "nodePools.update",
+            Route::Cluster { .. } => op::CLUSTERS_GET.name(),
+            Route::ServiceAccount { .. } => op::SERVICE_ACCOUNTS_GET.name(),
+            Route::GetPolicy { .. } => op::GET_IAM_POLICY.name(),
+            Route::SetPolicy { .. } => op::SET_IAM_POLICY.name(),
+            Route::Keys { .. } => op::SERVICE_ACCOUNTS_KEYS_LIST.name(),
+            Route::ProjectPolicy { .. } => op::PROJECTS_GET_IAM_POLICY.name(),
+            Route::NodePool { update: false, .. } => op::NODE_POOLS_GET.name(),
+            Route::NodePool { update: true, .. } => op::NODE_POOLS_UPDATE.name(),
         }
     }
 }

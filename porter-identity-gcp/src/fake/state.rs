@@ -6,23 +6,15 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use porter_identity_core::ErrorKind;
 use porter_identity_core::testing::FakeCalls;
+use porter_identity_core::{ErrorKind, Operation};
 use serde_json::{Value, json};
 
 use crate::names::{WORKLOAD_IDENTITY_USER, parse_member};
+use crate::operation as op;
 
 /// The operations the fake counts, by the names the provider uses.
-pub(crate) const OPERATIONS: [&str; 8] = [
-    "clusters.get",
-    "nodePools.get",
-    "nodePools.update",
-    "serviceAccounts.get",
-    "getIamPolicy",
-    "setIamPolicy",
-    "serviceAccounts.keys.list",
-    "projects.getIamPolicy",
-];
+pub(crate) const OPERATIONS: [&str; 8] = Operation::names(op::ALL);
 
 /// A Google API error: HTTP status, `error.status` and `error.message`, as the HTTP face sends
 /// it and as the client's mapper reads it (the in-memory face maps it with the same function).

@@ -3,7 +3,7 @@
 //! pods replaced by new ones that start now, as the API server's controllers roll them.
 //! CronJobs make no pods here (their Jobs run on a schedule).
 
-use porter_identity_core::stable_hash_hex;
+use porter_identity_core::provider::stable_hash_hex;
 use serde_json::{Value, json};
 
 use super::ObjectKey;
