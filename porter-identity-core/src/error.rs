@@ -129,12 +129,60 @@ impl fmt::Display for ManifestError {
     }
 }
 
+/// What a failed call called: a cloud, or the Kubernetes API server.
+///
+/// ```
+/// use porter_identity_core::{Cloud, Target};
+/// assert_eq!(Target::Cloud(Cloud::Gcp).to_string(), "gcp");
+/// assert_eq!(Target::Kubernetes.to_string(), "kubernetes");
+/// assert_eq!(Target::Kubernetes.cloud(), None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Target {
+    /// A cloud's API.
+    Cloud(Cloud),
+    /// The cluster's Kubernetes API server.
+    Kubernetes,
+}
+
+impl Target {
+    /// `aws`, `azure`, `gcp` or `kubernetes`, stable for logs and JSON.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Target::Cloud(cloud) => cloud.as_str(),
+            Target::Kubernetes => "kubernetes",
+        }
+    }
+
+    /// The cloud, when the target is one.
+    pub const fn cloud(self) -> Option<Cloud> {
+        match self {
+            Target::Cloud(cloud) => Some(cloud),
+            Target::Kubernetes => None,
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<Cloud> for Target {
+    fn from(cloud: Cloud) -> Self {
+        Target::Cloud(cloud)
+    }
+}
+
 /// The error of every porter-identity operation.
 ///
 /// Every error has an [`ErrorKind`] to branch on, says whether it is retryable, and reads as
-/// a sentence that names the field or resource and how to fix it. Cloud errors also carry the
-/// cloud, the operation (`GetRole`, `CreatePodIdentityAssociation`, …) and the underlying
-/// source error. No variant ever holds a credential, so `Display` and `Debug` are safe to log.
+/// a sentence that names the field or resource and how to fix it. The error of a failed call
+/// ([`Error::Call`]) also carries its [`Target`] (a cloud or the Kubernetes API server), the
+/// operation (`GetRole`, `apply ServiceAccount shop/shop-api`, …) and the underlying source
+/// error. No variant ever holds a credential, so `Display` and `Debug` are safe to log.
 ///
 /// ```
 /// use porter_identity_core::{Error, ErrorKind, Cloud};
@@ -160,46 +208,28 @@ pub enum Error {
     /// A porter.yaml could not be read.
     #[error("invalid porter.yaml: {0}")]
     Manifest(Box<ManifestError>),
-    /// A call to a cloud failed, or the cloud's state forbids the operation.
-    #[error("{cloud} {operation} failed ({kind}): {}{}", sentence(.message), fix_suffix(.fix))]
-    Cloud {
+    /// A call to a cloud or to the Kubernetes API server failed, or the state it found forbids
+    /// the operation (another owner's link, another field manager's annotation).
+    #[error("{target} {operation} failed ({kind}): {}{}", sentence(.message), fix_suffix(.fix))]
+    Call {
         /// What went wrong.
         kind: ErrorKind,
-        /// The cloud called.
-        cloud: Cloud,
-        /// The cloud API operation, e.g. `CreatePodIdentityAssociation`.
+        /// What was called: a cloud, or the Kubernetes API server.
+        target: Target,
+        /// The operation: the cloud API's (`CreatePodIdentityAssociation`), or the Kubernetes
+        /// call with its object (`apply ServiceAccount shop/shop-api`).
         operation: String,
-        /// What the cloud said, or what the SDK found, in words.
+        /// What the cloud or the API server said, or what the client found, in words.
         message: String,
         /// How to fix it, where known.
         fix: String,
         /// Whether retrying may succeed (overrides the kind's default when set).
         retryable: Option<bool>,
-        /// How long the cloud asked the caller to wait before retrying (`Retry-After`).
+        /// How long the callee asked the caller to wait before retrying (`Retry-After`,
+        /// Kubernetes' `details.retryAfterSeconds`).
         retry_after: Option<Duration>,
         /// The underlying error, shared so that one error can be reported for each binding it
         /// failed (a list call that failed for a whole namespace, a role check for its services).
-        #[source]
-        source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
-    },
-    /// A call to the Kubernetes API server failed, or the cluster's state forbids the change
-    /// (another field manager owns an annotation).
-    #[error("kubernetes {operation} failed ({kind}): {}{}", sentence(.message), fix_suffix(.fix))]
-    Kubernetes {
-        /// What went wrong.
-        kind: ErrorKind,
-        /// The call, e.g. `apply ServiceAccount shop/shop-api`.
-        operation: String,
-        /// What the API server said, or what the SDK found, in words.
-        message: String,
-        /// How to fix it, where known.
-        fix: String,
-        /// Whether retrying may succeed (overrides the kind's default when set).
-        retryable: Option<bool>,
-        /// How long the API server asked the caller to wait before retrying
-        /// (`details.retryAfterSeconds`, `Retry-After`).
-        retry_after: Option<Duration>,
-        /// The underlying error.
         #[source]
         source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
     },
@@ -233,16 +263,16 @@ impl Error {
         }
     }
 
-    /// An error of a cloud call.
-    pub fn cloud(
+    /// An error of a call to `target`.
+    pub fn call(
         kind: ErrorKind,
-        cloud: Cloud,
+        target: Target,
         operation: impl Into<String>,
         message: impl Into<String>,
     ) -> Self {
-        Error::Cloud {
+        Error::Call {
             kind,
-            cloud,
+            target,
             operation: operation.into(),
             message: message.into(),
             fix: String::new(),
@@ -250,6 +280,16 @@ impl Error {
             retry_after: None,
             source: None,
         }
+    }
+
+    /// An error of a cloud call.
+    pub fn cloud(
+        kind: ErrorKind,
+        cloud: Cloud,
+        operation: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::call(kind, Target::Cloud(cloud), operation, message)
     }
 
     /// An error of a Kubernetes API call.
@@ -264,36 +304,26 @@ impl Error {
         operation: impl Into<String>,
         message: impl Into<String>,
     ) -> Self {
-        Error::Kubernetes {
-            kind,
-            operation: operation.into(),
-            message: message.into(),
-            fix: String::new(),
-            retryable: None,
-            retry_after: None,
-            source: None,
-        }
+        Self::call(kind, Target::Kubernetes, operation, message)
     }
 
     /// Adds how to fix it (cloud errors and invalid input).
     #[must_use]
     pub fn with_fix(mut self, how: impl Into<String>) -> Self {
         match &mut self {
-            Error::Cloud { fix, .. }
-            | Error::Kubernetes { fix, .. }
-            | Error::InvalidInput { fix, .. } => *fix = how.into(),
+            Error::Call { fix, .. } | Error::InvalidInput { fix, .. } => *fix = how.into(),
             Error::Manifest(m) => m.fix = how.into(),
         }
         self
     }
 
-    /// Adds the underlying error (cloud and Kubernetes errors; others are unchanged).
+    /// Adds the underlying error (errors of a call; others are unchanged).
     #[must_use]
     pub fn with_source(
         mut self,
         err: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     ) -> Self {
-        if let Error::Cloud { source, .. } | Error::Kubernetes { source, .. } = &mut self {
+        if let Error::Call { source, .. } = &mut self {
             *source = Some(Arc::from(err.into()));
         }
         self
@@ -303,19 +333,17 @@ impl Error {
     /// resolves (Azure's concurrent credential writes, a stale GCP policy etag).
     #[must_use]
     pub fn retryable(mut self, yes: bool) -> Self {
-        if let Error::Cloud { retryable, .. } | Error::Kubernetes { retryable, .. } = &mut self {
+        if let Error::Call { retryable, .. } = &mut self {
             *retryable = Some(yes);
         }
         self
     }
 
     /// Records how long the cloud asked to wait before a retry (an HTTP `Retry-After`);
-    /// [`RetryPolicy`](crate::RetryPolicy) waits at least that long (cloud and Kubernetes
-    /// errors).
+    /// [`RetryPolicy`](crate::RetryPolicy) waits at least that long (errors of a call).
     #[must_use]
     pub fn with_retry_after(mut self, wait: Duration) -> Self {
-        if let Error::Cloud { retry_after, .. } | Error::Kubernetes { retry_after, .. } = &mut self
-        {
+        if let Error::Call { retry_after, .. } = &mut self {
             *retry_after = Some(wait);
         }
         self
@@ -324,9 +352,7 @@ impl Error {
     /// How long the cloud or the API server asked to wait before a retry, if it said.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Error::Cloud { retry_after, .. } | Error::Kubernetes { retry_after, .. } => {
-                *retry_after
-            }
+            Error::Call { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -335,35 +361,37 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::InvalidInput { .. } | Error::Manifest(_) => ErrorKind::InvalidInput,
-            Error::Cloud { kind, .. } | Error::Kubernetes { kind, .. } => *kind,
+            Error::Call { kind, .. } => *kind,
         }
     }
 
     /// Whether retrying the same call may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Cloud {
-                retryable: Some(r), ..
-            }
-            | Error::Kubernetes {
+            Error::Call {
                 retryable: Some(r), ..
             } => *r,
             other => other.kind().is_retryable_by_default(),
         }
     }
 
-    /// The cloud, for errors of a cloud call.
-    pub fn cloud_name(&self) -> Option<Cloud> {
+    /// What was called, for errors of a call.
+    pub fn target(&self) -> Option<Target> {
         match self {
-            Error::Cloud { cloud, .. } => Some(*cloud),
+            Error::Call { target, .. } => Some(*target),
             _ => None,
         }
     }
 
-    /// The operation, for errors of a cloud or Kubernetes call.
+    /// The cloud, for errors of a cloud call.
+    pub fn cloud_name(&self) -> Option<Cloud> {
+        self.target().and_then(Target::cloud)
+    }
+
+    /// The operation, for errors of a call.
     pub fn operation(&self) -> Option<&str> {
         match self {
-            Error::Cloud { operation, .. } | Error::Kubernetes { operation, .. } => Some(operation),
+            Error::Call { operation, .. } => Some(operation),
             _ => None,
         }
     }
@@ -371,9 +399,7 @@ impl Error {
     /// How to fix it, where known.
     pub fn fix(&self) -> Option<&str> {
         let fix = match self {
-            Error::InvalidInput { fix, .. }
-            | Error::Cloud { fix, .. }
-            | Error::Kubernetes { fix, .. } => fix.as_str(),
+            Error::InvalidInput { fix, .. } | Error::Call { fix, .. } => fix.as_str(),
             Error::Manifest(m) => m.fix.as_str(),
         };
         (!fix.is_empty()).then_some(fix)
@@ -402,25 +428,15 @@ impl Error {
                         f.write_str("invalid porter.yaml: ")?;
                         m.fmt_problem(f)
                     }
-                    Error::Cloud {
+                    Error::Call {
                         kind,
-                        cloud,
+                        target,
                         operation,
                         message,
                         ..
                     } => write!(
                         f,
-                        "{cloud} {operation} failed ({kind}): {}",
-                        sentence(message)
-                    ),
-                    Error::Kubernetes {
-                        kind,
-                        operation,
-                        message,
-                        ..
-                    } => write!(
-                        f,
-                        "kubernetes {operation} failed ({kind}): {}",
+                        "{target} {operation} failed ({kind}): {}",
                         sentence(message)
                     ),
                 }
@@ -468,9 +484,9 @@ impl fmt::Debug for Error {
                 .field("fix", fix)
                 .finish(),
             Error::Manifest(m) => f.debug_tuple("Manifest").field(m).finish(),
-            Error::Cloud {
+            Error::Call {
                 kind,
-                cloud,
+                target,
                 operation,
                 message,
                 fix,
@@ -478,27 +494,9 @@ impl fmt::Debug for Error {
                 retry_after,
                 source,
             } => f
-                .debug_struct("Cloud")
+                .debug_struct("Call")
                 .field("kind", kind)
-                .field("cloud", cloud)
-                .field("operation", operation)
-                .field("message", message)
-                .field("fix", fix)
-                .field("retryable", retryable)
-                .field("retry_after", retry_after)
-                .field("source", &source.as_ref().map(|s| s.to_string()))
-                .finish(),
-            Error::Kubernetes {
-                kind,
-                operation,
-                message,
-                fix,
-                retryable,
-                retry_after,
-                source,
-            } => f
-                .debug_struct("Kubernetes")
-                .field("kind", kind)
+                .field("target", target)
                 .field("operation", operation)
                 .field("message", message)
                 .field("fix", fix)
@@ -536,9 +534,20 @@ mod tests {
     }
 
     #[test]
-    fn a_kubernetes_error_carries_its_wait_and_retryable_override_as_a_cloud_error_does() {
+    fn a_kubernetes_error_is_a_call_error_with_its_target_as_data() {
         let throttled = Error::kubernetes(ErrorKind::Throttled, "list pods", "slow down")
             .with_retry_after(Duration::from_secs(2));
+        assert!(matches!(
+            throttled,
+            Error::Call {
+                target: Target::Kubernetes,
+                ..
+            }
+        ));
+        assert_eq!(throttled.target(), Some(Target::Kubernetes));
+        assert_eq!(throttled.cloud_name(), None);
+        let cloud = Error::cloud(ErrorKind::Throttled, Cloud::Aws, "GetRole", "slow down");
+        assert_eq!(cloud.target(), Some(Target::Cloud(Cloud::Aws)));
         assert_eq!(throttled.retry_after(), Some(Duration::from_secs(2)));
         assert!(throttled.is_retryable());
         assert!(!throttled.retryable(false).is_retryable());

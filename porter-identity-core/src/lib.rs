@@ -63,7 +63,7 @@ pub use binding::{Binding, LinkKey, Workload};
 pub use calls::{CallCounts, DEFAULT_CONCURRENCY, Operation};
 pub use cloud::Cloud;
 pub use connection::Connection;
-pub use error::{Error, ErrorKind, ManifestError, Result, SourceLocation};
+pub use error::{Error, ErrorKind, ManifestError, Result, SourceLocation, Target};
 pub use kubernetes_step::KubernetesStep;
 pub use manifest::{AppManifest, MAX_MANIFEST_BYTES, MAX_MANIFEST_DEPTH, Service};
 pub use names::{

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::{Cloud, Error, ErrorKind, Operation, Result, RunContext};
+use crate::{Cloud, Error, ErrorKind, Operation, Result, RunContext, Target};
 
 /// How a provider retries a cloud call that failed with a retryable error
 /// ([`Error::is_retryable`](crate::Error::is_retryable): throttling, transient failures, calls
@@ -150,7 +150,7 @@ impl RetryPolicy {
         Fut: Future<Output = Result<T>>,
     {
         self.attempts(
-            Some(cloud),
+            Target::Cloud(cloud),
             operation,
             Some(self.attempt_timeout),
             None,
@@ -171,7 +171,7 @@ impl RetryPolicy {
         Fut: Future<Output = Result<T>>,
     {
         self.attempts(
-            Some(operation.cloud()),
+            Target::Cloud(operation.cloud()),
             operation.name(),
             Some(self.attempt_timeout),
             Some((run, operation)),
@@ -182,7 +182,8 @@ impl RetryPolicy {
 
     /// Runs `call`, a Kubernetes API call, with the same attempts, timeouts, backoff and
     /// `Retry-After` as [`run`](Self::run) (an API server under load answers 429 with one).
-    /// Its errors are [`Error::Kubernetes`]; it is not counted as a cloud call.
+    /// Its errors are [`Error::Call`]s with [`Target::Kubernetes`]; it is not counted as a cloud
+    /// call.
     ///
     /// ```
     /// use porter_identity_core::{Error, ErrorKind, RetryPolicy};
@@ -203,8 +204,14 @@ impl RetryPolicy {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        self.attempts(None, operation, Some(self.attempt_timeout), None, call)
-            .await
+        self.attempts(
+            Target::Kubernetes,
+            operation,
+            Some(self.attempt_timeout),
+            None,
+            call,
+        )
+        .await
     }
 
     /// Retries a whole cycle of calls, such as a read-modify-write whose write is refused when
@@ -238,18 +245,20 @@ impl RetryPolicy {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Result<T>>>,
     {
-        self.attempts(Some(cloud), operation, None, None, cycle)
+        self.attempts(Target::Cloud(cloud), operation, None, None, cycle)
             .await?
     }
 
-    /// The retry loop of [`run`](Self::run) (`attempt_timeout` set: each attempt is one call)
-    /// and [`run_cycle`](Self::run_cycle) (`None`: bounded by the deadline only). `cloud` is
-    /// `None` for a Kubernetes API call. With `count`, each attempt is counted in its run.
+    /// The retry loop of `operation` of `target`: of [`run`](Self::run) and
+    /// [`run_kubernetes`](Self::run_kubernetes) (`per_attempt` set: each attempt is one call,
+    /// cut at the per-attempt timeout) and of [`run_cycle`](Self::run_cycle) (`None`: an
+    /// attempt is a cycle of calls with timeouts of their own, cut only by the deadline). With
+    /// `count`, each attempt is counted in its run.
     async fn attempts<T, F, Fut>(
         &self,
-        cloud: Option<Cloud>,
+        target: Target,
         operation: &str,
-        attempt_timeout: Option<Duration>,
+        per_attempt: Option<Duration>,
         count: Option<(&RunContext, Operation)>,
         mut call: F,
     ) -> Result<T>
@@ -257,12 +266,8 @@ impl RetryPolicy {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        let counted = attempt_timeout.is_some();
-        let error = |kind, message: String| match cloud {
-            Some(cloud) => Error::cloud(kind, cloud, operation, message),
-            None => Error::kubernetes(kind, operation, message),
-        };
-        let attempt_timeout = attempt_timeout.unwrap_or(self.deadline);
+        let error = |kind, message: String| Error::call(kind, target, operation, message);
+        let attempt_timeout = per_attempt.unwrap_or(self.deadline);
         let started = Instant::now();
         let mut rng = match self.seed {
             Some(seed) => fastrand::Rng::with_seed(seed),
@@ -279,10 +284,10 @@ impl RetryPolicy {
             let err = match tokio::time::timeout(limit, call()).await {
                 Ok(Ok(v)) => return Ok(v),
                 Ok(Err(e)) => e,
-                Err(_) if limit < attempt_timeout || !counted => {
+                Err(_) if limit < attempt_timeout || per_attempt.is_none() => {
                     // The deadline, not the attempt timeout, cut this attempt: no time is left
                     // for another.
-                    let err = self.deadline_error(error, cloud, attempt, last.as_ref());
+                    let err = self.deadline_error(error, target, attempt, last.as_ref());
                     tracing::warn!(operation, attempt, error = %err, "retry deadline reached");
                     return Err(err);
                 }
@@ -330,15 +335,14 @@ impl RetryPolicy {
         if err.fix().is_some() {
             return err;
         }
-        let cloud = err.cloud_name();
-        let fix = retry_fix(err.kind(), cloud, attempts, elapsed);
+        let fix = retry_fix(err.kind(), err.target(), attempts, elapsed);
         err.with_fix(fix)
     }
 
     fn deadline_error(
         &self,
         error: impl Fn(ErrorKind, String) -> Error,
-        cloud: Option<Cloud>,
+        target: Target,
         attempts: u32,
         previous: Option<&Error>,
     ) -> Error {
@@ -355,7 +359,7 @@ impl RetryPolicy {
         }
         error(ErrorKind::Unavailable, message).with_fix(retry_fix(
             ErrorKind::Unavailable,
-            cloud,
+            Some(target),
             attempts,
             self.deadline,
         ))
@@ -363,19 +367,21 @@ impl RetryPolicy {
 }
 
 /// What a caller can do about an operation that failed transiently every time it was tried.
-fn retry_fix(kind: ErrorKind, cloud: Option<Cloud>, attempts: u32, elapsed: Duration) -> String {
+fn retry_fix(kind: ErrorKind, target: Option<Target>, attempts: u32, elapsed: Duration) -> String {
     let tried = format!(
         "it was tried {attempts} time{} over {}",
         if attempts == 1 { "" } else { "s" },
         Secs(elapsed)
     );
-    let status = cloud.map_or_else(String::new, |c| {
-        format!(
-            "; check the {} status page ({})",
-            c.display_name(),
-            c.status_page()
-        )
-    });
+    let status = target
+        .and_then(Target::cloud)
+        .map_or_else(String::new, |c| {
+            format!(
+                "; check the {} status page ({})",
+                c.display_name(),
+                c.status_page()
+            )
+        });
     if kind == ErrorKind::Throttled {
         format!(
             "{tried}: retry the deploy later, make fewer calls at once (a lower concurrency on the provider's builder), or allow more attempts and time with RetryPolicy::max_attempts and RetryPolicy::deadline{status}"
