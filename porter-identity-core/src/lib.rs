@@ -76,8 +76,8 @@ pub use provider_trait::{
 };
 pub use reconcile::Reconciler;
 pub use report::{
-    ClusterStep, KeptLink, LinkChange, ReconcileReport, RemovedLink, ServiceAccountNeeds,
-    WorkloadResult,
+    ChangeCounts, ClusterStep, KeptLink, LinkChange, ReconcileReport, RemovedLink,
+    ServiceAccountNeeds, WorkloadResult,
 };
 pub use retry::RetryPolicy;
 pub use run::{RunContext, RunMode};

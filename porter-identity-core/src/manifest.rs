@@ -157,16 +157,22 @@ impl AppManifest {
                 "add a `services:` list, each service with a `name` and its `connections`",
             ));
         };
-        let Node::Seq(items) = &services.node else {
-            return Err(ErrorAt {
-                path: "services".into(),
-                location: services.at,
-                ..ErrorAt::default()
+        // A bare `services:` is YAML's null: an app with no services (a teardown), as `[]` is.
+        let no_services = Vec::new();
+        let items = match &services.node {
+            Node::Seq(items) => items,
+            Node::Null => &no_services,
+            _ => {
+                return Err(ErrorAt {
+                    path: "services".into(),
+                    location: services.at,
+                    ..ErrorAt::default()
+                }
+                .error(
+                    format!("must be a list, found {}", services.node.kind()),
+                    "write `services:` as a list of `- name: ...` entries",
+                ));
             }
-            .error(
-                format!("must be a list, found {}", services.node.kind()),
-                "write `services:` as a list of `- name: ...` entries",
-            ));
         };
         let mut seen: BTreeMap<String, usize> = BTreeMap::new();
         let mut out = Vec::with_capacity(items.len());

@@ -73,6 +73,7 @@ pub struct Reconciler<'a> {
     desired: Option<Vec<Source<'a>>>,
     previous: Vec<Source<'a>>,
     kubernetes: Option<&'a dyn KubernetesStep>,
+    teardown: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -108,6 +109,37 @@ impl<'a> Reconciler<'a> {
             desired: None,
             previous: Vec::new(),
             kubernetes: None,
+            teardown: false,
+        }
+    }
+
+    /// A reconciler that tears app `app` in `namespace` down: its desired set is empty, so
+    /// every link of the app that is provably its own is removed — what the previous deploy
+    /// names ([`previous`](Self::previous)) on every cloud, and on AWS what carries the app's
+    /// tags. Links of other apps, of add-ons and made by hand stay, listed in the report's
+    /// `kept`. With the Kubernetes step, the ServiceAccounts are left as they are.
+    ///
+    /// Giving it a desired set as well is an error: say one or the other.
+    ///
+    /// ```
+    /// use porter_identity_core::{AppManifest, Reconciler, WorkloadIdentityProvider};
+    ///
+    /// async fn remove_app(aws: &dyn WorkloadIdentityProvider, last_deploy: &AppManifest)
+    ///     -> porter_identity_core::Result<()>
+    /// {
+    ///     let report = Reconciler::teardown("shop", "production")
+    ///         .provider(aws)
+    ///         .previous(last_deploy)
+    ///         .run()
+    ///         .await?;
+    ///     println!("{} links removed", report.counts().removed);
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn teardown(app: &str, namespace: &str) -> Self {
+        Reconciler {
+            teardown: true,
+            ..Self::new(app, namespace)
         }
     }
 
@@ -168,17 +200,33 @@ impl<'a> Reconciler<'a> {
 
     /// Binds the desired set and removes stale links. Fails, before any cloud call, only on
     /// bad input; what fails in a cloud is in the report ([`ReconcileReport::is_ok`]).
-    pub async fn run(&self) -> Result<ReconcileReport> {
-        self.reconcile(false).await
+    ///
+    /// It takes the reconciler, so a run is built and awaited in one expression, and two of
+    /// them can run side by side:
+    ///
+    /// ```
+    /// use porter_identity_core::{AppManifest, Reconciler, WorkloadIdentityProvider};
+    ///
+    /// async fn deploy_two(aws: &dyn WorkloadIdentityProvider, shop: &AppManifest, blog: &AppManifest) {
+    ///     let (shop, blog) = tokio::join!(
+    ///         Reconciler::new("shop", "prod").provider(aws).desired(shop).run(),
+    ///         Reconciler::new("blog", "prod").provider(aws).desired(blog).run(),
+    ///     );
+    ///     println!("{:?} {:?}", shop.map(|r| r.counts()), blog.map(|r| r.counts()));
+    /// }
+    /// ```
+    pub async fn run(self) -> Result<ReconcileReport> {
+        self.reconcile(RunMode::Apply).await
     }
 
     /// What [`run`](Self::run) would do, with no write: the plan of each binding and the stale
     /// links that would be removed or kept.
-    pub async fn dry_run(&self) -> Result<ReconcileReport> {
-        self.reconcile(true).await
+    pub async fn dry_run(self) -> Result<ReconcileReport> {
+        self.reconcile(RunMode::Plan).await
     }
 
-    async fn reconcile(&self, dry_run: bool) -> Result<ReconcileReport> {
+    async fn reconcile(&self, mode: RunMode) -> Result<ReconcileReport> {
+        let dry_run = mode == RunMode::Plan;
         let inputs = self.inputs()?;
         let clouds: Vec<Cloud> = self
             .providers
@@ -186,11 +234,7 @@ impl<'a> Reconciler<'a> {
             .copied()
             .filter(|c| !self.ignored.contains(c))
             .collect();
-        let run = RunContext::new(if dry_run {
-            RunMode::Plan
-        } else {
-            RunMode::Apply
-        });
+        let run = RunContext::new(mode);
         let outcomes = join_all(
             clouds
                 .iter()
@@ -208,12 +252,24 @@ impl<'a> Reconciler<'a> {
     fn inputs(&self) -> Result<Inputs> {
         let app = KubernetesName::parse("app", &self.app)?;
         let namespace = Namespace::parse(&self.namespace)?;
-        let Some(desired_sources) = &self.desired else {
-            return Err(Error::invalid_input(
-                "desired",
-                "is not set: a reconcile needs the app's whole desired set",
-                "call .desired(&manifest) or .desired_bindings(bindings) (an empty list removes every link of the app)",
-            ));
+        let no_sources = Vec::new();
+        let desired_sources = match (&self.desired, self.teardown) {
+            (Some(_), true) => {
+                return Err(Error::invalid_input(
+                    "desired",
+                    "is set, but this reconciler tears the app down (its desired set is empty)",
+                    "use Reconciler::new(app, namespace).desired(..) to deploy, or Reconciler::teardown(app, namespace) without .desired to remove every link of the app",
+                ));
+            }
+            (None, true) => &no_sources,
+            (Some(sources), false) => sources,
+            (None, false) => {
+                return Err(Error::invalid_input(
+                    "desired",
+                    "is not set: a reconcile needs the app's whole desired set",
+                    "call .desired(&manifest) or .desired_bindings(bindings); to remove every link of the app, use Reconciler::teardown(app, namespace)",
+                ));
+            }
         };
         let mut desired = Vec::new();
         for source in desired_sources {

@@ -137,15 +137,77 @@ pub struct ClusterStep {
     pub error: Option<Error>,
 }
 
+/// How many links a reconcile changed, by change ([`ReconcileReport::counts`]). In a dry run,
+/// what it would change.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct ChangeCounts {
+    /// Desired links created.
+    pub created: usize,
+    /// Desired links that pointed at another identity and were updated in place.
+    pub updated: usize,
+    /// Desired links that were already as asked.
+    pub unchanged: usize,
+    /// Stale links removed.
+    pub removed: usize,
+    /// Stale-looking links kept (another app's, an add-on's, made by hand).
+    pub kept: usize,
+    /// Desired links that failed, and stale links whose removal failed.
+    pub failed: usize,
+}
+
+impl fmt::Display for ChangeCounts {
+    /// `3 created, 1 updated, 6 unchanged, 2 removed, 0 kept, 0 failed`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} created, {} updated, {} unchanged, {} removed, {} kept, {} failed",
+            self.created, self.updated, self.unchanged, self.removed, self.kept, self.failed
+        )
+    }
+}
+
 impl ReconcileReport {
     /// Whether everything asked was done: no binding failed, no stale link failed to be
-    /// removed, and stale links could be looked for on every cloud.
+    /// removed, stale links could be looked for on every cloud, and — when the Kubernetes step
+    /// ran — no service account's step failed (a conflict with another field manager, an API
+    /// server that refused). The cluster's *findings* (a ServiceAccount missing, pods to
+    /// restart) do not make it false; they are in each service account's
+    /// [`ClusterStep::findings`]. [`errors`](Self::errors) lists what does.
     pub fn is_ok(&self) -> bool {
         self.errors().next().is_none()
     }
 
-    /// Every error, with what it is about: the binding, the stale link, or (for a failed look
-    /// for stale links) none.
+    /// How many links were (would be) created, updated, left unchanged, removed, kept, and
+    /// how many failed.
+    pub fn counts(&self) -> ChangeCounts {
+        let mut counts = ChangeCounts {
+            kept: self.kept.len(),
+            ..ChangeCounts::default()
+        };
+        for w in &self.workloads {
+            match &w.result {
+                Ok(c) => match c.change {
+                    BindChange::Created => counts.created += 1,
+                    BindChange::Updated { .. } => counts.updated += 1,
+                    BindChange::Unchanged => counts.unchanged += 1,
+                },
+                Err(_) => counts.failed += 1,
+            }
+        }
+        for r in &self.removed {
+            if r.error.is_some() {
+                counts.failed += 1;
+            } else {
+                counts.removed += 1;
+            }
+        }
+        counts
+    }
+
+    /// Every error, with what it is about: the binding, the stale link, or none (a failed look
+    /// for stale links, a service account's failed Kubernetes step).
     pub fn errors(&self) -> impl Iterator<Item = (Option<&Binding>, &Error)> {
         let workloads = self
             .workloads
@@ -317,7 +379,9 @@ mod json {
 
     use serde::Serialize;
 
-    use super::{ClusterStep, KeptLink, ReconcileReport, RemovedLink, WorkloadResult};
+    use super::{
+        ChangeCounts, ClusterStep, KeptLink, ReconcileReport, RemovedLink, WorkloadResult,
+    };
     use crate::{BindChange, Binding, CallCounts, Connection, Error};
 
     #[derive(Serialize)]
@@ -327,6 +391,7 @@ mod json {
         dry_run: bool,
         ok: bool,
         changes: usize,
+        counts: ChangeCounts,
         workloads: Vec<Workload<'a>>,
         removed: Vec<Removed<'a>>,
         kept: Vec<Kept<'a>>,
@@ -503,6 +568,7 @@ mod json {
                 dry_run: self.dry_run,
                 ok: self.is_ok(),
                 changes: self.changes(),
+                counts: self.counts(),
                 workloads: self.workloads.iter().map(workload).collect(),
                 removed: self.removed.iter().map(removed).collect(),
                 kept: self.kept.iter().map(kept).collect(),

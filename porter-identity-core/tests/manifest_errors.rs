@@ -376,13 +376,6 @@ fn rows() -> Vec<Row> {
             "is missing",
             At::Nowhere,
         ),
-        file(
-            "services is null",
-            "version: v2\nservices:\n",
-            "services",
-            "must be a list, found an empty value",
-            At::Line(2),
-        ),
         svc(
             "no name",
             &["run: npm start", "port: 8080"],
@@ -1176,6 +1169,17 @@ fn services_without_connections_are_fine() {
 
     let empty = AppManifest::from_yaml_str("services: []\n").expect("an empty list is valid");
     assert!(empty.services().is_empty());
+    // A bare `services:` is YAML's null: the same app with no services, not an error.
+    for bare in [
+        "services:\n",
+        "name: shop\nservices:\n",
+        "services: ~\n",
+        "services: null\n",
+    ] {
+        let m = AppManifest::from_yaml_str(bare).unwrap_or_else(|e| panic!("{bare:?}: {e}"));
+        assert!(m.services().is_empty(), "{bare:?}");
+        assert!(m.bindings("shop", "default").expect("bindings").is_empty());
+    }
 }
 
 #[test]

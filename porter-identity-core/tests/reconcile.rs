@@ -148,7 +148,7 @@ async fn bad_input_is_refused_before_any_cloud_call() {
         ),
     ];
     for (reconciler, problem, fix) in cases {
-        let err = reconciler.run().await.unwrap_err();
+        let err = reconciler.clone().run().await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
         assert!(err.to_string().contains(problem), "{err}");
         assert!(err.fix().unwrap().contains(fix), "{err}");
@@ -345,6 +345,9 @@ async fn the_report_serialises_to_stable_json() {
         "dry_run": true,
         "ok": false,
         "changes": 1,
+        "counts": {
+            "created": 0, "updated": 0, "unchanged": 0, "removed": 1, "kept": 0, "failed": 1
+        },
         "workloads": [{
             "cloud": "aws",
             "namespace": "prod",
@@ -479,4 +482,115 @@ async fn the_kubernetes_step_runs_after_the_clouds_in_the_same_call() {
             .contains("FAILED: kubernetes list Deployments in prod failed (unavailable)"),
         "{broken}"
     );
+}
+
+#[tokio::test]
+async fn counts_say_each_change_once() {
+    let clouds = Clouds::new();
+    let first = clouds
+        .reconciler("shop", "prod")
+        .desired(&manifest(MANIFEST))
+        .run()
+        .await
+        .unwrap();
+    let counts = first.counts();
+    assert_eq!(
+        (
+            counts.created,
+            counts.updated,
+            counts.unchanged,
+            counts.removed
+        ),
+        (first.workloads.len(), 0, 0, 0),
+        "{first}"
+    );
+    assert_eq!(counts.failed, 0);
+    let next = clouds
+        .reconciler("shop", "prod")
+        .desired(&manifest(NEXT))
+        .previous(&manifest(MANIFEST))
+        .run()
+        .await
+        .unwrap();
+    let counts = next.counts();
+    // `api` moved to another Azure identity (a new link; the old one removed), `worker` lost
+    // its AWS role (removed); everything else is as it was.
+    assert_eq!(counts.created, 1, "{next}");
+    assert_eq!(counts.updated, 0, "{next}");
+    assert_eq!(counts.removed, 2, "{next}");
+    assert_eq!(counts.unchanged, next.workloads.len() - 1, "{next}");
+    assert_eq!(
+        counts.created + counts.updated + counts.removed,
+        next.changes()
+    );
+    assert_eq!(
+        counts.to_string(),
+        format!(
+            "1 created, 0 updated, {} unchanged, 2 removed, 0 kept, 0 failed",
+            counts.unchanged
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_teardown_removes_every_link_of_the_app_and_nothing_else() {
+    let clouds = Clouds::new();
+    let m = manifest(MANIFEST);
+    clouds
+        .reconciler("shop", "prod")
+        .desired(&m)
+        .run()
+        .await
+        .unwrap();
+    // Another app's links in the same namespace.
+    let other = manifest(
+        "services:\n  - name: api\n    connections:\n      - type: awsRole\n        role: other-role\n",
+    );
+    clouds
+        .reconciler("blog", "prod")
+        .desired(&other)
+        .run()
+        .await
+        .unwrap();
+    let before = clouds.aws.len() + clouds.azure.len() + clouds.gcp.len();
+
+    let plan = Reconciler::teardown("shop", "prod")
+        .provider(&clouds.aws)
+        .provider(&clouds.azure)
+        .provider(&clouds.gcp)
+        .previous(&m)
+        .dry_run()
+        .await
+        .unwrap();
+    let shop_links = m.bindings("shop", "prod").unwrap().len();
+    assert_eq!(plan.counts().removed, shop_links, "{plan}");
+    assert_eq!(
+        clouds.aws.len() + clouds.azure.len() + clouds.gcp.len(),
+        before,
+        "a dry run writes nothing"
+    );
+
+    let gone = Reconciler::teardown("shop", "prod")
+        .provider(&clouds.aws)
+        .provider(&clouds.azure)
+        .provider(&clouds.gcp)
+        .previous(&m)
+        .run()
+        .await
+        .unwrap();
+    assert!(gone.is_ok(), "{gone}");
+    assert!(gone.workloads.is_empty() && gone.service_accounts.is_empty());
+    assert_eq!(gone.counts().removed, shop_links, "{gone}");
+    assert_eq!(clouds.aws.len(), 1, "blog's link stays");
+    assert_eq!(clouds.azure.len() + clouds.gcp.len(), 0);
+
+    // A teardown with a desired set says which one is meant, before any call.
+    let err = Reconciler::teardown("blog", "prod")
+        .provider(&clouds.aws)
+        .desired(&other)
+        .run()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("tears the app down"), "{err}");
+    assert_eq!(clouds.aws.len(), 1);
 }
