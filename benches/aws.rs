@@ -64,9 +64,7 @@ fn bindings(n: usize) -> Vec<Binding> {
         .map(|i| {
             Binding::new(
                 Workload::for_service(NAMESPACE, APP, &format!("svc-{i}")).expect("workload"),
-                Connection::AwsRole {
-                    role: RoleRef::parse(&format!("role-{}", i % ROLES)).expect("role"),
-                },
+                Connection::aws_role(RoleRef::parse(&format!("role-{}", i % ROLES)).expect("role")),
             )
         })
         .collect()

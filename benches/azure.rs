@@ -76,14 +76,11 @@ fn bindings(n: usize) -> Vec<Binding> {
         .map(|i| {
             Binding::new(
                 Workload::for_service(NAMESPACE, APP, &format!("svc-{i}")).expect("workload"),
-                Connection::AzureManagedIdentity {
-                    identity_name: AzureIdentityName::parse(&format!(
-                        "identity-{}",
-                        i % IDENTITIES
-                    ))
-                    .expect("identity"),
-                    resource_group: AzureResourceGroup::parse(RG).expect("resource group"),
-                },
+                Connection::azure_managed_identity(
+                    AzureIdentityName::parse(&format!("identity-{}", i % IDENTITIES))
+                        .expect("identity"),
+                    AzureResourceGroup::parse(RG).expect("resource group"),
+                ),
             )
         })
         .collect()

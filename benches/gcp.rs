@@ -78,10 +78,9 @@ fn bindings(n: usize) -> Vec<Binding> {
         .map(|i| {
             Binding::new(
                 Workload::for_service(NAMESPACE, APP, &format!("svc-{i}")).expect("workload"),
-                Connection::GcpServiceAccount {
-                    service_account_email: GcpServiceAccountEmail::parse(&email(i % ACCOUNTS))
-                        .expect("email"),
-                },
+                Connection::gcp_service_account(
+                    GcpServiceAccountEmail::parse(&email(i % ACCOUNTS)).expect("email"),
+                ),
             )
         })
         .collect()

@@ -212,16 +212,18 @@ fn render_service(
 /// The identity a connection names, in words.
 fn identity_of(c: &Connection) -> String {
     match c {
-        Connection::AwsRole { role } if role.is_arn() => format!("role {role}"),
-        Connection::AwsRole { role } => {
+        Connection::AwsRole { role, .. } if role.is_arn() => format!("role {role}"),
+        Connection::AwsRole { role, .. } => {
             format!("role {role} (a name: its ARN is looked up when bound)")
         }
         Connection::AzureManagedIdentity {
             identity_name,
             resource_group,
+            ..
         } => format!("managed identity {identity_name} (resource group {resource_group})"),
         Connection::GcpServiceAccount {
             service_account_email,
+            ..
         } => format!(
             "service account {service_account_email} (project {})",
             service_account_email.project_id()

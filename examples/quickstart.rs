@@ -98,7 +98,7 @@ fn fake_aws(manifest: &AppManifest, app: &str, namespace: &str) -> Result<FakeAw
     let account = bindings
         .iter()
         .find_map(|b| match &b.connection {
-            Connection::AwsRole { role } => role.account().map(str::to_owned),
+            Connection::AwsRole { role, .. } => role.account().map(str::to_owned),
             _ => None,
         })
         .unwrap_or_else(|| DEFAULT_ACCOUNT.to_owned());
@@ -106,7 +106,7 @@ fn fake_aws(manifest: &AppManifest, app: &str, namespace: &str) -> Result<FakeAw
     aws.add_cluster(CLUSTER);
     aws.install_addon(CLUSTER, "eks-pod-identity-agent", "ACTIVE");
     for b in &bindings {
-        if let Connection::AwsRole { role } = &b.connection {
+        if let Connection::AwsRole { role, .. } = &b.connection {
             match role.arn() {
                 Some(arn) => aws.add_role_with_arn(arn, &FakeAws::pods_trust_policy()),
                 None => aws.add_role(role.name(), &FakeAws::pods_trust_policy()),
@@ -132,6 +132,7 @@ fn fake_azure(manifest: &AppManifest, app: &str, namespace: &str) -> Result<Fake
         if let Connection::AzureManagedIdentity {
             identity_name,
             resource_group,
+            ..
         } = &b.connection
         {
             let identity = azure.add_identity(resource_group.as_str(), identity_name.as_str());
@@ -153,6 +154,7 @@ fn fake_gcp(manifest: &AppManifest, app: &str, namespace: &str) -> Result<FakeGc
     for b in manifest.bindings_for(Cloud::Gcp, app, namespace)? {
         if let Connection::GcpServiceAccount {
             service_account_email,
+            ..
         } = &b.connection
         {
             gcp.add_service_account(service_account_email.as_str());
@@ -316,7 +318,7 @@ async fn run(args: &Args) -> Result<()> {
     }
 
     if let Some(broken) = on_aws.first() {
-        let Connection::AwsRole { role } = &broken.connection else {
+        let Connection::AwsRole { role, .. } = &broken.connection else {
             unreachable!("bindings_for(Cloud::Aws) gives awsRole bindings")
         };
         step(&format!(
@@ -351,6 +353,7 @@ async fn run(args: &Args) -> Result<()> {
     if let Some(broken) = on_gcp.first() {
         let Connection::GcpServiceAccount {
             service_account_email: email,
+            ..
         } = &broken.connection
         else {
             unreachable!("bindings_for(Cloud::Gcp) gives gcpServiceAccount bindings")
@@ -418,6 +421,7 @@ async fn run(args: &Args) -> Result<()> {
             Connection::AzureManagedIdentity {
                 identity_name,
                 resource_group,
+                ..
             } => Some(
                 azure
                     .credentials(resource_group.as_str(), identity_name.as_str())
@@ -431,6 +435,7 @@ async fn run(args: &Args) -> Result<()> {
         .filter_map(|b| match &b.connection {
             Connection::GcpServiceAccount {
                 service_account_email,
+                ..
             } => Some(
                 gcp.workload_identity_users(service_account_email.as_str())
                     .len(),

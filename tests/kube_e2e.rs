@@ -92,28 +92,24 @@ fn gcp_email() -> String {
 fn aws_binding(service: &str, role: &str) -> Binding {
     Binding::new(
         workload(service),
-        Connection::AwsRole {
-            role: RoleRef::parse(role).unwrap(),
-        },
+        Connection::aws_role(RoleRef::parse(role).unwrap()),
     )
 }
 
 fn azure_binding(service: &str) -> Binding {
     Binding::new(
         workload(service),
-        Connection::AzureManagedIdentity {
-            identity_name: AzureIdentityName::parse("reports-identity").unwrap(),
-            resource_group: AzureResourceGroup::parse("shop-rg").unwrap(),
-        },
+        Connection::azure_managed_identity(
+            AzureIdentityName::parse("reports-identity").unwrap(),
+            AzureResourceGroup::parse("shop-rg").unwrap(),
+        ),
     )
 }
 
 fn gcp_binding(service: &str) -> Binding {
     Binding::new(
         workload(service),
-        Connection::GcpServiceAccount {
-            service_account_email: GcpServiceAccountEmail::parse(&gcp_email()).unwrap(),
-        },
+        Connection::gcp_service_account(GcpServiceAccountEmail::parse(&gcp_email()).unwrap()),
     )
 }
 
@@ -760,9 +756,7 @@ async fn a_second_app_on_the_same_service_account_name_is_refused_not_clobbered(
     let binding = |app: &str, service: &str, email: &str| {
         Binding::new(
             Workload::for_service(NS, app, service).unwrap(),
-            Connection::GcpServiceAccount {
-                service_account_email: GcpServiceAccountEmail::parse(email).unwrap(),
-            },
+            Connection::gcp_service_account(GcpServiceAccountEmail::parse(email).unwrap()),
         )
     };
     let first = binding("shop", "admin-api", &first_email);

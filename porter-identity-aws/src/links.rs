@@ -343,11 +343,7 @@ impl AwsPodIdentityProvider {
         let changed = action != PlanAction::Unchanged;
         let mut service_account_patch = Self::patch(changed);
         service_account_patch.changed_at = unchanged_since;
-        Ok(Plan {
-            action,
-            description,
-            service_account_patch,
-        })
+        Ok(Plan::new(action, description, service_account_patch))
     }
 
     async fn bind_one(
@@ -368,11 +364,14 @@ impl AwsPodIdentityProvider {
             .await?;
         match current {
             Current::None => self.create(run, binding, &role.arn).await,
-            Current::Same(a) => Ok(BindOutcome {
-                change: BindChange::Unchanged,
-                service_account_patch: Self::patch_of(false, Some(&a)),
-                resource_id: a.association_arn,
-            }),
+            Current::Same(a) => {
+                let patch = Self::patch_of(false, Some(&a));
+                Ok(BindOutcome::new(
+                    BindChange::Unchanged,
+                    a.association_arn,
+                    patch,
+                ))
+            }
             Current::Other(a) => self.update(run, a, &role.arn).await,
         }
     }

@@ -111,7 +111,7 @@ impl AwsPodIdentityProvider {
     pub(crate) fn role_ref(binding: &Binding) -> Result<&RoleRef> {
         ensure_cloud(Cloud::Aws, binding)?;
         match &binding.connection {
-            Connection::AwsRole { role } => Ok(role),
+            Connection::AwsRole { role, .. } => Ok(role),
             _ => Err(Error::invalid_input(
                 "binding.connection",
                 "is not awsRole",
@@ -365,10 +365,8 @@ impl AwsPodIdentityProvider {
         changed: bool,
         association: Option<&Association>,
     ) -> ServiceAccountPatch {
-        let mut patch = ServiceAccountPatch {
-            changed_at: association.and_then(|a| a.changed_at),
-            ..ServiceAccountPatch::default()
-        };
+        let mut patch = ServiceAccountPatch::default();
+        patch.changed_at = association.and_then(|a| a.changed_at);
         if changed {
             patch.needs_pod_restart = true;
             patch.notes.push(
@@ -404,11 +402,12 @@ impl AwsPodIdentityProvider {
         match created {
             Ok(a) => {
                 self.remember_role(&a);
-                Ok(BindOutcome {
-                    change: BindChange::Created,
-                    service_account_patch: Self::patch_of(true, Some(&a)),
-                    resource_id: a.association_arn,
-                })
+                let patch = Self::patch_of(true, Some(&a));
+                Ok(BindOutcome::new(
+                    BindChange::Created,
+                    a.association_arn,
+                    patch,
+                ))
             }
             // Another process created it between our list and our create: adopt it.
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
@@ -438,11 +437,12 @@ impl AwsPodIdentityProvider {
         let current = self.describe(run, &summary.association_id).await?;
         ownership::check(binding, &current, &self.cluster, op)?;
         if current.role_arn == role_arn {
-            Ok(BindOutcome {
-                change: BindChange::Unchanged,
-                service_account_patch: Self::patch_of(false, Some(&current)),
-                resource_id: current.association_arn,
-            })
+            let patch = Self::patch_of(false, Some(&current));
+            Ok(BindOutcome::new(
+                BindChange::Unchanged,
+                current.association_arn,
+                patch,
+            ))
         } else {
             self.update(run, current, role_arn).await
         }
@@ -510,13 +510,14 @@ impl AwsPodIdentityProvider {
             })
             .await?;
         self.remember_role(&updated);
-        Ok(BindOutcome {
-            change: BindChange::Updated {
+        let patch = Self::patch_of(true, Some(&updated));
+        Ok(BindOutcome::new(
+            BindChange::Updated {
                 previous: current.role_arn,
             },
-            service_account_patch: Self::patch_of(true, Some(&updated)),
-            resource_id: updated.association_arn,
-        })
+            updated.association_arn,
+            patch,
+        ))
     }
 
     /// DeletePodIdentityAssociation; one deleted by another process meanwhile is absent.

@@ -27,9 +27,7 @@ fn role_arn(name: &str) -> String {
 fn binding(service: &str, role: &str) -> Binding {
     Binding::new(
         Workload::for_service("shop", "demo", service).unwrap(),
-        Connection::AwsRole {
-            role: RoleRef::parse(role).unwrap(),
-        },
+        Connection::aws_role(RoleRef::parse(role).unwrap()),
     )
 }
 
@@ -492,9 +490,9 @@ async fn other_cloud_is_invalid_input_without_calls() {
     let p = provider(MockEksIamApi::new());
     let b = Binding::new(
         Workload::for_service("shop", "demo", "api").unwrap(),
-        Connection::GcpServiceAccount {
-            service_account_email: "api-sa@my-project.iam.gserviceaccount.com".parse().unwrap(),
-        },
+        Connection::gcp_service_account(
+            "api-sa@my-project.iam.gserviceaccount.com".parse().unwrap(),
+        ),
     );
     assert_eq!(
         p.bind(&b).await.unwrap_err().kind(),

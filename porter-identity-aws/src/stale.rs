@@ -149,12 +149,11 @@ fn judge(query: &StaleQuery<'_>, a: &Association, prev: Option<&Binding>) -> Opt
             tracing::warn!(association = %a.association_arn, "tagged with the app, but its tags are not valid names; left alone");
             return None;
         };
-        return Some(StaleLink {
+        return Some(StaleLink::remove(
             binding,
-            resource_id: Some(a.association_arn.clone()),
-            evidence: Evidence::OwnershipMarks,
-            action: StaleAction::Remove,
-        });
+            Some(a.association_arn.clone()),
+            Evidence::OwnershipMarks,
+        ));
     }
     let prev = prev?;
     let reason = match owner {
@@ -169,12 +168,12 @@ fn judge(query: &StaleQuery<'_>, a: &Association, prev: Option<&Binding>) -> Opt
 }
 
 fn kept(prev: &Binding, arn: &str, reason: String) -> StaleLink {
-    StaleLink {
-        binding: prev.clone(),
-        resource_id: Some(arn.to_owned()),
-        evidence: Evidence::PreviousDeploy,
-        action: StaleAction::Keep { reason },
-    }
+    StaleLink::keep(
+        prev.clone(),
+        Some(arn.to_owned()),
+        Evidence::PreviousDeploy,
+        reason,
+    )
 }
 
 /// The binding an association was made for, rebuilt from its tags and role.
@@ -189,5 +188,5 @@ fn from_marks(a: &Association, owner: &Owner) -> Option<Binding> {
     };
     let workload = Workload::new(&a.namespace, &a.service_account, app, service).ok()?;
     let role = RoleRef::parse(&a.role_arn).ok()?;
-    Some(Binding::new(workload, Connection::AwsRole { role }))
+    Some(Binding::new(workload, Connection::aws_role(role)))
 }

@@ -47,9 +47,7 @@ fn factory(workload: usize, identity: usize) -> Binding {
 fn binding(service: &str, role: &str) -> Binding {
     Binding::new(
         Workload::for_service("apps", "shop", service).unwrap(),
-        Connection::AwsRole {
-            role: RoleRef::parse(role).unwrap(),
-        },
+        Connection::aws_role(RoleRef::parse(role).unwrap()),
     )
 }
 

@@ -257,9 +257,7 @@ async fn never_removes_an_untagged_an_addon_owned_or_another_apps_association() 
     // Another app's, in the same namespace.
     let other = Binding::new(
         Workload::for_service(NS, "other", "api").unwrap(),
-        Connection::AwsRole {
-            role: RoleRef::parse("role-1").unwrap(),
-        },
+        Connection::aws_role(RoleRef::parse("role-1").unwrap()),
     );
     p.bind(&other).await.unwrap();
     let before = associations(&aws);
@@ -269,9 +267,7 @@ async fn never_removes_an_untagged_an_addon_owned_or_another_apps_association() 
     let named = |sa: &str, service: &str| {
         Binding::new(
             Workload::new(NS, sa, "demo", service).unwrap(),
-            Connection::AwsRole {
-                role: RoleRef::parse("role-0").unwrap(),
-            },
+            Connection::aws_role(RoleRef::parse("role-0").unwrap()),
         )
     };
     let previous = [
@@ -429,9 +425,7 @@ async fn colliding_service_account_names_of_two_apps_never_clobber_each_other() 
 fn factory(workload: usize, identity: usize) -> Binding {
     Binding::new(
         Workload::for_service("apps", "shop", &format!("svc-{workload}")).unwrap(),
-        Connection::AwsRole {
-            role: RoleRef::parse(&format!("role-{identity}")).unwrap(),
-        },
+        Connection::aws_role(RoleRef::parse(&format!("role-{identity}")).unwrap()),
     )
 }
 
@@ -524,23 +518,17 @@ async fn a_stale_link_made_by_the_caller_is_removed_only_when_its_tags_prove_it(
     let p = provider(&aws);
     let ours = Binding::new(
         Workload::for_service(NS, "demo", "api").unwrap(),
-        Connection::AwsRole {
-            role: RoleRef::parse("role-0").unwrap(),
-        },
+        Connection::aws_role(RoleRef::parse("role-0").unwrap()),
     );
     p.bind(&ours).await.unwrap();
     let by_hand = Binding::new(
         Workload::new(NS, "demo-legacy", "demo", "legacy").unwrap(),
-        Connection::AwsRole {
-            role: RoleRef::parse("role-0").unwrap(),
-        },
+        Connection::aws_role(RoleRef::parse("role-0").unwrap()),
     );
     create_by_hand(&aws, "demo-legacy").await;
     let absent = Binding::new(
         Workload::for_service(NS, "demo", "gone").unwrap(),
-        Connection::AwsRole {
-            role: RoleRef::parse("role-0").unwrap(),
-        },
+        Connection::aws_role(RoleRef::parse("role-0").unwrap()),
     );
     let links: Vec<StaleLink> = [&ours, &by_hand, &absent]
         .into_iter()

@@ -198,9 +198,7 @@ async fn run_child(test: &str, vars: &[(&str, &str)]) {
 fn binding_of(app: &str, service: &str, role: &str) -> Binding {
     Binding::new(
         Workload::for_service("apps", app, service).expect("workload"),
-        Connection::AwsRole {
-            role: RoleRef::parse(role).expect("role"),
-        },
+        Connection::aws_role(RoleRef::parse(role).expect("role")),
     )
 }
 

@@ -313,10 +313,9 @@ impl AzureWorkloadIdentityProvider {
             };
             out.push((
                 i,
-                planned.map(|(action, description)| Plan {
-                    service_account_patch: Self::patch(&identity, action != PlanAction::Unchanged),
-                    action,
-                    description,
+                planned.map(|(action, description)| {
+                    let patch = Self::patch(&identity, action != PlanAction::Unchanged);
+                    Plan::new(action, description, patch)
                 }),
             ));
         }
@@ -479,11 +478,11 @@ fn outcome(
     credential: FederatedCredential,
 ) -> BindOutcome {
     let changed = change != BindChange::Unchanged;
-    BindOutcome {
+    BindOutcome::new(
         change,
-        resource_id: credential.id,
-        service_account_patch: AzureWorkloadIdentityProvider::patch(identity, changed),
-    }
+        credential.id,
+        AzureWorkloadIdentityProvider::patch(identity, changed),
+    )
 }
 
 fn replace(held: &mut [FederatedCredential], fixed: FederatedCredential) {

@@ -142,6 +142,7 @@ impl AzureWorkloadIdentityProvider {
             Connection::AzureManagedIdentity {
                 identity_name,
                 resource_group,
+                ..
             } => Ok((resource_group, identity_name)),
             _ => Err(Error::invalid_input(
                 "binding.connection",

@@ -24,10 +24,10 @@ const AUDIENCE: &str = "api://AzureADTokenExchange";
 fn binding() -> Binding {
     Binding::new(
         Workload::for_service("shop", "demo", "api").unwrap(),
-        Connection::AzureManagedIdentity {
-            identity_name: AzureIdentityName::parse("api-id").unwrap(),
-            resource_group: AzureResourceGroup::parse("rg").unwrap(),
-        },
+        Connection::azure_managed_identity(
+            AzureIdentityName::parse("api-id").unwrap(),
+            AzureResourceGroup::parse("rg").unwrap(),
+        ),
     )
 }
 

@@ -177,12 +177,11 @@ fn judge(
             tracing::warn!(credential = %credential.name, "named for the app, but its name does not rebuild a workload; left alone");
             return None;
         };
-        return Some(StaleLink {
+        return Some(StaleLink::remove(
             binding,
-            resource_id: Some(credential.id.clone()),
-            evidence: Evidence::OwnershipMarks,
-            action: StaleAction::Remove,
-        });
+            Some(credential.id.clone()),
+            Evidence::OwnershipMarks,
+        ));
     }
     let prev = prev?;
     let reason = match marks {
@@ -196,12 +195,12 @@ fn judge(
             other.describe()
         ),
     };
-    Some(StaleLink {
-        binding: prev.clone(),
-        resource_id: Some(credential.id.clone()),
-        evidence: Evidence::PreviousDeploy,
-        action: StaleAction::Keep { reason },
-    })
+    Some(StaleLink::keep(
+        prev.clone(),
+        Some(credential.id.clone()),
+        Evidence::PreviousDeploy,
+        reason,
+    ))
 }
 
 /// The binding a credential was made for, rebuilt from its name and subject, on the identity of

@@ -67,10 +67,10 @@ fn provider_with(
 fn binding(app: &str, service: &str, identity: &str) -> Binding {
     Binding::new(
         Workload::for_service("prod", app, service).unwrap(),
-        Connection::AzureManagedIdentity {
-            identity_name: AzureIdentityName::parse(identity).unwrap(),
-            resource_group: AzureResourceGroup::parse(RG).unwrap(),
-        },
+        Connection::azure_managed_identity(
+            AzureIdentityName::parse(identity).unwrap(),
+            AzureResourceGroup::parse(RG).unwrap(),
+        ),
     )
 }
 

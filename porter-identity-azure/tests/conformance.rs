@@ -63,10 +63,10 @@ fn racing(azure: &FakeAzure) -> Vec<AzureWorkloadIdentityProvider> {
 fn binding(namespace: &str, app: &str, service: &str, identity: &str) -> Binding {
     Binding::new(
         Workload::for_service(namespace, app, service).unwrap(),
-        Connection::AzureManagedIdentity {
-            identity_name: AzureIdentityName::parse(identity).unwrap(),
-            resource_group: AzureResourceGroup::parse(RG).unwrap(),
-        },
+        Connection::azure_managed_identity(
+            AzureIdentityName::parse(identity).unwrap(),
+            AzureResourceGroup::parse(RG).unwrap(),
+        ),
     )
 }
 

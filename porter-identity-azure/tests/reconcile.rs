@@ -93,10 +93,10 @@ services:
 fn binding(app: &str, service: &str, identity: &str) -> Binding {
     Binding::new(
         Workload::for_service(NS, app, service).unwrap(),
-        Connection::AzureManagedIdentity {
-            identity_name: AzureIdentityName::parse(identity).unwrap(),
-            resource_group: AzureResourceGroup::parse(RG).unwrap(),
-        },
+        Connection::azure_managed_identity(
+            AzureIdentityName::parse(identity).unwrap(),
+            AzureResourceGroup::parse(RG).unwrap(),
+        ),
     )
 }
 
@@ -318,10 +318,10 @@ async fn never_removes_a_hand_made_or_another_apps_credential() {
     let named = |sa: &str, service: &str| {
         Binding::new(
             Workload::new(NS, sa, "demo", service).unwrap(),
-            Connection::AzureManagedIdentity {
-                identity_name: AzureIdentityName::parse("identity-a").unwrap(),
-                resource_group: AzureResourceGroup::parse(RG).unwrap(),
-            },
+            Connection::azure_managed_identity(
+                AzureIdentityName::parse("identity-a").unwrap(),
+                AzureResourceGroup::parse(RG).unwrap(),
+            ),
         )
     };
     let previous = [named("demo-legacy", "legacy"), named("other-api", "api")];

@@ -80,6 +80,8 @@ fn ensure_built_in(clouds: impl IntoIterator<Item = Cloud>) -> Result<(), Failur
         Cloud::Aws => cfg!(feature = "aws"),
         Cloud::Azure => cfg!(feature = "azure"),
         Cloud::Gcp => cfg!(feature = "gcp"),
+        // A cloud added to core after this CLI was written is not built in.
+        _ => false,
     };
     match clouds.into_iter().find(|c| !built_in(c)) {
         None => Ok(()),
@@ -257,7 +259,7 @@ mod fake {
         let account = connections
             .iter()
             .find_map(|c| match c {
-                Connection::AwsRole { role } => role.account().map(str::to_owned),
+                Connection::AwsRole { role, .. } => role.account().map(str::to_owned),
                 _ => None,
             })
             .unwrap_or_else(|| FAKE_AWS_ACCOUNT.to_owned());
@@ -266,7 +268,7 @@ mod fake {
         aws.install_addon(FAKE_CLUSTER, "eks-pod-identity-agent", "ACTIVE");
         let mut roles = BTreeSet::new();
         for connection in connections {
-            if let Connection::AwsRole { role } = connection {
+            if let Connection::AwsRole { role, .. } = connection {
                 let key = role
                     .arn()
                     .map_or_else(|| role.name().to_owned(), str::to_owned);
@@ -296,6 +298,7 @@ mod fake {
             if let Connection::AzureManagedIdentity {
                 identity_name,
                 resource_group,
+                ..
             } = connection
                 && azure
                     .identity(resource_group.as_str(), identity_name.as_str())
@@ -323,6 +326,7 @@ mod fake {
         for connection in connections {
             if let Connection::GcpServiceAccount {
                 service_account_email,
+                ..
             } = connection
                 && gcp.policy_json(service_account_email.as_str()).is_none()
             {

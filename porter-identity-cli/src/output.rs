@@ -7,9 +7,7 @@
 
 use std::fmt::Write as _;
 
-use porter_identity::{
-    BindChange, BindOutcome, Binding, Error, ReconcileReport, UnbindOutcome, VerifyReport,
-};
+use porter_identity::{BindOutcome, Binding, Error, ReconcileReport, UnbindOutcome, VerifyReport};
 use serde_json::{Value, json};
 
 use crate::Failure;
@@ -76,20 +74,12 @@ impl Outcome {
     /// with the link's `resource_id`.
     fn json(&self) -> Value {
         match self {
-            Outcome::Bind(o) => {
-                let (change, previous) = match &o.change {
-                    BindChange::Created => ("created", None),
-                    BindChange::Updated { previous } => ("updated", Some(previous.as_str())),
-                    BindChange::Unchanged => ("unchanged", None),
-                };
-                json!({"change": change, "previous": previous, "resource_id": o.resource_id})
-            }
-            Outcome::Unbind(UnbindOutcome::Deleted { resource_id }) => {
-                json!({"removal": "deleted", "resource_id": resource_id})
-            }
-            Outcome::Unbind(UnbindOutcome::AlreadyAbsent) => {
-                json!({"removal": "already_absent", "resource_id": null})
-            }
+            Outcome::Bind(o) => json!({
+                "change": o.change.as_str(),
+                "previous": o.change.previous(),
+                "resource_id": o.resource_id
+            }),
+            Outcome::Unbind(o) => json!({"removal": o.as_str(), "resource_id": o.resource_id()}),
         }
     }
 }

@@ -88,12 +88,13 @@ impl fmt::Display for Workload {
 ///
 /// let binding = Binding::new(
 ///     Workload::for_service("default", "shop", "api")?,
-///     Connection::AwsRole { role: RoleRef::parse("shop-api-role")? },
+///     Connection::aws_role(RoleRef::parse("shop-api-role")?),
 /// );
 /// assert_eq!(binding.to_string(), "default/shop-api -> awsRole shop-api-role");
 /// # Ok::<(), porter_identity_core::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Binding {
     /// Who gets the identity.
     pub workload: Workload,
@@ -134,7 +135,7 @@ impl Binding {
     /// ```
     /// use porter_identity_core::{Binding, Connection, RoleRef, Workload};
     /// let api = Workload::for_service("prod", "shop", "api")?;
-    /// let to = |role: &str| Binding::new(api.clone(), Connection::AwsRole { role: RoleRef::parse(role).unwrap() });
+    /// let to = |role: &str| Binding::new(api.clone(), Connection::aws_role(RoleRef::parse(role).unwrap()));
     /// // On AWS, moving a workload to another role keeps its link (EKS updates it in place).
     /// assert_eq!(to("role-a").link_key(), to("role-b").link_key());
     /// # Ok::<(), porter_identity_core::Error>(())
@@ -210,7 +211,7 @@ impl fmt::Display for LinkKey {
 /// use porter_identity_core::{Binding, Cloud, Connection, RoleRef, Workload};
 /// use porter_identity_core::provider::{batch_refusals, ensure_cloud};
 /// let api = Workload::for_service("prod", "shop", "api")?;
-/// let to = |role: &str| Binding::new(api.clone(), Connection::AwsRole { role: RoleRef::parse(role).unwrap() });
+/// let to = |role: &str| Binding::new(api.clone(), Connection::aws_role(RoleRef::parse(role).unwrap()));
 /// let batch = [to("a"), to("b")];
 /// let refused = batch_refusals(&batch, true, |b| ensure_cloud(Cloud::Aws, b));
 /// assert!(refused[0].is_none() && refused[1].is_some());
@@ -246,7 +247,7 @@ pub fn batch_refusals(
 /// use porter_identity_core::{Binding, Connection, RoleRef, Workload};
 /// use porter_identity_core::provider::link_conflicts;
 /// let api = Workload::for_service("prod", "shop", "api")?;
-/// let to = |role: &str| Binding::new(api.clone(), Connection::AwsRole { role: RoleRef::parse(role).unwrap() });
+/// let to = |role: &str| Binding::new(api.clone(), Connection::aws_role(RoleRef::parse(role).unwrap()));
 /// let found = link_conflicts(&[to("a"), to("a"), to("b")]);
 /// assert!(found[0].is_none() && found[1].is_none());
 /// assert!(found[2].as_ref().unwrap().to_string().contains("bindings[0]"));

@@ -4,6 +4,7 @@ use std::fmt;
 
 /// A cloud with a workload-identity mechanism.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Cloud {
     /// Amazon Web Services: EKS Pod Identity.
     Aws,

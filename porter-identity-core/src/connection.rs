@@ -24,14 +24,22 @@ use crate::{
 /// assert_eq!(other.cloud(), None);
 /// # Ok::<(), serde_json::Error>(())
 /// ```
+///
+/// The enum and its variants are `#[non_exhaustive]`: a cloud, or a field of a connection
+/// (an AWS target role), can be added in a minor release. Make one with its constructor
+/// ([`aws_role`](Self::aws_role), [`azure_managed_identity`](Self::azure_managed_identity),
+/// [`gcp_service_account`](Self::gcp_service_account)) and match it with `..`.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Connection {
     /// `type: awsRole`: an IAM role for EKS Pod Identity.
+    #[non_exhaustive]
     AwsRole {
         /// `role`: the role's name or ARN.
         role: RoleRef,
     },
     /// `type: azureManagedIdentity`: a user-assigned managed identity.
+    #[non_exhaustive]
     AzureManagedIdentity {
         /// `identityName`.
         identity_name: AzureIdentityName,
@@ -39,11 +47,13 @@ pub enum Connection {
         resource_group: AzureResourceGroup,
     },
     /// `type: gcpServiceAccount`: a GCP service account for GKE Workload Identity.
+    #[non_exhaustive]
     GcpServiceAccount {
         /// `serviceAccountEmail`.
         service_account_email: GcpServiceAccountEmail,
     },
     /// Any other connection type, kept as written and ignored by porter-identity.
+    #[non_exhaustive]
     Other {
         /// The `type` as written.
         kind: String,
@@ -61,6 +71,37 @@ pub(crate) struct FieldProblem {
 }
 
 impl Connection {
+    /// `type: awsRole`: the IAM role `role`.
+    ///
+    /// ```
+    /// use porter_identity_core::{Cloud, Connection, RoleRef};
+    /// let c = Connection::aws_role(RoleRef::parse("shop-api")?);
+    /// assert_eq!(c.cloud(), Some(Cloud::Aws));
+    /// # Ok::<(), porter_identity_core::Error>(())
+    /// ```
+    pub fn aws_role(role: RoleRef) -> Self {
+        Connection::AwsRole { role }
+    }
+
+    /// `type: azureManagedIdentity`: the user-assigned managed identity `identity_name` in
+    /// `resource_group`.
+    pub fn azure_managed_identity(
+        identity_name: AzureIdentityName,
+        resource_group: AzureResourceGroup,
+    ) -> Self {
+        Connection::AzureManagedIdentity {
+            identity_name,
+            resource_group,
+        }
+    }
+
+    /// `type: gcpServiceAccount`: the GCP service account `service_account_email`.
+    pub fn gcp_service_account(service_account_email: GcpServiceAccountEmail) -> Self {
+        Connection::GcpServiceAccount {
+            service_account_email,
+        }
+    }
+
     /// The cloud this connection binds to, or `None` for other connection types.
     pub fn cloud(&self) -> Option<Cloud> {
         match self {

@@ -67,6 +67,7 @@ impl fmt::Display for ErrorKind {
 
 /// Where in a porter.yaml a [`ManifestError`] was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct SourceLocation {
     /// 1-based line.
     pub line: u64,
@@ -82,6 +83,7 @@ impl fmt::Display for SourceLocation {
 
 /// A porter.yaml that could not be read: which service, which connection, which field, where.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ManifestError {
     /// The file, when read from a path.
     pub file: Option<String>,

@@ -22,6 +22,7 @@ use crate::Workload;
 /// # Ok::<(), porter_identity_core::Error>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ServiceAccountPatch {
     /// Annotations to set on the ServiceAccount.
     pub annotations: BTreeMap<String, String>,

@@ -14,6 +14,7 @@ use crate::{
 
 /// What [`WorkloadIdentityProvider::bind_all`] did to the cloud.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BindChange {
     /// A new link was made.
     Created,
@@ -26,8 +27,36 @@ pub enum BindChange {
     Unchanged,
 }
 
+impl BindChange {
+    /// `created`, `updated` or `unchanged`, stable for logs and JSON.
+    ///
+    /// ```
+    /// use porter_identity_core::BindChange;
+    /// let moved = BindChange::Updated { previous: "arn:aws:iam::111122223333:role/old".into() };
+    /// assert_eq!(moved.as_str(), "updated");
+    /// assert_eq!(moved.previous(), Some("arn:aws:iam::111122223333:role/old"));
+    /// assert_eq!(BindChange::Created.previous(), None);
+    /// ```
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BindChange::Created => "created",
+            BindChange::Updated { .. } => "updated",
+            BindChange::Unchanged => "unchanged",
+        }
+    }
+
+    /// The identity the link pointed at before, for an update.
+    pub fn previous(&self) -> Option<&str> {
+        match self {
+            BindChange::Updated { previous } => Some(previous),
+            _ => None,
+        }
+    }
+}
+
 /// The result of a bind.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BindOutcome {
     /// What changed in the cloud.
     pub change: BindChange,
@@ -38,6 +67,20 @@ pub struct BindOutcome {
 }
 
 impl BindOutcome {
+    /// The outcome of a bind that made `change` to the link `resource_id`, and what the
+    /// Kubernetes side needs after it.
+    pub fn new(
+        change: BindChange,
+        resource_id: impl Into<String>,
+        service_account_patch: ServiceAccountPatch,
+    ) -> Self {
+        BindOutcome {
+            change,
+            resource_id: resource_id.into(),
+            service_account_patch,
+        }
+    }
+
     /// Whether the bind wrote anything.
     pub fn is_changed(&self) -> bool {
         self.change != BindChange::Unchanged
@@ -58,6 +101,7 @@ impl fmt::Display for BindOutcome {
 
 /// The result of an unbind.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum UnbindOutcome {
     /// The link existed and was removed.
     Deleted {
@@ -66,6 +110,24 @@ pub enum UnbindOutcome {
     },
     /// There was nothing to remove.
     AlreadyAbsent,
+}
+
+impl UnbindOutcome {
+    /// `deleted` or `already_absent`, stable for logs and JSON.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            UnbindOutcome::Deleted { .. } => "deleted",
+            UnbindOutcome::AlreadyAbsent => "already_absent",
+        }
+    }
+
+    /// The cloud's id of the removed link, when one was removed.
+    pub fn resource_id(&self) -> Option<&str> {
+        match self {
+            UnbindOutcome::Deleted { resource_id } => Some(resource_id),
+            UnbindOutcome::AlreadyAbsent => None,
+        }
+    }
 }
 
 impl fmt::Display for UnbindOutcome {
@@ -87,6 +149,7 @@ impl fmt::Display for UnbindOutcome {
 
 /// What a bind would do, found without writing.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PlanAction {
     /// Create a link.
     Create,
@@ -101,6 +164,7 @@ pub enum PlanAction {
 
 /// The result of [`WorkloadIdentityProvider::plan_all`] for one binding.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Plan {
     /// What bind would do.
     pub action: PlanAction,
@@ -108,6 +172,22 @@ pub struct Plan {
     pub description: String,
     /// What the Kubernetes side would need.
     pub service_account_patch: ServiceAccountPatch,
+}
+
+impl Plan {
+    /// What a bind would do (`action`), in words (`description`), and what the Kubernetes side
+    /// would need.
+    pub fn new(
+        action: PlanAction,
+        description: impl Into<String>,
+        service_account_patch: ServiceAccountPatch,
+    ) -> Self {
+        Plan {
+            action,
+            description: description.into(),
+            service_account_patch,
+        }
+    }
 }
 
 /// A cloud's workload-identity mechanism, for one cluster.
@@ -287,7 +367,7 @@ fn single_result<T>(cloud: Cloud, mut results: Vec<Result<T>>) -> Result<T> {
 /// use porter_identity_core::provider::{batch_refusals, each_binding, ensure_cloud};
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let api = Workload::for_service("prod", "shop", "api")?;
-/// let to = |role: &str| Binding::new(api.clone(), Connection::AwsRole { role: RoleRef::parse(role).unwrap() });
+/// let to = |role: &str| Binding::new(api.clone(), Connection::aws_role(RoleRef::parse(role).unwrap()));
 /// let batch = [to("a"), to("b")]; // two roles for one service account: the second is refused
 /// let refused = batch_refusals(&batch, true, |b| ensure_cloud(Cloud::Aws, b));
 /// let results = each_binding(&batch, refused, 4, |b| async move { Ok(b.to_string()) }).await;
@@ -324,7 +404,7 @@ where
 /// use porter_identity_core::provider::ensure_cloud;
 /// use porter_identity_core::{Binding, Cloud, Connection, RoleRef, Workload, ErrorKind};
 /// let b = Binding::new(Workload::for_service("default", "shop", "api")?,
-///     Connection::AwsRole { role: RoleRef::parse("r")? });
+///     Connection::aws_role(RoleRef::parse("r")?));
 /// assert!(ensure_cloud(Cloud::Aws, &b).is_ok());
 /// assert_eq!(ensure_cloud(Cloud::Gcp, &b).unwrap_err().kind(), ErrorKind::InvalidInput);
 /// # Ok::<(), porter_identity_core::Error>(())

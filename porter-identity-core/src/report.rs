@@ -20,6 +20,7 @@ use crate::{
 ///
 /// With feature `serde` it serialises to stable JSON (see the crate README for the schema).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ReconcileReport {
     /// The app deployed.
     pub app: KubernetesName,
@@ -44,6 +45,7 @@ pub struct ReconcileReport {
 
 /// The result of one desired binding.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct WorkloadResult {
     /// The binding.
     pub binding: Binding,
@@ -53,6 +55,7 @@ pub struct WorkloadResult {
 
 /// What changed for one binding.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LinkChange {
     /// Created, updated (from what) or unchanged.
     pub change: BindChange,
@@ -88,6 +91,7 @@ impl From<Plan> for LinkChange {
 
 /// A stale link removed (or that a dry run would remove).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RemovedLink {
     /// Its workload and connection.
     pub binding: Binding,
@@ -101,6 +105,7 @@ pub struct RemovedLink {
 
 /// A stale-looking link that was left in place.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct KeptLink {
     /// Its workload and connection, as far as known.
     pub binding: Binding,
@@ -112,6 +117,7 @@ pub struct KeptLink {
 
 /// What one Kubernetes service account needs after a reconcile.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ServiceAccountNeeds {
     /// The (first) workload running as it.
     pub workload: Workload,
@@ -124,6 +130,7 @@ pub struct ServiceAccountNeeds {
 
 /// The Kubernetes side of one service account, as the Kubernetes step left it.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct ClusterStep {
     /// What was applied (in a dry run: would be), in words: an annotation on the
     /// ServiceAccount, the Azure label on a pod template (which rolls its pods).

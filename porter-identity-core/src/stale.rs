@@ -8,6 +8,7 @@ use crate::{Binding, KubernetesName, Namespace};
 /// What the [`Reconciler`](crate::Reconciler) asks one provider about the stale links of an
 /// app; see [`WorkloadIdentityProvider::stale_links`](crate::WorkloadIdentityProvider::stale_links).
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct StaleQuery<'a> {
     /// The app being deployed.
     pub app: &'a KubernetesName,
@@ -22,6 +23,7 @@ pub struct StaleQuery<'a> {
 
 /// Why a stale link is known to be the app's own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Evidence {
     /// The previous deploy's bindings name it (every cloud).
     PreviousDeploy,
@@ -51,6 +53,7 @@ impl fmt::Display for Evidence {
 
 /// What becomes of a stale link.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StaleAction {
     /// It is provably the app's own and nothing desired uses it: remove it.
     Remove,
@@ -64,6 +67,7 @@ pub enum StaleAction {
 /// A link that the desired set of an app no longer wants, found by
 /// [`WorkloadIdentityProvider::stale_links`](crate::WorkloadIdentityProvider::stale_links).
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct StaleLink {
     /// The workload and connection of the link (from the previous deploy, or rebuilt from the
     /// link's ownership marks).
@@ -76,7 +80,54 @@ pub struct StaleLink {
     pub action: StaleAction,
 }
 
+impl<'a> StaleQuery<'a> {
+    /// The question about app `app` in `namespace`: which links of `previous` (and, on a cloud
+    /// with ownership marks, of the app's marks) are stale, given `desired`. The
+    /// [`Reconciler`](crate::Reconciler) asks it; a test of a provider may too.
+    pub fn new(
+        app: &'a KubernetesName,
+        namespace: &'a Namespace,
+        desired: &'a [Binding],
+        previous: &'a [Binding],
+    ) -> Self {
+        StaleQuery {
+            app,
+            namespace,
+            desired,
+            previous,
+        }
+    }
+}
+
 impl StaleLink {
+    /// A link provably the app's own, by `evidence`, to remove; `resource_id` when the
+    /// provider read it.
+    pub fn remove(binding: Binding, resource_id: Option<String>, evidence: Evidence) -> Self {
+        StaleLink {
+            binding,
+            resource_id,
+            evidence,
+            action: StaleAction::Remove,
+        }
+    }
+
+    /// A stale-looking link that must stay, for `reason` (with what the user can do about it).
+    pub fn keep(
+        binding: Binding,
+        resource_id: Option<String>,
+        evidence: Evidence,
+        reason: impl Into<String>,
+    ) -> Self {
+        StaleLink {
+            binding,
+            resource_id,
+            evidence,
+            action: StaleAction::Keep {
+                reason: reason.into(),
+            },
+        }
+    }
+
     /// A link named by the previous deploy, to remove, not read from the cloud: what a
     /// provider that has no ownership marks knows of it.
     pub fn from_previous(binding: &Binding) -> Self {

@@ -13,7 +13,7 @@
 //! # async fn example(provider: &dyn WorkloadIdentityProvider) {
 //! let factory = |workload: usize, identity: usize| Binding::new(
 //!     Workload::for_service("conformance", "app", &format!("svc-{workload}")).unwrap(),
-//!     Connection::AwsRole { role: RoleRef::parse(&format!("role-{identity}")).unwrap() },
+//!     Connection::aws_role(RoleRef::parse(&format!("role-{identity}")).unwrap()),
 //! );
 //! porter_identity_core::testing::run_all(provider, &factory).await;
 //! # }
@@ -884,18 +884,14 @@ pub async fn run_all(provider: &dyn WorkloadIdentityProvider, factory: &dyn Bind
 fn sample_connections() -> Vec<Connection> {
     let parsed = (|| -> crate::Result<Vec<Connection>> {
         Ok(vec![
-            Connection::AwsRole {
-                role: RoleRef::parse("porter-conformance-role")?,
-            },
-            Connection::AzureManagedIdentity {
-                identity_name: AzureIdentityName::parse("porter-conformance")?,
-                resource_group: AzureResourceGroup::parse("porter-conformance-rg")?,
-            },
-            Connection::GcpServiceAccount {
-                service_account_email: GcpServiceAccountEmail::parse(
-                    "conformance@porter-project.iam.gserviceaccount.com",
-                )?,
-            },
+            Connection::aws_role(RoleRef::parse("porter-conformance-role")?),
+            Connection::azure_managed_identity(
+                AzureIdentityName::parse("porter-conformance")?,
+                AzureResourceGroup::parse("porter-conformance-rg")?,
+            ),
+            Connection::gcp_service_account(GcpServiceAccountEmail::parse(
+                "conformance@porter-project.iam.gserviceaccount.com",
+            )?),
         ])
     })();
     let all = parsed.expect("sample connections are valid");

@@ -4,6 +4,7 @@ use std::fmt;
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Severity {
     /// For information; nothing to do.
     Info,
@@ -35,6 +36,7 @@ impl fmt::Display for Severity {
 /// `code` is stable and dotted (`aws.trust_policy.missing_tag_session`, `lint.wildcard_action`),
 /// so tooling can match on it; `message` says what is wrong and `remediation` how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Finding {
     /// How bad it is.
     pub severity: Severity,
@@ -129,6 +131,7 @@ impl fmt::Display for Finding {
 /// println!("{report}");
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct VerifyReport {
     /// The findings, in the order they were found.
     pub findings: Vec<Finding>,

@@ -20,9 +20,7 @@ use support::MemoryProvider;
 fn factory(workload: usize, identity: usize) -> Binding {
     Binding::new(
         Workload::for_service("conformance", "app", &format!("svc-{workload}")).unwrap(),
-        Connection::AwsRole {
-            role: RoleRef::parse(&format!("role-{identity}")).unwrap(),
-        },
+        Connection::aws_role(RoleRef::parse(&format!("role-{identity}")).unwrap()),
     )
 }
 
@@ -102,22 +100,22 @@ async fn memory_providers_of_azure_and_gcp_pass_the_suite() {
     let azure = |workload: usize, identity: usize| {
         Binding::new(
             Workload::for_service("conformance", "app", &format!("svc-{workload}")).unwrap(),
-            Connection::AzureManagedIdentity {
-                identity_name: AzureIdentityName::parse(&format!("identity-{identity}")).unwrap(),
-                resource_group: AzureResourceGroup::parse("rg").unwrap(),
-            },
+            Connection::azure_managed_identity(
+                AzureIdentityName::parse(&format!("identity-{identity}")).unwrap(),
+                AzureResourceGroup::parse("rg").unwrap(),
+            ),
         )
     };
     testing::run_all(&MemoryProvider::new(Cloud::Azure), &azure).await;
     let gcp = |workload: usize, identity: usize| {
         Binding::new(
             Workload::for_service("conformance", "app", &format!("svc-{workload}")).unwrap(),
-            Connection::GcpServiceAccount {
-                service_account_email: GcpServiceAccountEmail::parse(&format!(
+            Connection::gcp_service_account(
+                GcpServiceAccountEmail::parse(&format!(
                     "identity-{identity}@project-x.iam.gserviceaccount.com"
                 ))
                 .unwrap(),
-            },
+            ),
         )
     };
     testing::run_all(&MemoryProvider::new(Cloud::Gcp), &gcp).await;

@@ -1083,7 +1083,7 @@ fn other_connection_types_are_kept_and_ignored() {
     assert_eq!(api.identity_connections().count(), 1);
     let others: Vec<&str> = api.other_connections().map(Connection::type_name).collect();
     assert_eq!(others, ["cloudSql", "disk", "someFutureType"]);
-    let Connection::Other { kind, raw } = &api.connections()[2] else {
+    let Connection::Other { kind, raw, .. } = &api.connections()[2] else {
         panic!("disk is {:?}", api.connections()[2]);
     };
     assert_eq!(kind, "disk");
@@ -1143,7 +1143,7 @@ services:
     )
     .expect("unknown keys are not an error");
     assert_eq!(m.services().len(), 1);
-    let Connection::AwsRole { role } = &m.services()[0].connections()[0] else {
+    let Connection::AwsRole { role, .. } = &m.services()[0].connections()[0] else {
         panic!("{:?}", m.services()[0].connections());
     };
     assert_eq!(role.name(), "api");

@@ -93,9 +93,7 @@ fn manifest(yaml: &str) -> AppManifest {
 fn aws_binding(app: &str, service: &str, role: &str) -> Binding {
     Binding::new(
         Workload::for_service("prod", app, service).unwrap(),
-        Connection::AwsRole {
-            role: RoleRef::parse(role).unwrap(),
-        },
+        Connection::aws_role(RoleRef::parse(role).unwrap()),
     )
 }
 
@@ -131,9 +129,7 @@ async fn bad_input_is_refused_before_any_cloud_call() {
                 aws_binding("shop", "api", "role-a"),
                 Binding::new(
                     Workload::new("prod", "shop-api", "shop", "api-v2").unwrap(),
-                    Connection::AwsRole {
-                        role: RoleRef::parse("role-b").unwrap(),
-                    },
+                    Connection::aws_role(RoleRef::parse("role-b").unwrap()),
                 ),
             ]),
             "invalid bindings[1]",
@@ -420,10 +416,9 @@ impl porter_identity_core::KubernetesStep for RecordingStep {
             ));
         }
         for sa in &mut report.service_accounts {
-            sa.cluster = Some(porter_identity_core::ClusterStep {
-                applied: vec![format!("annotations on {}", sa.workload.service_account())],
-                ..Default::default()
-            });
+            let mut step = porter_identity_core::ClusterStep::default();
+            step.applied = vec![format!("annotations on {}", sa.workload.service_account())];
+            sa.cluster = Some(step);
         }
         Ok(())
     }

@@ -109,9 +109,7 @@ impl WorkloadIdentityProvider for Spawning {
 fn binding(service: &str, role: &str) -> Binding {
     Binding::new(
         Workload::for_service("prod", "shop", service).unwrap(),
-        Connection::AwsRole {
-            role: RoleRef::parse(role).unwrap(),
-        },
+        Connection::aws_role(RoleRef::parse(role).unwrap()),
     )
 }
 

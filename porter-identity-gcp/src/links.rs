@@ -319,15 +319,15 @@ impl GcpWorkloadIdentityProvider {
                 .map(|((i, member), r)| {
                     let outcome = r.map(|edited| {
                         let changed = edited == Edited::Changed;
-                        BindOutcome {
-                            change: if changed {
+                        BindOutcome::new(
+                            if changed {
                                 BindChange::Created
                             } else {
                                 BindChange::Unchanged
                             },
-                            resource_id: Self::resource_id(email, &member),
-                            service_account_patch: Self::patch(email, changed),
-                        }
+                            Self::resource_id(email, &member),
+                            Self::patch(email, changed),
+                        )
                     });
                     (i, outcome)
                 })
@@ -392,18 +392,18 @@ impl GcpWorkloadIdentityProvider {
             for (i, member) in items {
                 let state = member_state(&policy, &member);
                 let plan = if state == MemberState::Bound {
-                    Ok(Plan {
-                        action: PlanAction::Unchanged,
-                        description: format!("{member} is already bound on {email}"),
-                        service_account_patch: Self::patch(email, false),
-                    })
+                    Ok(Plan::new(
+                        PlanAction::Unchanged,
+                        format!("{member} is already bound on {email}"),
+                        Self::patch(email, false),
+                    ))
                 } else {
-                    self.ensure_usable(run, email).await.map(|()| Plan {
-                        action: PlanAction::Create,
-                        description: format!(
-                            "add {member} to roles/iam.workloadIdentityUser on {email}"
-                        ),
-                        service_account_patch: Self::patch(email, true),
+                    self.ensure_usable(run, email).await.map(|()| {
+                        Plan::new(
+                            PlanAction::Create,
+                            format!("add {member} to roles/iam.workloadIdentityUser on {email}"),
+                            Self::patch(email, true),
+                        )
                     })
                 };
                 out.push((i, plan));

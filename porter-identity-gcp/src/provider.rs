@@ -109,6 +109,7 @@ impl GcpWorkloadIdentityProvider {
         match &binding.connection {
             Connection::GcpServiceAccount {
                 service_account_email,
+                ..
             } => Ok(service_account_email),
             _ => Err(Error::invalid_input(
                 "binding.connection",

@@ -25,9 +25,7 @@ const MEMBER: &str = "serviceAccount:demo-project.svc.id.goog[shop/demo-api]";
 fn binding(service: &str) -> Binding {
     Binding::new(
         Workload::for_service("shop", "demo", service).unwrap(),
-        Connection::GcpServiceAccount {
-            service_account_email: GcpServiceAccountEmail::parse(SA).unwrap(),
-        },
+        Connection::gcp_service_account(GcpServiceAccountEmail::parse(SA).unwrap()),
     )
 }
 

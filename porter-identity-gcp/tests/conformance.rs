@@ -55,9 +55,7 @@ async fn provider_with(gcp: &FakeGcp, retry: RetryPolicy) -> GcpWorkloadIdentity
 fn binding(namespace: &str, app: &str, service: &str, account: &str) -> Binding {
     Binding::new(
         Workload::for_service(namespace, app, service).unwrap(),
-        Connection::GcpServiceAccount {
-            service_account_email: GcpServiceAccountEmail::parse(&email(account)).unwrap(),
-        },
+        Connection::gcp_service_account(GcpServiceAccountEmail::parse(&email(account)).unwrap()),
     )
 }
 

@@ -75,9 +75,7 @@ async fn provider(server: &FakeServer) -> GcpWorkloadIdentityProvider {
 fn binding(service: &str, account: &str) -> Binding {
     Binding::new(
         Workload::for_service("prod", "shop", service).unwrap(),
-        Connection::GcpServiceAccount {
-            service_account_email: GcpServiceAccountEmail::parse(&email(account)).unwrap(),
-        },
+        Connection::gcp_service_account(GcpServiceAccountEmail::parse(&email(account)).unwrap()),
     )
 }
 

@@ -128,7 +128,7 @@ pub async fn migrate_irsa(
                 b.connection.describe()
             ));
         }
-        let binding = Binding::new(b.workload.clone(), Connection::AwsRole { role });
+        let binding = Binding::new(b.workload.clone(), Connection::aws_role(role));
         let made = if options.dry_run {
             provider.plan(&binding).await.map(|plan| plan.description)
         } else {

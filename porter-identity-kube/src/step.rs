@@ -192,16 +192,13 @@ impl Cluster {
         for i in 0..report.service_accounts.len() {
             let needs = &report.service_accounts[i];
             let clouds = clouds_of(report, needs);
-            let step = match self.seen(needs).await {
-                Ok(seen) => ClusterStep {
-                    findings: findings(needs, &clouds, &seen, &workloads, &nodes, &options),
-                    ..ClusterStep::default()
-                },
-                Err(e) => ClusterStep {
-                    error: Some(e),
-                    ..ClusterStep::default()
-                },
-            };
+            let mut step = ClusterStep::default();
+            match self.seen(needs).await {
+                Ok(seen) => {
+                    step.findings = findings(needs, &clouds, &seen, &workloads, &nodes, &options);
+                }
+                Err(e) => step.error = Some(e),
+            }
             report.service_accounts[i].cluster = Some(step);
         }
         Ok(())

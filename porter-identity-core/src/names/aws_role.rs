@@ -7,6 +7,7 @@ use crate::{Error, Result};
 
 /// The AWS partitions whose IAM ARNs a [`RoleRef`] accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum AwsPartition {
     /// `aws`: the commercial regions.
     Aws,

@@ -93,21 +93,21 @@ impl MemoryProvider {
             Some((i, _)) if i == identity => PlanAction::Unchanged,
             Some((i, _)) => PlanAction::Update { current: i },
         };
-        Ok(Plan {
-            description: format!("{action:?} {b}"),
-            service_account_patch: patch(action != PlanAction::Unchanged),
-            action,
-        })
+        let (description, patch) = (
+            format!("{action:?} {b}"),
+            patch(action != PlanAction::Unchanged),
+        );
+        Ok(Plan::new(action, description, patch))
     }
 
     pub async fn bind_one(&self, run: &RunContext, b: &Binding) -> Result<BindOutcome> {
         let (key, identity) = self.checked(run, b, "Link").await?;
         if self.forgetful {
-            return Ok(BindOutcome {
-                change: BindChange::Created,
-                resource_id: "forgotten".into(),
-                service_account_patch: patch(true),
-            });
+            return Ok(BindOutcome::new(
+                BindChange::Created,
+                "forgotten",
+                patch(true),
+            ));
         }
         let mut links = self.links.lock().unwrap();
         let (change, id) = match links.get(&key).cloned() {
@@ -122,11 +122,8 @@ impl MemoryProvider {
             self.writes.fetch_add(1, Ordering::SeqCst);
         }
         links.insert(key, (identity, id.clone()));
-        Ok(BindOutcome {
-            service_account_patch: patch(change != BindChange::Unchanged),
-            change,
-            resource_id: id,
-        })
+        let patch = patch(change != BindChange::Unchanged);
+        Ok(BindOutcome::new(change, id, patch))
     }
 
     pub async fn unbind_one(&self, run: &RunContext, b: &Binding) -> Result<UnbindOutcome> {
@@ -172,10 +169,9 @@ impl MemoryProvider {
 }
 
 fn patch(changed: bool) -> ServiceAccountPatch {
-    ServiceAccountPatch {
-        needs_pod_restart: changed,
-        ..ServiceAccountPatch::default()
-    }
+    let mut patch = ServiceAccountPatch::default();
+    patch.needs_pod_restart = changed;
+    patch
 }
 
 #[async_trait]
