@@ -51,11 +51,15 @@ fn fake() -> FakeAws {
 
 /// A provider as a new deploy process has it: no cluster or role read yet.
 fn provider(aws: &FakeAws) -> AwsPodIdentityProvider {
-    AwsPodIdentityProvider::builder()
+    let build = AwsPodIdentityProvider::builder()
         .cluster(CLUSTER)
         .api(aws.clone())
         .concurrency(CONCURRENCY)
+        .build();
+    tokio::runtime::Builder::new_current_thread()
         .build()
+        .expect("runtime")
+        .block_on(build)
         .expect("provider")
 }
 

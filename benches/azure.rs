@@ -62,11 +62,15 @@ fn fake() -> FakeAzure {
 
 /// A provider as a new deploy process has it: no cluster or identity read yet.
 fn provider(azure: &FakeAzure) -> AzureWorkloadIdentityProvider {
-    AzureWorkloadIdentityProvider::builder()
+    let build = AzureWorkloadIdentityProvider::builder()
         .aks_cluster(CLUSTER_RG, CLUSTER)
         .api(azure.clone())
         .concurrency(CONCURRENCY)
+        .build();
+    tokio::runtime::Builder::new_current_thread()
         .build()
+        .expect("runtime")
+        .block_on(build)
         .expect("provider")
 }
 

@@ -200,12 +200,14 @@ async fn run(args: &Args) -> Result<()> {
     let aws_provider = AwsPodIdentityProvider::builder()
         .cluster(CLUSTER)
         .api(aws.clone())
-        .build()?;
+        .build()
+        .await?;
     let azure = fake_azure(&manifest, app, namespace)?;
     let azure_provider = AzureWorkloadIdentityProvider::builder()
         .aks_cluster(AKS_RESOURCE_GROUP, CLUSTER)
         .api(azure.clone())
-        .build()?;
+        .build()
+        .await?;
     let gcp = fake_gcp(&manifest, app, namespace)?;
     let gcp_provider = GcpWorkloadIdentityProvider::builder()
         .gke_cluster(GKE_PROJECT, GKE_LOCATION, CLUSTER)

@@ -43,7 +43,7 @@ fn workload(service: &str) -> Workload {
     Workload::for_service(NS, "shop", service).unwrap()
 }
 
-fn aws() -> (FakeAws, AwsPodIdentityProvider) {
+async fn aws() -> (FakeAws, AwsPodIdentityProvider) {
     let fake = FakeAws::new("123456789012", "us-east-1");
     fake.add_cluster("prod");
     fake.install_addon("prod", "eks-pod-identity-agent", "ACTIVE");
@@ -52,11 +52,12 @@ fn aws() -> (FakeAws, AwsPodIdentityProvider) {
         .cluster("prod")
         .api(fake.clone())
         .build()
+        .await
         .unwrap();
     (fake, p)
 }
 
-fn azure() -> (FakeAzure, AzureWorkloadIdentityProvider) {
+async fn azure() -> (FakeAzure, AzureWorkloadIdentityProvider) {
     let fake = FakeAzure::new();
     fake.add_aks_cluster("aks-rg", "prod", ISSUER);
     fake.add_identity("shop-rg", "reports-identity");
@@ -64,6 +65,7 @@ fn azure() -> (FakeAzure, AzureWorkloadIdentityProvider) {
         .aks_cluster("aks-rg", "prod")
         .api(fake.clone())
         .build()
+        .await
         .unwrap();
     (fake, p)
 }
@@ -237,7 +239,7 @@ async fn full_loop(
 
 #[tokio::test]
 async fn aws_pod_identity_then_the_cluster_side() {
-    let (_fake, p) = aws();
+    let (_fake, p) = aws().await;
     full_loop(&p, aws_binding("api", "api-role"), None).await;
 }
 
@@ -254,7 +256,7 @@ async fn gcp_workload_identity_then_the_cluster_side() {
 
 #[tokio::test]
 async fn azure_federated_credential_then_the_cluster_side_with_the_pod_label() {
-    let (fake, p) = azure();
+    let (fake, p) = azure().await;
     let client_id = fake
         .identity("shop-rg", "reports-identity")
         .unwrap()
@@ -396,7 +398,7 @@ async fn azure_federated_credential_then_the_cluster_side_with_the_pod_label() {
 /// service account written (no label on its templates either) until forced.
 #[tokio::test]
 async fn another_managers_annotation_is_a_conflict_and_nothing_is_written_before_it_is_forced() {
-    let (fake, p) = azure();
+    let (fake, p) = azure().await;
     let client_id = fake
         .identity("shop-rg", "reports-identity")
         .unwrap()
@@ -579,7 +581,7 @@ async fn gke_pods_on_a_gce_metadata_pool_and_the_preflight_of_switching_it() {
 #[tokio::test]
 async fn irsa_migration_creates_the_association_checks_trust_and_removes_the_annotation_only_when_safe()
  {
-    let (fake, p) = aws();
+    let (fake, p) = aws().await;
     let irsa_trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Federated":"arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/ABC"},"Action":"sts:AssumeRoleWithWebIdentity"}]}"#;
     fake.add_role("irsa-only-role", irsa_trust);
     let kube = FakeKube::new();
@@ -714,7 +716,7 @@ async fn irsa_migration_creates_the_association_checks_trust_and_removes_the_ann
 /// finds the pods that predate it and restarts them.
 #[tokio::test]
 async fn an_associations_own_time_flags_pods_when_no_step_ran_at_its_creation() {
-    let (_fake, p) = aws();
+    let (_fake, p) = aws().await;
     let kube = FakeKube::new();
     kube.add_service(NS, "shop-api", "api", 2, AN_HOUR_AGO);
     let (cluster, server) = cluster_of(&kube).await;

@@ -29,7 +29,7 @@ use crate::sdk::SdkApi;
 /// let aws = AwsPodIdentityProvider::builder()
 ///     .cluster("prod-us-east-1")
 ///     .sdk_config(&config)
-///     .build()?;
+///     .build().await?;
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Default)]
@@ -87,11 +87,14 @@ impl AwsPodIdentityProviderBuilder {
             )
             .with_fix("set AWS_REGION (or `region` in the AWS profile) to the cluster's region"));
         }
-        self.sdk_config(&config).build()
+        self.sdk_config(&config).build().await
     }
 
     /// Builds the provider. Fails when the cluster or the API is missing or invalid.
-    pub fn build(self) -> Result<AwsPodIdentityProvider> {
+    ///
+    /// Async like every builder of porter-identity (see the core README), though building
+    /// this one awaits nothing.
+    pub async fn build(self) -> Result<AwsPodIdentityProvider> {
         let Some(cluster) = self.cluster else {
             return Err(Error::invalid_input(
                 "cluster",

@@ -15,9 +15,9 @@ use porter_identity_core::provider::{
     CloudCalls, SharedRead, batch_refusals, each_binding, ensure_cloud, pages,
 };
 use porter_identity_core::{
-    BindChange, BindOutcome, Binding, Cloud, Connection, DEFAULT_CONCURRENCY, Error, ErrorKind,
-    Operation, Plan, Result, RetryPolicy, RoleRef, RunContext, ServiceAccountPatch, StaleLink,
-    StaleQuery, UnbindOutcome, VerifyReport, Workload, WorkloadIdentityProvider,
+    BindChange, BindOutcome, Binding, Cloud, Connection, Error, ErrorKind, Operation, Plan, Result,
+    RetryPolicy, RoleRef, RunContext, ServiceAccountPatch, StaleLink, StaleQuery, UnbindOutcome,
+    VerifyReport, Workload, WorkloadIdentityProvider,
 };
 use tokio::sync::OnceCell;
 
@@ -79,11 +79,17 @@ impl AwsPodIdentityProvider {
         crate::AwsPodIdentityProviderBuilder::default()
     }
 
-    /// A provider for `cluster` over any implementation of the port (a fake, a mock, or
-    /// [`crate::sdk::SdkApi`]), making at most [`DEFAULT_CONCURRENCY`] calls at once.
+    /// A provider for `cluster` over any implementation of the port, making at most
+    /// `DEFAULT_CONCURRENCY` calls at once (the builder's `.api(..)` is the public way).
     /// `cluster` is validated.
-    pub fn new(cluster: &str, api: Arc<dyn EksIamApi>, retry: RetryPolicy) -> Result<Self> {
-        Self::with_concurrency(cluster, api, retry, DEFAULT_CONCURRENCY)
+    #[cfg(test)]
+    pub(crate) fn new(cluster: &str, api: Arc<dyn EksIamApi>, retry: RetryPolicy) -> Result<Self> {
+        Self::with_concurrency(
+            cluster,
+            api,
+            retry,
+            porter_identity_core::DEFAULT_CONCURRENCY,
+        )
     }
 
     pub(crate) fn with_concurrency(

@@ -27,7 +27,7 @@ fn fake() -> FakeAws {
     aws
 }
 
-fn provider(aws: &FakeAws) -> AwsPodIdentityProvider {
+async fn provider(aws: &FakeAws) -> AwsPodIdentityProvider {
     AwsPodIdentityProvider::builder()
         .cluster(CLUSTER)
         .api(aws.clone())
@@ -37,6 +37,7 @@ fn provider(aws: &FakeAws) -> AwsPodIdentityProvider {
                 .max_backoff(Duration::from_millis(20)),
         )
         .build()
+        .await
         .unwrap()
 }
 
@@ -58,7 +59,7 @@ fn codes_of(report: &VerifyReport, severity: Severity) -> BTreeSet<String> {
 #[tokio::test]
 async fn fake_passes_the_conformance_suite() {
     let aws = fake();
-    let p = provider(&aws);
+    let p = provider(&aws).await;
     testing::run_all(&p, &factory).await;
     testing::transient_failures_are_retried(&p, &factory, &|n| {
         aws.inject_failures(None, ErrorKind::Throttled, n);
@@ -76,6 +77,7 @@ async fn the_suite_passes_one_call_at_a_time() {
         .concurrency(1)
         .retry_policy(RetryPolicy::default().initial_backoff(Duration::from_millis(1)))
         .build()
+        .await
         .unwrap();
     testing::run_all(&p, &factory).await;
 }
@@ -83,7 +85,7 @@ async fn the_suite_passes_one_call_at_a_time() {
 #[tokio::test]
 async fn two_hundred_concurrent_binds_lose_nothing() {
     let aws = fake();
-    let p = provider(&aws);
+    let p = provider(&aws).await;
     testing::concurrent_binds_lose_nothing(&p, &factory, 200).await;
     let all = aws.associations(CLUSTER);
     assert_eq!(all.len(), 200, "exactly one association per workload");
@@ -111,7 +113,7 @@ async fn fifty_concurrent_binds_of_one_workload_make_one_association() {
     let aws = fake();
     // Latency widens the window between list and create, so the binds really race.
     aws.set_latency(Duration::from_millis(5));
-    let p = provider(&aws);
+    let p = provider(&aws).await;
     testing::concurrent_binds_of_one_workload_agree(&p, &factory, 50).await;
     let b = factory(7, 0);
     p.bind(&b).await.unwrap();
@@ -123,7 +125,10 @@ async fn concurrent_binds_from_separate_processes_make_one_association() {
     // Each deploy process has its own provider (no shared cache): they race at EKS.
     let aws = fake();
     aws.set_latency(Duration::from_millis(5));
-    let providers: Vec<_> = (0..20).map(|_| provider(&aws)).collect();
+    let mut providers = Vec::new();
+    for _ in 0..20 {
+        providers.push(provider(&aws).await);
+    }
     let b = binding("api", "role-0");
     let results = futures_util::future::join_all(providers.iter().map(|p| p.bind(&b))).await;
     let created = results
@@ -137,7 +142,7 @@ async fn concurrent_binds_from_separate_processes_make_one_association() {
 #[tokio::test]
 async fn unchanged_rebind_makes_no_write_and_two_reads() {
     let aws = fake();
-    let p = provider(&aws);
+    let p = provider(&aws).await;
     let bindings: Vec<_> = (0..10).map(|i| factory(i, i % 2)).collect();
     for b in &bindings {
         p.bind(b).await.unwrap();
@@ -154,7 +159,7 @@ async fn unchanged_rebind_makes_no_write_and_two_reads() {
 #[tokio::test]
 async fn healthy_binding_verifies_clean() {
     let aws = fake();
-    let p = provider(&aws);
+    let p = provider(&aws).await;
     let b = binding("api", "role-0");
     p.bind(&b).await.unwrap();
     let report = p.verify(&b).await.unwrap();
@@ -167,6 +172,7 @@ async fn verify_cluster_missing() {
     let aws = FakeAws::new(ACCOUNT, "us-east-1");
     aws.add_role("role-0", &FakeAws::pods_trust_policy());
     let report = provider(&aws)
+        .await
         .verify(&binding("api", "role-0"))
         .await
         .unwrap();
@@ -177,7 +183,7 @@ async fn verify_cluster_missing() {
 #[tokio::test]
 async fn verify_cluster_not_active() {
     let aws = fake();
-    let p = provider(&aws);
+    let p = provider(&aws).await;
     let b = binding("api", "role-0");
     p.bind(&b).await.unwrap();
     aws.set_cluster_status(CLUSTER, "UPDATING");
@@ -191,7 +197,7 @@ async fn verify_cluster_not_active() {
 #[tokio::test]
 async fn verify_agent_missing_and_degraded() {
     let aws = fake();
-    let p = provider(&aws);
+    let p = provider(&aws).await;
     let b = binding("api", "role-0");
     p.bind(&b).await.unwrap();
     aws.remove_addon(CLUSTER, "eks-pod-identity-agent");
@@ -219,6 +225,7 @@ async fn verify_agent_missing_and_degraded() {
 async fn verify_role_missing() {
     let aws = fake();
     let report = provider(&aws)
+        .await
         .verify(&binding("api", "ghost"))
         .await
         .unwrap();
@@ -241,12 +248,12 @@ async fn verify_role_missing() {
 async fn verify_cross_account_role() {
     let aws = fake();
     let b = binding("api", "arn:aws:iam::999999999999:role/elsewhere");
-    let report = provider(&aws).verify(&b).await.unwrap();
+    let report = provider(&aws).await.verify(&b).await.unwrap();
     assert!(
         codes_of(&report, Severity::Error).contains(codes::ROLE_CROSS_ACCOUNT),
         "{report}"
     );
-    let err = provider(&aws).bind(&b).await.unwrap_err();
+    let err = provider(&aws).await.bind(&b).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     assert!(aws.associations(CLUSTER).is_empty());
 }
@@ -262,7 +269,7 @@ async fn verify_trust_policy_gaps() {
         "ec2-only",
         r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
     );
-    let p = provider(&aws);
+    let p = provider(&aws).await;
     let report = p.verify(&binding("api", "no-tag")).await.unwrap();
     assert!(
         codes_of(&report, Severity::Error).contains(codes::TRUST_MISSING_TAG_SESSION),
@@ -287,7 +294,7 @@ async fn fixed_trust_policy_is_seen_on_next_bind() {
         "late",
         r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"pods.eks.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
     );
-    let p = provider(&aws);
+    let p = provider(&aws).await;
     let b = binding("api", "late");
     assert!(p.bind(&b).await.is_err());
     aws.set_trust_policy("late", &FakeAws::pods_trust_policy());
@@ -297,7 +304,7 @@ async fn fixed_trust_policy_is_seen_on_next_bind() {
 #[tokio::test]
 async fn verify_association_missing_and_wrong_role() {
     let aws = fake();
-    let p = provider(&aws);
+    let p = provider(&aws).await;
     let report = p.verify(&binding("api", "role-0")).await.unwrap();
     assert!(
         codes_of(&report, Severity::Error).contains(codes::ASSOCIATION_MISSING),
@@ -322,7 +329,7 @@ async fn addon_owned_association_is_reported_and_left_alone() {
         &format!("arn:aws:iam::{ACCOUNT}:role/role-1"),
         owner,
     );
-    let p = provider(&aws);
+    let p = provider(&aws).await;
     let b = binding("api", "role-0");
     let report = p.verify(&b).await.unwrap();
     assert!(
@@ -361,7 +368,7 @@ async fn verify_lints_permissions() {
         "inline",
         r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["dynamodb:PutItem"],"Resource":"*"},{"Effect":"Allow","NotAction":"iam:*","Resource":"*"}]}"#,
     );
-    let p = provider(&aws);
+    let p = provider(&aws).await;
     let b = binding("api", "broad");
     p.bind(&b).await.unwrap();
     p.bind(&binding("worker", "broad")).await.unwrap();
@@ -389,7 +396,7 @@ async fn verify_lints_permissions() {
 async fn association_limit_is_a_clear_error() {
     let aws = fake();
     aws.set_association_limit(2);
-    let p = provider(&aws);
+    let p = provider(&aws).await;
     p.bind(&factory(0, 0)).await.unwrap();
     p.bind(&factory(1, 0)).await.unwrap();
     let err = p.bind(&factory(2, 0)).await.unwrap_err();
@@ -401,7 +408,7 @@ async fn association_limit_is_a_clear_error() {
 #[tokio::test]
 async fn unbind_leaves_other_services_alone() {
     let aws = fake();
-    let p = provider(&aws);
+    let p = provider(&aws).await;
     p.bind(&binding("api", "role-0")).await.unwrap();
     p.bind(&binding("worker", "role-0")).await.unwrap();
     p.unbind(&binding("api", "role-0")).await.unwrap();

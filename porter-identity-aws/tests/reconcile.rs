@@ -36,12 +36,13 @@ fn retry() -> RetryPolicy {
         .max_backoff(Duration::from_millis(20))
 }
 
-fn provider(aws: &FakeAws) -> AwsPodIdentityProvider {
+async fn provider(aws: &FakeAws) -> AwsPodIdentityProvider {
     AwsPodIdentityProvider::builder()
         .cluster(CLUSTER)
         .api(aws.clone())
         .retry_policy(retry())
         .build()
+        .await
         .unwrap()
 }
 
@@ -114,7 +115,7 @@ fn calls(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
 #[tokio::test]
 async fn first_deploy_creates_and_the_next_changes_nothing_with_exact_calls() {
     let aws = fake();
-    let p = provider(&aws);
+    let p = provider(&aws).await;
     let before = manifest(BEFORE);
     let first = Reconciler::new("demo", NS)
         .provider(&p)
@@ -170,7 +171,7 @@ async fn first_deploy_creates_and_the_next_changes_nothing_with_exact_calls() {
 #[tokio::test]
 async fn a_removed_service_a_moved_role_and_a_removed_connection_are_reconciled() {
     let aws = fake();
-    let p = provider(&aws);
+    let p = provider(&aws).await;
     let (before, after) = (manifest(BEFORE), manifest(AFTER));
     let first = Reconciler::new("demo", NS)
         .provider(&p)
@@ -222,7 +223,7 @@ async fn a_removed_service_a_moved_role_and_a_removed_connection_are_reconciled(
 #[tokio::test]
 async fn without_the_previous_deploy_the_tags_find_the_stale_links() {
     let aws = fake();
-    let p = provider(&aws);
+    let p = provider(&aws).await;
     let before = manifest(BEFORE);
     Reconciler::new("demo", NS)
         .provider(&p)
@@ -244,7 +245,7 @@ async fn without_the_previous_deploy_the_tags_find_the_stale_links() {
 #[tokio::test]
 async fn never_removes_an_untagged_an_addon_owned_or_another_apps_association() {
     let aws = fake();
-    let p = provider(&aws);
+    let p = provider(&aws).await;
     // Made by hand: no porter-identity tags.
     create_by_hand(&aws, "demo-legacy").await;
     aws.add_addon_owned_association(
@@ -321,7 +322,7 @@ async fn never_removes_an_untagged_an_addon_owned_or_another_apps_association() 
 #[tokio::test]
 async fn a_dry_run_reports_everything_and_writes_nothing() {
     let aws = fake();
-    let p = provider(&aws);
+    let p = provider(&aws).await;
     let (before, after) = (manifest(BEFORE), manifest(AFTER));
     Reconciler::new("demo", NS)
         .provider(&p)
@@ -362,7 +363,7 @@ async fn colliding_service_account_names_of_two_apps_never_clobber_each_other() 
     // app `shop` + service `admin-api` and app `shop-admin` + service `api` both run as
     // `shop-admin-api`.
     let aws = fake();
-    let p = provider(&aws);
+    let p = provider(&aws).await;
     let shop = manifest(
         "services:\n  - name: admin-api\n    connections:\n      - type: awsRole\n        role: role-0\n",
     );
@@ -432,7 +433,7 @@ fn factory(workload: usize, identity: usize) -> Binding {
 #[tokio::test]
 async fn another_owners_association_passes_the_ownership_checks_of_the_suite() {
     let aws = fake();
-    let p = provider(&aws);
+    let p = provider(&aws).await;
     testing::another_owners_link_is_never_touched(&p, &factory).await;
     assert!(aws.associations(CLUSTER).is_empty());
 }
@@ -442,7 +443,7 @@ async fn two_deploy_processes_reconciling_at_once_converge_without_duplicates() 
     let aws = fake();
     // Latency widens the windows between list, describe and write, so the two really race.
     aws.set_latency(Duration::from_millis(5));
-    let (a, b) = (provider(&aws), provider(&aws));
+    let (a, b) = (provider(&aws).await, provider(&aws).await);
     testing::concurrent_reconciles_converge(&a, &b, &factory).await;
     assert!(aws.associations(CLUSTER).is_empty(), "the suite cleans up");
 
@@ -486,6 +487,7 @@ async fn an_endpoint_that_stalls_one_call_in_five_does_not_stall_the_deploy() {
         .api(aws.clone())
         .retry_policy(retry().attempt_timeout(Duration::from_secs(2)))
         .build()
+        .await
         .unwrap();
     let desired: Vec<Binding> = (0..10).map(|i| factory(i, i % 3)).collect();
     let started = tokio::time::Instant::now();
@@ -515,7 +517,7 @@ async fn an_endpoint_that_stalls_one_call_in_five_does_not_stall_the_deploy() {
 async fn a_stale_link_made_by_the_caller_is_removed_only_when_its_tags_prove_it() {
     use porter_identity_core::{StaleLink, UnbindOutcome};
     let aws = fake();
-    let p = provider(&aws);
+    let p = provider(&aws).await;
     let ours = Binding::new(
         Workload::for_service(NS, "demo", "api").unwrap(),
         Connection::aws_role(RoleRef::parse("role-0").unwrap()),
@@ -556,12 +558,13 @@ async fn a_second_cluster_on_the_same_roles_keeps_its_own_associations() {
     let aws = fake();
     aws.add_cluster("staging");
     aws.install_addon("staging", "eks-pod-identity-agent", "ACTIVE");
-    let prod = provider(&aws);
+    let prod = provider(&aws).await;
     let staging = AwsPodIdentityProvider::builder()
         .cluster("staging")
         .api(aws.clone())
         .retry_policy(retry())
         .build()
+        .await
         .unwrap();
     let (before, after) = (manifest(BEFORE), manifest(AFTER));
     for p in [&prod, &staging] {

@@ -29,13 +29,14 @@ async fn fake_eks() -> (FakeAws, FakeServer) {
     (fake, server)
 }
 
-fn provider_over_http(server: &FakeServer) -> AwsPodIdentityProvider {
+async fn provider_over_http(server: &FakeServer) -> AwsPodIdentityProvider {
     let eks = aws_sdk_eks::Client::new(&support::sdk_config_at(&server.url()));
     let iam = aws_sdk_iam::Client::new(&support::sdk_config());
     AwsPodIdentityProvider::builder()
         .cluster(CLUSTER)
         .api(SdkApi::new(eks, iam))
         .build()
+        .await
         .expect("provider")
 }
 
@@ -51,7 +52,7 @@ async fn bind_verify_rebind_unbind_over_http() {
     let (fake, server) = fake_eks().await;
     // Real EKS checks the role on create; the fake EKS checks its own copy of IAM.
     fake.add_role_with_arn(&arn, POD_IDENTITY_TRUST_POLICY);
-    let p = provider_over_http(&server);
+    let p = provider_over_http(&server).await;
     let b = binding("api", &role);
 
     assert_eq!(p.plan(&b).await.expect("plan").action, PlanAction::Create);
@@ -100,7 +101,7 @@ async fn role_without_tag_session_is_refused_before_any_write() {
         .await
         .expect("CreateRole on moto");
     let (fake, server) = fake_eks().await;
-    let p = provider_over_http(&server);
+    let p = provider_over_http(&server).await;
     let err = p.bind(&binding("api", &role)).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
     assert!(
@@ -114,7 +115,7 @@ async fn role_without_tag_session_is_refused_before_any_write() {
 #[tokio::test]
 async fn missing_role_is_not_found_over_http() {
     let (_fake, server) = fake_eks().await;
-    let p = provider_over_http(&server);
+    let p = provider_over_http(&server).await;
     let err = p
         .bind(&binding("api", &support::unique("ghost")))
         .await
@@ -210,7 +211,7 @@ async fn another_apps_association_is_never_touched_over_http() {
     let arn = support::create_pod_identity_role(&role).await;
     let (fake, server) = fake_eks().await;
     fake.add_role_with_arn(&arn, POD_IDENTITY_TRUST_POLICY);
-    let p = provider_over_http(&server);
+    let p = provider_over_http(&server).await;
     let owner = binding_of("shop", "admin-api", &role);
     p.bind(&owner).await.expect("bind the owner");
     let intruder = binding_of("shop-admin", "api", &role);
@@ -245,7 +246,7 @@ async fn a_reconcile_over_http_follows_every_page_and_removes_exactly_the_stale(
     let arn = support::create_pod_identity_role(&role).await;
     let (fake, server) = fake_eks().await;
     fake.add_role_with_arn(&arn, POD_IDENTITY_TRUST_POLICY);
-    let p = provider_over_http(&server);
+    let p = provider_over_http(&server).await;
     let all: Vec<Binding> = (0..150)
         .map(|i| binding_of("pages", &format!("svc-{i}"), &role))
         .collect();
@@ -322,6 +323,7 @@ async fn a_503_endpoint_gets_exactly_the_retry_policys_attempts() {
                 .initial_backoff(std::time::Duration::from_millis(1)),
         )
         .build()
+        .await
         .expect("provider");
     let run = RunContext::apply();
     let mut results = p.bind_all(&run, &[binding("api", "any-role")]).await;
@@ -384,6 +386,7 @@ async fn a_stalled_call_over_http_is_timed_out_and_retried_without_duplicates() 
                 .attempt_timeout(std::time::Duration::from_secs(3)),
         )
         .build()
+        .await
         .expect("provider");
     let bindings: Vec<Binding> = (0..6)
         .map(|i| binding_of("stall", &format!("svc-{i}"), &role))

@@ -261,12 +261,15 @@ impl AzureWorkloadIdentityProviderBuilder {
                 self.config.insert(key, value);
             }
         }
-        self.build()
+        self.build().await
     }
 
     /// Builds the provider. Fails, naming the setting, when the cluster, the subscription or
     /// the credential is missing or invalid.
-    pub fn build(self) -> Result<AzureWorkloadIdentityProvider> {
+    ///
+    /// Async like every builder of porter-identity (see the core README), though building
+    /// this one awaits nothing.
+    pub async fn build(self) -> Result<AzureWorkloadIdentityProvider> {
         let Some(cluster) = self.cluster.clone() else {
             return Err(Error::invalid_input(
                 "cluster",
@@ -489,26 +492,29 @@ mod tests {
 
     const SUB: &str = "c267c0e7-0a73-4789-9e17-d26aeb0904e5";
 
-    #[test]
-    fn the_cluster_is_required_and_checked() {
+    #[tokio::test]
+    async fn the_cluster_is_required_and_checked() {
         let e = AzureWorkloadIdentityProviderBuilder::default()
             .build()
+            .await
             .unwrap_err();
         assert!(e.to_string().contains("invalid cluster: is not set"), "{e}");
         let e = AzureWorkloadIdentityProvider::builder()
             .aks_cluster("rg", "bad name!")
             .build()
+            .await
             .unwrap_err();
         assert!(e.to_string().contains("aks_cluster.name"), "{e}");
         let e = AzureWorkloadIdentityProvider::builder()
             .issuer("http://oidc.example/")
             .build()
+            .await
             .unwrap_err();
         assert!(e.to_string().contains("invalid issuer"), "{e}");
     }
 
-    #[test]
-    fn the_subscription_is_required() {
+    #[tokio::test]
+    async fn the_subscription_is_required() {
         let e = AzureWorkloadIdentityProvider::builder()
             .aks_cluster("rg", "aks")
             .with_config(AzureConfigKey::AccessToken, "t")
@@ -517,17 +523,19 @@ mod tests {
                 "http://127.0.0.1:9",
             )
             .build()
+            .await
             .unwrap_err();
         assert!(e.to_string().contains("AZURE_SUBSCRIPTION_ID"), "{e}");
     }
 
-    #[test]
-    fn a_static_token_is_only_for_an_emulator_on_this_machine() {
+    #[tokio::test]
+    async fn a_static_token_is_only_for_an_emulator_on_this_machine() {
         let e = AzureWorkloadIdentityProvider::builder()
             .aks_cluster("rg", "aks")
             .subscription_id(SUB)
             .with_config(AzureConfigKey::AccessToken, "real-looking-token")
             .build()
+            .await
             .unwrap_err();
         assert!(e.to_string().contains("AZURE_ACCESS_TOKEN"), "{e}");
         assert!(!e.to_string().contains("real-looking-token"), "{e}");
@@ -541,12 +549,13 @@ mod tests {
                     "http://127.0.0.1:9"
                 )
                 .build()
+                .await
                 .is_ok()
         );
     }
 
-    #[test]
-    fn a_plain_http_authority_is_refused_with_the_way_out() {
+    #[tokio::test]
+    async fn a_plain_http_authority_is_refused_with_the_way_out() {
         let e = AzureWorkloadIdentityProvider::builder()
             .aks_cluster("rg", "aks")
             .subscription_id(SUB)
@@ -558,20 +567,22 @@ mod tests {
             .with_config(AzureConfigKey::ClientId, "app")
             .with_config(AzureConfigKey::ClientSecret, "s3cret-value")
             .build()
+            .await
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Unauthenticated, "{e}");
         assert!(e.fix().unwrap().contains("AZURE_ACCESS_TOKEN"), "{e}");
         assert!(!format!("{e:?}").contains("s3cret-value"));
     }
 
-    #[test]
-    fn a_client_secret_needs_its_tenant() {
+    #[tokio::test]
+    async fn a_client_secret_needs_its_tenant() {
         let e = AzureWorkloadIdentityProvider::builder()
             .aks_cluster("rg", "aks")
             .subscription_id(SUB)
             .with_config(AzureConfigKey::ClientId, "app")
             .with_config(AzureConfigKey::ClientSecret, "s3cret-value")
             .build()
+            .await
             .unwrap_err();
         assert!(e.to_string().contains("AZURE_TENANT_ID"), "{e}");
     }

@@ -45,11 +45,11 @@ fn retry() -> RetryPolicy {
 
 /// A provider configured as a user's CI would be: subscription, ARM endpoint and a static
 /// token for the emulator.
-fn provider(azure: &FakeAzure, server: &FakeServer) -> AzureWorkloadIdentityProvider {
-    provider_with(azure, server, retry())
+async fn provider(azure: &FakeAzure, server: &FakeServer) -> AzureWorkloadIdentityProvider {
+    provider_with(azure, server, retry()).await
 }
 
-fn provider_with(
+async fn provider_with(
     azure: &FakeAzure,
     server: &FakeServer,
     retry: RetryPolicy,
@@ -61,6 +61,7 @@ fn provider_with(
         .with_config(AzureConfigKey::AccessToken, TOKEN)
         .retry_policy(retry)
         .build()
+        .await
         .expect("provider")
 }
 
@@ -78,7 +79,7 @@ fn binding(app: &str, service: &str, identity: &str) -> Binding {
 async fn bind_verify_rebind_unbind_and_reconcile_over_http() {
     let (azure, server) = start().await;
     let identity = azure.add_identity(RG, "shop-api");
-    let p = provider(&azure, &server);
+    let p = provider(&azure, &server).await;
     let b = binding("shop", "api", "shop-api");
     let created = p.bind(&b).await.unwrap();
     assert_eq!(created.change, BindChange::Created);
@@ -133,16 +134,15 @@ async fn the_client_secret_credential_gets_its_token_from_the_token_endpoint() {
             .token_http_client(LoopbackHttpsAsHttp::shared())
             .retry_policy(retry())
             .build()
-            .expect("provider")
     };
-    let p = build(CLIENT_SECRET);
+    let p = build(CLIENT_SECRET).await.expect("provider");
     let b = binding("shop", "api", "shop-api");
     assert_eq!(p.bind(&b).await.unwrap().change, BindChange::Created);
     assert_eq!(p.bind(&b).await.unwrap().change, BindChange::Unchanged);
     // azure_identity caches the token: one token request served every ARM call.
     assert_eq!(azure.call_count("Token"), 1, "{:?}", azure.calls());
 
-    let wrong = build("not-the-secret");
+    let wrong = build("not-the-secret").await.expect("provider");
     let err = wrong
         .bind(&binding("shop", "worker", "shop-api"))
         .await
@@ -193,7 +193,7 @@ async fn the_workload_identity_credential_exchanges_the_projected_token() {
             .retry_policy(retry())
             .build()
     };
-    let p = build_with(&token_file).expect("provider");
+    let p = build_with(&token_file).await.expect("provider");
     let b = binding("shop", "api", "shop-api");
     assert_eq!(p.bind(&b).await.unwrap().change, BindChange::Created);
     assert_eq!(p.bind(&b).await.unwrap().change, BindChange::Unchanged);
@@ -201,7 +201,7 @@ async fn the_workload_identity_credential_exchanges_the_projected_token() {
 
     // A token file that is not there (the webhook did not mount it): refused when the
     // provider is built, before any call, with what to fix.
-    let err = build_with(&dir.join("no-such-token")).unwrap_err();
+    let err = build_with(&dir.join("no-such-token")).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unauthenticated, "{err}");
     assert!(
         err.fix().unwrap().contains("azure.workload.identity/use"),
@@ -222,6 +222,7 @@ async fn a_token_arm_does_not_accept_is_unauthenticated() {
         .with_config(AzureConfigKey::AccessToken, "stale-token")
         .retry_policy(retry())
         .build()
+        .await
         .unwrap();
     let err = p
         .bind(&binding("shop", "api", "shop-api"))
@@ -289,14 +290,16 @@ async fn from_env_reads_the_emulator_variables() {
 }
 
 /// Three deploy processes at once, over HTTP.
-fn racing(azure: &FakeAzure, server: &FakeServer) -> Vec<AzureWorkloadIdentityProvider> {
+async fn racing(azure: &FakeAzure, server: &FakeServer) -> Vec<AzureWorkloadIdentityProvider> {
     let retry = RetryPolicy::default()
         .max_attempts(50)
         .initial_backoff(Duration::from_millis(2))
         .max_backoff(Duration::from_millis(40));
-    (0..3)
-        .map(|_| provider_with(azure, server, retry.clone()))
-        .collect()
+    let mut providers = Vec::new();
+    for _ in 0..3 {
+        providers.push(provider_with(azure, server, retry.clone()).await);
+    }
+    providers
 }
 
 #[tokio::test]
@@ -304,7 +307,7 @@ async fn three_processes_bind_fifteen_then_twenty_five_workloads_to_one_identity
     let (azure, server) = start().await;
     azure.add_identity(RG, "shared");
     azure.set_latency(Duration::from_millis(3));
-    let providers = racing(&azure, &server);
+    let providers = racing(&azure, &server).await;
     let bindings: Vec<Binding> = (0..25)
         .map(|i| binding("shop", &format!("svc-{i}"), "shared"))
         .collect();
@@ -352,7 +355,8 @@ async fn a_stalled_call_over_http_is_timed_out_and_retried() {
         &server,
         // Long enough that no call but a stalled one is cut on a loaded machine.
         retry().attempt_timeout(Duration::from_secs(3)),
-    );
+    )
+    .await;
     let bindings: Vec<Binding> = (0..6)
         .map(|i| binding("shop", &format!("svc-{i}"), "shop-api"))
         .collect();

@@ -35,29 +35,32 @@ fn retry() -> RetryPolicy {
         .max_backoff(Duration::from_millis(20))
 }
 
-fn provider(azure: &FakeAzure) -> AzureWorkloadIdentityProvider {
-    provider_with(azure, retry())
+async fn provider(azure: &FakeAzure) -> AzureWorkloadIdentityProvider {
+    provider_with(azure, retry()).await
 }
 
-fn provider_with(azure: &FakeAzure, retry: RetryPolicy) -> AzureWorkloadIdentityProvider {
+async fn provider_with(azure: &FakeAzure, retry: RetryPolicy) -> AzureWorkloadIdentityProvider {
     AzureWorkloadIdentityProvider::builder()
         .aks_cluster(CLUSTER_RG, CLUSTER)
         .api(azure.clone())
         .retry_policy(retry)
         .build()
+        .await
         .unwrap()
 }
 
 /// Deploy processes racing on one identity: Azure refuses all but one write at a time, so
 /// each process retries often; give them the attempts a real deadline would.
-fn racing(azure: &FakeAzure) -> Vec<AzureWorkloadIdentityProvider> {
+async fn racing(azure: &FakeAzure) -> Vec<AzureWorkloadIdentityProvider> {
     let retry = RetryPolicy::default()
         .max_attempts(50)
         .initial_backoff(Duration::from_millis(2))
         .max_backoff(Duration::from_millis(40));
-    (0..3)
-        .map(|_| provider_with(azure, retry.clone()))
-        .collect()
+    let mut providers = Vec::new();
+    for _ in 0..3 {
+        providers.push(provider_with(azure, retry.clone()).await);
+    }
+    providers
 }
 
 fn binding(namespace: &str, app: &str, service: &str, identity: &str) -> Binding {
@@ -103,7 +106,7 @@ fn codes_of(report: &VerifyReport, severity: Severity) -> BTreeSet<String> {
 #[tokio::test]
 async fn fake_passes_the_conformance_suite() {
     let azure = suite_fake();
-    let p = provider(&azure);
+    let p = provider(&azure).await;
     testing::run_all(&p, &factory).await;
     testing::transient_failures_are_retried(&p, &factory, &|n| {
         azure.inject_failures(None, ErrorKind::Throttled, n);
@@ -125,7 +128,7 @@ async fn fake_passes_the_conformance_suite() {
 async fn two_deploy_processes_reconciling_at_once_converge() {
     let azure = suite_fake();
     azure.set_latency(Duration::from_millis(5));
-    let (a, b) = (provider(&azure), provider(&azure));
+    let (a, b) = (provider(&azure).await, provider(&azure).await);
     testing::concurrent_reconciles_converge(&a, &b, &factory).await;
 }
 
@@ -133,7 +136,7 @@ async fn two_deploy_processes_reconciling_at_once_converge() {
 async fn bind_makes_a_credential_and_says_what_the_service_account_needs() {
     let azure = fake();
     let identity = azure.add_identity(RG, "shop-api");
-    let p = provider(&azure);
+    let p = provider(&azure).await;
     let b = binding("prod", "shop", "api", "shop-api");
     let created = p.bind(&b).await.unwrap();
     assert_eq!(created.change, BindChange::Created);
@@ -181,7 +184,7 @@ async fn a_credential_under_another_name_is_adopted_and_its_audience_fixed() {
         subject,
         &["api://other"],
     );
-    let p = provider(&azure);
+    let p = provider(&azure).await;
     let b = binding("prod", "shop", "api", "shop-api");
     let plan = p.plan(&b).await.unwrap();
     assert!(matches!(plan.action, PlanAction::Update { .. }), "{plan:?}");
@@ -211,7 +214,7 @@ async fn a_full_identity_is_refused_before_any_write_listing_what_it_holds() {
             &[AUDIENCE],
         );
     }
-    let p = provider(&azure);
+    let p = provider(&azure).await;
     let err = p
         .bind(&binding("prod", "shop", "api", "full"))
         .await
@@ -252,7 +255,7 @@ async fn unbind_deletes_the_credential_whatever_its_name_and_absent_is_success()
         subject,
         &[AUDIENCE],
     );
-    let p = provider(&azure);
+    let p = provider(&azure).await;
     let b = binding("prod", "shop", "api", "shop-api");
     assert!(matches!(
         p.unbind(&b).await.unwrap(),
@@ -277,7 +280,7 @@ async fn unbind_deletes_the_credential_whatever_its_name_and_absent_is_success()
 #[tokio::test]
 async fn a_missing_identity_is_not_found_with_the_command_that_makes_it() {
     let azure = fake();
-    let p = provider(&azure);
+    let p = provider(&azure).await;
     let err = p
         .bind(&binding("prod", "shop", "api", "ghost"))
         .await
@@ -297,7 +300,7 @@ async fn an_oidc_issuer_that_is_off_says_the_az_command() {
     let azure = fake();
     azure.add_identity(RG, "shop-api");
     azure.set_oidc_issuer_enabled(CLUSTER_RG, CLUSTER, false);
-    let p = provider(&azure);
+    let p = provider(&azure).await;
     let err = p
         .bind(&binding("prod", "shop", "api", "shop-api"))
         .await
@@ -321,6 +324,7 @@ async fn an_explicit_issuer_skips_the_aks_read() {
         .api(azure.clone())
         .retry_policy(retry())
         .build()
+        .await
         .unwrap();
     let b = binding("prod", "shop", "api", "shop-api");
     assert_eq!(p.bind(&b).await.unwrap().change, BindChange::Created);
@@ -339,7 +343,7 @@ async fn three_processes_binding_fifteen_workloads_to_one_identity_all_succeed()
     azure.add_identity(RG, "shared");
     // Writes hold the identity for the latency: concurrent ones get Azure's 409.
     azure.set_latency(Duration::from_millis(3));
-    let providers = racing(&azure);
+    let providers = racing(&azure).await;
     let bindings: Vec<Binding> = (0..15)
         .map(|i| binding("prod", "shop", &format!("svc-{i}"), "shared"))
         .collect();
@@ -369,7 +373,7 @@ async fn twenty_five_workloads_onto_one_identity_make_twenty_and_five_clear_erro
     let azure = fake();
     azure.add_identity(RG, "shared");
     azure.set_latency(Duration::from_millis(3));
-    let providers = racing(&azure);
+    let providers = racing(&azure).await;
     let bindings: Vec<Binding> = (0..25)
         .map(|i| binding("prod", "shop", &format!("svc-{i}"), "shared"))
         .collect();
@@ -405,7 +409,7 @@ async fn one_provider_binding_twenty_workloads_to_one_identity_provokes_no_409()
     let azure = fake();
     azure.add_identity(RG, "shared");
     azure.set_latency(Duration::from_millis(2));
-    let p = provider(&azure);
+    let p = provider(&azure).await;
     let bindings: Vec<Binding> = (0..20)
         .map(|i| binding("prod", "shop", &format!("svc-{i}"), "shared"))
         .collect();
@@ -432,7 +436,7 @@ async fn one_provider_binding_twenty_workloads_to_one_identity_provokes_no_409()
 async fn verify_is_healthy_after_bind_and_reports_each_cluster_problem() {
     let azure = fake();
     azure.add_identity(RG, "shop-api");
-    let p = provider(&azure);
+    let p = provider(&azure).await;
     let b = binding("prod", "shop", "api", "shop-api");
     p.bind(&b).await.unwrap();
     let report = p.verify(&b).await.unwrap();
@@ -465,7 +469,7 @@ async fn verify_is_healthy_after_bind_and_reports_each_cluster_problem() {
 
     let gone = FakeAzure::new();
     gone.add_identity(RG, "shop-api");
-    let report = provider(&gone).verify(&b).await.unwrap();
+    let report = provider(&gone).await.verify(&b).await.unwrap();
     assert!(
         codes_of(&report, Severity::Error).contains(codes::CLUSTER_NOT_FOUND),
         "{report}"
@@ -475,7 +479,7 @@ async fn verify_is_healthy_after_bind_and_reports_each_cluster_problem() {
 #[tokio::test]
 async fn verify_reports_each_identity_and_credential_problem() {
     let azure = fake();
-    let p = provider(&azure);
+    let p = provider(&azure).await;
     let b = binding("prod", "shop", "api", "shop-api");
     let report = p.verify(&b).await.unwrap();
     assert!(
@@ -563,7 +567,7 @@ async fn verify_warns_when_the_identity_is_nearly_full_or_shared() {
             &[AUDIENCE],
         );
     }
-    let p = provider(&azure);
+    let p = provider(&azure).await;
     let b = binding("prod", "shop", "api", "busy");
     p.bind(&b).await.unwrap();
     let report = p.verify(&b).await.unwrap();
@@ -597,7 +601,7 @@ async fn verify_lints_the_identitys_role_assignments() {
             azure.resource_group_scope("data")
         ),
     );
-    let p = provider(&azure);
+    let p = provider(&azure).await;
     let b = binding("prod", "shop", "api", "broad");
     p.bind(&b).await.unwrap();
     let report = p.verify(&b).await.unwrap();
@@ -642,7 +646,7 @@ async fn another_apps_credential_is_reported_by_verify() {
     // app `shop` + service `admin-api` and app `shop-admin` + service `api`: one subject.
     let azure = fake();
     azure.add_identity(RG, "shared");
-    let p = provider(&azure);
+    let p = provider(&azure).await;
     let owner = binding("prod", "shop", "admin-api", "shared");
     let intruder = binding("prod", "shop-admin", "api", "shared");
     p.bind(&owner).await.unwrap();

@@ -32,7 +32,7 @@ fn fake() -> FakeAzure {
     azure
 }
 
-fn provider_on(azure: &FakeAzure, cluster: &str) -> AzureWorkloadIdentityProvider {
+async fn provider_on(azure: &FakeAzure, cluster: &str) -> AzureWorkloadIdentityProvider {
     AzureWorkloadIdentityProvider::builder()
         .aks_cluster(CLUSTER_RG, cluster)
         .api(azure.clone())
@@ -42,11 +42,12 @@ fn provider_on(azure: &FakeAzure, cluster: &str) -> AzureWorkloadIdentityProvide
                 .max_backoff(Duration::from_millis(20)),
         )
         .build()
+        .await
         .unwrap()
 }
 
-fn provider(azure: &FakeAzure) -> AzureWorkloadIdentityProvider {
-    provider_on(azure, "blue")
+async fn provider(azure: &FakeAzure) -> AzureWorkloadIdentityProvider {
+    provider_on(azure, "blue").await
 }
 
 fn manifest(yaml: &str) -> AppManifest {
@@ -124,7 +125,7 @@ fn calls(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
 #[tokio::test]
 async fn first_deploy_creates_and_the_next_changes_nothing_with_exact_calls() {
     let azure = fake();
-    let p = provider(&azure);
+    let p = provider(&azure).await;
     let before = manifest(BEFORE);
     let first = Reconciler::new("demo", NS)
         .provider(&p)
@@ -179,7 +180,7 @@ async fn first_deploy_creates_and_the_next_changes_nothing_with_exact_calls() {
 #[tokio::test]
 async fn a_removed_service_a_moved_identity_and_a_removed_connection_are_reconciled() {
     let azure = fake();
-    let p = provider(&azure);
+    let p = provider(&azure).await;
     let (before, after) = (manifest(BEFORE), manifest(AFTER));
     let first = Reconciler::new("demo", NS)
         .provider(&p)
@@ -255,7 +256,7 @@ async fn a_removed_service_a_moved_identity_and_a_removed_connection_are_reconci
 #[tokio::test]
 async fn without_the_previous_deploy_the_names_find_stale_credentials_on_the_identities_named() {
     let azure = fake();
-    let p = provider(&azure);
+    let p = provider(&azure).await;
     Reconciler::new("demo", NS)
         .provider(&p)
         .desired(&manifest(BEFORE))
@@ -297,7 +298,7 @@ services:
 #[tokio::test]
 async fn never_removes_a_hand_made_or_another_apps_credential() {
     let azure = fake();
-    let p = provider(&azure);
+    let p = provider(&azure).await;
     // Made by hand for a service account of the namespace: not a name porter-identity makes.
     azure.add_credential(
         RG,
@@ -376,7 +377,10 @@ async fn a_second_cluster_on_the_same_identities_keeps_its_credentials() {
     // The same app deployed to two clusters (blue and green) trusting the same identities:
     // one credential per cluster issuer. Tearing the app down on blue leaves green's alone.
     let azure = fake();
-    let (blue, green) = (provider_on(&azure, "blue"), provider_on(&azure, "green"));
+    let (blue, green) = (
+        provider_on(&azure, "blue").await,
+        provider_on(&azure, "green").await,
+    );
     let before = manifest(BEFORE);
     for p in [&blue, &green] {
         let report = Reconciler::new("demo", NS)
@@ -425,7 +429,7 @@ async fn a_second_cluster_on_the_same_identities_keeps_its_credentials() {
 #[tokio::test]
 async fn a_dry_run_reports_everything_and_writes_nothing() {
     let azure = fake();
-    let p = provider(&azure);
+    let p = provider(&azure).await;
     let (before, after) = (manifest(BEFORE), manifest(AFTER));
     Reconciler::new("demo", NS)
         .provider(&p)
@@ -458,7 +462,7 @@ async fn colliding_service_account_names_of_two_apps_never_clobber_each_other() 
     // app `shop` + service `admin-api` and app `shop-admin` + service `api` both run as
     // `shop-admin-api`.
     let azure = fake();
-    let p = provider(&azure);
+    let p = provider(&azure).await;
     let shop = manifest(
         "services:\n  - name: admin-api\n    connections:\n      - type: azureManagedIdentity\n        identityName: identity-a\n        resourceGroup: shop-rg\n",
     );

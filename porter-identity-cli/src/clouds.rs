@@ -238,13 +238,13 @@ mod fake {
         let mut clouds = Clouds::default();
         #[cfg(feature = "aws")]
         {
-            let (provider, fake) = aws(&connections)?;
+            let (provider, fake) = aws(&connections).await?;
             clouds.aws = Some(provider);
             clouds.fake_aws = Some(fake);
         }
         #[cfg(feature = "azure")]
         {
-            clouds.azure = Some(azure(&connections)?);
+            clouds.azure = Some(azure(&connections).await?);
         }
         #[cfg(feature = "gcp")]
         {
@@ -255,7 +255,9 @@ mod fake {
 
     /// The fake EKS and IAM: the demo cluster with the Pod Identity agent, and each role named.
     #[cfg(feature = "aws")]
-    fn aws(connections: &[&Connection]) -> Result<(AwsPodIdentityProvider, FakeAws), Failure> {
+    async fn aws(
+        connections: &[&Connection],
+    ) -> Result<(AwsPodIdentityProvider, FakeAws), Failure> {
         let account = connections
             .iter()
             .find_map(|c| match c {
@@ -283,14 +285,15 @@ mod fake {
         let provider = AwsPodIdentityProvider::builder()
             .cluster(FAKE_CLUSTER)
             .api(aws.clone())
-            .build()?;
+            .build()
+            .await?;
         Ok((provider, aws))
     }
 
     /// The fake ARM: the demo AKS cluster, and each managed identity named, with a blob-reader
     /// role on a storage account.
     #[cfg(feature = "azure")]
-    fn azure(connections: &[&Connection]) -> Result<AzureWorkloadIdentityProvider, Failure> {
+    async fn azure(connections: &[&Connection]) -> Result<AzureWorkloadIdentityProvider, Failure> {
         let azure = FakeAzure::new();
         azure.add_aks_cluster(FAKE_AKS_RESOURCE_GROUP, FAKE_CLUSTER, FAKE_AKS_ISSUER);
         let (blob_reader, _) = BUILT_IN_ROLES[4];
@@ -315,7 +318,8 @@ mod fake {
         Ok(AzureWorkloadIdentityProvider::builder()
             .aks_cluster(FAKE_AKS_RESOURCE_GROUP, FAKE_CLUSTER)
             .api(azure)
-            .build()?)
+            .build()
+            .await?)
     }
 
     /// The fake Google IAM and GKE: the demo cluster, and each GCP service account named.

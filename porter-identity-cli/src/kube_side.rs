@@ -89,7 +89,7 @@ pub(crate) async fn connect(
             fake: Some((kube, server)),
         }));
     }
-    match Cluster::from_env().await {
+    match Cluster::builder().from_env().await {
         Ok(cluster) => Ok(Some(KubeSide {
             cluster,
             #[cfg(feature = "fake")]

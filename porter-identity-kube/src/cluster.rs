@@ -26,9 +26,10 @@ use crate::workloads::{PodWorkload, WorkloadKind};
 /// # async fn demo() -> porter_identity_core::Result<()> {
 /// use porter_identity_kube::Cluster;
 /// // KUBECONFIG, else ~/.kube/config, else the in-cluster service account:
-/// let cluster = Cluster::from_env().await?;
+/// let cluster = Cluster::builder().from_env().await?;
 /// // or from a client you built:
-/// let cluster = Cluster::new(kube::Client::try_default().await.expect("a kubeconfig"));
+/// let client = kube::Client::try_default().await.expect("a kubeconfig");
+/// let cluster = Cluster::builder().client(client).build().await?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -90,19 +91,40 @@ impl ClusterBuilder {
         self
     }
 
-    /// The cluster. Without a client or a kubeconfig, the client comes from the environment as
-    /// kube-rs finds it: `KUBECONFIG`, else `~/.kube/config`, else in-cluster.
+    /// The cluster of the [`client`](Self::client) or [`kubeconfig`](Self::kubeconfig) given.
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidInput`] when no usable kubeconfig or in-cluster configuration is
-    /// found, naming what kube-rs said.
+    /// [`ErrorKind::InvalidInput`] when neither was given (use [`from_env`](Self::from_env)),
+    /// or the kubeconfig is not usable, naming what kube-rs said.
     pub async fn build(self) -> Result<Cluster> {
+        self.connect(false).await
+    }
+
+    /// The cluster of the environment, as kube-rs finds it: `KUBECONFIG`, else
+    /// `~/.kube/config`, else in-cluster; a [`client`](Self::client) or
+    /// [`kubeconfig`](Self::kubeconfig) given explicitly wins.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] naming what is missing.
+    pub async fn from_env(self) -> Result<Cluster> {
+        self.connect(true).await
+    }
+
+    /// The client given, the kubeconfig given, or (with `infer`) the environment's.
+    async fn connect(self, infer: bool) -> Result<Cluster> {
         // With two rustls crypto providers linked (ring here, aws-lc from the AWS SDK), rustls
         // picks none by itself: install ring unless the process already chose one.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = match (self.client, self.kubeconfig) {
             (Some(client), _) => client,
             (None, Some(yaml)) => client_from_kubeconfig(&yaml).await?,
+            (None, None) if !infer => {
+                return Err(Error::invalid_input(
+                    "cluster",
+                    "has no client and no kubeconfig",
+                    "call .client(client) or .kubeconfig(yaml) on the builder, or .from_env() to use KUBECONFIG, ~/.kube/config or the pod's service account",
+                ));
+            }
             (None, None) => {
                 let config = kube::Config::infer().await.map_err(|e| {
                     Error::invalid_input(
@@ -252,28 +274,12 @@ fn manager_in(message: &str) -> String {
 }
 
 impl Cluster {
-    /// A cluster reached through `client`, with the default retry policy.
-    pub fn new(client: Client) -> Self {
-        Cluster {
-            client,
-            retry: RetryPolicy::default(),
-        }
-    }
-
-    /// A builder: [`client`](ClusterBuilder::client),
+    /// A builder: [`client`](ClusterBuilder::client) (the port: a ready kube-rs client),
     /// [`kubeconfig`](ClusterBuilder::kubeconfig),
-    /// [`retry_policy`](ClusterBuilder::retry_policy).
+    /// [`retry_policy`](ClusterBuilder::retry_policy), then
+    /// [`build`](ClusterBuilder::build) or [`from_env`](ClusterBuilder::from_env).
     pub fn builder() -> ClusterBuilder {
         ClusterBuilder::default()
-    }
-
-    /// The cluster of the environment, as kube-rs finds it: `KUBECONFIG`, else
-    /// `~/.kube/config`, else in-cluster.
-    ///
-    /// # Errors
-    /// [`ErrorKind::InvalidInput`] naming what is missing.
-    pub async fn from_env() -> Result<Self> {
-        Self::builder().build().await
     }
 
     /// The kube-rs client.

@@ -127,7 +127,7 @@ impl Cluster {
     /// use porter_identity_core::Reconciler;
     /// use porter_identity_kube::{Cluster, step::StepOptions};
     ///
-    /// let cluster = Cluster::from_env().await?;
+    /// let cluster = Cluster::builder().from_env().await?;
     /// let step = cluster.step(StepOptions { restart: true, ..StepOptions::default() });
     /// let report = Reconciler::new("shop", "prod").provider(aws).desired(manifest).kubernetes(&step).run().await?;
     /// assert!(report.is_ok(), "{report}");

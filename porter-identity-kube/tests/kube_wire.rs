@@ -383,7 +383,7 @@ const FROM_ENV_CHILD: &str = "PORTER_IDENTITY_KUBE_FROM_ENV_CHILD";
 #[tokio::test]
 async fn from_env_reads_kubeconfig() {
     if std::env::var_os(FROM_ENV_CHILD).is_some() {
-        let cluster = Cluster::from_env().await.expect("from_env");
+        let cluster = Cluster::builder().from_env().await.expect("from_env");
         // The namespace the parent made for this run (an earlier run's object, in a fake that
         // outlives one run, must not pass for this one's).
         let ns = std::env::var("PORTER_IDENTITY_KUBE_WIRE_NS").expect("the parent's namespace");
