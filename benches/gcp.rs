@@ -30,8 +30,8 @@ use std::time::Duration;
 use common::{APP, CONCURRENCY, LATENCY, Measured, NAMESPACE};
 use porter_identity::{BindChange, Binding, Connection, GcpServiceAccountEmail, Workload};
 use porter_identity_gcp::GcpWorkloadIdentityProvider;
+use porter_identity_gcp::WORKLOAD_IDENTITY_USER;
 use porter_identity_gcp::fake::FakeGcp;
-use porter_identity_gcp::names::WORKLOAD_IDENTITY_USER;
 
 const PROJECT: &str = "bench-project-1";
 const LOCATION: &str = "us-central1";

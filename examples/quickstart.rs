@@ -239,10 +239,7 @@ async fn run(args: &Args) -> Result<()> {
     let cluster = kube_server.cluster().await?;
     let pools = gcp_provider.node_pools_without_gke_metadata().await?;
 
-    let options = StepOptions {
-        pools_without_gke_metadata: pools.clone(),
-        ..StepOptions::default()
-    };
+    let options = StepOptions::default().pools_without_gke_metadata(pools.clone());
     // The cluster side runs in the same call as the clouds', after them.
     let kubernetes = cluster.step(options);
     step("1. plan the first deploy (a dry run: nothing is written, in the clouds or the cluster)");

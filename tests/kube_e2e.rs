@@ -449,10 +449,7 @@ async fn another_managers_annotation_is_a_conflict_and_nothing_is_written_before
         ErrorKind::Conflict
     );
 
-    let forced = StepOptions {
-        force_conflicts: true,
-        ..StepOptions::default()
-    };
+    let forced = StepOptions::default().force_conflicts(true);
     let mut report = reconcile(&p, vec![azure_binding("reports")], false).await;
     cluster.reconcile_step(&mut report, &forced).await.unwrap();
     assert!(report.is_ok(), "{report}");
@@ -491,10 +488,7 @@ async fn a_missing_service_account_is_found_not_created_unless_asked() {
             .unwrap()
             .is_none()
     );
-    let create = StepOptions {
-        create_service_accounts: true,
-        ..StepOptions::default()
-    };
+    let create = StepOptions::default().create_service_accounts(true);
     cluster.reconcile_step(&mut report, &create).await.unwrap();
     let made = cluster
         .service_account(NS, "shop-reports")
@@ -524,11 +518,9 @@ async fn gke_pods_on_a_gce_metadata_pool_and_the_preflight_of_switching_it() {
 
     let pools = p.node_pools_without_gke_metadata().await.unwrap();
     assert_eq!(pools, ["batch-pool"]);
-    let options = StepOptions {
-        pools_without_gke_metadata: pools,
-        restart: true,
-        ..StepOptions::default()
-    };
+    let options = StepOptions::default()
+        .pools_without_gke_metadata(pools)
+        .restart(true);
     let mut report = reconcile(&p, vec![gcp_binding("reports")], false).await;
     cluster.reconcile_step(&mut report, &options).await.unwrap();
     let step = report.service_accounts[0].cluster.clone().unwrap();
@@ -609,10 +601,9 @@ async fn irsa_migration_creates_the_association_checks_trust_and_removes_the_ann
         &cluster,
         &p,
         &bindings,
-        MigrateOptions {
-            dry_run: true,
-            remove_annotation: true,
-        },
+        MigrateOptions::default()
+            .dry_run(true)
+            .remove_annotation(true),
     )
     .await
     .unwrap();
@@ -639,10 +630,9 @@ async fn irsa_migration_creates_the_association_checks_trust_and_removes_the_ann
         &cluster,
         &p,
         &bindings,
-        MigrateOptions {
-            dry_run: false,
-            remove_annotation: true,
-        },
+        MigrateOptions::default()
+            .dry_run(false)
+            .remove_annotation(true),
     )
     .await
     .unwrap();
@@ -731,10 +721,7 @@ async fn an_associations_own_time_flags_pods_when_no_step_ran_at_its_creation() 
     assert_eq!(codes_of(&plan, "shop-api"), [codes::PODS_PREDATE_LINK]);
 
     let mut later = reconcile(&p, vec![aws_binding("api", "api-role")], false).await;
-    let restart = StepOptions {
-        restart: true,
-        ..StepOptions::default()
-    };
+    let restart = StepOptions::default().restart(true);
     cluster.reconcile_step(&mut later, &restart).await.unwrap();
     let step = later.service_accounts[0].cluster.clone().unwrap();
     assert_eq!(step.restarted.len(), 1, "{later}");
@@ -822,10 +809,7 @@ async fn a_second_app_on_the_same_service_account_name_is_refused_not_clobbered(
         "the first app's annotation is kept"
     );
 
-    let forced = cluster.step(StepOptions {
-        force_conflicts: true,
-        ..StepOptions::default()
-    });
+    let forced = cluster.step(StepOptions::default().force_conflicts(true));
     let taken = deploy("shop-admin", second, forced).await;
     assert!(taken.is_ok(), "{taken}");
     assert_eq!(annotation(&cluster).await, second_email);

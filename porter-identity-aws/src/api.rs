@@ -55,8 +55,8 @@ pub struct RoleInfo {
     pub name: String,
     /// Role ARN.
     pub arn: String,
-    /// The trust policy as IAM returns it (URL-encoded JSON per RFC 3986; decoded by
-    /// [`crate::policy::PolicyDocument::parse`]).
+    /// The trust policy as IAM returns it (URL-encoded JSON per RFC 3986; the provider
+    /// decodes it, and takes plain JSON too).
     pub assume_role_policy_document: String,
 }
 

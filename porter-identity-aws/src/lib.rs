@@ -21,27 +21,27 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The crate's rooms: [`api`] is the port (the EKS and IAM calls the logic needs), [`sdk`] the
-//! port over the AWS SDK, `fake` (feature `fake`) an in-memory EKS + IAM, [`policy`] and
-//! [`trust`] read IAM policy documents, [`lint`] finds least-privilege problems, [`codes`]
-//! lists the verify finding codes. Inside, `provider` holds the calls, `links` the batches
-//! (one listing per namespace), `stale` the stale-link search, `ownership` the tags and the
-//! guard, `verify` the diagnosis.
+//! Public: the provider and its builder, [`api`] the port (the EKS and IAM calls the logic
+//! needs), [`SdkApi`] the port over the AWS SDK, [`codes`] the verify finding codes, the
+//! ownership tags, `fake` (feature `fake`) an in-memory EKS + IAM. Inside: `provider` holds the
+//! calls, `links` the batches (one listing per namespace), `stale` the stale-link search,
+//! `ownership` the tags and the guard, `verify` the diagnosis, `policy` and `trust` read IAM
+//! policy documents, `lint` the least-privilege checks.
 
 pub mod api;
 mod builder;
 pub mod codes;
 mod links;
-pub mod lint;
+mod lint;
 mod operation;
 mod ownership;
-pub mod policy;
+mod policy;
 mod provider;
 #[cfg(test)]
 mod provider_tests;
-pub mod sdk;
+mod sdk;
 mod stale;
-pub mod trust;
+mod trust;
 mod verify;
 
 #[cfg(feature = "fake")]
@@ -50,6 +50,7 @@ pub mod fake;
 pub use builder::AwsPodIdentityProviderBuilder;
 pub use ownership::{MANAGED_BY_VALUE, TAG_APP, TAG_MANAGED_BY, TAG_SERVICE};
 pub use provider::AwsPodIdentityProvider;
+pub use sdk::SdkApi;
 
 // The README's Rust example, compiled as a doc test so that what it promises keeps building.
 #[cfg(doctest)]

@@ -20,7 +20,7 @@ use crate::policy::{ActionMatch, Effect, PolicyDocument, Statement, statement_la
 const READ_PREFIXES: [&str; 4] = ["get", "list", "describe", "head"];
 
 /// Lints the `Allow` statements of one permission policy (managed or inline).
-pub fn lint_policy_document(policy_name: &str, doc: &PolicyDocument) -> Vec<Finding> {
+pub(crate) fn lint_policy_document(policy_name: &str, doc: &PolicyDocument) -> Vec<Finding> {
     let mut findings = Vec::new();
     for (index, statement) in doc.statements.iter().enumerate() {
         if statement.effect == Effect::Allow {
@@ -198,7 +198,7 @@ fn example_arn(service: &str) -> String {
 
 /// Reads a policy as IAM returns it (URL-encoded or plain JSON) and lints it. A document that
 /// cannot be read is reported instead of silently passing.
-pub fn lint_policy_raw(policy_name: &str, raw: &str) -> Vec<Finding> {
+pub(crate) fn lint_policy_raw(policy_name: &str, raw: &str) -> Vec<Finding> {
     match PolicyDocument::parse(raw) {
         Ok(doc) => lint_policy_document(policy_name, &doc),
         Err(error) => vec![Finding::warning(
@@ -216,7 +216,7 @@ pub fn lint_policy_raw(policy_name: &str, raw: &str) -> Vec<Finding> {
 /// Flags the AWS-managed `AdministratorAccess` and `PowerUserAccess` policies attached to a
 /// role (any partition, any path). Customer-managed policies of the same name are linted by
 /// their document instead, because their content is the user's.
-pub fn lint_attached_policy(policy: &AttachedPolicy) -> Option<Finding> {
+pub(crate) fn lint_attached_policy(policy: &AttachedPolicy) -> Option<Finding> {
     let (partition, resource) = aws_managed_policy(&policy.arn)?;
     let name = resource.rsplit('/').next()?;
     let grants = match name {
@@ -260,7 +260,10 @@ fn aws_managed_policy(arn: &str) -> Option<(&str, &str)> {
 
 /// Flags a role associated with more than one (namespace, service account) of the cluster:
 /// every one of them gets the union of what all need.
-pub fn lint_shared_role(role_arn: &str, service_accounts: &[(String, String)]) -> Option<Finding> {
+pub(crate) fn lint_shared_role(
+    role_arn: &str,
+    service_accounts: &[(String, String)],
+) -> Option<Finding> {
     let mut names: Vec<String> = service_accounts
         .iter()
         .map(|(namespace, sa)| format!("{namespace}/{sa}"))

@@ -15,47 +15,47 @@ use serde_json::{Map, Value};
 
 /// A parsed IAM policy document.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct PolicyDocument {
+pub(crate) struct PolicyDocument {
     /// The statements, in document order (a single `Statement` object becomes one entry).
-    pub statements: Vec<Statement>,
+    pub(crate) statements: Vec<Statement>,
 }
 
 /// One statement of a policy document.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Statement {
+pub(crate) struct Statement {
     /// `Sid`, when the statement has one.
-    pub sid: Option<String>,
+    pub(crate) sid: Option<String>,
     /// `Effect`.
-    pub effect: Effect,
+    pub(crate) effect: Effect,
     /// `Principal`, or the value of `NotPrincipal` when [`Statement::not_principal`] is set
     /// (one field for both, because a statement can only carry one of them). `None` in
     /// permission policies, which name no principal.
-    pub principal: Option<Principal>,
+    pub(crate) principal: Option<Principal>,
     /// The statement uses `NotPrincipal`: it applies to every principal *except* those in
     /// [`Statement::principal`].
-    pub not_principal: bool,
+    pub(crate) not_principal: bool,
     /// `Action` or `NotAction`.
-    pub action: ActionMatch,
+    pub(crate) action: ActionMatch,
     /// `Resource` values (`"*"` included); empty when the statement uses `NotResource` or
     /// names no resource (trust policies).
-    pub resources: Vec<String>,
+    pub(crate) resources: Vec<String>,
     /// The statement uses `NotResource`: it applies to every resource except those listed.
-    pub not_resource: bool,
+    pub(crate) not_resource: bool,
     /// The statement has a non-empty `Condition`, which cannot be evaluated offline.
-    pub has_condition: bool,
+    pub(crate) has_condition: bool,
 }
 
 impl Statement {
     /// Whether the statement grants or denies `action` (IAM action semantics, ignoring
     /// principal, resource and condition).
-    pub fn covers_action(&self, action: &str) -> bool {
+    pub(crate) fn covers_action(&self, action: &str) -> bool {
         self.action.matches(action)
     }
 
     /// Whether the statement applies to a principal of type `kind` (for example `"Service"`)
     /// with value `value`, honouring `NotPrincipal` and the wildcard principal. A statement
     /// without `Principal`/`NotPrincipal` applies to nobody, because a trust policy needs one.
-    pub fn applies_to_principal(&self, kind: &str, value: &str) -> bool {
+    pub(crate) fn applies_to_principal(&self, kind: &str, value: &str) -> bool {
         match &self.principal {
             None => false,
             Some(principal) => principal.matches(kind, value) != self.not_principal,
@@ -63,14 +63,14 @@ impl Statement {
     }
 
     /// `Resource: "*"` or `NotResource`: the statement reaches resources nobody listed.
-    pub fn has_wildcard_resource(&self) -> bool {
+    pub(crate) fn has_wildcard_resource(&self) -> bool {
         self.not_resource || self.resources.iter().any(|r| r.trim() == "*")
     }
 }
 
 /// `Effect` of a statement. IAM spells it exactly `Allow` or `Deny`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Effect {
+pub(crate) enum Effect {
     /// `"Allow"`.
     Allow,
     /// `"Deny"`: wins over any `Allow`.
@@ -88,7 +88,7 @@ impl fmt::Display for Effect {
 
 /// The action element of a statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ActionMatch {
+pub(crate) enum ActionMatch {
     /// `Action`: the statement covers the actions matching any of these patterns.
     Action(Vec<String>),
     /// `NotAction`: the statement covers every action matching none of these patterns.
@@ -97,24 +97,17 @@ pub enum ActionMatch {
 
 impl ActionMatch {
     /// Whether `action` is covered, with IAM wildcard and case rules (see [`action_matches`]).
-    pub fn matches(&self, action: &str) -> bool {
+    pub(crate) fn matches(&self, action: &str) -> bool {
         match self {
             ActionMatch::Action(patterns) => patterns.iter().any(|p| action_matches(p, action)),
             ActionMatch::NotAction(patterns) => !patterns.iter().any(|p| action_matches(p, action)),
-        }
-    }
-
-    /// The listed patterns, whichever element they came from.
-    pub fn patterns(&self) -> &[String] {
-        match self {
-            ActionMatch::Action(patterns) | ActionMatch::NotAction(patterns) => patterns,
         }
     }
 }
 
 /// `Principal` (or `NotPrincipal`) of a statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Principal {
+pub(crate) enum Principal {
     /// `"Principal": "*"`: everyone.
     Any,
     /// `"Principal": {"Service": [...], "AWS": [...], ...}`: principal type (`Service`, `AWS`,
@@ -124,7 +117,7 @@ pub enum Principal {
 
 impl Principal {
     /// The values listed for principal type `kind` (empty when absent or for [`Principal::Any`]).
-    pub fn values(&self, kind: &str) -> &[String] {
+    pub(crate) fn values(&self, kind: &str) -> &[String] {
         match self {
             Principal::Any => &[],
             Principal::Typed(map) => map.get(kind).map(Vec::as_slice).unwrap_or(&[]),
@@ -132,7 +125,7 @@ impl Principal {
     }
 
     /// Everyone: `"*"` or `{"AWS": "*"}`, which IAM treats the same way.
-    pub fn is_wildcard(&self) -> bool {
+    pub(crate) fn is_wildcard(&self) -> bool {
         match self {
             Principal::Any => true,
             Principal::Typed(_) => self.values("AWS").iter().any(|v| v.trim() == "*"),
@@ -141,7 +134,7 @@ impl Principal {
 
     /// Whether this principal element names `value` of type `kind`, or everyone. Principal
     /// values are compared exactly: IAM does not fold their case.
-    pub fn matches(&self, kind: &str, value: &str) -> bool {
+    pub(crate) fn matches(&self, kind: &str, value: &str) -> bool {
         self.is_wildcard() || self.values(kind).iter().any(|v| v.trim() == value)
     }
 }
@@ -150,7 +143,7 @@ impl Principal {
 /// (`Statement[N]` counts from 0, as in the JSON).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum PolicyError {
+pub(crate) enum PolicyError {
     /// The input is empty or only whitespace.
     #[error("the policy document is empty")]
     Empty,
@@ -192,7 +185,7 @@ pub enum PolicyError {
 /// What is wrong with one statement.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum StatementProblem {
+pub(crate) enum StatementProblem {
     /// The statement is not a JSON object.
     #[error("it is a JSON {found}, not an object")]
     NotAnObject {
@@ -232,7 +225,7 @@ pub enum StatementProblem {
 }
 
 /// How messages refer to a statement: its position (from 0, as in the JSON) and its `Sid`.
-pub fn statement_label(index: usize, sid: Option<&str>) -> String {
+pub(crate) fn statement_label(index: usize, sid: Option<&str>) -> String {
     match sid {
         Some(sid) if !sid.is_empty() => format!("Statement[{index}] (Sid \"{sid}\")"),
         _ => format!("Statement[{index}]"),
@@ -247,7 +240,7 @@ impl PolicyDocument {
     /// # Errors
     /// [`PolicyError`] naming what is wrong: not decodable, not JSON, no `Statement`, or which
     /// statement has which problem.
-    pub fn parse(raw: &str) -> Result<PolicyDocument, PolicyError> {
+    pub(crate) fn parse(raw: &str) -> Result<PolicyDocument, PolicyError> {
         let trimmed = raw.trim();
         if trimmed.is_empty() {
             return Err(PolicyError::Empty);
@@ -277,7 +270,7 @@ impl PolicyDocument {
     ///
     /// # Errors
     /// As [`PolicyDocument::parse`], without the decoding errors.
-    pub fn from_value(value: &Value) -> Result<PolicyDocument, PolicyError> {
+    pub(crate) fn from_value(value: &Value) -> Result<PolicyDocument, PolicyError> {
         let object = value.as_object().ok_or(PolicyError::NotAnObject {
             found: json_type(value),
         })?;
@@ -462,7 +455,7 @@ fn json_type(value: &Value) -> &'static str {
 /// IAM compares actions case-insensitively; `*` matches any run of characters (including
 /// none, and across the `:`), `?` exactly one. So `sts:*`, `STS:assume*`, `sts:Assume?ole`
 /// and `*` all match `sts:AssumeRole`.
-pub fn action_matches(pattern: &str, action: &str) -> bool {
+pub(crate) fn action_matches(pattern: &str, action: &str) -> bool {
     let pattern: Vec<char> = pattern
         .trim()
         .chars()
@@ -782,7 +775,7 @@ mod tests {
         let not = ActionMatch::NotAction(vec!["iam:*".into()]);
         assert!(not.matches("sts:TagSession"));
         assert!(!not.matches("iam:PassRole"));
-        assert_eq!(not.patterns(), ["iam:*"]);
+        assert!(matches!(&not, ActionMatch::NotAction(p) if p == &["iam:*"]));
     }
 
     #[test]

@@ -31,7 +31,7 @@ use crate::operation as op;
 /// ```no_run
 /// # async fn run() {
 /// let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-/// let api = porter_identity_aws::sdk::SdkApi::from_sdk_config(&config);
+/// let api = porter_identity_aws::SdkApi::from_sdk_config(&config);
 /// # let _ = api;
 /// # }
 /// ```

@@ -15,7 +15,7 @@ use crate::codes::{
 use crate::policy::{Effect, PolicyDocument, PolicyError, Statement, statement_label};
 
 /// The service principal EKS Pod Identity assumes roles as.
-pub const EKS_PODS_PRINCIPAL: &str = "pods.eks.amazonaws.com";
+pub(crate) const EKS_PODS_PRINCIPAL: &str = "pods.eks.amazonaws.com";
 
 /// The action that gives the pod the role's credentials.
 const ASSUME_ROLE: &str = "sts:AssumeRole";
@@ -38,20 +38,20 @@ const REQUIRED_STATEMENT: &str = r#"{
 /// The trust-policy statement EKS Pod Identity needs, as pretty JSON: allow `sts:AssumeRole`
 /// and `sts:TagSession` to `pods.eks.amazonaws.com`. Remediations quote it so the fix can be
 /// pasted as is.
-pub fn required_trust_statement_json() -> String {
+pub(crate) fn required_trust_statement_json() -> String {
     REQUIRED_STATEMENT.to_owned()
 }
 
 /// A complete trust policy (Version `2012-10-17`) holding only
 /// [`required_trust_statement_json`], for creating a role from scratch.
-pub fn required_trust_policy_json() -> String {
+pub(crate) fn required_trust_policy_json() -> String {
     let statement = REQUIRED_STATEMENT.replace('\n', "\n    ");
     format!("{{\n  \"Version\": \"2012-10-17\",\n  \"Statement\": [\n    {statement}\n  ]\n}}")
 }
 
 /// How the trust policy treats one required action for [`EKS_PODS_PRINCIPAL`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Permission {
+pub(crate) enum Permission {
     /// No statement allows it.
     NotAllowed,
     /// At least one `Allow` statement without a `Condition` allows it.
@@ -65,7 +65,7 @@ pub enum Permission {
 
 impl Permission {
     /// Allowed, with or without a condition.
-    pub fn is_allowed(self) -> bool {
+    pub(crate) fn is_allowed(self) -> bool {
         matches!(self, Permission::Allowed | Permission::AllowedWithCondition)
     }
 }
@@ -96,7 +96,7 @@ impl ActionEvidence {
 
 /// The result of checking a trust policy for EKS Pod Identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TrustCheck {
+pub(crate) struct TrustCheck {
     malformed: Option<PolicyError>,
     principal_present: bool,
     via_wildcard_principal: bool,
@@ -105,7 +105,7 @@ pub struct TrustCheck {
 }
 
 /// Checks a parsed trust policy for EKS Pod Identity.
-pub fn check_trust_policy(doc: &PolicyDocument) -> TrustCheck {
+pub(crate) fn check_trust_policy(doc: &PolicyDocument) -> TrustCheck {
     let mut check = TrustCheck {
         malformed: None,
         principal_present: false,
@@ -174,7 +174,7 @@ fn record_deny(evidence: &mut ActionEvidence, statement: &Statement, action: &st
 
 /// Reads a trust policy as IAM returns it (URL-encoded or plain JSON) and checks it; an
 /// unreadable document gives a check whose only problem is that it is malformed.
-pub fn check_trust_policy_raw(raw: &str) -> TrustCheck {
+pub(crate) fn check_trust_policy_raw(raw: &str) -> TrustCheck {
     match PolicyDocument::parse(raw) {
         Ok(doc) => check_trust_policy(&doc),
         Err(error) => TrustCheck {
@@ -192,43 +192,41 @@ impl TrustCheck {
     /// principal, both actions are allowed and no unconditional `Deny` blocks them. Allowing
     /// only under a condition still counts, because Pod Identity's session tags are meant to
     /// be conditioned on.
-    pub fn is_ok(&self) -> bool {
+    pub(crate) fn is_ok(&self) -> bool {
         self.malformed.is_none()
             && self.principal_present
             && self.assume_role().is_allowed()
             && self.tag_session().is_allowed()
     }
 
-    /// Why the document could not be read, if it could not.
-    pub fn malformed(&self) -> Option<&PolicyError> {
-        self.malformed.as_ref()
-    }
-
     /// Some `Allow` statement (without `NotPrincipal`) names `pods.eks.amazonaws.com`, or
     /// everyone.
-    pub fn principal_present(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn principal_present(&self) -> bool {
         self.principal_present
     }
 
     /// The principal is only reached through a wildcard (`"*"` or `{"AWS": "*"}`): it works,
     /// but the role trusts far more than Pod Identity.
-    pub fn via_wildcard_principal(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn via_wildcard_principal(&self) -> bool {
         self.via_wildcard_principal
     }
 
     /// How `sts:AssumeRole` is treated.
-    pub fn assume_role(&self) -> Permission {
+    pub(crate) fn assume_role(&self) -> Permission {
         self.assume_role.permission()
     }
 
     /// How `sts:TagSession` is treated.
-    pub fn tag_session(&self) -> Permission {
+    pub(crate) fn tag_session(&self) -> Permission {
         self.tag_session.permission()
     }
 
     /// Some required action is allowed only under a condition, or a conditional `Deny` may
     /// block one; either way the outcome depends on values only known at run time.
-    pub fn is_conditional(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_conditional(&self) -> bool {
         self.assume_role() == Permission::AllowedWithCondition
             || self.tag_session() == Permission::AllowedWithCondition
             || self.conditional_denies().next().is_some()
@@ -262,7 +260,7 @@ impl TrustCheck {
     }
 
     /// One sentence naming exactly what is missing or blocking, `None` when [`Self::is_ok`].
-    pub fn problem(&self) -> Option<String> {
+    pub(crate) fn problem(&self) -> Option<String> {
         if let Some(error) = &self.malformed {
             return Some(format!("the trust policy cannot be read: {error}"));
         }
@@ -308,7 +306,7 @@ impl TrustCheck {
 
     /// The findings for role `role_arn`: errors for what stops Pod Identity, a warning when
     /// the outcome depends on conditions. Every remediation quotes the statement to add.
-    pub fn findings(&self, role_arn: &str) -> Vec<Finding> {
+    pub(crate) fn findings(&self, role_arn: &str) -> Vec<Finding> {
         let statement = required_trust_statement_json();
         if let Some(error) = &self.malformed {
             return vec![Finding::error(
@@ -762,7 +760,7 @@ mod tests {
     fn malformed_json() {
         let c = check_trust_policy_raw("{\"Version\": \"2012-10-17\", \"Statement\": [");
         assert!(!c.is_ok());
-        assert!(matches!(c.malformed(), Some(PolicyError::NotJson(_))));
+        assert!(matches!(c.malformed, Some(PolicyError::NotJson(_))));
         assert!(
             c.problem()
                 .unwrap()

@@ -9,14 +9,11 @@
 mod support;
 
 use aws_sdk_eks::types::VpcConfigRequest;
+use porter_identity_aws::SdkApi;
 use porter_identity_aws::api::EksIamApi;
-use porter_identity_aws::policy::PolicyDocument;
-use porter_identity_aws::sdk::SdkApi;
 use porter_identity_core::ErrorKind;
 use serde_json::json;
 use support::{MOTO_ACCOUNT, REGION};
-
-const POD_IDENTITY_PRINCIPAL: &str = "pods.eks.amazonaws.com";
 
 #[tokio::test]
 async fn get_role_returns_the_arn_and_the_trust_policy_as_iam_sends_it() {
@@ -38,13 +35,6 @@ async fn get_role_returns_the_arn_and_the_trust_policy_as_iam_sends_it() {
         support::decode_policy(&role.assume_role_policy_document),
         serde_json::from_str::<serde_json::Value>(support::POD_IDENTITY_TRUST_POLICY).unwrap()
     );
-    // And the policy reader takes it as it comes.
-    let doc = PolicyDocument::parse(&role.assume_role_policy_document).unwrap();
-    assert_eq!(doc.statements.len(), 1);
-    let statement = &doc.statements[0];
-    assert!(statement.applies_to_principal("Service", POD_IDENTITY_PRINCIPAL));
-    assert!(statement.covers_action("sts:AssumeRole"));
-    assert!(statement.covers_action("sts:TagSession"));
 }
 
 #[tokio::test]
@@ -131,14 +121,10 @@ async fn customer_managed_and_inline_policies_read_back() {
 
     let document = api.get_managed_policy_document(&policy_arn).await.unwrap();
     assert_eq!(support::decode_policy(&document), v2);
-    let parsed = PolicyDocument::parse(&document).unwrap();
-    assert!(parsed.statements[0].covers_action("s3:ListBucket"));
 
     assert_eq!(api.list_role_policies(&role).await.unwrap(), [inline_name]);
     let document = api.get_role_policy(&role, inline_name).await.unwrap();
     assert_eq!(support::decode_policy(&document), inline);
-    let parsed = PolicyDocument::parse(&document).unwrap();
-    assert!(parsed.statements[0].has_wildcard_resource());
 }
 
 #[tokio::test]
@@ -192,14 +178,15 @@ async fn aws_managed_administrator_access_is_listed_and_readable() {
     assert_eq!(attached[0].name, "AdministratorAccess");
     assert_eq!(attached[0].arn, admin_arn);
 
-    let document = api.get_managed_policy_document(admin_arn).await.unwrap();
-    let parsed = PolicyDocument::parse(&document).unwrap();
+    // The AWS managed policy as moto serves it: Allow * on *.
+    let document =
+        support::decode_policy(&api.get_managed_policy_document(admin_arn).await.unwrap());
+    let statements = document["Statement"].as_array().expect("statements");
     assert!(
-        parsed
-            .statements
+        statements
             .iter()
-            .any(|s| s.covers_action("iam:CreateUser") && s.has_wildcard_resource()),
-        "{parsed:?}"
+            .any(|s| s["Effect"] == "Allow" && s["Action"] == "*" && s["Resource"] == "*"),
+        "{document}"
     );
 }
 

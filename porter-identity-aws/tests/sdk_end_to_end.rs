@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::process::Command;
 
 use porter_identity_aws::AwsPodIdentityProvider;
+use porter_identity_aws::SdkApi;
 use porter_identity_aws::fake::{FakeAws, FakeServer, serve};
-use porter_identity_aws::sdk::SdkApi;
 use porter_identity_core::{
     BindChange, Binding, Cloud, Connection, ErrorKind, PlanAction, Reconciler, RetryPolicy,
     RoleRef, RunContext, UnbindOutcome, Workload, WorkloadIdentityProvider,

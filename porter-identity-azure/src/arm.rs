@@ -33,18 +33,19 @@ use crate::api::{
 use crate::operation as op;
 
 /// The Azure Resource Manager endpoint of the public cloud.
-pub const PUBLIC_CLOUD_ENDPOINT: &str = "https://management.azure.com";
+pub(crate) const PUBLIC_CLOUD_ENDPOINT: &str = "https://management.azure.com";
 
 /// API version of Microsoft.ManagedIdentity (identities and federated identity credentials).
-pub const MANAGED_IDENTITY_API_VERSION: &str = "2024-11-30";
+pub(crate) const MANAGED_IDENTITY_API_VERSION: &str = "2024-11-30";
 /// API version of Microsoft.ContainerService (AKS managed clusters).
-pub const CONTAINER_SERVICE_API_VERSION: &str = "2025-10-01";
+pub(crate) const CONTAINER_SERVICE_API_VERSION: &str = "2025-10-01";
 /// API version of Microsoft.Authorization (role assignments and definitions).
-pub const AUTHORIZATION_API_VERSION: &str = "2022-04-01";
+pub(crate) const AUTHORIZATION_API_VERSION: &str = "2022-04-01";
 
 /// Timeouts of the HTTP client. The provider's per-attempt timeout (core `RetryPolicy`, 20 s
 /// by default) is the contract; the request timeout here is a backstop just above it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ArmClientOptions {
     /// The whole request, answer included.
     pub timeout: Duration,
@@ -63,13 +64,13 @@ impl Default for ArmClientOptions {
 
 /// Whether `url` points at this machine (127.0.0.1, ::1, localhost): where plain http and a
 /// static token are allowed, for local emulators.
-pub fn is_loopback(url: &Url) -> bool {
+pub(crate) fn is_loopback(url: &Url) -> bool {
     url.host_str()
         .is_some_and(porter_identity_core::provider::is_loopback_host)
 }
 
 /// Checks an ARM endpoint: https, or http on a loopback address (an emulator).
-pub fn check_endpoint(endpoint: &str) -> Result<Url> {
+pub(crate) fn check_endpoint(endpoint: &str) -> Result<Url> {
     let fix = "give the Resource Manager endpoint as https://management.azure.com (or your sovereign cloud's), or http://127.0.0.1:PORT for a local emulator";
     let url = Url::parse(endpoint).map_err(|e| {
         Error::invalid_input("endpoint", format!("{endpoint:?} is not a URL ({e})"), fix)
@@ -98,9 +99,9 @@ pub fn check_endpoint(endpoint: &str) -> Result<Url> {
 ///
 /// ```no_run
 /// # fn run(credential: std::sync::Arc<dyn azure_core::credentials::TokenCredential>) -> porter_identity_core::Result<()> {
-/// use porter_identity_azure::arm::{ArmClient, ArmClientOptions, PUBLIC_CLOUD_ENDPOINT};
+/// use porter_identity_azure::{ArmClient, ArmClientOptions};
 /// let arm = ArmClient::new(
-///     PUBLIC_CLOUD_ENDPOINT,
+///     "https://management.azure.com",
 ///     "00000000-0000-0000-0000-000000000000",
 ///     credential,
 ///     ArmClientOptions::default(),
@@ -349,7 +350,7 @@ impl Answer {
 
 /// The one HTTP client of a provider: TLS by rustls on the `ring` provider with the platform's
 /// roots, timeouts, a user agent, no redirects (a redirect could carry the token elsewhere).
-pub fn http_client(options: &ArmClientOptions) -> Result<reqwest::Client> {
+pub(crate) fn http_client(options: &ArmClientOptions) -> Result<reqwest::Client> {
     use rustls_platform_verifier::BuilderVerifierExt;
     let failed = |what: String| {
         Error::cloud(
@@ -469,7 +470,7 @@ struct ErrorDetail {
 }
 
 /// The code Azure answers (409) to a write racing another write on the same identity.
-pub const CONCURRENT_WRITES_CODE: &str =
+pub(crate) const CONCURRENT_WRITES_CODE: &str =
     "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity";
 
 /// Maps an ARM error answer to a porter-identity [`Error`] of cloud [`Cloud::Azure`]: by
@@ -482,7 +483,7 @@ pub const CONCURRENT_WRITES_CODE: &str =
 /// - 401 → `Unauthenticated`; 403 → `PermissionDenied` naming the action to grant; 404 →
 ///   `NotFound`; 409 → `Conflict`; 429 → `Throttled` with its `Retry-After`; 5xx →
 ///   `Unavailable`.
-pub fn map_arm_error(
+pub(crate) fn map_arm_error(
     operation: &'static str,
     status: u16,
     retry_after: Option<Duration>,

@@ -13,13 +13,13 @@ use azure_core::time::{Duration, OffsetDateTime};
 ///
 /// Its `Debug` never shows the token.
 #[derive(Clone)]
-pub struct StaticTokenCredential {
+pub(crate) struct StaticTokenCredential {
     token: Secret,
 }
 
 impl StaticTokenCredential {
     /// A credential that always answers `token`.
-    pub fn new(token: impl Into<String>) -> Self {
+    pub(crate) fn new(token: impl Into<String>) -> Self {
         StaticTokenCredential {
             token: Secret::new(token.into()),
         }

@@ -22,21 +22,23 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The crate's rooms: [`api`] is the port (the ARM calls the logic needs), [`arm`] the port
-//! over HTTP, `fake` (feature `fake`) an in-memory ARM with an HTTP face, [`names`] derives
-//! credential names (the ownership marks) and compares issuers, [`lint`] finds least-privilege
-//! problems, [`codes`] lists the verify finding codes, [`credential`] holds the emulator's
-//! static token. Inside, `provider` holds the calls, `links` the batches (one read per
-//! identity), `stale` the stale-link search, `verify` the diagnosis.
+//! Public: the provider and its builder, [`api`] the port (the ARM calls the logic needs),
+//! [`ArmClient`] the port over HTTP, [`codes`] the verify finding codes,
+//! [`credential_name`] the name a workload's credential gets, `fake` (feature `fake`) an
+//! in-memory ARM with an HTTP face. Inside: `provider` holds the calls, `links` the batches
+//! (one read per identity), `stale` the stale-link search, `verify` the diagnosis, `arm` the
+//! HTTP client and the error mapping, `names` the credential names (the ownership marks) and
+//! issuer comparison, `lint` the least-privilege checks, `credential` the emulator's static
+//! token.
 
 pub mod api;
-pub mod arm;
+mod arm;
 mod builder;
 pub mod codes;
-pub mod credential;
+mod credential;
 mod links;
-pub mod lint;
-pub mod names;
+mod lint;
+mod names;
 mod operation;
 mod provider;
 #[cfg(test)]
@@ -47,7 +49,9 @@ mod verify;
 #[cfg(feature = "fake")]
 pub mod fake;
 
+pub use arm::{ArmClient, ArmClientOptions};
 pub use builder::{AzureConfigKey, AzureWorkloadIdentityProviderBuilder};
+pub use names::credential_name;
 pub use provider::{AzureWorkloadIdentityProvider, CLIENT_ID_ANNOTATION, USE_LABEL};
 
 // The README's Rust example, compiled as a doc test so that what it promises keeps building.

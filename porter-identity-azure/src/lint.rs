@@ -9,7 +9,7 @@ use crate::codes;
 
 /// The built-in roles that let their holder do (nearly) anything in their scope:
 /// (GUID, name). GUIDs are the same in every tenant.
-pub const BROAD_ROLES: [(&str, &str); 3] = [
+pub(crate) const BROAD_ROLES: [(&str, &str); 3] = [
     ("8e3af657-a8ff-443c-a75c-2fe8c4bcb635", "Owner"),
     ("b24988ac-6180-42a0-ab88-20f7382dd24c", "Contributor"),
     (
@@ -20,7 +20,7 @@ pub const BROAD_ROLES: [(&str, &str); 3] = [
 
 /// What a role assignment's scope is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScopeKind {
+pub(crate) enum ScopeKind {
     /// `/` (the tenant root management group's parent).
     Root,
     /// `/providers/Microsoft.Management/managementGroups/{id}`.
@@ -35,17 +35,7 @@ pub enum ScopeKind {
 
 impl ScopeKind {
     /// Reads a scope as ARM writes it (case-insensitive).
-    ///
-    /// ```
-    /// use porter_identity_azure::lint::ScopeKind;
-    /// assert_eq!(ScopeKind::of("/subscriptions/s"), ScopeKind::Subscription);
-    /// assert_eq!(ScopeKind::of("/subscriptions/s/resourceGroups/rg"), ScopeKind::ResourceGroup);
-    /// assert_eq!(
-    ///     ScopeKind::of("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/a"),
-    ///     ScopeKind::Resource
-    /// );
-    /// ```
-    pub fn of(scope: &str) -> Self {
+    pub(crate) fn of(scope: &str) -> Self {
         let parts: Vec<String> = scope
             .trim_matches('/')
             .split('/')
@@ -69,7 +59,7 @@ impl ScopeKind {
     }
 
     /// Whether the scope spans more than one resource.
-    pub fn is_broad(self) -> bool {
+    pub(crate) fn is_broad(self) -> bool {
         self != ScopeKind::Resource
     }
 
@@ -85,12 +75,12 @@ impl ScopeKind {
 }
 
 /// The GUID of a role definition id (its last segment).
-pub fn role_guid(role_definition_id: &str) -> &str {
+pub(crate) fn role_guid(role_definition_id: &str) -> &str {
     role_definition_id.rsplit('/').next().unwrap_or_default()
 }
 
 /// The broad built-in role with this GUID, if it is one.
-pub fn broad_role(guid: &str) -> Option<&'static str> {
+pub(crate) fn broad_role(guid: &str) -> Option<&'static str> {
     BROAD_ROLES
         .iter()
         .find(|(g, _)| g.eq_ignore_ascii_case(guid))
@@ -99,16 +89,7 @@ pub fn broad_role(guid: &str) -> Option<&'static str> {
 
 /// The finding of one role assignment of `identity`, if it breaks least privilege: a broad
 /// role at any scope, or any role at a scope wider than one resource.
-///
-/// ```
-/// use porter_identity_azure::lint::lint_assignment;
-/// let f = lint_assignment("api-id", "Owner", "8e3af657-a8ff-443c-a75c-2fe8c4bcb635", "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/a").unwrap();
-/// assert_eq!(f.code, "lint.broad_role");
-/// let f = lint_assignment("api-id", "Storage Blob Data Reader", "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1", "/subscriptions/s").unwrap();
-/// assert_eq!(f.code, "lint.broad_scope");
-/// assert!(lint_assignment("api-id", "Storage Blob Data Reader", "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1", "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/a").is_none());
-/// ```
-pub fn lint_assignment(
+pub(crate) fn lint_assignment(
     identity: &str,
     role_name: &str,
     guid: &str,
@@ -143,7 +124,7 @@ pub fn lint_assignment(
 
 /// The finding of an identity trusted by several service accounts or clusters, if it is:
 /// `held` are its credentials, `issuer` and `subject` the binding's own.
-pub fn lint_shared_identity(
+pub(crate) fn lint_shared_identity(
     identity: &str,
     issuer: &str,
     subject: &str,
@@ -268,6 +249,56 @@ mod tests {
         assert!(
             f.message.contains("shop-worker") && f.message.contains("issuer https://b/"),
             "{f}"
+        );
+    }
+}
+
+/// The examples that documented these items while they were public, kept as tests.
+#[cfg(test)]
+mod examples {
+    #[test]
+    fn example_of_of() {
+        use crate::lint::ScopeKind;
+        assert_eq!(ScopeKind::of("/subscriptions/s"), ScopeKind::Subscription);
+        assert_eq!(
+            ScopeKind::of("/subscriptions/s/resourceGroups/rg"),
+            ScopeKind::ResourceGroup
+        );
+        assert_eq!(
+            ScopeKind::of(
+                "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/a"
+            ),
+            ScopeKind::Resource
+        );
+    }
+
+    #[test]
+    fn example_of_lint_assignment() {
+        use crate::lint::lint_assignment;
+        let f = lint_assignment(
+            "api-id",
+            "Owner",
+            "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/a",
+        )
+        .unwrap();
+        assert_eq!(f.code, "lint.broad_role");
+        let f = lint_assignment(
+            "api-id",
+            "Storage Blob Data Reader",
+            "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1",
+            "/subscriptions/s",
+        )
+        .unwrap();
+        assert_eq!(f.code, "lint.broad_scope");
+        assert!(
+            lint_assignment(
+                "api-id",
+                "Storage Blob Data Reader",
+                "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1",
+                "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/a"
+            )
+            .is_none()
         );
     }
 }

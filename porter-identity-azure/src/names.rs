@@ -11,13 +11,13 @@ use porter_identity_core::Workload;
 use porter_identity_core::provider::stable_hash_hex;
 
 /// What every credential name porter-identity makes starts with.
-pub const NAME_PREFIX: &str = "pi";
+pub(crate) const NAME_PREFIX: &str = "pi";
 
 /// The audience every credential for Kubernetes workload identity has, and the only one.
-pub const TOKEN_EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
+pub(crate) const TOKEN_EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
 
 /// The longest credential name Azure accepts (`^[a-zA-Z0-9][a-zA-Z0-9-_]{2,119}$`).
-pub const MAX_NAME_LEN: usize = 120;
+pub(crate) const MAX_NAME_LEN: usize = 120;
 
 /// Hex digits of the hash at the end of a name: 48 bits, so names collide with odds of about
 /// one in 10^14 per pair.
@@ -44,16 +44,6 @@ fn marks_of(workload: &Workload) -> (String, String) {
 
 /// The name of the credential that links `workload` to a managed identity for the cluster
 /// whose OIDC issuer is `issuer`: `pi_<app>_<service>_<12 hex digits>`.
-///
-/// ```
-/// use porter_identity_azure::names::credential_name;
-/// use porter_identity_core::Workload;
-/// let w = Workload::for_service("prod", "shop", "api")?;
-/// let name = credential_name("https://oidc.example/tenant/cluster/", &w);
-/// assert!(name.starts_with("pi_shop_api_"));
-/// assert_eq!(name.len(), "pi_shop_api_".len() + 12);
-/// # Ok::<(), porter_identity_core::Error>(())
-/// ```
 pub fn credential_name(issuer: &str, workload: &Workload) -> String {
     let (app, service) = marks_of(workload);
     let hash = stable_hash_hex(
@@ -69,7 +59,7 @@ pub fn credential_name(issuer: &str, workload: &Workload) -> String {
 
 /// What a credential's name says about who made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NameMarks {
+pub(crate) enum NameMarks {
     /// Not a porter-identity name: made by hand or by another tool.
     Foreign,
     /// A porter-identity name, made for this app and service (as they stand in the name,
@@ -84,16 +74,7 @@ pub enum NameMarks {
 
 impl NameMarks {
     /// Reads a credential name.
-    ///
-    /// ```
-    /// use porter_identity_azure::names::NameMarks;
-    /// assert_eq!(
-    ///     NameMarks::of("pi_shop_admin-api_0123456789ab"),
-    ///     NameMarks::Porter { app: "shop".into(), service: "admin-api".into() }
-    /// );
-    /// assert_eq!(NameMarks::of("kubernetes-federated-credential"), NameMarks::Foreign);
-    /// ```
-    pub fn of(name: &str) -> Self {
+    pub(crate) fn of(name: &str) -> Self {
         let mut parts = name.split('_');
         let (Some(prefix), Some(app), Some(service), Some(hash), None) = (
             parts.next(),
@@ -124,7 +105,7 @@ impl NameMarks {
     }
 
     /// Whether the marks name this workload's app and service.
-    pub fn is(&self, workload: &Workload) -> bool {
+    pub(crate) fn is(&self, workload: &Workload) -> bool {
         match self {
             NameMarks::Foreign => false,
             NameMarks::Porter { app, service } => {
@@ -135,7 +116,7 @@ impl NameMarks {
     }
 
     /// Whether the marks name `app`: whole, or cut as a long app is cut in a name.
-    pub fn is_app(&self, app: &str) -> bool {
+    pub(crate) fn is_app(&self, app: &str) -> bool {
         match self {
             NameMarks::Foreign => false,
             NameMarks::Porter { app: marked, .. } => {
@@ -145,7 +126,7 @@ impl NameMarks {
     }
 
     /// `service `api` of app `shop``, for messages.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             NameMarks::Foreign => {
                 "no porter-identity app (its name is not one porter-identity makes)".to_owned()
@@ -159,13 +140,13 @@ impl NameMarks {
 /// the credential's issuer as exact, case-sensitive strings: `https://x/` and `https://x` are
 /// two issuers, and a token of one is refused by a credential of the other. AKS issuer URLs end
 /// in `/`. So issuers here compare exactly, never normalised.
-pub fn same_issuer(credential: &str, cluster: &str) -> bool {
+pub(crate) fn same_issuer(credential: &str, cluster: &str) -> bool {
     credential == cluster
 }
 
 /// Whether two issuers differ only by a trailing `/`: the mistake verify points out, since
 /// such a credential looks right and never works.
-pub fn differ_only_by_trailing_slash(a: &str, b: &str) -> bool {
+pub(crate) fn differ_only_by_trailing_slash(a: &str, b: &str) -> bool {
     a != b && a.trim_end_matches('/') == b.trim_end_matches('/')
 }
 
@@ -268,5 +249,36 @@ mod tests {
         assert!(differ_only_by_trailing_slash(without, ISSUER));
         assert!(!differ_only_by_trailing_slash(ISSUER, ISSUER));
         assert!(!differ_only_by_trailing_slash("https://a/", "https://b/"));
+    }
+}
+
+/// The examples that documented these items while they were public, kept as tests.
+#[cfg(test)]
+mod examples {
+    #[test]
+    fn example_of_credential_name() -> Result<(), porter_identity_core::Error> {
+        use crate::names::credential_name;
+        use porter_identity_core::Workload;
+        let w = Workload::for_service("prod", "shop", "api")?;
+        let name = credential_name("https://oidc.example/tenant/cluster/", &w);
+        assert!(name.starts_with("pi_shop_api_"));
+        assert_eq!(name.len(), "pi_shop_api_".len() + 12);
+        Ok::<(), porter_identity_core::Error>(())
+    }
+
+    #[test]
+    fn example_of_of() {
+        use crate::names::NameMarks;
+        assert_eq!(
+            NameMarks::of("pi_shop_admin-api_0123456789ab"),
+            NameMarks::Porter {
+                app: "shop".into(),
+                service: "admin-api".into()
+            }
+        );
+        assert_eq!(
+            NameMarks::of("kubernetes-federated-credential"),
+            NameMarks::Foreign
+        );
     }
 }

@@ -11,7 +11,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use porter_identity_azure::arm::{ArmClientOptions, http_client};
 use porter_identity_azure::fake::{FakeAzure, FakeServer, LoopbackHttpsAsHttp, serve};
 use porter_identity_azure::{AzureConfigKey, AzureWorkloadIdentityProvider};
 use porter_identity_core::{
@@ -432,9 +431,12 @@ fn assert_has_members_of(example: &Value, ours: &Value, path: &str) {
     }
 }
 
-/// A plain HTTP client as the provider builds it.
+/// A plain HTTP client, for the fake's HTTP face on 127.0.0.1.
 fn client() -> reqwest::Client {
-    http_client(&ArmClientOptions::default()).unwrap()
+    // The crate's reqwest brings no TLS provider of its own; this client speaks plain http, but
+    // reqwest still wants one to exist.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }
 
 async fn get(server: &FakeServer, path: &str) -> (u16, Value) {

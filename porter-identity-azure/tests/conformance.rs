@@ -500,7 +500,7 @@ async fn verify_reports_each_identity_and_credential_problem() {
         .find(|f| f.code == codes::CREDENTIAL_MISSING)
         .unwrap()
         .remediation;
-    let name = porter_identity_azure::names::credential_name(ISSUER, &b.workload);
+    let name = porter_identity_azure::credential_name(ISSUER, &b.workload);
     for part in [
         "az identity federated-credential create --resource-group rg --identity-name shop-api",
         &format!("--name {name} --issuer {ISSUER}"),

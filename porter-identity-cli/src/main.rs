@@ -402,10 +402,9 @@ async fn migrate_irsa(
             common.file.display()
         )));
     }
-    let options = porter_identity::kube::migrate::MigrateOptions {
-        dry_run: args.dry_run,
-        remove_annotation: args.remove_annotation,
-    };
+    let options = porter_identity::kube::migrate::MigrateOptions::default()
+        .dry_run(args.dry_run)
+        .remove_annotation(args.remove_annotation);
     let done = porter_identity::kube::migrate::migrate_irsa(
         cluster,
         provider(clouds, Cloud::Aws)?,
@@ -500,12 +499,15 @@ async fn reconcile(
     // The cluster side runs in the same call, after the clouds'.
     #[cfg(feature = "kube")]
     let step = match kube {
-        Some(kube) => Some(kube.cluster.step(porter_identity::kube::step::StepOptions {
-            force_conflicts: deploy.force_conflicts,
-            restart: deploy.restart,
-            create_service_accounts: deploy.create_service_accounts,
-            pools_without_gke_metadata: pools_without_gke_metadata(clouds, manifest).await,
-        })),
+        Some(kube) => Some(
+            kube.cluster.step(
+                porter_identity::kube::step::StepOptions::default()
+                    .force_conflicts(deploy.force_conflicts)
+                    .restart(deploy.restart)
+                    .create_service_accounts(deploy.create_service_accounts)
+                    .pools_without_gke_metadata(pools_without_gke_metadata(clouds, manifest).await),
+            ),
+        ),
         None => None,
     };
     #[cfg(feature = "kube")]

@@ -1,46 +1,17 @@
 //! The one mapping from a Google Cloud error to a porter-identity [`Error`]: the status code's
-//! name first (as gRPC and the JSON `error.status` give it), its number second (as
-//! `enum-encoding=int` gives it), the HTTP status last.
+//! name first (as the official clients and the JSON `error.status` give it), the HTTP status
+//! last.
 
 use std::time::Duration;
 
 use crate::operation as op;
 use porter_identity_core::{Cloud, Error, ErrorKind};
 
-/// A status code as Google's clients return it: a name (`ABORTED`) or a number (`10`).
+/// A status code as Google's clients return it: its canonical name (`ABORTED`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StatusCode<'a> {
+pub(crate) enum StatusCode<'a> {
     /// The canonical name, e.g. `PERMISSION_DENIED`.
     Name(&'a str),
-    /// The canonical number, e.g. `7`.
-    Number(i32),
-}
-
-/// The canonical name of a status number (google.rpc.Code).
-fn name_of(number: i32) -> Option<&'static str> {
-    const NAMES: [&str; 17] = [
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    ];
-    usize::try_from(number)
-        .ok()
-        .and_then(|i| NAMES.get(i))
-        .copied()
 }
 
 /// What a failed call is: the kind, and whether a retry may succeed (a stale etag: re-read
@@ -80,17 +51,7 @@ fn missing_identity_pool(message: &str) -> Option<&str> {
 
 /// Maps a failed Google Cloud call of `operation` on `resource` (a service account's email, a
 /// cluster, a project) to an [`Error`] with the fix.
-///
-/// ```
-/// use porter_identity_core::ErrorKind;
-/// use porter_identity_gcp::errors::{map_status, StatusCode};
-///
-/// let stale = map_status("setIamPolicy", "sa@p-123456.iam.gserviceaccount.com",
-///     Some(StatusCode::Number(10)), Some(409), "There were concurrent policy changes.", None);
-/// assert_eq!(stale.kind(), ErrorKind::Conflict);
-/// assert!(stale.is_retryable());
-/// ```
-pub fn map_status(
+pub(crate) fn map_status(
     operation: &str,
     resource: &str,
     code: Option<StatusCode<'_>>,
@@ -98,11 +59,7 @@ pub fn map_status(
     message: &str,
     retry_after: Option<Duration>,
 ) -> Error {
-    let name = match code {
-        Some(StatusCode::Name(n)) => Some(n),
-        Some(StatusCode::Number(n)) => name_of(n),
-        None => None,
-    };
+    let name = code.map(|StatusCode::Name(n)| n);
     let (kind, retryable) = kind_of(name, http_status);
     let shown = match (name, http_status) {
         (Some(n), Some(s)) => format!("{n}, HTTP {s}"),
@@ -168,7 +125,8 @@ mod tests {
     }
 
     #[test]
-    fn names_and_numbers_map_alike() {
+    fn names_and_http_statuses_map_alike() {
+        // (name, google.rpc.Code number for the reader, HTTP status, kind, retryable)
         let cases: &[(&str, i32, u16, ErrorKind, bool)] = &[
             ("ABORTED", 10, 409, ErrorKind::Conflict, true),
             ("RESOURCE_EXHAUSTED", 8, 429, ErrorKind::Throttled, true),
@@ -191,10 +149,9 @@ mod tests {
             ("NOT_FOUND", 5, 404, ErrorKind::NotFound, false),
             ("INVALID_ARGUMENT", 3, 400, ErrorKind::InvalidInput, false),
         ];
-        for &(name, number, http, kind, retryable) in cases {
+        for &(name, _, http, kind, retryable) in cases {
             for e in [
                 map(Some(StatusCode::Name(name)), None, "m"),
-                map(Some(StatusCode::Number(number)), None, "m"),
                 map(None, Some(http), "m"),
             ] {
                 assert_eq!(e.kind(), kind, "{name}: {e}");
@@ -207,11 +164,11 @@ mod tests {
     fn the_code_wins_over_the_http_status() {
         let e = map(Some(StatusCode::Name("ABORTED")), Some(400), "m");
         assert_eq!(e.kind(), ErrorKind::Conflict);
-        let e = map(Some(StatusCode::Number(99)), Some(503), "m");
+        let e = map(Some(StatusCode::Name("SOMETHING_NEW")), Some(503), "m");
         assert_eq!(
             e.kind(),
             ErrorKind::Unavailable,
-            "an unknown number falls back"
+            "an unknown name falls back on the HTTP status"
         );
     }
 
@@ -273,5 +230,26 @@ mod tests {
             Some(Duration::from_secs(2)),
         );
         assert_eq!(e.retry_after(), Some(Duration::from_secs(2)));
+    }
+}
+
+/// The examples that documented these items while they were public, kept as tests.
+#[cfg(test)]
+mod examples {
+    #[test]
+    fn example_of_map_status() {
+        use crate::errors::{StatusCode, map_status};
+        use porter_identity_core::ErrorKind;
+
+        let stale = map_status(
+            "setIamPolicy",
+            "sa@p-123456.iam.gserviceaccount.com",
+            Some(StatusCode::Name("ABORTED")),
+            Some(409),
+            "There were concurrent policy changes.",
+            None,
+        );
+        assert_eq!(stale.kind(), ErrorKind::Conflict);
+        assert!(stale.is_retryable());
     }
 }

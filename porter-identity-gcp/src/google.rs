@@ -35,6 +35,7 @@ use crate::operation as op;
 /// Where each API is served: Google's own endpoints unless overridden (an emulator, a private
 /// endpoint). Each is a base URL such as `https://iam.googleapis.com`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Endpoints {
     /// The IAM API (service accounts, their policies and keys).
     pub iam: Option<String>,

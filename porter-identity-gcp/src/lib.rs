@@ -23,25 +23,25 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The crate's rooms: [`api`] is the port (the Google Cloud calls the logic needs), [`google`]
-//! the port over the official Google Cloud Rust clients, [`errors`] the one error mapping,
-//! `fake` (feature `fake`) an in-memory IAM, GKE and Resource Manager with an HTTP face,
-//! [`names`] the pool, member and resource names, [`policy`] the edits of an IAM policy,
-//! [`lint`] finds least-privilege problems, [`codes`] lists the verify finding codes. Inside,
-//! `provider` holds the reads, `links` the coalesced read-modify-write and the batches,
-//! `verify` the diagnosis.
+//! Public: the provider and its builder, [`api`] the port (the Google Cloud calls the logic
+//! needs), [`GoogleApi`] the port over the official Google Cloud Rust clients, [`codes`] the
+//! verify finding codes, `fake` (feature `fake`) an in-memory IAM, GKE and Resource Manager
+//! with an HTTP face. Inside: `provider` holds the reads, `links` the coalesced
+//! read-modify-write and the batches, `verify` the diagnosis, `errors` the one error mapping,
+//! `names` the pool, member and resource names, `policy` the edits of an IAM policy, `lint`
+//! the least-privilege checks.
 
 pub mod api;
 mod builder;
 pub mod codes;
-pub mod errors;
-pub mod google;
+mod errors;
+mod google;
 mod links;
-pub mod lint;
-pub mod names;
+mod lint;
+mod names;
 mod node_pools;
 mod operation;
-pub mod policy;
+mod policy;
 mod provider;
 #[cfg(test)]
 mod provider_tests;
@@ -51,6 +51,8 @@ mod verify;
 pub mod fake;
 
 pub use builder::{GcpConfigKey, GcpWorkloadIdentityProviderBuilder};
+pub use google::{Endpoints, GoogleApi};
+pub use names::WORKLOAD_IDENTITY_USER;
 pub use node_pools::NodePoolChange;
 pub use provider::{GCP_SERVICE_ACCOUNT_ANNOTATION, GcpWorkloadIdentityProvider};
 

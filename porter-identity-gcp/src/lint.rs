@@ -9,30 +9,18 @@ use crate::codes;
 use crate::policy::{roles_of, workload_members};
 
 /// Roles that let their holder do (nearly) anything in the project.
-pub const BROAD_ROLES: [&str; 2] = ["roles/owner", "roles/editor"];
+pub(crate) const BROAD_ROLES: [&str; 2] = ["roles/owner", "roles/editor"];
 
 /// Roles that let their holder act as other identities when granted on the project: mint
 /// their tokens, attach them, or impersonate them through Workload Identity.
-pub const IMPERSONATION_ROLES: [&str; 3] = [
+pub(crate) const IMPERSONATION_ROLES: [&str; 3] = [
     "roles/iam.serviceAccountTokenCreator",
     "roles/iam.serviceAccountUser",
     "roles/iam.workloadIdentityUser",
 ];
 
 /// The findings of the project-level roles of `email` in `project`'s IAM policy: one per role.
-///
-/// ```
-/// use porter_identity_gcp::api::{Policy, PolicyBinding};
-/// use porter_identity_gcp::lint::lint_project_roles;
-/// let sa = "app@demo-project.iam.gserviceaccount.com";
-/// let policy = Policy::new().set_bindings([
-///     PolicyBinding::new().set_role("roles/editor").set_members([format!("serviceAccount:{sa}")]),
-///     PolicyBinding::new().set_role("roles/storage.objectViewer").set_members([format!("serviceAccount:{sa}")]),
-/// ]);
-/// let codes: Vec<_> = lint_project_roles(sa, "demo-project", &policy).into_iter().map(|f| f.code).collect();
-/// assert_eq!(codes, ["lint.broad_role", "lint.broad_scope"]);
-/// ```
-pub fn lint_project_roles(email: &str, project: &str, policy: &Policy) -> Vec<Finding> {
+pub(crate) fn lint_project_roles(email: &str, project: &str, policy: &Policy) -> Vec<Finding> {
     let member = format!("serviceAccount:{email}");
     roles_of(policy, &member)
         .into_iter()
@@ -77,16 +65,7 @@ pub fn lint_project_roles(email: &str, project: &str, policy: &Policy) -> Vec<Fi
 
 /// A finding when several Kubernetes service accounts can act as `email` (a shared identity:
 /// one compromised workload has every other one's permissions).
-///
-/// ```
-/// use porter_identity_gcp::api::{Policy, PolicyBinding};
-/// use porter_identity_gcp::lint::lint_shared_identity;
-/// let policy = Policy::new().set_bindings([PolicyBinding::new()
-///     .set_role("roles/iam.workloadIdentityUser")
-///     .set_members(["serviceAccount:p-123456.svc.id.goog[shop/api]", "serviceAccount:p-123456.svc.id.goog[shop/worker]"])]);
-/// assert_eq!(lint_shared_identity("app@p-123456.iam.gserviceaccount.com", &policy).unwrap().code, "lint.shared_identity");
-/// ```
-pub fn lint_shared_identity(email: &str, policy: &Policy) -> Option<Finding> {
+pub(crate) fn lint_shared_identity(email: &str, policy: &Policy) -> Option<Finding> {
     let mut members: Vec<&str> = workload_members(policy).collect();
     members.sort_unstable();
     members.dedup();
@@ -170,5 +149,47 @@ mod tests {
                 "user:ana@example.com",
             ])]);
         assert!(lint_shared_identity(SA, &p).is_none());
+    }
+}
+
+/// The examples that documented these items while they were public, kept as tests.
+#[cfg(test)]
+mod examples {
+    #[test]
+    fn example_of_lint_project_roles() {
+        use crate::api::{Policy, PolicyBinding};
+        use crate::lint::lint_project_roles;
+        let sa = "app@demo-project.iam.gserviceaccount.com";
+        let policy = Policy::new().set_bindings([
+            PolicyBinding::new()
+                .set_role("roles/editor")
+                .set_members([format!("serviceAccount:{sa}")]),
+            PolicyBinding::new()
+                .set_role("roles/storage.objectViewer")
+                .set_members([format!("serviceAccount:{sa}")]),
+        ]);
+        let codes: Vec<_> = lint_project_roles(sa, "demo-project", &policy)
+            .into_iter()
+            .map(|f| f.code)
+            .collect();
+        assert_eq!(codes, ["lint.broad_role", "lint.broad_scope"]);
+    }
+
+    #[test]
+    fn example_of_lint_shared_identity() {
+        use crate::api::{Policy, PolicyBinding};
+        use crate::lint::lint_shared_identity;
+        let policy = Policy::new().set_bindings([PolicyBinding::new()
+            .set_role("roles/iam.workloadIdentityUser")
+            .set_members([
+                "serviceAccount:p-123456.svc.id.goog[shop/api]",
+                "serviceAccount:p-123456.svc.id.goog[shop/worker]",
+            ])]);
+        assert_eq!(
+            lint_shared_identity("app@p-123456.iam.gserviceaccount.com", &policy)
+                .unwrap()
+                .code,
+            "lint.shared_identity"
+        );
     }
 }

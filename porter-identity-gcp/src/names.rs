@@ -10,45 +10,25 @@ use crate::api::ClusterRef;
 pub const WORKLOAD_IDENTITY_USER: &str = "roles/iam.workloadIdentityUser";
 
 /// The IAM policy version asked for and written: 3 returns conditional bindings whole.
-pub const POLICY_VERSION: i32 = 3;
+pub(crate) const POLICY_VERSION: i32 = 3;
 
 /// The workload pool GKE gives a project's clusters: `<project>.svc.id.goog`.
-///
-/// ```
-/// assert_eq!(porter_identity_gcp::names::workload_pool_of("my-project"), "my-project.svc.id.goog");
-/// ```
-pub fn workload_pool_of(project: &str) -> String {
+pub(crate) fn workload_pool_of(project: &str) -> String {
     format!("{project}.svc.id.goog")
 }
 
 /// The IAM member of a Kubernetes service account: `serviceAccount:<pool>[<ns>/<ksa>]`.
-///
-/// ```
-/// use porter_identity_core::{Namespace, ServiceAccountName};
-/// let member = porter_identity_gcp::names::member(
-///     "my-project.svc.id.goog",
-///     &Namespace::parse("shop")?,
-///     &ServiceAccountName::parse("api")?,
-/// );
-/// assert_eq!(member, "serviceAccount:my-project.svc.id.goog[shop/api]");
-/// # Ok::<(), porter_identity_core::Error>(())
-/// ```
-pub fn member(pool: &str, namespace: &Namespace, service_account: &ServiceAccountName) -> String {
+pub(crate) fn member(
+    pool: &str,
+    namespace: &Namespace,
+    service_account: &ServiceAccountName,
+) -> String {
     format!("serviceAccount:{pool}[{namespace}/{service_account}]")
 }
 
 /// A Workload Identity member taken apart: `(pool, namespace, service account)`; `None` for
 /// any other kind of member (users, groups, plain service accounts, principal sets).
-///
-/// ```
-/// use porter_identity_gcp::names::parse_member;
-/// assert_eq!(
-///     parse_member("serviceAccount:p-123456.svc.id.goog[shop/api]"),
-///     Some(("p-123456.svc.id.goog", "shop", "api"))
-/// );
-/// assert_eq!(parse_member("user:ana@example.com"), None);
-/// ```
-pub fn parse_member(member: &str) -> Option<(&str, &str, &str)> {
+pub(crate) fn parse_member(member: &str) -> Option<(&str, &str, &str)> {
     let rest = member.strip_prefix("serviceAccount:")?;
     let (pool, subject) = rest.split_once('[')?;
     let subject = subject.strip_suffix(']')?;
@@ -64,17 +44,7 @@ pub fn parse_member(member: &str) -> Option<(&str, &str, &str)> {
 /// wildcard with a 403 rather than a 404 (the discovery document of `serviceAccounts.get`
 /// says so), which would send the user after a permission that is not the problem. The email
 /// is a validated [`GcpServiceAccountEmail`](porter_identity_core::GcpServiceAccountEmail), so it holds only `[a-z0-9-.@]`.
-///
-/// ```
-/// use porter_identity_core::GcpServiceAccountEmail;
-/// let email = GcpServiceAccountEmail::parse("app-sa@demo-project.iam.gserviceaccount.com")?;
-/// assert_eq!(
-///     porter_identity_gcp::names::service_account_resource(email.as_str()),
-///     "projects/demo-project/serviceAccounts/app-sa@demo-project.iam.gserviceaccount.com"
-/// );
-/// # Ok::<(), porter_identity_core::Error>(())
-/// ```
-pub fn service_account_resource(email: &str) -> String {
+pub(crate) fn service_account_resource(email: &str) -> String {
     let project = email
         .split_once('@')
         .and_then(|(_, domain)| domain.strip_suffix(".iam.gserviceaccount.com"))
@@ -84,7 +54,7 @@ pub fn service_account_resource(email: &str) -> String {
 }
 
 /// The `gcloud` command that turns Workload Identity on for a cluster.
-pub fn enable_workload_identity_command(cluster: &ClusterRef) -> String {
+pub(crate) fn enable_workload_identity_command(cluster: &ClusterRef) -> String {
     format!(
         "gcloud container clusters update {} --location {} --project {} --workload-pool={}",
         cluster.name,
@@ -95,7 +65,7 @@ pub fn enable_workload_identity_command(cluster: &ClusterRef) -> String {
 }
 
 /// The `gcloud` command that puts one node pool in `GKE_METADATA` mode.
-pub fn enable_gke_metadata_command(cluster: &ClusterRef, pool: &str) -> String {
+pub(crate) fn enable_gke_metadata_command(cluster: &ClusterRef, pool: &str) -> String {
     format!(
         "gcloud container node-pools update {pool} --cluster {} --location {} --project {} --workload-metadata=GKE_METADATA",
         cluster.name, cluster.location, cluster.project
@@ -111,7 +81,7 @@ fn name_chars(value: &str, dots: bool) -> bool {
 /// Checks a cluster's project, location and name before they go into a URL path: each is
 /// lowercase letters, digits and `-` (GCP's own alphabet for them), so nothing needs escaping
 /// and nothing can leave its path segment.
-pub fn check_cluster(cluster: &ClusterRef) -> Result<()> {
+pub(crate) fn check_cluster(cluster: &ClusterRef) -> Result<()> {
     let parts = [
         ("gke_cluster.project", &cluster.project, 6, 30),
         ("gke_cluster.location", &cluster.location, 2, 63),
@@ -139,14 +109,7 @@ pub fn check_cluster(cluster: &ClusterRef) -> Result<()> {
 
 /// Checks a workload pool given explicitly: `<project>.svc.id.goog` for GKE and fleets, or
 /// any `<name>.id.goog` pool; lowercase letters, digits, `-` and `.`.
-///
-/// ```
-/// use porter_identity_gcp::names::check_workload_pool;
-/// assert!(check_workload_pool("my-project.svc.id.goog").is_ok());
-/// assert!(check_workload_pool("my-project").is_err());
-/// assert!(check_workload_pool("a/b.svc.id.goog").is_err());
-/// ```
-pub fn check_workload_pool(pool: &str) -> Result<()> {
+pub(crate) fn check_workload_pool(pool: &str) -> Result<()> {
     let head = pool.strip_suffix(".id.goog").unwrap_or("");
     if head.is_empty() || !name_chars(pool, true) || head.starts_with(['.', '-']) {
         return Err(Error::invalid_input(
@@ -159,7 +122,7 @@ pub fn check_workload_pool(pool: &str) -> Result<()> {
 }
 
 /// The project of a `<project>.svc.id.goog` pool, where the pool names one.
-pub fn project_of_pool(pool: &str) -> Option<&str> {
+pub(crate) fn project_of_pool(pool: &str) -> Option<&str> {
     pool.strip_suffix(".svc.id.goog")
 }
 
@@ -278,5 +241,58 @@ mod tests {
         }
         assert_eq!(project_of_pool("demo-p.svc.id.goog"), Some("demo-p"));
         assert_eq!(project_of_pool("hub.id.goog"), None);
+    }
+}
+
+/// The examples that documented these items while they were public, kept as tests.
+#[cfg(test)]
+mod examples {
+    #[test]
+    fn example_of_workload_pool_of() {
+        assert_eq!(
+            crate::names::workload_pool_of("my-project"),
+            "my-project.svc.id.goog"
+        );
+    }
+
+    #[test]
+    fn example_of_member() -> Result<(), porter_identity_core::Error> {
+        use porter_identity_core::{Namespace, ServiceAccountName};
+        let member = crate::names::member(
+            "my-project.svc.id.goog",
+            &Namespace::parse("shop")?,
+            &ServiceAccountName::parse("api")?,
+        );
+        assert_eq!(member, "serviceAccount:my-project.svc.id.goog[shop/api]");
+        Ok::<(), porter_identity_core::Error>(())
+    }
+
+    #[test]
+    fn example_of_parse_member() {
+        use crate::names::parse_member;
+        assert_eq!(
+            parse_member("serviceAccount:p-123456.svc.id.goog[shop/api]"),
+            Some(("p-123456.svc.id.goog", "shop", "api"))
+        );
+        assert_eq!(parse_member("user:ana@example.com"), None);
+    }
+
+    #[test]
+    fn example_of_service_account_resource() -> Result<(), porter_identity_core::Error> {
+        use porter_identity_core::GcpServiceAccountEmail;
+        let email = GcpServiceAccountEmail::parse("app-sa@demo-project.iam.gserviceaccount.com")?;
+        assert_eq!(
+            crate::names::service_account_resource(email.as_str()),
+            "projects/demo-project/serviceAccounts/app-sa@demo-project.iam.gserviceaccount.com"
+        );
+        Ok::<(), porter_identity_core::Error>(())
+    }
+
+    #[test]
+    fn example_of_check_workload_pool() {
+        use crate::names::check_workload_pool;
+        assert!(check_workload_pool("my-project.svc.id.goog").is_ok());
+        assert!(check_workload_pool("my-project").is_err());
+        assert!(check_workload_pool("a/b.svc.id.goog").is_err());
     }
 }

@@ -14,6 +14,7 @@ use crate::provider::PoolSource;
 
 /// A node pool put in `GKE_METADATA` mode, or found already in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NodePoolChange {
     /// The node pool.
     pub pool: String,

@@ -11,7 +11,7 @@ use crate::names::WORKLOAD_IDENTITY_USER;
 
 /// Where a member stands in a policy, for `roles/iam.workloadIdentityUser`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MemberState {
+pub(crate) enum MemberState {
     /// In an unconditional binding: Workload Identity works.
     Bound,
     /// Only in conditional bindings: it works only when the condition holds.
@@ -25,7 +25,7 @@ fn is_role(b: &PolicyBinding) -> bool {
 }
 
 /// Where `member` stands in `policy`.
-pub fn member_state(policy: &Policy, member: &str) -> MemberState {
+pub(crate) fn member_state(policy: &Policy, member: &str) -> MemberState {
     let mut conditional = false;
     for b in policy.bindings.iter().filter(|b| is_role(b)) {
         if b.members.iter().any(|m| m == member) {
@@ -44,7 +44,7 @@ pub fn member_state(policy: &Policy, member: &str) -> MemberState {
 
 /// Adds `member` to the unconditional `roles/iam.workloadIdentityUser` binding (made if there
 /// is none); `false` when it was already there. Nothing else changes.
-pub fn add_member(policy: &mut Policy, member: &str) -> bool {
+pub(crate) fn add_member(policy: &mut Policy, member: &str) -> bool {
     if member_state(policy, member) == MemberState::Bound {
         return false;
     }
@@ -66,7 +66,7 @@ pub fn add_member(policy: &mut Policy, member: &str) -> bool {
 /// Removes `member` from every unconditional `roles/iam.workloadIdentityUser` binding, and drops
 /// a binding it leaves empty (IAM refuses bindings without members); `false` when it was in
 /// none. Conditional bindings and every other member stay.
-pub fn remove_member(policy: &mut Policy, member: &str) -> bool {
+pub(crate) fn remove_member(policy: &mut Policy, member: &str) -> bool {
     let mut removed = false;
     for b in policy
         .bindings
@@ -87,7 +87,7 @@ pub fn remove_member(policy: &mut Policy, member: &str) -> bool {
 
 /// The Workload Identity members of `policy` (unconditional or not): the Kubernetes service
 /// accounts that can impersonate the service account.
-pub fn workload_members(policy: &Policy) -> impl Iterator<Item = &str> {
+pub(crate) fn workload_members(policy: &Policy) -> impl Iterator<Item = &str> {
     policy
         .bindings
         .iter()
@@ -97,7 +97,7 @@ pub fn workload_members(policy: &Policy) -> impl Iterator<Item = &str> {
 }
 
 /// The roles `member` holds in a (project) policy, each once, conditional grants included.
-pub fn roles_of<'a>(policy: &'a Policy, member: &str) -> Vec<&'a str> {
+pub(crate) fn roles_of<'a>(policy: &'a Policy, member: &str) -> Vec<&'a str> {
     let mut roles: Vec<&str> = policy
         .bindings
         .iter()

@@ -101,7 +101,7 @@ fn stale() -> Error {
     map_status(
         "setIamPolicy",
         SA,
-        Some(StatusCode::Number(10)),
+        Some(StatusCode::Name("ABORTED")),
         Some(409),
         "There were concurrent policy changes.",
         None,

@@ -13,8 +13,8 @@ use porter_identity_core::{
     BindChange, Binding, Connection, ErrorKind, GcpServiceAccountEmail, PlanAction, RetryPolicy,
     Severity, UnbindOutcome, VerifyReport, Workload, WorkloadIdentityProvider, testing,
 };
+use porter_identity_gcp::WORKLOAD_IDENTITY_USER;
 use porter_identity_gcp::fake::FakeGcp;
-use porter_identity_gcp::names::WORKLOAD_IDENTITY_USER;
 use porter_identity_gcp::{GCP_SERVICE_ACCOUNT_ANNOTATION, GcpWorkloadIdentityProvider, codes};
 
 const PROJECT: &str = "demo-project-123456";

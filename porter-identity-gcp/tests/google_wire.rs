@@ -17,8 +17,8 @@ use porter_identity_core::{
     BindChange, Binding, Connection, ErrorKind, GcpServiceAccountEmail, PlanAction, Reconciler,
     RetryPolicy, Severity, UnbindOutcome, Workload, WorkloadIdentityProvider,
 };
+use porter_identity_gcp::WORKLOAD_IDENTITY_USER;
 use porter_identity_gcp::fake::{FakeGcp, FakeServer, serve};
-use porter_identity_gcp::names::WORKLOAD_IDENTITY_USER;
 use porter_identity_gcp::{GcpConfigKey, GcpWorkloadIdentityProvider, codes};
 
 const PROJECT: &str = "demo-project-123456";

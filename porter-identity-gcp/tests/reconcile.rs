@@ -12,8 +12,8 @@ use porter_identity_core::{
     AppManifest, BindChange, Cloud, Reconciler, RetryPolicy, WorkloadIdentityProvider,
 };
 use porter_identity_gcp::GcpWorkloadIdentityProvider;
+use porter_identity_gcp::WORKLOAD_IDENTITY_USER;
 use porter_identity_gcp::fake::FakeGcp;
-use porter_identity_gcp::names::WORKLOAD_IDENTITY_USER;
 
 const PROJECT: &str = "shop-project-1";
 const OTHER_PROJECT: &str = "green-project-2";

@@ -57,6 +57,7 @@ pub fn service_account(workload: &Workload, patch: &ServiceAccountPatch) -> Serv
 /// An annotation that another field manager owns with another value than the one the link
 /// needs: server-side apply would refuse it (or, forced, take it over).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FieldConflict {
     /// The annotation.
     pub key: String,

@@ -18,6 +18,7 @@ pub const GKE_NODE_POOL_LABEL: &str = "cloud.google.com/gke-nodepool";
 
 /// What the links of one Kubernetes service account need, from the cloud side.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Expected<'a> {
     /// The workload: its namespace and ServiceAccount.
     pub workload: &'a Workload,
@@ -36,6 +37,7 @@ pub struct Expected<'a> {
 
 /// What the cluster holds in the workload's namespace.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct Observed<'a> {
     /// The ServiceAccount, if it exists.
     pub service_account: Option<&'a ServiceAccount>,
@@ -45,6 +47,67 @@ pub struct Observed<'a> {
     pub pods: &'a [Pod],
     /// The cluster's nodes (for GKE node pools).
     pub nodes: &'a [Node],
+}
+
+impl<'a> Expected<'a> {
+    /// What `workload` needs for `patch`: no link change time known, neither Pod Identity nor
+    /// GKE Workload Identity, no node pool without `GKE_METADATA` (set them with the methods).
+    pub fn new(workload: &'a Workload, patch: &'a ServiceAccountPatch) -> Self {
+        Expected {
+            workload,
+            patch,
+            changed_at: None,
+            pod_identity: false,
+            gke_workload_identity: false,
+            pools_without_gke_metadata: &[],
+        }
+    }
+
+    /// [`changed_at`](Self::changed_at) set.
+    #[must_use]
+    pub fn changed_at(mut self, at: Option<Timestamp>) -> Self {
+        self.changed_at = at;
+        self
+    }
+
+    /// [`pod_identity`](Self::pod_identity) set.
+    #[must_use]
+    pub fn pod_identity(mut self, yes: bool) -> Self {
+        self.pod_identity = yes;
+        self
+    }
+
+    /// [`gke_workload_identity`](Self::gke_workload_identity) set.
+    #[must_use]
+    pub fn gke_workload_identity(mut self, yes: bool) -> Self {
+        self.gke_workload_identity = yes;
+        self
+    }
+
+    /// [`pools_without_gke_metadata`](Self::pools_without_gke_metadata) set.
+    #[must_use]
+    pub fn pools_without_gke_metadata(mut self, pools: &'a [String]) -> Self {
+        self.pools_without_gke_metadata = pools;
+        self
+    }
+}
+
+impl<'a> Observed<'a> {
+    /// What the cluster holds: the ServiceAccount (if it exists), the namespace's workloads and
+    /// pods, the cluster's nodes.
+    pub fn new(
+        service_account: Option<&'a ServiceAccount>,
+        workloads: &'a [PodWorkload],
+        pods: &'a [Pod],
+        nodes: &'a [Node],
+    ) -> Self {
+        Observed {
+            service_account,
+            workloads,
+            pods,
+            nodes,
+        }
+    }
 }
 
 fn pod_service_account(pod: &Pod) -> &str {

@@ -30,16 +30,9 @@
 //! let workload = Workload::for_service("shop", "shop", "api")?;
 //! let mut patch = ServiceAccountPatch::default();
 //! patch.annotations.insert("iam.gke.io/gcp-service-account".into(), "api@p-123456.iam.gserviceaccount.com".into());
-//! let expected = Expected {
-//!     workload: &workload,
-//!     patch: &patch,
-//!     changed_at: None,
-//!     pod_identity: false,
-//!     gke_workload_identity: true,
-//!     pools_without_gke_metadata: &[],
-//! };
+//! let expected = Expected::new(&workload, &patch).gke_workload_identity(true);
 //! // No ServiceAccount in the cluster yet:
-//! let found = diagnose(&expected, &Observed { service_account: None, workloads: &[], pods: &[], nodes: &[] });
+//! let found = diagnose(&expected, &Observed::new(None, &[], &[], &[]));
 //! assert_eq!(found[0].code, codes::SERVICE_ACCOUNT_MISSING);
 //! # Ok::<(), porter_identity_core::Error>(())
 //! ```

@@ -20,6 +20,7 @@ use crate::workloads::{PodWorkload, running_as};
 
 /// What a migration may do.
 #[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
 pub struct MigrateOptions {
     /// Only say what would be done (the plan): nothing is written.
     pub dry_run: bool,
@@ -28,8 +29,25 @@ pub struct MigrateOptions {
     pub remove_annotation: bool,
 }
 
+impl MigrateOptions {
+    /// [`dry_run`](Self::dry_run) set to `yes`.
+    #[must_use]
+    pub fn dry_run(mut self, yes: bool) -> Self {
+        self.dry_run = yes;
+        self
+    }
+
+    /// [`remove_annotation`](Self::remove_annotation) set to `yes`.
+    #[must_use]
+    pub fn remove_annotation(mut self, yes: bool) -> Self {
+        self.remove_annotation = yes;
+        self
+    }
+}
+
 /// The migration of one ServiceAccount.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct IrsaMigration {
     /// The binding migrated (its workload, and the role of the IRSA annotation).
     pub binding: Binding,

@@ -60,6 +60,7 @@ fn check_pool_label(pool: &str) -> Result<()> {
 
 /// A pod that would lose the node's service account.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
 pub struct PodAtRisk {
     /// Its namespace.
     pub namespace: String,

@@ -36,6 +36,7 @@ pub const LINKS_APP_ANNOTATION: &str = "porter.run/identity-app";
 
 /// What the Kubernetes step may do beyond applying.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct StepOptions {
     /// Take over annotations and labels another field manager owns with another value
     /// (server-side apply with force). Off: such a field is a `Conflict` naming the manager.
@@ -48,6 +49,42 @@ pub struct StepOptions {
     /// The GKE node pools not in `GKE_METADATA` mode (from the GCP provider's
     /// `node_pools_without_gke_metadata`), for the finding of pods on them.
     pub pools_without_gke_metadata: Vec<String>,
+}
+
+impl StepOptions {
+    /// [`force_conflicts`](Self::force_conflicts) set to `yes`.
+    ///
+    /// ```
+    /// use porter_identity_kube::step::StepOptions;
+    /// let options = StepOptions::default().restart(true).create_service_accounts(true);
+    /// assert!(options.restart && options.create_service_accounts && !options.force_conflicts);
+    /// ```
+    #[must_use]
+    pub fn force_conflicts(mut self, yes: bool) -> Self {
+        self.force_conflicts = yes;
+        self
+    }
+
+    /// [`restart`](Self::restart) set to `yes`.
+    #[must_use]
+    pub fn restart(mut self, yes: bool) -> Self {
+        self.restart = yes;
+        self
+    }
+
+    /// [`create_service_accounts`](Self::create_service_accounts) set to `yes`.
+    #[must_use]
+    pub fn create_service_accounts(mut self, yes: bool) -> Self {
+        self.create_service_accounts = yes;
+        self
+    }
+
+    /// [`pools_without_gke_metadata`](Self::pools_without_gke_metadata) set to `pools`.
+    #[must_use]
+    pub fn pools_without_gke_metadata(mut self, pools: Vec<String>) -> Self {
+        self.pools_without_gke_metadata = pools;
+        self
+    }
 }
 
 /// The Kubernetes step as the [`Reconciler`](porter_identity_core::Reconciler) runs it, in the
@@ -67,6 +104,7 @@ impl porter_identity_core::KubernetesStep for ReconcileStep {
 
 /// A workload restarted (or that would be), and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Restart {
     /// The workload.
     pub workload: PodWorkload,
@@ -128,7 +166,7 @@ impl Cluster {
     /// use porter_identity_kube::{Cluster, step::StepOptions};
     ///
     /// let cluster = Cluster::builder().from_env().await?;
-    /// let step = cluster.step(StepOptions { restart: true, ..StepOptions::default() });
+    /// let step = cluster.step(StepOptions::default().restart(true));
     /// let report = Reconciler::new("shop", "prod").provider(aws).desired(manifest).kubernetes(&step).run().await?;
     /// assert!(report.is_ok(), "{report}");
     /// # Ok(()) }

@@ -13,6 +13,7 @@ pub const DEFAULT_SERVICE_ACCOUNT: &str = "default";
 
 /// The kinds of workload with a pod template that porter-identity looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
 pub enum WorkloadKind {
     /// `apps/v1` Deployment.
     Deployment,
@@ -45,6 +46,7 @@ impl fmt::Display for WorkloadKind {
 /// A workload with a pod template, as far as identity goes: who its pods run as and the
 /// labels its template gives them.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PodWorkload {
     /// Its kind.
     pub kind: WorkloadKind,

@@ -6,7 +6,7 @@ pub use porter_identity_testkit::moto::*;
 pub use porter_identity_testkit::scripted::scripted;
 pub use porter_identity_testkit::unique;
 
-use porter_identity_aws::sdk::SdkApi;
+use porter_identity_aws::SdkApi;
 
 /// The port under test, over the real SDK clients, against moto.
 pub fn api() -> SdkApi {

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use porter_identity_core::{Binding, ErrorKind, WorkloadIdentityProvider};
-use porter_identity_gcp::GcpWorkloadIdentityProvider;
-use porter_identity_gcp::api::GcpApi;
+use porter_identity_gcp::api::{GcpApi, PolicyBinding};
 use porter_identity_gcp::fake::FakeGcp;
+use porter_identity_gcp::{GcpWorkloadIdentityProvider, WORKLOAD_IDENTITY_USER};
 
 /// Binds `bindings` (distinct workloads, all to service account `sa`) through `providers` in
 /// turn, all at once, while someone else's tooling adds 20 members of its own with its own
@@ -30,7 +30,19 @@ pub(crate) async fn race_on_one_service_account(
             let who = format!("user:foreign-{n}@example.com");
             loop {
                 let mut policy = gcp.get_iam_policy(sa).await.unwrap();
-                porter_identity_gcp::policy::add_member(&mut policy, &who);
+                // Another tool adds a member to the same binding of the role.
+                match policy
+                    .bindings
+                    .iter_mut()
+                    .find(|b| b.role == WORKLOAD_IDENTITY_USER && b.condition.is_none())
+                {
+                    Some(b) => b.members.push(who.clone()),
+                    None => policy.bindings.push(
+                        PolicyBinding::new()
+                            .set_role(WORKLOAD_IDENTITY_USER)
+                            .set_members([who.clone()]),
+                    ),
+                }
                 match gcp.set_iam_policy(sa, policy).await {
                     Ok(_) => break,
                     Err(e) if e.kind() == ErrorKind::Conflict => continue,
