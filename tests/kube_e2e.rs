@@ -537,24 +537,25 @@ async fn gke_pods_on_a_gce_metadata_pool_and_the_preflight_of_switching_it() {
         step.restarted
     );
 
-    let (nodes, at_risk) = porter_identity_kube::preflight::gke_preflight(&cluster, "batch-pool")
+    let preflight = porter_identity_kube::preflight::gke_preflight(&cluster, "batch-pool")
         .await
         .unwrap();
-    assert_eq!(nodes, 1);
+    let at_risk = &preflight.pods_at_risk;
+    assert_eq!(preflight.nodes, 1);
     assert!(!at_risk.is_empty());
     assert!(
         at_risk.iter().all(|r| r.service_account == "shop-legacy"),
         "only the unbound service's pods: {at_risk:?}"
     );
-    let names: Vec<String> = at_risk.iter().map(ToString::to_string).collect();
+    // The preflight's result is what the GCP provider takes.
     let refused = p
-        .enable_workload_identity("batch-pool", &names, false)
+        .enable_workload_identity("batch-pool", at_risk, false)
         .await
         .unwrap_err();
     assert_eq!(refused.kind(), ErrorKind::Conflict);
     assert!(fake.calls().get("nodePools.update").copied().unwrap_or(0) == 0);
     let change = p
-        .enable_workload_identity("batch-pool", &names, true)
+        .enable_workload_identity("batch-pool", at_risk, true)
         .await
         .unwrap();
     assert!(change.operation.is_some());

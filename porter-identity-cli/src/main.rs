@@ -433,9 +433,13 @@ async fn gke_enable(
     let gcp = clouds.gcp().ok_or_else(|| {
         Failure::Input("pass --gke-cluster PROJECT/LOCATION/NAME (or --fake)".into())
     })?;
-    let (nodes, at_risk) =
-        porter_identity::kube::preflight::gke_preflight(cluster, &args.pool).await?;
-    let names: Vec<String> = at_risk.iter().map(ToString::to_string).collect();
+    let preflight = porter_identity::kube::preflight::gke_preflight(cluster, &args.pool).await?;
+    let nodes = preflight.nodes;
+    let names: Vec<String> = preflight
+        .pods_at_risk
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     // The preflight is said before the change is tried (a refusal names the same pods).
     if args.common.output == Output::Text {
         print!("{}", output::gke_preflight_text(&args.pool, nodes, &names));
@@ -444,7 +448,7 @@ async fn gke_enable(
         None
     } else {
         Some(
-            gcp.enable_workload_identity(&args.pool, &names, args.force)
+            gcp.enable_workload_identity(&args.pool, &preflight.pods_at_risk, args.force)
                 .await?,
         )
     };

@@ -77,7 +77,7 @@ pub use provider_trait::{
 pub use reconcile::Reconciler;
 pub use report::{
     ChangeCounts, ClusterStep, KeptLink, LinkChange, ReconcileReport, RemovedLink,
-    ServiceAccountNeeds, WorkloadResult,
+    ServiceAccountNeeds, WorkloadRestart, WorkloadResult,
 };
 pub use retry::RetryPolicy;
 pub use run::{RunContext, RunMode};

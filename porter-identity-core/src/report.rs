@@ -136,12 +136,66 @@ pub struct ClusterStep {
     /// ServiceAccount, the Azure label on a pod template (which rolls its pods).
     pub applied: Vec<String>,
     /// The workloads given a rollout restart (in a dry run: that would be).
-    pub restarted: Vec<String>,
+    pub restarted: Vec<WorkloadRestart>,
     /// What the cluster holds that keeps the link from working, after the step.
     pub findings: Vec<Finding>,
     /// Why the step could not be done (another field manager owns an annotation, the API
     /// server refused): nothing of it was written.
     pub error: Option<Error>,
+}
+
+/// A workload the Kubernetes step restarted (in a dry run: would restart) because its pods
+/// started before the link they need.
+///
+/// ```
+/// use porter_identity_core::WorkloadRestart;
+/// let r = WorkloadRestart::new("Deployment", "shop", "api", 2);
+/// assert_eq!(r.to_string(), "Deployment shop/api (2 pods older than the link)");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct WorkloadRestart {
+    /// Its kind, as Kubernetes names it (`Deployment`, `StatefulSet`, `DaemonSet`, `CronJob`).
+    pub kind: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// How many of its pods predate the link.
+    pub pods: usize,
+}
+
+impl WorkloadRestart {
+    /// The restart of `kind` `namespace/name`, whose `pods` pods predate the link.
+    pub fn new(
+        kind: impl Into<String>,
+        namespace: impl Into<String>,
+        name: impl Into<String>,
+        pods: usize,
+    ) -> Self {
+        WorkloadRestart {
+            kind: kind.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+            pods,
+        }
+    }
+}
+
+impl fmt::Display for WorkloadRestart {
+    /// `Deployment shop/api (2 pods older than the link)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}/{} ({} pod{} older than the link)",
+            self.kind,
+            self.namespace,
+            self.name,
+            self.pods,
+            plural(self.pods)
+        )
+    }
 }
 
 /// How many links a reconcile changed, by change ([`ReconcileReport::counts`]). In a dry run,
@@ -184,6 +238,23 @@ impl ReconcileReport {
     /// [`ClusterStep::findings`]. [`errors`](Self::errors) lists what does.
     pub fn is_ok(&self) -> bool {
         self.errors().next().is_none()
+    }
+
+    /// What the report says of the Kubernetes ServiceAccount `namespace/name`, if a desired
+    /// binding runs as it.
+    ///
+    /// ```
+    /// # fn check(report: &porter_identity_core::ReconcileReport) {
+    /// if let Some(sa) = report.service_account("shop", "shop-api") {
+    ///     println!("needs a restart: {}", sa.patch.needs_pod_restart);
+    /// }
+    /// # }
+    /// ```
+    pub fn service_account(&self, namespace: &str, name: &str) -> Option<&ServiceAccountNeeds> {
+        self.service_accounts.iter().find(|sa| {
+            sa.workload.namespace().as_str() == namespace
+                && sa.workload.service_account().as_str() == name
+        })
     }
 
     /// How many links were (would be) created, updated, left unchanged, removed, kept, and
@@ -469,7 +540,7 @@ mod json {
     #[derive(Serialize)]
     struct Cluster<'a> {
         applied: &'a [String],
-        restarted: &'a [String],
+        restarted: &'a [super::WorkloadRestart],
         findings: Vec<FindingJson<'a>>,
         error: Option<ErrorJson<'a>>,
     }

@@ -103,7 +103,10 @@ impl GcpWorkloadIdentityProvider {
     ///
     /// ```no_run
     /// # async fn demo(gcp: porter_identity_gcp::GcpWorkloadIdentityProvider) -> porter_identity_core::Result<()> {
-    /// let change = gcp.enable_workload_identity("default-pool", &[], false).await?;
+    /// // What porter-identity-kube's `preflight::gke_preflight` found (here: nothing at risk),
+    /// // as its `pods_at_risk`, or any list of pod descriptions:
+    /// let pods_at_risk: &[String] = &[];
+    /// let change = gcp.enable_workload_identity("default-pool", pods_at_risk, false).await?;
     /// println!("{change}");
     /// # Ok(()) }
     /// ```
@@ -112,10 +115,10 @@ impl GcpWorkloadIdentityProvider {
     /// [`ErrorKind::InvalidInput`](porter_identity_core::ErrorKind::InvalidInput) for a bad
     /// pool name; [`ErrorKind::Conflict`](porter_identity_core::ErrorKind::Conflict) naming the
     /// pods at risk (nothing written); the cloud's errors.
-    pub async fn enable_workload_identity(
+    pub async fn enable_workload_identity<P: fmt::Display>(
         &self,
         pool: &str,
-        pods_at_risk: &[String],
+        pods_at_risk: &[P],
         force: bool,
     ) -> Result<NodePoolChange> {
         check_pool_name(pool)?;
@@ -138,7 +141,11 @@ impl GcpWorkloadIdentityProvider {
                 format!(
                     "{} pod(s) on node pool {pool} run as ServiceAccounts without iam.gke.io/gcp-service-account and would lose the node's service account: {}",
                     pods_at_risk.len(),
-                    pods_at_risk.join(", ")
+                    pods_at_risk
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             )
             .with_fix("bind those workloads to GCP service accounts first (a gcpServiceAccount connection), move them off the pool, or force the change"));

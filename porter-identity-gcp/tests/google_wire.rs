@@ -537,7 +537,7 @@ async fn a_node_pool_is_put_in_gke_metadata_mode_with_its_own_version_and_image(
     );
 
     let again = p
-        .enable_workload_identity("legacy", &[], false)
+        .enable_workload_identity::<String>("legacy", &[], false)
         .await
         .unwrap();
     assert_eq!(
@@ -545,7 +545,7 @@ async fn a_node_pool_is_put_in_gke_metadata_mode_with_its_own_version_and_image(
         "already in GKE_METADATA: no second update"
     );
     let missing = p
-        .enable_workload_identity("nope", &[], false)
+        .enable_workload_identity::<String>("nope", &[], false)
         .await
         .unwrap_err();
     assert_eq!(
@@ -554,7 +554,7 @@ async fn a_node_pool_is_put_in_gke_metadata_mode_with_its_own_version_and_image(
         "{missing}"
     );
     let bad = p
-        .enable_workload_identity("../x", &[], false)
+        .enable_workload_identity::<String>("../x", &[], false)
         .await
         .unwrap_err();
     assert_eq!(

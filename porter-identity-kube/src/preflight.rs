@@ -24,7 +24,7 @@ pub const GCP_SERVICE_ACCOUNT_ANNOTATION: &str = "iam.gke.io/gcp-service-account
 /// [`ErrorKind::InvalidInput`](porter_identity_core::ErrorKind::InvalidInput) when `pool` is
 /// not a label value (it goes into the selector, where a `,` or `!=` would select other
 /// nodes); the API server's errors.
-pub async fn gke_preflight(cluster: &Cluster, pool: &str) -> Result<(usize, Vec<PodAtRisk>)> {
+pub async fn gke_preflight(cluster: &Cluster, pool: &str) -> Result<GkePreflight> {
     check_pool_label(pool)?;
     let nodes = cluster
         .nodes(Some(&format!("{GKE_NODE_POOL_LABEL}={pool}")))
@@ -34,7 +34,24 @@ pub async fn gke_preflight(cluster: &Cluster, pool: &str) -> Result<(usize, Vec<
         pods.extend(cluster.pods_on_node(node).await?);
     }
     let accounts = cluster.service_accounts(None).await?;
-    Ok((nodes.len(), pods_at_risk(pool, &nodes, &pods, &accounts)))
+    Ok(GkePreflight {
+        pool: pool.to_owned(),
+        nodes: nodes.len(),
+        pods_at_risk: pods_at_risk(pool, &nodes, &pods, &accounts),
+    })
+}
+
+/// What [`gke_preflight`] found on a node pool: what the GCP provider's
+/// `enable_workload_identity(pool, &preflight.pods_at_risk, force)` takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GkePreflight {
+    /// The node pool.
+    pub pool: String,
+    /// How many nodes it has.
+    pub nodes: usize,
+    /// The pods on them that would lose the node's service account, in order.
+    pub pods_at_risk: Vec<PodAtRisk>,
 }
 
 /// A Kubernetes label value: at most 63 characters, alphanumeric at both ends, `-`, `_` and

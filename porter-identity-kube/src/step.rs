@@ -112,6 +112,18 @@ pub struct Restart {
     pub pods: usize,
 }
 
+impl Restart {
+    /// The same restart as the core report carries it.
+    pub fn to_workload_restart(&self) -> porter_identity_core::WorkloadRestart {
+        porter_identity_core::WorkloadRestart::new(
+            self.workload.kind.as_str(),
+            &self.workload.namespace,
+            &self.workload.name,
+            self.pods,
+        )
+    }
+}
+
 impl std::fmt::Display for Restart {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -339,7 +351,7 @@ impl Cluster {
                     step.error = Some(e);
                     break;
                 }
-                step.restarted.push(r.to_string());
+                step.restarted.push(r.to_workload_restart());
             }
         }
         if !dry_run && (!step.applied.is_empty() || !step.restarted.is_empty()) {
@@ -374,7 +386,7 @@ impl Cluster {
         }
         if options.restart {
             step.restarted
-                .extend(restarts.iter().map(ToString::to_string));
+                .extend(restarts.iter().map(Restart::to_workload_restart));
         } else {
             let names: Vec<String> = restarts.iter().map(|r| r.workload.to_string()).collect();
             step.findings.push(Finding::warning(
