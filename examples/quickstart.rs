@@ -237,11 +237,9 @@ async fn run(args: &Args) -> Result<()> {
             )
         })?;
     let cluster = kube_server.cluster().await?;
-    let pools = gcp_provider.node_pools_without_gke_metadata().await?;
-
-    let options = StepOptions::default().pools_without_gke_metadata(pools.clone());
-    // The cluster side runs in the same call as the clouds', after them.
-    let kubernetes = cluster.step(options);
+    // The cluster side runs in the same call as the clouds', after them; what only a cloud
+    // knows of the cluster (GKE's node pools) the providers tell it by themselves.
+    let kubernetes = cluster.step(StepOptions::default());
     step("1. plan the first deploy (a dry run: nothing is written, in the clouds or the cluster)");
     show(
         &deploy()
@@ -265,8 +263,11 @@ async fn run(args: &Args) -> Result<()> {
     }
 
     step("2c. the cluster side after: every service account ready");
-    let mut after = deploy().desired(&manifest).dry_run().await?;
-    cluster.diagnose_step(&mut after, &pools).await?;
+    let after = deploy()
+        .desired(&manifest)
+        .kubernetes(&kubernetes)
+        .dry_run()
+        .await?;
     for needs in &after.service_accounts {
         let findings = needs.cluster.as_ref().map_or(0, |c| c.findings.len());
         println!(

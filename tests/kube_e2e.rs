@@ -12,8 +12,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use porter_identity::{
-    AzureIdentityName, AzureResourceGroup, Binding, Connection, ErrorKind, GcpServiceAccountEmail,
-    ReconcileReport, Reconciler, RoleRef, Workload, WorkloadIdentityProvider,
+    AzureIdentityName, AzureResourceGroup, Binding, Cloud, Connection, ErrorKind,
+    GcpServiceAccountEmail, ReconcileReport, Reconciler, RoleRef, Workload,
+    WorkloadIdentityProvider,
 };
 use porter_identity_aws::AwsPodIdentityProvider;
 use porter_identity_aws::fake::{FakeAws, pods_trust_policy};
@@ -223,7 +224,7 @@ async fn full_loop(
 
     // Later, read only: a dry-run report and the cluster's findings, as `verify` does.
     let mut fresh = reconcile(provider, vec![binding.clone()], true).await;
-    cluster.diagnose_step(&mut fresh, &[]).await.unwrap();
+    cluster.diagnose_step(&mut fresh).await.unwrap();
     assert_eq!(codes_of(&fresh, &sa), Vec::<String>::new(), "{fresh}");
     assert!(provider.verify(&binding).await.unwrap().is_healthy());
     assert!(
@@ -285,7 +286,7 @@ async fn azure_federated_credential_then_the_cluster_side_with_the_pod_label() {
     let (cluster, server) = cluster_of(&kube).await;
 
     let mut before = reconcile(&p, vec![azure_binding("reports")], true).await;
-    cluster.diagnose_step(&mut before, &[]).await.unwrap();
+    cluster.diagnose_step(&mut before).await.unwrap();
     let found = codes_of(&before, "shop-reports");
     for code in [
         codes::ANNOTATION_MISSING,
@@ -389,7 +390,7 @@ async fn azure_federated_credential_then_the_cluster_side_with_the_pod_label() {
     );
 
     let mut after = reconcile(&p, vec![azure_binding("reports")], true).await;
-    cluster.diagnose_step(&mut after, &[]).await.unwrap();
+    cluster.diagnose_step(&mut after).await.unwrap();
     assert_eq!(codes_of(&after, "shop-reports"), Vec::<String>::new());
     server.shutdown().await;
 }
@@ -516,13 +517,26 @@ async fn gke_pods_on_a_gce_metadata_pool_and_the_preflight_of_switching_it() {
     kube.add_service(NS, "shop-legacy", "legacy", 2, AN_HOUR_AGO);
     let (cluster, server) = cluster_of(&kube).await;
 
-    let pools = p.node_pools_without_gke_metadata().await.unwrap();
-    assert_eq!(pools, ["batch-pool"]);
-    let options = StepOptions::default()
-        .pools_without_gke_metadata(pools)
-        .restart(true);
-    let mut report = reconcile(&p, vec![gcp_binding("reports")], false).await;
-    cluster.reconcile_step(&mut report, &options).await.unwrap();
+    // The GCP provider tells the Kubernetes step which pools are not in GKE_METADATA mode:
+    // nothing to fetch and pass by hand.
+    let kubernetes = cluster.step(StepOptions::default().restart(true));
+    let report = Reconciler::new("shop", NS)
+        .provider(&p)
+        .desired_bindings(vec![gcp_binding("reports")])
+        .kubernetes(&kubernetes)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(
+        report.cluster_facts.pools_without_gke_metadata,
+        ["batch-pool"],
+        "{report}"
+    );
+    assert_eq!(
+        report.calls.get(Cloud::Gcp, "clusters.get"),
+        2,
+        "the pool read to bind, the node pools read for the facts, in the same run"
+    );
     let step = report.service_accounts[0].cluster.clone().unwrap();
     let on_pool = step
         .findings
@@ -595,7 +609,7 @@ async fn irsa_migration_creates_the_association_checks_trust_and_removes_the_ann
 
     // The IRSA annotation beside Pod Identity is found, as a warning.
     let mut report = reconcile(&p, vec![aws_binding("api", "api-role")], true).await;
-    cluster.diagnose_step(&mut report, &[]).await.unwrap();
+    cluster.diagnose_step(&mut report).await.unwrap();
     assert!(codes_of(&report, "shop-api").contains(&codes::IRSA_BESIDE_POD_IDENTITY.to_owned()));
 
     let plan = migrate_irsa(
@@ -718,7 +732,7 @@ async fn an_associations_own_time_flags_pods_when_no_step_ran_at_its_creation() 
         plan.service_accounts[0].patch.changed_at.is_some(),
         "the plan read modifiedAt"
     );
-    cluster.diagnose_step(&mut plan, &[]).await.unwrap();
+    cluster.diagnose_step(&mut plan).await.unwrap();
     assert_eq!(codes_of(&plan, "shop-api"), [codes::PODS_PREDATE_LINK]);
 
     let mut later = reconcile(&p, vec![aws_binding("api", "api-role")], false).await;

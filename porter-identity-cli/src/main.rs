@@ -502,18 +502,14 @@ async fn reconcile(
     let _ = deploy; // its flags are the cluster side's
     // The cluster side runs in the same call, after the clouds'.
     #[cfg(feature = "kube")]
-    let step = match kube {
-        Some(kube) => Some(
-            kube.cluster.step(
-                porter_identity::kube::step::StepOptions::default()
-                    .force_conflicts(deploy.force_conflicts)
-                    .restart(deploy.restart)
-                    .create_service_accounts(deploy.create_service_accounts)
-                    .pools_without_gke_metadata(pools_without_gke_metadata(clouds, manifest).await),
-            ),
-        ),
-        None => None,
-    };
+    let step = kube.map(|kube| {
+        kube.cluster.step(
+            porter_identity::kube::step::StepOptions::default()
+                .force_conflicts(deploy.force_conflicts)
+                .restart(deploy.restart)
+                .create_service_accounts(deploy.create_service_accounts),
+        )
+    });
     #[cfg(feature = "kube")]
     if let Some(step) = &step {
         reconciler = reconciler.kubernetes(step);
@@ -672,8 +668,11 @@ async fn kube_findings(
     )],
 ) -> Result<(), Failure> {
     let mut report = needs(common, clouds, manifest).await?;
-    let pools = pools_without_gke_metadata(clouds, manifest).await;
-    if let Err(e) = kube.cluster.diagnose_step(&mut report, &pools).await {
+    // `needs` is a dry run without the Kubernetes step, so the cloud's facts of the cluster
+    // are read here.
+    report.cluster_facts.pools_without_gke_metadata =
+        pools_without_gke_metadata(clouds, manifest).await;
+    if let Err(e) = kube.cluster.diagnose_step(&mut report).await {
         if e.kind() != ErrorKind::Unavailable {
             return Err(e.into());
         }

@@ -76,7 +76,7 @@ pub use provider_trait::{
 };
 pub use reconcile::Reconciler;
 pub use report::{
-    ChangeCounts, ClusterStep, KeptLink, LinkChange, ReconcileReport, RemovedLink,
+    ChangeCounts, ClusterFacts, ClusterStep, KeptLink, LinkChange, ReconcileReport, RemovedLink,
     ServiceAccountNeeds, WorkloadRestart, WorkloadResult,
 };
 pub use retry::RetryPolicy;

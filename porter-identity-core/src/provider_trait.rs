@@ -8,8 +8,8 @@ use futures_util::future::Either;
 use futures_util::stream::{self, StreamExt};
 
 use crate::{
-    Binding, Cloud, DEFAULT_CONCURRENCY, Error, Result, RunContext, ServiceAccountPatch, StaleLink,
-    StaleQuery, VerifyReport,
+    Binding, Cloud, ClusterFacts, DEFAULT_CONCURRENCY, Error, Result, RunContext,
+    ServiceAccountPatch, StaleLink, StaleQuery, VerifyReport,
 };
 
 /// What [`WorkloadIdentityProvider::bind_all`] did to the cloud.
@@ -297,6 +297,16 @@ pub trait WorkloadIdentityProvider: Send + Sync + fmt::Debug {
     ) -> Vec<Result<UnbindOutcome>> {
         let bindings: Vec<Binding> = links.iter().map(|l| l.binding.clone()).collect();
         self.unbind_all(run, &bindings).await
+    }
+
+    /// What this provider knows of the cluster that the Kubernetes side needs for its
+    /// findings (on GKE: the node pools not in `GKE_METADATA` mode). The
+    /// [`Reconciler`](crate::Reconciler) asks it, in the same run, when it has a Kubernetes
+    /// step and this provider's cloud has desired bindings, and puts the answer in the
+    /// report's `cluster_facts`. The default knows nothing.
+    async fn cluster_facts(&self, run: &RunContext) -> Result<ClusterFacts> {
+        let _ = run;
+        Ok(ClusterFacts::default())
     }
 
     /// What [`bind`](Self::bind) would do, without writing: [`plan_all`](Self::plan_all) of

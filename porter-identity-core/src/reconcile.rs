@@ -10,8 +10,8 @@ use crate::report::{
     KeptLink, LinkChange, ReconcileReport, RemovedLink, ServiceAccountNeeds, WorkloadResult,
 };
 use crate::{
-    AppManifest, Binding, Cloud, Error, KubernetesName, LinkKey, Namespace, Result, RunContext,
-    RunMode, ServiceAccountPatch, StaleAction, StaleLink, StaleQuery, UnbindOutcome,
+    AppManifest, Binding, Cloud, ClusterFacts, Error, KubernetesName, LinkKey, Namespace, Result,
+    RunContext, RunMode, ServiceAccountPatch, StaleAction, StaleLink, StaleQuery, UnbindOutcome,
     WorkloadIdentityProvider, provider::link_conflicts,
 };
 
@@ -241,7 +241,31 @@ impl<'a> Reconciler<'a> {
                 .map(|&cloud| self.reconcile_cloud(&run, cloud, &inputs)),
         )
         .await;
+        // The Kubernetes step's findings need what only the clouds know of the cluster (GKE's
+        // node pools): asked of the providers of the clouds in play, in the same run.
+        let mut facts = ClusterFacts::default();
+        let mut fact_errors = Vec::new();
+        if self.kubernetes.is_some() {
+            let in_play: Vec<&dyn WorkloadIdentityProvider> = clouds
+                .iter()
+                .filter(|c| {
+                    inputs
+                        .desired
+                        .iter()
+                        .any(|b| b.connection.cloud() == Some(**c))
+                })
+                .filter_map(|c| self.providers.get(c).copied())
+                .collect();
+            for read in join_all(in_play.iter().map(|p| p.cluster_facts(&run))).await {
+                match read {
+                    Ok(known) => facts.merge(known),
+                    Err(e) => fact_errors.push(e),
+                }
+            }
+        }
         let mut report = assemble(inputs, dry_run, outcomes, run.calls());
+        report.cluster_facts = facts;
+        report.cleanup_errors.extend(fact_errors);
         if let Some(step) = self.kubernetes {
             crate::kubernetes_step::run_step(step, &mut report).await;
         }
@@ -558,6 +582,7 @@ fn assemble(
         removed,
         kept,
         cleanup_errors,
+        cluster_facts: ClusterFacts::default(),
         service_accounts,
         calls,
     }

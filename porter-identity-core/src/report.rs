@@ -34,9 +34,13 @@ pub struct ReconcileReport {
     pub removed: Vec<RemovedLink>,
     /// Stale-looking links kept, with the reason.
     pub kept: Vec<KeptLink>,
-    /// Errors that kept the reconciler from looking for stale links on a cloud (nothing was
-    /// removed there).
+    /// Errors of a cloud-wide step: looking for stale links on a cloud (nothing was removed
+    /// there), or reading the cluster facts the Kubernetes step needs.
     pub cleanup_errors: Vec<Error>,
+    /// What the providers know of the cluster that the Kubernetes step needs for its
+    /// findings ([`WorkloadIdentityProvider::cluster_facts`](crate::WorkloadIdentityProvider::cluster_facts)),
+    /// read when a reconcile has a Kubernetes step.
+    pub cluster_facts: ClusterFacts,
     /// What each Kubernetes service account needs, merged over its bindings.
     pub service_accounts: Vec<ServiceAccountNeeds>,
     /// The cloud calls made.
@@ -142,6 +146,28 @@ pub struct ClusterStep {
     /// Why the step could not be done (another field manager owns an annotation, the API
     /// server refused): nothing of it was written.
     pub error: Option<Error>,
+}
+
+/// What a provider knows of the cluster that the Kubernetes side needs for its findings, and
+/// cannot read from the cluster itself: the cloud's view of its nodes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct ClusterFacts {
+    /// The GKE node pools not in `GKE_METADATA` mode: their pods get the node's service
+    /// account instead of their Workload Identity.
+    pub pools_without_gke_metadata: Vec<String>,
+}
+
+impl ClusterFacts {
+    /// Adds what `other` knows.
+    pub fn merge(&mut self, other: ClusterFacts) {
+        for pool in other.pools_without_gke_metadata {
+            if !self.pools_without_gke_metadata.contains(&pool) {
+                self.pools_without_gke_metadata.push(pool);
+            }
+        }
+    }
 }
 
 /// A workload the Kubernetes step restarted (in a dry run: would restart) because its pods
@@ -474,6 +500,7 @@ mod json {
         removed: Vec<Removed<'a>>,
         kept: Vec<Kept<'a>>,
         cleanup_errors: Vec<ErrorJson<'a>>,
+        cluster_facts: &'a super::ClusterFacts,
         service_accounts: Vec<ServiceAccount<'a>>,
         calls: &'a CallCounts,
     }
@@ -651,6 +678,7 @@ mod json {
                 removed: self.removed.iter().map(removed).collect(),
                 kept: self.kept.iter().map(kept).collect(),
                 cleanup_errors: self.cleanup_errors.iter().map(error).collect(),
+                cluster_facts: &self.cluster_facts,
                 service_accounts: self
                     .service_accounts
                     .iter()
@@ -688,6 +716,7 @@ mod tests {
             removed: Vec::new(),
             kept: Vec::new(),
             cleanup_errors: Vec::new(),
+            cluster_facts: ClusterFacts::default(),
             service_accounts: vec![ServiceAccountNeeds {
                 workload,
                 patch,

@@ -377,6 +377,7 @@ async fn the_report_serialises_to_stable_json() {
         }],
         "kept": [],
         "cleanup_errors": [],
+        "cluster_facts": {"pools_without_gke_metadata": []},
         "service_accounts": [],
         "calls": {"aws": {"Get": 6}}
     });

@@ -80,8 +80,13 @@ impl GcpWorkloadIdentityProvider {
     /// # Errors
     /// When the cluster cannot be read, or the provider has no GKE cluster.
     pub async fn node_pools_without_gke_metadata(&self) -> Result<Vec<String>> {
+        self.pools_without_gke_metadata(&RunContext::plan()).await
+    }
+
+    /// [`node_pools_without_gke_metadata`](Self::node_pools_without_gke_metadata), counted in
+    /// `run`: the provider's cluster facts.
+    pub(crate) async fn pools_without_gke_metadata(&self, run: &RunContext) -> Result<Vec<String>> {
         let cluster = self.gke_cluster("read its node pools")?;
-        let run = &RunContext::plan();
         let found = self
             .calls
             .run(run, op::CLUSTERS_GET, || self.api.get_cluster(cluster))

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use porter_identity_core::provider::{CloudCalls, batch_refusals, each_binding, ensure_cloud};
 use porter_identity_core::{
-    BindOutcome, Binding, Cloud, Connection, DEFAULT_CONCURRENCY, Error, ErrorKind,
+    BindOutcome, Binding, Cloud, ClusterFacts, Connection, DEFAULT_CONCURRENCY, Error, ErrorKind,
     GcpServiceAccountEmail, Plan, Result, RetryPolicy, RunContext, ServiceAccountPatch,
     UnbindOutcome, VerifyReport, WorkloadIdentityProvider,
 };
@@ -343,6 +343,17 @@ impl WorkloadIdentityProvider for GcpWorkloadIdentityProvider {
         bindings: &[Binding],
     ) -> Vec<Result<UnbindOutcome>> {
         self.unbind_batch(run, bindings).await
+    }
+
+    /// The node pools not in `GKE_METADATA` mode, when the provider knows its GKE cluster (one
+    /// `clusters.get`); nothing when it was given only a workload pool.
+    #[tracing::instrument(skip_all)]
+    async fn cluster_facts(&self, run: &RunContext) -> Result<ClusterFacts> {
+        let mut facts = ClusterFacts::default();
+        if let PoolSource::Gke(_) = &self.source {
+            facts.pools_without_gke_metadata = self.pools_without_gke_metadata(run).await?;
+        }
+        Ok(facts)
     }
 
     #[tracing::instrument(skip_all, fields(bindings = bindings.len()))]

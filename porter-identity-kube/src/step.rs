@@ -46,9 +46,6 @@ pub struct StepOptions {
     /// Create a missing ServiceAccount (with the annotations only). Off: a missing one is a
     /// finding, and nothing is created that a chart or a manifest means to own.
     pub create_service_accounts: bool,
-    /// The GKE node pools not in `GKE_METADATA` mode (from the GCP provider's
-    /// `node_pools_without_gke_metadata`), for the finding of pods on them.
-    pub pools_without_gke_metadata: Vec<String>,
 }
 
 impl StepOptions {
@@ -78,13 +75,6 @@ impl StepOptions {
         self.create_service_accounts = yes;
         self
     }
-
-    /// [`pools_without_gke_metadata`](Self::pools_without_gke_metadata) set to `pools`.
-    #[must_use]
-    pub fn pools_without_gke_metadata(mut self, pools: Vec<String>) -> Self {
-        self.pools_without_gke_metadata = pools;
-        self
-    }
 }
 
 /// The Kubernetes step as the [`Reconciler`](porter_identity_core::Reconciler) runs it, in the
@@ -100,6 +90,13 @@ impl porter_identity_core::KubernetesStep for ReconcileStep {
     async fn run(&self, report: &mut ReconcileReport) -> Result<()> {
         self.cluster.reconcile_step(report, &self.options).await
     }
+}
+
+/// What the step read of the namespace and the cluster, for every service account.
+struct Found<'a> {
+    workloads: &'a mut [PodWorkload],
+    nodes: &'a [Node],
+    pools_without_gke_metadata: &'a [String],
 }
 
 /// A workload restarted (or that would be), and why.
@@ -203,19 +200,18 @@ impl Cluster {
     ) -> Result<()> {
         let namespace = report.namespace.to_string();
         let mut workloads = self.workloads(&namespace).await?;
-        let nodes = self.nodes_if_needed(report, options).await?;
+        let nodes = self.nodes_if_needed(report).await?;
+        let pools = report.cluster_facts.pools_without_gke_metadata.clone();
         for i in 0..report.service_accounts.len() {
             let needs = &report.service_accounts[i];
             let clouds = clouds_of(report, needs);
+            let found = Found {
+                workloads: &mut workloads,
+                nodes: &nodes,
+                pools_without_gke_metadata: &pools,
+            };
             let step = self
-                .service_account_step(
-                    needs,
-                    &clouds,
-                    &mut workloads,
-                    &nodes,
-                    report.dry_run,
-                    options,
-                )
+                .service_account_step(needs, &clouds, found, report.dry_run, options)
                 .await;
             report.service_accounts[i].cluster = Some(step);
         }
@@ -223,29 +219,23 @@ impl Cluster {
     }
 
     /// The Kubernetes findings of `report`'s service accounts, read only (for `verify`): each
-    /// service account's [`ClusterStep`] gets its findings and nothing applied.
+    /// service account's [`ClusterStep`] gets its findings and nothing applied. What only the
+    /// clouds know of the cluster comes from `report.cluster_facts`.
     ///
     /// # Errors
     /// When the namespace's workloads cannot be read.
-    pub async fn diagnose_step(
-        &self,
-        report: &mut ReconcileReport,
-        pools_without_gke_metadata: &[String],
-    ) -> Result<()> {
-        let options = StepOptions {
-            pools_without_gke_metadata: pools_without_gke_metadata.to_vec(),
-            ..StepOptions::default()
-        };
+    pub async fn diagnose_step(&self, report: &mut ReconcileReport) -> Result<()> {
         let namespace = report.namespace.to_string();
         let workloads = self.workloads(&namespace).await?;
-        let nodes = self.nodes_if_needed(report, &options).await?;
+        let nodes = self.nodes_if_needed(report).await?;
+        let pools = report.cluster_facts.pools_without_gke_metadata.clone();
         for i in 0..report.service_accounts.len() {
             let needs = &report.service_accounts[i];
             let clouds = clouds_of(report, needs);
             let mut step = ClusterStep::default();
             match self.seen(needs).await {
                 Ok(seen) => {
-                    step.findings = findings(needs, &clouds, &seen, &workloads, &nodes, &options);
+                    step.findings = findings(needs, &clouds, &seen, &workloads, &nodes, &pools);
                 }
                 Err(e) => step.error = Some(e),
             }
@@ -281,16 +271,14 @@ impl Cluster {
         Ok(out)
     }
 
-    async fn nodes_if_needed(
-        &self,
-        report: &ReconcileReport,
-        options: &StepOptions,
-    ) -> Result<Vec<Node>> {
+    /// The cluster's nodes, when a GCP binding is in play and the GCP provider said some node
+    /// pool is not in `GKE_METADATA` mode (the finding of pods on those pools needs them).
+    async fn nodes_if_needed(&self, report: &ReconcileReport) -> Result<Vec<Node>> {
         let gcp = report
             .workloads
             .iter()
             .any(|w| w.result.is_ok() && w.binding.connection.cloud() == Some(Cloud::Gcp));
-        if gcp && !options.pools_without_gke_metadata.is_empty() {
+        if gcp && !report.cluster_facts.pools_without_gke_metadata.is_empty() {
             self.nodes(None).await
         } else {
             Ok(Vec::new())
@@ -312,11 +300,15 @@ impl Cluster {
         &self,
         needs: &ServiceAccountNeeds,
         clouds: &BTreeSet<Cloud>,
-        workloads: &mut [PodWorkload],
-        nodes: &[Node],
+        found: Found<'_>,
         dry_run: bool,
         options: &StepOptions,
     ) -> ClusterStep {
+        let Found {
+            workloads,
+            nodes,
+            pools_without_gke_metadata: pools,
+        } = found;
         let mut step = ClusterStep::default();
         let mut seen = match self.seen(needs).await {
             Ok(seen) => seen,
@@ -360,7 +352,7 @@ impl Cluster {
                 Err(e) => step.error = step.error.take().or(Some(e)),
             }
         }
-        step.findings = findings(needs, clouds, &seen, workloads, nodes, options);
+        step.findings = findings(needs, clouds, &seen, workloads, nodes, pools);
         if dry_run && needs.patch.needs_pod_restart {
             Self::planned_restarts(&seen, workloads, options, &relabelled, &mut step);
         }
@@ -553,7 +545,7 @@ fn findings(
     seen: &Seen,
     workloads: &[PodWorkload],
     nodes: &[Node],
-    options: &StepOptions,
+    pools_without_gke_metadata: &[String],
 ) -> Vec<Finding> {
     let expected = Expected {
         workload: &needs.workload,
@@ -561,7 +553,7 @@ fn findings(
         changed_at: changed_at(needs, seen.account.as_ref()),
         pod_identity: clouds.contains(&Cloud::Aws),
         gke_workload_identity: clouds.contains(&Cloud::Gcp),
-        pools_without_gke_metadata: &options.pools_without_gke_metadata,
+        pools_without_gke_metadata,
     };
     diagnose(
         &expected,
