@@ -534,8 +534,8 @@ async fn gke_pods_on_a_gce_metadata_pool_and_the_preflight_of_switching_it() {
     );
     assert_eq!(
         report.calls.get(Cloud::Gcp, "clusters.get"),
-        2,
-        "the pool read to bind, the node pools read for the facts, in the same run"
+        1,
+        "one cluster read serves the workload pool and the node pools of the run"
     );
     let step = report.service_accounts[0].cluster.clone().unwrap();
     let on_pool = step

@@ -10,7 +10,7 @@ use porter_identity_core::{Error, Result, RunContext};
 use crate::GcpWorkloadIdentityProvider;
 use crate::api::{ClusterRef, MetadataMode};
 use crate::operation as op;
-use crate::provider::PoolSource;
+use crate::provider::{ClusterRead, PoolSource};
 
 /// A node pool put in `GKE_METADATA` mode, or found already in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,15 +83,15 @@ impl GcpWorkloadIdentityProvider {
         self.pools_without_gke_metadata(&RunContext::plan()).await
     }
 
-    /// [`node_pools_without_gke_metadata`](Self::node_pools_without_gke_metadata), counted in
-    /// `run`: the provider's cluster facts.
+    /// [`node_pools_without_gke_metadata`](Self::node_pools_without_gke_metadata) in `run`:
+    /// the provider's cluster facts. The cluster this run's binds read for the workload pool,
+    /// moments ago, serves; otherwise it is read.
     pub(crate) async fn pools_without_gke_metadata(&self, run: &RunContext) -> Result<Vec<String>> {
         let cluster = self.gke_cluster("read its node pools")?;
-        let found = self
-            .calls
-            .run(run, op::CLUSTERS_GET, || self.api.get_cluster(cluster))
-            .await
-            .map_err(|e| self.cluster_error(cluster, e))?;
+        let found = match run.take_shared(&ClusterRead(cluster.clone())) {
+            Some(found) => found,
+            None => self.read_cluster(run, cluster).await?,
+        };
         Ok(found
             .node_pools
             .into_iter()

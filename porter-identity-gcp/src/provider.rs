@@ -10,7 +10,9 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use porter_identity_core::provider::{CloudCalls, batch_refusals, each_binding, ensure_cloud};
+use porter_identity_core::provider::{
+    CloudCalls, SharedRead, batch_refusals, each_binding, ensure_cloud,
+};
 use porter_identity_core::{
     BindOutcome, Binding, Cloud, ClusterFacts, Connection, DEFAULT_CONCURRENCY, Error, ErrorKind,
     GcpServiceAccountEmail, Plan, Result, RetryPolicy, RunContext, ServiceAccountPatch,
@@ -18,10 +20,19 @@ use porter_identity_core::{
 };
 use tokio::sync::OnceCell;
 
-use crate::api::{ClusterRef, GcpApi, Policy, ServiceAccount};
+use crate::api::{Cluster, ClusterRef, GcpApi, Policy, ServiceAccount};
 use crate::links::PolicyQueue;
 use crate::names::{enable_workload_identity_command, member};
 use crate::operation as op;
+
+/// The provider's GKE cluster as read in a run (for its workload pool), shared with the
+/// cluster facts of the same run, which need its node pools.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct ClusterRead(pub(crate) ClusterRef);
+
+impl SharedRead for ClusterRead {
+    type Value = Cluster;
+}
 
 /// The ServiceAccount annotation naming the GCP service account the pods act as.
 pub const GCP_SERVICE_ACCOUNT_ANNOTATION: &str = "iam.gke.io/gcp-service-account";
@@ -135,19 +146,31 @@ impl GcpWorkloadIdentityProvider {
                 match &self.source {
                     PoolSource::Explicit(pool) => Ok(pool.clone()),
                     PoolSource::Gke(cluster) => {
-                        let found = self
-                            .calls
-                            .run(run, op::CLUSTERS_GET, || self.api.get_cluster(cluster))
-                            .await
-                            .map_err(|e| self.cluster_error(cluster, e))?;
-                        found
+                        let found = self.read_cluster(run, cluster).await?;
+                        let pool = found
                             .workload_pool
-                            .ok_or_else(|| Self::workload_identity_off(cluster))
+                            .clone()
+                            .ok_or_else(|| Self::workload_identity_off(cluster));
+                        // The same read tells the cluster facts of this run its node pools.
+                        run.share(ClusterRead(cluster.clone()), found);
+                        pool
                     }
                 }
             })
             .await
             .map(String::as_str)
+    }
+
+    /// `clusters.get` of `cluster`, its errors said for the cluster.
+    pub(crate) async fn read_cluster(
+        &self,
+        run: &RunContext,
+        cluster: &ClusterRef,
+    ) -> Result<Cluster> {
+        self.calls
+            .run(run, op::CLUSTERS_GET, || self.api.get_cluster(cluster))
+            .await
+            .map_err(|e| self.cluster_error(cluster, e))
     }
 
     /// The member of a binding's workload in the pool.
@@ -345,8 +368,9 @@ impl WorkloadIdentityProvider for GcpWorkloadIdentityProvider {
         self.unbind_batch(run, bindings).await
     }
 
-    /// The node pools not in `GKE_METADATA` mode, when the provider knows its GKE cluster (one
-    /// `clusters.get`); nothing when it was given only a workload pool.
+    /// The node pools not in `GKE_METADATA` mode, when the provider knows its GKE cluster (the
+    /// cluster read of this run's binds, or one `clusters.get`); nothing when it was given only
+    /// a workload pool.
     #[tracing::instrument(skip_all)]
     async fn cluster_facts(&self, run: &RunContext) -> Result<ClusterFacts> {
         let mut facts = ClusterFacts::default();
