@@ -262,11 +262,13 @@ async fn run(args: &Args) -> Result<()> {
         println!("   restarted {restarted}");
     }
 
-    step("2c. the cluster side after: every service account ready");
+    step(
+        "2c. verify the app, clouds and cluster in one read-only call: every service account ready",
+    );
     let after = deploy()
         .desired(&manifest)
         .kubernetes(&kubernetes)
-        .dry_run()
+        .verify()
         .await?;
     for needs in &after.service_accounts {
         let findings = needs.cluster.as_ref().map_or(0, |c| c.findings.len());
@@ -303,19 +305,9 @@ async fn run(args: &Args) -> Result<()> {
         gcp.write_calls()
     );
 
-    step("5. verify");
-    for b in &on_aws {
-        let report = aws_provider.verify(b).await?;
-        println!("   aws {}: {}", b.workload, indent(&report.to_string()));
-    }
-    for b in &on_azure {
-        let report = azure_provider.verify(b).await?;
-        println!("   azure {}: {}", b.workload, indent(&report.to_string()));
-    }
-    for b in &on_gcp {
-        let report = gcp_provider.verify(b).await?;
-        println!("   gcp {}: {}", b.workload, indent(&report.to_string()));
-    }
+    step("5. verify the clouds' side: every link, its identity and its permissions");
+    let verified = deploy().desired(&manifest).verify().await?;
+    println!("   {}", indent(&verified.to_string()));
 
     if let Some(broken) = on_aws.first() {
         let Connection::AwsRole { role, .. } = &broken.connection else {

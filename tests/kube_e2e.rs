@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use porter_identity::{
-    AzureIdentityName, AzureResourceGroup, Binding, Cloud, Connection, ErrorKind,
-    GcpServiceAccountEmail, ReconcileReport, Reconciler, RoleRef, Workload,
+    AppVerifyReport, AzureIdentityName, AzureResourceGroup, Binding, Cloud, Connection, ErrorKind,
+    GcpServiceAccountEmail, ReconcileReport, Reconciler, RoleRef, ServiceAccountNeeds, Workload,
     WorkloadIdentityProvider,
 };
 use porter_identity_aws::AwsPodIdentityProvider;
@@ -134,9 +134,26 @@ async fn reconcile(
     report
 }
 
-fn codes_of(report: &ReconcileReport, sa: &str) -> Vec<String> {
-    let needs = report
-        .service_accounts
+/// One verify of `bindings`, with the cluster's findings, as the CLI's `verify` runs it.
+async fn verify(
+    provider: &dyn WorkloadIdentityProvider,
+    bindings: Vec<Binding>,
+    cluster: &Cluster,
+) -> AppVerifyReport {
+    let step = cluster.step(StepOptions::default());
+    let report = Reconciler::new("shop", NS)
+        .provider(provider)
+        .desired_bindings(bindings)
+        .kubernetes(&step)
+        .verify()
+        .await
+        .unwrap();
+    assert!(report.is_ok(), "{report}");
+    report
+}
+
+fn codes_of(service_accounts: &[ServiceAccountNeeds], sa: &str) -> Vec<String> {
+    let needs = service_accounts
         .iter()
         .find(|n| n.workload.service_account().as_str() == sa)
         .unwrap();
@@ -223,9 +240,13 @@ async fn full_loop(
     );
 
     // Later, read only: a dry-run report and the cluster's findings, as `verify` does.
-    let mut fresh = reconcile(provider, vec![binding.clone()], true).await;
-    cluster.diagnose_step(&mut fresh).await.unwrap();
-    assert_eq!(codes_of(&fresh, &sa), Vec::<String>::new(), "{fresh}");
+    let fresh = reconcile(provider, vec![binding.clone()], true).await;
+    let verified = verify(provider, vec![binding.clone()], &cluster).await;
+    assert_eq!(
+        codes_of(&verified.service_accounts, &sa),
+        Vec::<String>::new(),
+        "{verified}"
+    );
     assert!(provider.verify(&binding).await.unwrap().is_healthy());
     assert!(
         cluster
@@ -285,9 +306,8 @@ async fn azure_federated_credential_then_the_cluster_side_with_the_pod_label() {
     );
     let (cluster, server) = cluster_of(&kube).await;
 
-    let mut before = reconcile(&p, vec![azure_binding("reports")], true).await;
-    cluster.diagnose_step(&mut before).await.unwrap();
-    let found = codes_of(&before, "shop-reports");
+    let before = verify(&p, vec![azure_binding("reports")], &cluster).await;
+    let found = codes_of(&before.service_accounts, "shop-reports");
     for code in [
         codes::ANNOTATION_MISSING,
         codes::POD_TEMPLATE_LABEL_MISSING,
@@ -389,9 +409,11 @@ async fn azure_federated_credential_then_the_cluster_side_with_the_pod_label() {
         "every pod is newer than the link now"
     );
 
-    let mut after = reconcile(&p, vec![azure_binding("reports")], true).await;
-    cluster.diagnose_step(&mut after).await.unwrap();
-    assert_eq!(codes_of(&after, "shop-reports"), Vec::<String>::new());
+    let after = verify(&p, vec![azure_binding("reports")], &cluster).await;
+    assert_eq!(
+        codes_of(&after.service_accounts, "shop-reports"),
+        Vec::<String>::new()
+    );
     server.shutdown().await;
 }
 
@@ -479,7 +501,7 @@ async fn a_missing_service_account_is_found_not_created_unless_asked() {
         .await
         .unwrap();
     assert_eq!(
-        codes_of(&report, "shop-reports"),
+        codes_of(&report.service_accounts, "shop-reports"),
         [codes::SERVICE_ACCOUNT_MISSING]
     );
     assert!(
@@ -536,6 +558,18 @@ async fn gke_pods_on_a_gce_metadata_pool_and_the_preflight_of_switching_it() {
         report.calls.get(Cloud::Gcp, "clusters.get"),
         1,
         "one cluster read serves the workload pool and the node pools of the run"
+    );
+    // A verify of the app finds the same, from the verify's own read of the cluster.
+    let verified = verify(&p, vec![gcp_binding("reports")], &cluster).await;
+    assert!(
+        codes_of(&verified.service_accounts, "shop-reports")
+            .contains(&codes::PODS_ON_GCE_METADATA_POOL.to_owned()),
+        "{verified}"
+    );
+    assert_eq!(
+        verified.calls.get(Cloud::Gcp, "clusters.get"),
+        1,
+        "the verify's cluster read serves the node-pool facts too: {verified}"
     );
     let step = report.service_accounts[0].cluster.clone().unwrap();
     let on_pool = step
@@ -608,9 +642,11 @@ async fn irsa_migration_creates_the_association_checks_trust_and_removes_the_ann
     ];
 
     // The IRSA annotation beside Pod Identity is found, as a warning.
-    let mut report = reconcile(&p, vec![aws_binding("api", "api-role")], true).await;
-    cluster.diagnose_step(&mut report).await.unwrap();
-    assert!(codes_of(&report, "shop-api").contains(&codes::IRSA_BESIDE_POD_IDENTITY.to_owned()));
+    let report = verify(&p, vec![aws_binding("api", "api-role")], &cluster).await;
+    assert!(
+        codes_of(&report.service_accounts, "shop-api")
+            .contains(&codes::IRSA_BESIDE_POD_IDENTITY.to_owned())
+    );
 
     let plan = migrate_irsa(
         &cluster,
@@ -727,13 +763,20 @@ async fn an_associations_own_time_flags_pods_when_no_step_ran_at_its_creation() 
     let (cluster, server) = cluster_of(&kube).await;
     reconcile(&p, vec![aws_binding("api", "api-role")], false).await;
 
-    let mut plan = reconcile(&p, vec![aws_binding("api", "api-role")], true).await;
+    let plan = reconcile(&p, vec![aws_binding("api", "api-role")], true).await;
     assert!(
         plan.service_accounts[0].patch.changed_at.is_some(),
         "the plan read modifiedAt"
     );
-    cluster.diagnose_step(&mut plan).await.unwrap();
-    assert_eq!(codes_of(&plan, "shop-api"), [codes::PODS_PREDATE_LINK]);
+    let verified = verify(&p, vec![aws_binding("api", "api-role")], &cluster).await;
+    assert!(
+        verified.service_accounts[0].patch.changed_at.is_some(),
+        "the verify read modifiedAt"
+    );
+    assert_eq!(
+        codes_of(&verified.service_accounts, "shop-api"),
+        [codes::PODS_PREDATE_LINK]
+    );
 
     let mut later = reconcile(&p, vec![aws_binding("api", "api-role")], false).await;
     let restart = StepOptions::default().restart(true);

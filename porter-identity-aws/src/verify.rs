@@ -269,6 +269,9 @@ impl AwsPodIdentityProvider {
             report.push(Finding::from_error(codes::ASSOCIATION_OTHER_OWNER, &e));
             return Ok(());
         }
+        // Pod Identity needs nothing on the ServiceAccount; when the association last changed
+        // tells the cluster side which pods predate it.
+        report.service_account_patch = Self::patch_of(false, Some(&a));
         let Some(role) = role else {
             return Ok(());
         };

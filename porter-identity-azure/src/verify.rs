@@ -37,6 +37,8 @@ impl AzureWorkloadIdentityProvider {
             }
             Err(e) => return Err(e),
         };
+        // The client id the ServiceAccount must carry, and the pod label.
+        report.service_account_patch = Self::patch(&identity, false);
         let held = self
             .list_credentials(run, rg.as_str(), name.as_str())
             .await?;

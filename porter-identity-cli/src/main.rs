@@ -15,7 +15,8 @@
 //!
 //! Credentials and endpoints come from each cloud's environment, exactly as the providers'
 //! `from_env` reads them (emulator variables included); no flag takes a secret. Exit status:
-//! 0 ok, 1 verify found errors, 2 bad input (porter.yaml, flags), 3 a cloud call failed.
+//! 0 ok, 1 verify found errors, 2 bad input (porter.yaml, flags), 3 a cloud call (or, with the
+//! Kubernetes side, a cluster call) failed.
 
 mod cli;
 mod clouds;
@@ -326,35 +327,6 @@ fn cluster(kube: Option<&KubeSide>) -> Result<&porter_identity::kube::Cluster, F
 }
 
 #[cfg(feature = "kube")]
-/// The GKE node pools not in GKE_METADATA mode, when GCP is in play (for the finding of pods
-/// on them); a failed read is said and skipped (the cloud side reports it).
-async fn pools_without_gke_metadata(clouds: &Clouds, manifest: &AppManifest) -> Vec<String> {
-    #[cfg(not(feature = "gcp"))]
-    {
-        let _ = (clouds, manifest);
-        Vec::new()
-    }
-    #[cfg(feature = "gcp")]
-    {
-        let gcp_in_play = manifest
-            .services()
-            .iter()
-            .any(|s| s.connection(Cloud::Gcp).is_some());
-        match clouds.gcp() {
-            Some(gcp) if gcp_in_play => {
-                gcp.node_pools_without_gke_metadata()
-                    .await
-                    .unwrap_or_else(|e| {
-                        eprintln!("note: GKE node pools not checked: {e}");
-                        Vec::new()
-                    })
-            }
-            _ => Vec::new(),
-        }
-    }
-}
-
-#[cfg(feature = "kube")]
 /// A dry run of the deploy: what each service account needs, read only.
 async fn needs(
     common: &Common,
@@ -456,7 +428,7 @@ async fn gke_enable(
         Output::Text => print!("{}", output::gke_change_text(change.as_ref())),
         Output::Json => println!(
             "{}",
-            output::gke_json(&args.pool, nodes, &names, change.as_ref())?
+            output::gke_json(&args.pool, nodes, &preflight.pods_at_risk, change.as_ref())?
         ),
     }
     Ok(0)
@@ -610,89 +582,44 @@ async fn bind_or_unbind(
     Ok(if failed { EXIT_CLOUD } else { 0 })
 }
 
+/// `verify`: one verify of the app, on its clouds and (when a cluster is configured) in its
+/// cluster.
 async fn verify(
     common: &Common,
     clouds: &Clouds,
     #[cfg(feature = "kube")] kube: Option<&KubeSide>,
     manifest: &AppManifest,
 ) -> Result<u8, Failure> {
-    let groups = by_cloud(common, manifest)?;
-    let total: usize = groups.iter().map(|(_, b)| b.len()).sum();
-    let bar = progress(Some(total as u64), "verifying");
-    let mut rows = Vec::new();
-    for (cloud, bindings) in &groups {
-        let p = provider(clouds, *cloud)?;
-        for b in bindings {
-            rows.push((b.clone(), p.verify(b).await));
-            if let Some(bar) = &bar {
-                bar.inc(1);
-            }
-        }
+    let mut reconciler = Reconciler::new(common.app(), &common.namespace).desired(manifest);
+    for p in clouds.providers() {
+        reconciler = reconciler.provider(p);
     }
+    // Verify only diagnoses the cluster: the step's options play no part.
     #[cfg(feature = "kube")]
-    if let Some(kube) = kube {
-        kube_findings(common, clouds, kube, manifest, &mut rows).await?;
+    let step = kube.map(|kube| {
+        kube.cluster
+            .step(porter_identity::kube::step::StepOptions::default())
+    });
+    #[cfg(feature = "kube")]
+    if let Some(step) = &step {
+        reconciler = reconciler.kubernetes(step);
     }
-    #[cfg(not(feature = "kube"))]
-    let _ = manifest;
+    let bar = progress(None, "verifying");
+    let report = reconciler.verify().await?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
     match common.output {
-        Output::Text => print!("{}", output::verify_text(&rows)),
-        Output::Json => println!("{}", output::verify_json(common, &rows)?),
+        Output::Text => println!("{report}"),
+        Output::Json => println!("{}", output::to_json(&report)?),
     }
-    let failed = rows.iter().any(|(_, r)| r.is_err());
-    let unhealthy = rows
-        .iter()
-        .any(|(_, r)| r.as_ref().is_ok_and(|report| !report.is_healthy()));
-    Ok(if failed {
+    Ok(if !report.is_ok() {
         EXIT_CLOUD
-    } else if unhealthy {
+    } else if !report.is_healthy() {
         EXIT_VERIFY_ERRORS
     } else {
         0
     })
-}
-
-#[cfg(feature = "kube")]
-/// Adds the Kubernetes findings of each service account to the first of its bindings' reports.
-async fn kube_findings(
-    common: &Common,
-    clouds: &Clouds,
-    kube: &KubeSide,
-    manifest: &AppManifest,
-    rows: &mut [(
-        Binding,
-        Result<porter_identity::VerifyReport, porter_identity::Error>,
-    )],
-) -> Result<(), Failure> {
-    let mut report = needs(common, clouds, manifest).await?;
-    // `needs` is a dry run without the Kubernetes step, so the cloud's facts of the cluster
-    // are read here.
-    report.cluster_facts.pools_without_gke_metadata =
-        pools_without_gke_metadata(clouds, manifest).await;
-    if let Err(e) = kube.cluster.diagnose_step(&mut report).await {
-        if e.kind() != ErrorKind::Unavailable {
-            return Err(e.into());
-        }
-        eprintln!("note: the Kubernetes side is not checked: {e}");
-        return Ok(());
-    }
-    for sa in &report.service_accounts {
-        let Some(step) = &sa.cluster else { continue };
-        let Some((_, Ok(verify))) = rows
-            .iter_mut()
-            .find(|(b, _)| b.workload.service_account() == sa.workload.service_account())
-        else {
-            continue;
-        };
-        verify.findings.extend(step.findings.iter().cloned());
-        if let Some(e) = &step.error {
-            return Err(e.clone().into());
-        }
-    }
-    Ok(())
 }
 
 #[cfg(feature = "kube")]
@@ -727,11 +654,7 @@ async fn print_manifests(
     let accounts: Vec<(Workload, ServiceAccountPatch)> = needs.into_values().collect();
     match common.output {
         Output::Text => print!("{}", manifests::yaml(&accounts).map_err(Failure::Input)?),
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&manifests::json_list(&accounts))
-                .map_err(|e| Failure::Input(e.to_string()))?
-        ),
+        Output::Json => println!("{}", output::to_json(&manifests::list(&accounts))?),
     }
     Ok(if failed { EXIT_CLOUD } else { 0 })
 }

@@ -4,6 +4,7 @@
 //! business, not string formatting's.
 
 use porter_identity::kube::apply::service_account;
+use porter_identity::kube::k8s_openapi;
 use porter_identity::{ServiceAccountPatch, Workload};
 
 /// YAML documents, one per ServiceAccount, each followed by comments saying what the pod
@@ -39,11 +40,25 @@ pub(crate) fn yaml(accounts: &[(Workload, ServiceAccountPatch)]) -> Result<Strin
     Ok(out)
 }
 
-/// A JSON `v1/List` of the ServiceAccounts, for `kubectl apply -f -`.
-pub(crate) fn json_list(accounts: &[(Workload, ServiceAccountPatch)]) -> serde_json::Value {
-    let items: Vec<serde_json::Value> = accounts
-        .iter()
-        .map(|(w, p)| serde_json::to_value(service_account(w, p)).unwrap_or_default())
-        .collect();
-    serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items})
+/// A `v1/List` of Kubernetes objects, as `kubectl apply -f -` reads it.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct List<T> {
+    api_version: &'static str,
+    kind: &'static str,
+    items: Vec<T>,
+}
+
+/// The ServiceAccounts as a `v1/List`, for JSON.
+pub(crate) fn list(
+    accounts: &[(Workload, ServiceAccountPatch)],
+) -> List<k8s_openapi::api::core::v1::ServiceAccount> {
+    List {
+        api_version: "v1",
+        kind: "List",
+        items: accounts
+            .iter()
+            .map(|(w, p)| service_account(w, p))
+            .collect(),
+    }
 }

@@ -1,14 +1,15 @@
 //! What the tool prints: tables for people, stable JSON for scripts.
 //!
-//! The JSON of `plan` and `apply` is the `ReconcileReport`'s (documented in
-//! porter-identity-core's README); `bind`, `unbind` and `verify` print one object per binding
-//! with the same link fields (`cloud`, `namespace`, `service_account`, `app`, `service`,
-//! `connection`) and errors of the same shape.
+//! Every JSON output is a typed `Serialize` struct: `plan` and `apply` print the library's
+//! `ReconcileReport`, `verify` its `AppVerifyReport` (both documented in porter-identity-core's
+//! README); the other commands' structs are here, and use the library's own shapes of a link
+//! (`Binding`), an error, a finding and a restart. The CLI README documents each command's
+//! shape; `tests/cli_json.rs` holds a snapshot of each.
 
 use std::fmt::Write as _;
 
-use porter_identity::{BindOutcome, Binding, Error, ReconcileReport, UnbindOutcome, VerifyReport};
-use serde_json::{Value, json};
+use porter_identity::{BindOutcome, Binding, Error, UnbindOutcome};
+use serde::Serialize;
 
 use crate::Failure;
 use crate::cli::Common;
@@ -17,38 +18,9 @@ fn pretty(v: &impl serde::Serialize) -> Result<String, Failure> {
     serde_json::to_string_pretty(v).map_err(|e| Failure::Input(format!("JSON output: {e}")))
 }
 
-/// The report as stable JSON.
-pub(crate) fn to_json(report: &ReconcileReport) -> Result<String, Failure> {
+/// A report (`ReconcileReport`, `AppVerifyReport`) as its stable JSON.
+pub(crate) fn to_json(report: &impl serde::Serialize) -> Result<String, Failure> {
     pretty(report)
-}
-
-fn link(b: &Binding) -> Value {
-    json!({
-        "cloud": b.connection.cloud().map(|c| c.as_str()),
-        "namespace": b.workload.namespace().as_str(),
-        "service_account": b.workload.service_account().as_str(),
-        "app": b.workload.app().as_str(),
-        "service": b.workload.service().as_str(),
-        "connection": serde_json::to_value(&b.connection).unwrap_or(Value::Null),
-    })
-}
-
-fn error(e: &Error) -> Value {
-    json!({
-        "kind": e.kind().as_str(),
-        "cloud": e.cloud_name().map(|c| c.as_str()),
-        "operation": e.operation(),
-        "message": e.problem(),
-        "fix": e.fix(),
-        "retryable": e.is_retryable(),
-    })
-}
-
-fn with(mut base: Value, extra: Value) -> Value {
-    if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
-        b.extend(e.clone());
-    }
-    base
 }
 
 fn cloud_of(b: &Binding) -> &'static str {
@@ -69,19 +41,62 @@ impl Outcome {
             Outcome::Unbind(o) => o.to_string(),
         }
     }
+}
 
-    /// `change` (`created`, `updated`, `unchanged`) or `removal` (`deleted`, `already_absent`),
-    /// with the link's `resource_id`.
-    fn json(&self) -> Value {
-        match self {
-            Outcome::Bind(o) => json!({
-                "change": o.change.as_str(),
-                "previous": o.change.previous(),
-                "resource_id": o.resource_id
-            }),
-            Outcome::Unbind(o) => json!({"removal": o.as_str(), "resource_id": o.resource_id()}),
-        }
+/// `bind -o json` and `unbind -o json`.
+#[derive(Serialize)]
+struct Outcomes<'a> {
+    command: &'a str,
+    app: &'a str,
+    namespace: &'a str,
+    ok: bool,
+    results: Vec<OutcomeRow<'a>>,
+}
+
+/// One binding of `bind` (`change`, `previous`) or `unbind` (`removal`), with the link's
+/// `resource_id`, or its `error`.
+#[derive(Serialize)]
+struct OutcomeRow<'a> {
+    #[serde(flatten)]
+    link: &'a Binding,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    change: Option<Option<&'static str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous: Option<Option<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    removal: Option<Option<&'static str>>,
+    resource_id: Option<&'a str>,
+    error: Option<&'a Error>,
+}
+
+fn outcome_row<'a>(bind: bool, b: &'a Binding, r: &'a Result<Outcome, Error>) -> OutcomeRow<'a> {
+    let mut row = OutcomeRow {
+        link: b,
+        change: None,
+        previous: None,
+        removal: None,
+        resource_id: None,
+        error: None,
+    };
+    if bind {
+        row.change = Some(None);
+        row.previous = Some(None);
+    } else {
+        row.removal = Some(None);
     }
+    match r {
+        Ok(Outcome::Bind(o)) => {
+            row.change = Some(Some(o.change.as_str()));
+            row.previous = Some(o.change.previous());
+            row.resource_id = Some(&o.resource_id);
+        }
+        Ok(Outcome::Unbind(o)) => {
+            row.removal = Some(Some(o.as_str()));
+            row.resource_id = o.resource_id();
+        }
+        Err(e) => row.error = Some(e),
+    }
+    row
 }
 
 /// `bind` and `unbind`: one line per binding.
@@ -111,84 +126,14 @@ pub(crate) fn outcomes_json(
     common: &Common,
     rows: &[(Binding, Result<Outcome, Error>)],
 ) -> Result<String, Failure> {
-    let results: Vec<Value> = rows
-        .iter()
-        .map(|(b, r)| {
-            let result = match r {
-                Ok(outcome) => with(outcome.json(), json!({"error": null})),
-                Err(e) => json!({"resource_id": null, "error": error(e)}),
-            };
-            with(link(b), result)
-        })
-        .collect();
-    pretty(&json!({
-        "command": command,
-        "app": common.app(),
-        "namespace": common.namespace,
-        "ok": rows.iter().all(|(_, r)| r.is_ok()),
-        "results": results,
-    }))
-}
-
-/// `verify`: each binding's findings.
-pub(crate) fn verify_text(rows: &[(Binding, Result<VerifyReport, Error>)]) -> String {
-    let mut out = String::new();
-    for (b, r) in rows {
-        match r {
-            Ok(report) => {
-                let text = report.to_string().replace('\n', "\n    ");
-                let _ = writeln!(out, "{:<5} {}: {text}", cloud_of(b), b.workload);
-            }
-            Err(e) => {
-                let _ = writeln!(out, "{:<5} {}: FAILED: {e}", cloud_of(b), b.workload);
-            }
-        }
-    }
-    let unhealthy = rows
-        .iter()
-        .filter(|(_, r)| !r.as_ref().is_ok_and(VerifyReport::is_healthy))
-        .count();
-    let _ = writeln!(
-        out,
-        "{} bindings verified, {unhealthy} with errors",
-        rows.len()
-    );
-    out
-}
-
-/// `verify` as JSON.
-pub(crate) fn verify_json(
-    common: &Common,
-    rows: &[(Binding, Result<VerifyReport, Error>)],
-) -> Result<String, Failure> {
-    let results: Vec<Value> = rows
-        .iter()
-        .map(|(b, r)| {
-            with(
-                link(b),
-                match r {
-                    Ok(report) => json!({
-                        "healthy": report.is_healthy(),
-                        "findings": report.findings.iter().map(|f| json!({
-                            "severity": f.severity.to_string(),
-                            "code": f.code,
-                            "message": f.message,
-                            "remediation": f.remediation,
-                        })).collect::<Vec<_>>(),
-                        "error": null,
-                    }),
-                    Err(e) => json!({"healthy": false, "findings": [], "error": error(e)}),
-                },
-            )
-        })
-        .collect();
-    pretty(&json!({
-        "command": "verify",
-        "app": common.app(),
-        "namespace": common.namespace,
-        "healthy": rows.iter().all(|(_, r)| r.as_ref().is_ok_and(VerifyReport::is_healthy)),
-        "results": results,
-    }))
+    let bind = command == "bind";
+    pretty(&Outcomes {
+        command,
+        app: common.app(),
+        namespace: &common.namespace,
+        ok: rows.iter().all(|(_, r)| r.is_ok()),
+        results: rows.iter().map(|(b, r)| outcome_row(bind, b, r)).collect(),
+    })
 }
 
 /// `restart`: one line per workload restarted (or that would be).
@@ -214,18 +159,18 @@ pub(crate) fn restarts_json(
     restarts: &[porter_identity::kube::step::Restart],
     dry_run: bool,
 ) -> Result<String, Failure> {
-    let list: Vec<Value> = restarts
-        .iter()
-        .map(|r| {
-            json!({
-                "kind": r.workload.kind.as_str(),
-                "namespace": r.workload.namespace,
-                "name": r.workload.name,
-                "pods": r.pods,
-            })
-        })
-        .collect();
-    pretty(&json!({"dry_run": dry_run, "restarted": list}))
+    #[derive(Serialize)]
+    struct Restarts {
+        dry_run: bool,
+        restarted: Vec<porter_identity::WorkloadRestart>,
+    }
+    pretty(&Restarts {
+        dry_run,
+        restarted: restarts
+            .iter()
+            .map(porter_identity::kube::step::Restart::to_workload_restart)
+            .collect(),
+    })
 }
 
 /// `migrate-irsa`: each ServiceAccount's migration.
@@ -248,28 +193,42 @@ pub(crate) fn migrations_text(
     out
 }
 
-/// `migrate-irsa -o json`.
+/// `migrate-irsa -o json`: `{"dry_run", "migrations": [{link…, "association",
+/// "trust_findings", "annotation_removed", "restart", "notes"}]}`.
 #[cfg(all(feature = "aws", feature = "kube"))]
 pub(crate) fn migrations_json(
     done: &[porter_identity::kube::migrate::IrsaMigration],
     dry_run: bool,
 ) -> Result<String, Failure> {
-    let list: Vec<Value> = done
-        .iter()
-        .map(|m| {
-            with(
-                link(&m.binding),
-                json!({
-                    "association": m.association,
-                    "trust_findings": m.trust.iter().map(|f| json!({"code": f.code, "message": f.message, "remediation": f.remediation})).collect::<Vec<_>>(),
-                    "annotation_removed": m.annotation_removed,
-                    "restart": m.restart.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                    "notes": m.notes,
-                }),
-            )
-        })
-        .collect();
-    pretty(&json!({"dry_run": dry_run, "migrations": list}))
+    #[derive(Serialize)]
+    struct Migrations<'a> {
+        dry_run: bool,
+        migrations: Vec<Migration<'a>>,
+    }
+    #[derive(Serialize)]
+    struct Migration<'a> {
+        #[serde(flatten)]
+        link: &'a Binding,
+        association: &'a str,
+        trust_findings: &'a [porter_identity::Finding],
+        annotation_removed: bool,
+        restart: Vec<String>,
+        notes: &'a [String],
+    }
+    pretty(&Migrations {
+        dry_run,
+        migrations: done
+            .iter()
+            .map(|m| Migration {
+                link: &m.binding,
+                association: &m.association,
+                trust_findings: &m.trust,
+                annotation_removed: m.annotation_removed,
+                restart: m.restart.iter().map(ToString::to_string).collect(),
+                notes: &m.notes,
+            })
+            .collect(),
+    })
 }
 
 /// `gke-enable-workload-identity`: the preflight.
@@ -300,19 +259,43 @@ pub(crate) fn gke_change_text(change: Option<&porter_identity::gcp::NodePoolChan
     }
 }
 
-/// `gke-enable-workload-identity -o json`.
+/// `gke-enable-workload-identity -o json`: `{"pool", "nodes", "pods_at_risk": [{"namespace",
+/// "pod", "service_account", "node"}], "changed", "operation"}`.
 #[cfg(all(feature = "gcp", feature = "kube"))]
 pub(crate) fn gke_json(
     pool: &str,
     nodes: usize,
-    at_risk: &[String],
+    at_risk: &[porter_identity::kube::preflight::PodAtRisk],
     change: Option<&porter_identity::gcp::NodePoolChange>,
 ) -> Result<String, Failure> {
-    pretty(&json!({
-        "pool": pool,
-        "nodes": nodes,
-        "pods_at_risk": at_risk,
-        "changed": change.is_some_and(|c| c.operation.is_some()),
-        "operation": change.and_then(|c| c.operation.as_deref()),
-    }))
+    #[derive(Serialize)]
+    struct GkeEnable<'a> {
+        pool: &'a str,
+        nodes: usize,
+        pods_at_risk: Vec<Pod<'a>>,
+        changed: bool,
+        operation: Option<&'a str>,
+    }
+    #[derive(Serialize)]
+    struct Pod<'a> {
+        namespace: &'a str,
+        pod: &'a str,
+        service_account: &'a str,
+        node: &'a str,
+    }
+    pretty(&GkeEnable {
+        pool,
+        nodes,
+        pods_at_risk: at_risk
+            .iter()
+            .map(|p| Pod {
+                namespace: &p.namespace,
+                pod: &p.pod,
+                service_account: &p.service_account,
+                node: &p.node,
+            })
+            .collect(),
+        changed: change.is_some_and(|c| c.operation.is_some()),
+        operation: change.and_then(|c| c.operation.as_deref()),
+    })
 }

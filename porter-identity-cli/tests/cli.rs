@@ -433,7 +433,7 @@ async fn each_exit_status_means_what_the_help_says() {
     assert_eq!(verify.code, 1, "{}{}", verify.stdout, verify.stderr);
     let out = json(&verify);
     assert_eq!(out["healthy"], false);
-    let gcp = of_cloud(&out["results"], "gcp");
+    let gcp = of_cloud(&out["workloads"], "gcp");
     assert!(
         gcp["findings"]
             .as_array()

@@ -30,12 +30,15 @@
 //! # Ok::<(), porter_identity_core::Error>(())
 //! ```
 
+mod app_verify;
 mod batch;
 mod binding;
 mod calls;
 mod cloud;
 mod connection;
 mod error;
+#[cfg(feature = "serde")]
+mod json;
 mod kubernetes_step;
 mod loopback;
 mod manifest;
@@ -59,6 +62,7 @@ mod fake_server;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use app_verify::{AppVerifyReport, WorkloadVerify};
 pub use binding::{Binding, LinkKey, Workload};
 pub use calls::{CallCounts, DEFAULT_CONCURRENCY, Operation};
 pub use cloud::Cloud;

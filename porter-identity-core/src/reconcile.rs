@@ -10,9 +10,10 @@ use crate::report::{
     KeptLink, LinkChange, ReconcileReport, RemovedLink, ServiceAccountNeeds, WorkloadResult,
 };
 use crate::{
-    AppManifest, Binding, Cloud, ClusterFacts, Error, KubernetesName, LinkKey, Namespace, Result,
-    RunContext, RunMode, ServiceAccountPatch, StaleAction, StaleLink, StaleQuery, UnbindOutcome,
-    WorkloadIdentityProvider, provider::link_conflicts,
+    AppManifest, AppVerifyReport, Binding, Cloud, ClusterFacts, Error, KubernetesName, LinkKey,
+    Namespace, Result, RunContext, RunMode, ServiceAccountPatch, StaleAction, StaleLink,
+    StaleQuery, UnbindOutcome, VerifyReport, WorkloadIdentityProvider, WorkloadVerify,
+    provider::link_conflicts,
 };
 
 /// Deploys the identity links of one app in one namespace: binds its desired set on every
@@ -228,12 +229,7 @@ impl<'a> Reconciler<'a> {
     async fn reconcile(&self, mode: RunMode) -> Result<ReconcileReport> {
         let dry_run = mode == RunMode::Plan;
         let inputs = self.inputs()?;
-        let clouds: Vec<Cloud> = self
-            .providers
-            .keys()
-            .copied()
-            .filter(|c| !self.ignored.contains(c))
-            .collect();
+        let clouds = self.clouds();
         let run = RunContext::new(mode);
         let outcomes = join_all(
             clouds
@@ -241,28 +237,7 @@ impl<'a> Reconciler<'a> {
                 .map(|&cloud| self.reconcile_cloud(&run, cloud, &inputs)),
         )
         .await;
-        // The Kubernetes step's findings need what only the clouds know of the cluster (GKE's
-        // node pools): asked of the providers of the clouds in play, in the same run.
-        let mut facts = ClusterFacts::default();
-        let mut fact_errors = Vec::new();
-        if self.kubernetes.is_some() {
-            let in_play: Vec<&dyn WorkloadIdentityProvider> = clouds
-                .iter()
-                .filter(|c| {
-                    inputs
-                        .desired
-                        .iter()
-                        .any(|b| b.connection.cloud() == Some(**c))
-                })
-                .filter_map(|c| self.providers.get(c).copied())
-                .collect();
-            for read in join_all(in_play.iter().map(|p| p.cluster_facts(&run))).await {
-                match read {
-                    Ok(known) => facts.merge(known),
-                    Err(e) => fact_errors.push(e),
-                }
-            }
-        }
+        let (facts, fact_errors) = self.cluster_facts(&run, &clouds, &inputs.desired).await;
         let mut report = assemble(inputs, dry_run, outcomes, run.calls());
         report.cluster_facts = facts;
         report.cleanup_errors.extend(fact_errors);
@@ -270,6 +245,121 @@ impl<'a> Reconciler<'a> {
             crate::kubernetes_step::run_step(step, &mut report).await;
         }
         Ok(report)
+    }
+
+    /// Verifies the app, read only, in one call: every desired binding's link on its cloud
+    /// ([`verify_all`](WorkloadIdentityProvider::verify_all), one batch per cloud) and, with
+    /// the [Kubernetes step](Self::kubernetes), each service account in the cluster, from
+    /// what the verifies found the links need. Nothing is planned or written, and no link is
+    /// read twice.
+    ///
+    /// Fails, before any cloud call, only on bad input, as [`run`](Self::run) does. A
+    /// teardown has nothing to verify.
+    ///
+    /// ```
+    /// use porter_identity_core::{AppManifest, Reconciler, WorkloadIdentityProvider};
+    ///
+    /// async fn check(aws: &dyn WorkloadIdentityProvider, app: &AppManifest) -> porter_identity_core::Result<bool> {
+    ///     let report = Reconciler::new("shop", "prod").provider(aws).desired(app).verify().await?;
+    ///     println!("{report}");
+    ///     Ok(report.is_healthy())
+    /// }
+    /// ```
+    pub async fn verify(self) -> Result<AppVerifyReport> {
+        if self.teardown {
+            return Err(Error::invalid_input(
+                "teardown",
+                "is set, but a torn-down app has no links to verify",
+                "verify with Reconciler::new(app, namespace).desired(..).verify()",
+            ));
+        }
+        let inputs = self.inputs()?;
+        let clouds = self.clouds();
+        let run = RunContext::plan();
+        let providers = &self.providers;
+        let verified = join_all(clouds.iter().map(|&cloud| {
+            let (indexes, desired) = of_cloud(&inputs.desired, cloud);
+            let run = &run;
+            async move {
+                let Some(provider) = providers.get(&cloud) else {
+                    unreachable!("clouds() only names clouds with a provider")
+                };
+                let reports = provider.verify_all(run, &desired).await;
+                indexes.into_iter().zip(reports).collect::<Vec<_>>()
+            }
+        }))
+        .await;
+        let (cluster_facts, cluster_fact_errors) =
+            self.cluster_facts(&run, &clouds, &inputs.desired).await;
+        let mut results: Vec<Option<Result<VerifyReport>>> =
+            inputs.desired.iter().map(|_| None).collect();
+        for (i, r) in verified.into_iter().flatten() {
+            results[i] = Some(r);
+        }
+        let mut service_accounts = Vec::new();
+        let mut workloads = Vec::new();
+        for (binding, result) in inputs.desired.into_iter().zip(results) {
+            // Every desired binding's cloud has a provider or is ignored (checked up front).
+            let Some(result) = result else { continue };
+            if let Ok(report) = &result {
+                needs_of(
+                    &mut service_accounts,
+                    &binding,
+                    report.service_account_patch.clone(),
+                );
+            }
+            workloads.push(WorkloadVerify { binding, result });
+        }
+        let mut report = AppVerifyReport {
+            app: inputs.app,
+            namespace: inputs.namespace,
+            workloads,
+            service_accounts,
+            cluster_facts,
+            cluster_fact_errors,
+            calls: run.calls(),
+        };
+        if let Some(step) = self.kubernetes {
+            crate::kubernetes_step::diagnose_step(step, &mut report).await;
+        }
+        Ok(report)
+    }
+
+    /// The clouds a run works on: those with a provider, less the ignored.
+    fn clouds(&self) -> Vec<Cloud> {
+        self.providers
+            .keys()
+            .copied()
+            .filter(|c| !self.ignored.contains(c))
+            .collect()
+    }
+
+    /// What the providers of the clouds in play know of the cluster, when the Kubernetes step
+    /// will need it (GKE's node pools, for its findings), asked in the same run; and the
+    /// errors of those that could not say.
+    async fn cluster_facts(
+        &self,
+        run: &RunContext,
+        clouds: &[Cloud],
+        desired: &[Binding],
+    ) -> (ClusterFacts, Vec<Error>) {
+        let mut facts = ClusterFacts::default();
+        let mut errors = Vec::new();
+        if self.kubernetes.is_none() {
+            return (facts, errors);
+        }
+        let in_play: Vec<&dyn WorkloadIdentityProvider> = clouds
+            .iter()
+            .filter(|c| desired.iter().any(|b| b.connection.cloud() == Some(**c)))
+            .filter_map(|c| self.providers.get(c).copied())
+            .collect();
+        for read in join_all(in_play.iter().map(|p| p.cluster_facts(run))).await {
+            match read {
+                Ok(known) => facts.merge(known),
+                Err(e) => errors.push(e),
+            }
+        }
+        (facts, errors)
     }
 
     /// Reads and checks every input, before any cloud call.
@@ -385,13 +475,7 @@ impl<'a> Reconciler<'a> {
         let Some(provider) = self.providers.get(&cloud) else {
             unreachable!("reconcile_cloud is only called for clouds with a provider")
         };
-        let (indexes, desired): (Vec<usize>, Vec<Binding>) = inputs
-            .desired
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.connection.cloud() == Some(cloud))
-            .map(|(i, b)| (i, b.clone()))
-            .unzip();
+        let (indexes, desired) = of_cloud(&inputs.desired, cloud);
         let desired_keys: HashSet<LinkKey> = desired.iter().filter_map(Binding::link_key).collect();
         let mut seen = HashSet::new();
         let previous: Vec<Binding> = inputs
@@ -508,6 +592,43 @@ impl<'a> Reconciler<'a> {
     }
 }
 
+/// The bindings of `cloud` in `bindings`, with their indexes there.
+fn of_cloud(bindings: &[Binding], cloud: Cloud) -> (Vec<usize>, Vec<Binding>) {
+    bindings
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.connection.cloud() == Some(cloud))
+        .map(|(i, b)| (i, b.clone()))
+        .unzip()
+}
+
+/// Adds what `binding`'s link needs to its service account's needs in `service_accounts`.
+fn needs_of(
+    service_accounts: &mut Vec<ServiceAccountNeeds>,
+    binding: &Binding,
+    patch: ServiceAccountPatch,
+) {
+    let sa = binding.workload.service_account();
+    let needs = match service_accounts
+        .iter()
+        .position(|n| n.workload.service_account() == sa)
+    {
+        Some(i) => &mut service_accounts[i],
+        None => {
+            service_accounts.push(ServiceAccountNeeds {
+                workload: binding.workload.clone(),
+                patch: ServiceAccountPatch::default(),
+                clouds: BTreeSet::new(),
+                cluster: None,
+            });
+            let last = service_accounts.len() - 1;
+            &mut service_accounts[last]
+        }
+    };
+    needs.patch.merge(patch);
+    needs.clouds.extend(binding.connection.cloud());
+}
+
 /// A binding's change, and what its service account needs (nothing known when it failed).
 fn with_patch<T>(
     result: Result<T>,
@@ -559,18 +680,7 @@ fn assemble(
         };
         // What a failed binding needs is not known: only the links made (or planned) count.
         if result.is_ok() {
-            let sa = binding.workload.service_account();
-            match service_accounts
-                .iter_mut()
-                .find(|n| n.workload.service_account() == sa)
-            {
-                Some(needs) => needs.patch.merge(patch),
-                None => service_accounts.push(ServiceAccountNeeds {
-                    workload: binding.workload.clone(),
-                    patch,
-                    cluster: None,
-                }),
-            }
+            needs_of(&mut service_accounts, &binding, patch);
         }
         workloads.push(WorkloadResult { binding, result });
     }

@@ -1,9 +1,10 @@
 //! `ReconcileReport`: what one deploy of an app did (or, in a dry run, would do) to its links.
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 use crate::{
-    BindChange, BindOutcome, Binding, CallCounts, Error, Evidence, Finding, KubernetesName,
+    BindChange, BindOutcome, Binding, CallCounts, Cloud, Error, Evidence, Finding, KubernetesName,
     Namespace, Plan, PlanAction, ServiceAccountPatch, Workload,
 };
 
@@ -119,7 +120,8 @@ pub struct KeptLink {
     pub reason: String,
 }
 
-/// What one Kubernetes service account needs after a reconcile.
+/// What one Kubernetes service account needs after a reconcile (or, after a verify, what its
+/// links need).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ServiceAccountNeeds {
@@ -127,9 +129,22 @@ pub struct ServiceAccountNeeds {
     pub workload: Workload,
     /// Its annotations, pod labels and restart advice, merged over every cloud.
     pub patch: ServiceAccountPatch,
+    /// The clouds it is linked on (links made, planned or verified): what the Kubernetes side
+    /// checks for (the Pod Identity agent's pods on AWS, the GKE metadata server on GCP).
+    pub clouds: BTreeSet<Cloud>,
     /// What the Kubernetes step did in the cluster and found there, when one ran
     /// (porter-identity-kube fills it in).
     pub cluster: Option<ClusterStep>,
+}
+
+impl ServiceAccountNeeds {
+    /// The one of ServiceAccount `namespace/name` in `list`.
+    pub(crate) fn find<'a>(list: &'a [Self], namespace: &str, name: &str) -> Option<&'a Self> {
+        list.iter().find(|sa| {
+            sa.workload.namespace().as_str() == namespace
+                && sa.workload.service_account().as_str() == name
+        })
+    }
 }
 
 /// The Kubernetes side of one service account, as the Kubernetes step left it.
@@ -277,10 +292,7 @@ impl ReconcileReport {
     /// # }
     /// ```
     pub fn service_account(&self, namespace: &str, name: &str) -> Option<&ServiceAccountNeeds> {
-        self.service_accounts.iter().find(|sa| {
-            sa.workload.namespace().as_str() == namespace
-                && sa.workload.service_account().as_str() == name
-        })
+        ServiceAccountNeeds::find(&self.service_accounts, namespace, name)
     }
 
     /// How many links were (would be) created, updated, left unchanged, removed, kept, and
@@ -475,230 +487,6 @@ fn line(f: &mut fmt::Formatter<'_>, binding: &Binding, what: &str) -> fmt::Resul
     )
 }
 
-#[cfg(feature = "serde")]
-mod json {
-    //! The stable JSON shape of a report: field names are part of the public API.
-
-    use std::collections::BTreeMap;
-
-    use serde::Serialize;
-
-    use super::{
-        ChangeCounts, ClusterStep, KeptLink, ReconcileReport, RemovedLink, WorkloadResult,
-    };
-    use crate::{BindChange, Binding, CallCounts, Connection, Error};
-
-    #[derive(Serialize)]
-    struct Report<'a> {
-        app: &'a str,
-        namespace: &'a str,
-        dry_run: bool,
-        ok: bool,
-        changes: usize,
-        counts: ChangeCounts,
-        workloads: Vec<Workload<'a>>,
-        removed: Vec<Removed<'a>>,
-        kept: Vec<Kept<'a>>,
-        cleanup_errors: Vec<ErrorJson<'a>>,
-        cluster_facts: &'a super::ClusterFacts,
-        service_accounts: Vec<ServiceAccount<'a>>,
-        calls: &'a CallCounts,
-    }
-
-    #[derive(Serialize)]
-    struct Link<'a> {
-        cloud: Option<&'static str>,
-        namespace: &'a str,
-        service_account: &'a str,
-        app: &'a str,
-        service: &'a str,
-        connection: &'a Connection,
-    }
-
-    #[derive(Serialize)]
-    struct Workload<'a> {
-        #[serde(flatten)]
-        link: Link<'a>,
-        change: Option<&'static str>,
-        previous: Option<&'a str>,
-        resource_id: Option<&'a str>,
-        description: Option<&'a str>,
-        error: Option<ErrorJson<'a>>,
-    }
-
-    #[derive(Serialize)]
-    struct Removed<'a> {
-        #[serde(flatten)]
-        link: Link<'a>,
-        resource_id: Option<&'a str>,
-        evidence: &'static str,
-        error: Option<ErrorJson<'a>>,
-    }
-
-    #[derive(Serialize)]
-    struct Kept<'a> {
-        #[serde(flatten)]
-        link: Link<'a>,
-        resource_id: Option<&'a str>,
-        reason: &'a str,
-    }
-
-    #[derive(Serialize)]
-    struct ErrorJson<'a> {
-        kind: &'static str,
-        cloud: Option<&'static str>,
-        operation: Option<&'a str>,
-        message: String,
-        fix: Option<&'a str>,
-        retryable: bool,
-    }
-
-    #[derive(Serialize)]
-    struct ServiceAccount<'a> {
-        namespace: &'a str,
-        name: &'a str,
-        annotations: &'a BTreeMap<String, String>,
-        pod_labels: &'a BTreeMap<String, String>,
-        needs_pod_restart: bool,
-        notes: &'a [String],
-        cluster: Option<Cluster<'a>>,
-    }
-
-    #[derive(Serialize)]
-    struct Cluster<'a> {
-        applied: &'a [String],
-        restarted: &'a [super::WorkloadRestart],
-        findings: Vec<FindingJson<'a>>,
-        error: Option<ErrorJson<'a>>,
-    }
-
-    #[derive(Serialize)]
-    struct FindingJson<'a> {
-        severity: &'static str,
-        code: &'a str,
-        message: &'a str,
-        remediation: &'a str,
-    }
-
-    fn cluster(step: &ClusterStep) -> Cluster<'_> {
-        Cluster {
-            applied: &step.applied,
-            restarted: &step.restarted,
-            findings: step
-                .findings
-                .iter()
-                .map(|f| FindingJson {
-                    severity: f.severity.as_str(),
-                    code: &f.code,
-                    message: &f.message,
-                    remediation: &f.remediation,
-                })
-                .collect(),
-            error: step.error.as_ref().map(error),
-        }
-    }
-
-    fn link(b: &Binding) -> Link<'_> {
-        Link {
-            cloud: b.connection.cloud().map(|c| c.as_str()),
-            namespace: b.workload.namespace().as_str(),
-            service_account: b.workload.service_account().as_str(),
-            app: b.workload.app().as_str(),
-            service: b.workload.service().as_str(),
-            connection: &b.connection,
-        }
-    }
-
-    fn error(e: &Error) -> ErrorJson<'_> {
-        ErrorJson {
-            kind: e.kind().as_str(),
-            cloud: e.cloud_name().map(|c| c.as_str()),
-            operation: e.operation(),
-            message: e.problem(),
-            fix: e.fix(),
-            retryable: e.is_retryable(),
-        }
-    }
-
-    fn workload(w: &WorkloadResult) -> Workload<'_> {
-        let (change, previous, resource_id, description, err) = match &w.result {
-            Ok(c) => {
-                let (change, previous) = match &c.change {
-                    BindChange::Created => ("created", None),
-                    BindChange::Updated { previous } => ("updated", Some(previous.as_str())),
-                    BindChange::Unchanged => ("unchanged", None),
-                };
-                (
-                    Some(change),
-                    previous,
-                    c.resource_id.as_deref(),
-                    c.description.as_deref(),
-                    None,
-                )
-            }
-            Err(e) => (None, None, None, None, Some(error(e))),
-        };
-        Workload {
-            link: link(&w.binding),
-            change,
-            previous,
-            resource_id,
-            description,
-            error: err,
-        }
-    }
-
-    fn removed(r: &RemovedLink) -> Removed<'_> {
-        Removed {
-            link: link(&r.binding),
-            resource_id: r.resource_id.as_deref(),
-            evidence: r.evidence.as_str(),
-            error: r.error.as_ref().map(error),
-        }
-    }
-
-    fn kept(k: &KeptLink) -> Kept<'_> {
-        Kept {
-            link: link(&k.binding),
-            resource_id: k.resource_id.as_deref(),
-            reason: &k.reason,
-        }
-    }
-
-    impl Serialize for ReconcileReport {
-        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            Report {
-                app: self.app.as_str(),
-                namespace: self.namespace.as_str(),
-                dry_run: self.dry_run,
-                ok: self.is_ok(),
-                changes: self.changes(),
-                counts: self.counts(),
-                workloads: self.workloads.iter().map(workload).collect(),
-                removed: self.removed.iter().map(removed).collect(),
-                kept: self.kept.iter().map(kept).collect(),
-                cleanup_errors: self.cleanup_errors.iter().map(error).collect(),
-                cluster_facts: &self.cluster_facts,
-                service_accounts: self
-                    .service_accounts
-                    .iter()
-                    .map(|sa| ServiceAccount {
-                        namespace: sa.workload.namespace().as_str(),
-                        name: sa.workload.service_account().as_str(),
-                        annotations: &sa.patch.annotations,
-                        pod_labels: &sa.patch.pod_labels,
-                        needs_pod_restart: sa.patch.needs_pod_restart,
-                        notes: &sa.patch.notes,
-                        cluster: sa.cluster.as_ref().map(cluster),
-                    })
-                    .collect(),
-                calls: &self.calls,
-            }
-            .serialize(s)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -720,6 +508,7 @@ mod tests {
             service_accounts: vec![ServiceAccountNeeds {
                 workload,
                 patch,
+                clouds: BTreeSet::from([Cloud::Azure]),
                 cluster: None,
             }],
             calls: CallCounts::default(),

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::ServiceAccountPatch;
+
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
@@ -119,6 +121,11 @@ impl fmt::Display for Finding {
 
 /// What verify found for one binding. Healthy means no [`Severity::Error`] finding.
 ///
+/// Beside its findings it says what the link needs of the Kubernetes side, as far as verify
+/// read it ([`service_account_patch`](Self::service_account_patch)): the same needs a plan
+/// gives, so that [`Reconciler::verify`](crate::Reconciler::verify) diagnoses the cluster
+/// without planning the app again.
+///
 /// ```
 /// use porter_identity_core::{Finding, VerifyReport};
 ///
@@ -135,6 +142,11 @@ impl fmt::Display for Finding {
 pub struct VerifyReport {
     /// The findings, in the order they were found.
     pub findings: Vec<Finding>,
+    /// What the link needs of the Kubernetes side, as far as verify read it: the annotations
+    /// and pod labels a working link needs, and when the link last changed (when the cloud
+    /// says). Empty when verify stopped before it knew (a missing managed identity has no
+    /// client id to annotate).
+    pub service_account_patch: ServiceAccountPatch,
 }
 
 impl VerifyReport {

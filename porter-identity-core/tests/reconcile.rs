@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 
 use porter_identity_core::{
     AppManifest, BindChange, Binding, Cloud, Connection, ErrorKind, Evidence, Reconciler, RoleRef,
-    Workload,
+    Workload, WorkloadIdentityProvider,
 };
 use support::MemoryProvider;
 
@@ -357,6 +357,7 @@ async fn the_report_serialises_to_stable_json() {
             "description": null,
             "error": {
                 "kind": "throttled",
+                "target": "aws",
                 "cloud": "aws",
                 "operation": "Get",
                 "message": "aws Get failed (throttled): slow down",
@@ -391,11 +392,29 @@ async fn the_report_serialises_to_stable_json() {
     assert!(fix.starts_with("it was tried 6 times"), "{fix}");
 }
 
+/// What a diagnosis was told of one service account: its name, its clouds, its annotations.
+type Diagnosed = (String, Vec<Cloud>, Vec<String>);
+
 /// A step that records what it was given, and fails when told to.
 #[derive(Debug, Default)]
 struct RecordingStep {
     seen: std::sync::Mutex<Vec<(bool, usize, usize)>>,
+    diagnosed: std::sync::Mutex<Vec<Diagnosed>>,
     fail: bool,
+}
+
+impl RecordingStep {
+    /// The cluster's answer: unreachable when told to fail.
+    fn reachable(&self) -> porter_identity_core::Result<()> {
+        if self.fail {
+            return Err(porter_identity_core::Error::kubernetes(
+                ErrorKind::Unavailable,
+                "list Deployments in prod",
+                "connection refused",
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[async_trait::async_trait]
@@ -409,13 +428,7 @@ impl porter_identity_core::KubernetesStep for RecordingStep {
             .lock()
             .unwrap()
             .push((report.dry_run, links, report.service_accounts.len()));
-        if self.fail {
-            return Err(porter_identity_core::Error::kubernetes(
-                ErrorKind::Unavailable,
-                "list Deployments in prod",
-                "connection refused",
-            ));
-        }
+        self.reachable()?;
         for sa in &mut report.service_accounts {
             let mut step = porter_identity_core::ClusterStep::default();
             step.applied = vec![format!("annotations on {}", sa.workload.service_account())];
@@ -423,6 +436,140 @@ impl porter_identity_core::KubernetesStep for RecordingStep {
         }
         Ok(())
     }
+
+    async fn diagnose(
+        &self,
+        report: &mut porter_identity_core::AppVerifyReport,
+    ) -> porter_identity_core::Result<()> {
+        self.reachable()?;
+        for sa in &mut report.service_accounts {
+            self.diagnosed.lock().unwrap().push((
+                sa.workload.service_account().to_string(),
+                sa.clouds.iter().copied().collect(),
+                sa.patch.annotations.values().cloned().collect(),
+            ));
+            let mut step = porter_identity_core::ClusterStep::default();
+            if sa.workload.service_account().as_str() == "shop-worker" {
+                step.findings.push(porter_identity_core::Finding::error(
+                    "kube.annotation.missing",
+                    "no annotation",
+                    "apply it",
+                ));
+            }
+            sa.cluster = Some(step);
+        }
+        Ok(())
+    }
+}
+
+/// One call verifies the app: every link once on its cloud (no plan, no second read), then
+/// the cluster from what those verifies found the links need.
+#[tokio::test]
+async fn one_verify_reads_each_link_once_and_gives_the_cluster_what_the_links_need() {
+    let clouds = Clouds::new();
+    let manifest = manifest(MANIFEST);
+    let deployed = clouds
+        .reconciler("shop", "prod")
+        .desired(&manifest)
+        .run()
+        .await
+        .unwrap();
+    assert!(deployed.is_ok(), "{deployed}");
+    // Someone removed the GCP link by hand.
+    let gcp_binding = manifest.bindings_for(Cloud::Gcp, "shop", "prod").unwrap();
+    clouds.gcp.unbind(&gcp_binding[0]).await.unwrap();
+
+    let step = RecordingStep::default();
+    let report = clouds
+        .reconciler("shop", "prod")
+        .desired(&manifest)
+        .kubernetes(&step)
+        .verify()
+        .await
+        .unwrap();
+    assert!(report.is_ok(), "{report}");
+    assert!(!report.is_healthy(), "{report}");
+    assert_eq!(report.workloads.len(), 5);
+    assert_eq!(
+        report.calls.total(),
+        5,
+        "one read per link, nothing planned: {report}"
+    );
+    let missing: Vec<String> = report
+        .findings()
+        .filter(|(_, f)| f.code == "memory.link.missing")
+        .map(|(w, _)| w)
+        .collect();
+    assert_eq!(missing, ["prod/shop-api"], "{report}");
+    let mut diagnosed = step.diagnosed.lock().unwrap().clone();
+    diagnosed.sort();
+    assert_eq!(
+        diagnosed,
+        [
+            (
+                "shop-api".to_owned(),
+                vec![Cloud::Aws, Cloud::Azure, Cloud::Gcp],
+                vec![
+                    "awsRole api-role".to_owned(),
+                    "azureManagedIdentity shop-rg/api-identity".to_owned(),
+                ],
+            ),
+            (
+                "shop-worker".to_owned(),
+                vec![Cloud::Aws, Cloud::Azure],
+                vec![
+                    "awsRole worker-role".to_owned(),
+                    "azureManagedIdentity shop-rg/worker-identity".to_owned(),
+                ],
+            ),
+        ],
+        "the cluster is told each service account's clouds and what the verified links need"
+    );
+    assert_eq!(
+        report.broken(),
+        3,
+        "api's GCP link and worker's two: {report}"
+    );
+    let text = report.to_string();
+    assert!(
+        text.contains("kube  prod/shop-worker: error kube.annotation.missing"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("5 bindings verified, 3 with errors"),
+        "{text}"
+    );
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["healthy"], false);
+    assert_eq!(json["workloads"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        json["service_accounts"][1]["cluster"]["findings"][0]["code"], "kube.annotation.missing",
+        "{json}"
+    );
+
+    // A step that cannot read the cluster: every service account says so, and the report is
+    // not ok.
+    let failing = RecordingStep {
+        fail: true,
+        ..RecordingStep::default()
+    };
+    let unreachable = clouds
+        .reconciler("shop", "prod")
+        .desired(&manifest)
+        .kubernetes(&failing)
+        .verify()
+        .await
+        .unwrap();
+    assert!(!unreachable.is_ok());
+    assert_eq!(unreachable.errors().count(), 2, "{unreachable}");
+
+    let e = Reconciler::teardown("shop", "prod")
+        .provider(&clouds.aws)
+        .verify()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.to_string().contains("teardown"), "{e}");
 }
 
 /// The Kubernetes step runs in the same call, after the clouds, on their report (a dry run

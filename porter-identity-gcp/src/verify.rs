@@ -9,7 +9,7 @@ use crate::api::MetadataMode;
 use crate::names::{enable_gke_metadata_command, member, project_of_pool};
 use crate::operation as op;
 use crate::policy::{MemberState, member_state};
-use crate::provider::{GcpWorkloadIdentityProvider, PoolSource};
+use crate::provider::{ClusterRead, GcpWorkloadIdentityProvider, PoolSource};
 use crate::{codes, lint};
 
 impl GcpWorkloadIdentityProvider {
@@ -21,6 +21,8 @@ impl GcpWorkloadIdentityProvider {
     ) -> Result<VerifyReport> {
         let email = Self::email_of(binding)?;
         let mut report = VerifyReport::default();
+        // The annotation the ServiceAccount must carry follows from the binding alone.
+        report.service_account_patch = Self::patch(email, false);
         let Some(pool) = self.verify_cluster(run, &mut report).await? else {
             return Ok(report);
         };
@@ -120,6 +122,9 @@ impl GcpWorkloadIdentityProvider {
             }
             Err(e) => return Err(e),
         };
+        // The cluster facts of the same run (its node pools, for the Kubernetes side) take
+        // this read instead of making their own.
+        run.share(ClusterRead(cluster.clone()), found.clone());
         let Some(pool) = found.workload_pool else {
             report.push(Finding::from_error(
                 codes::WORKLOAD_IDENTITY_DISABLED,

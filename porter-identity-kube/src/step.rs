@@ -9,12 +9,13 @@
 //! apply: a conflict with another field manager stops that service account's step with nothing
 //! of it written.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
 use k8s_openapi::jiff::Timestamp;
 use porter_identity_core::{
-    Cloud, ClusterStep, Error, ErrorKind, Finding, ReconcileReport, Result, ServiceAccountNeeds,
+    AppVerifyReport, Cloud, ClusterFacts, ClusterStep, Error, ErrorKind, Finding, ReconcileReport,
+    Result, ServiceAccountNeeds,
 };
 
 use crate::Cluster;
@@ -78,7 +79,9 @@ impl StepOptions {
 }
 
 /// The Kubernetes step as the [`Reconciler`](porter_identity_core::Reconciler) runs it, in the
-/// same call as the clouds' (`Reconciler::kubernetes`): [`Cluster::step`].
+/// same call as the clouds' (`Reconciler::kubernetes`): [`Cluster::step`]. It applies in a
+/// `run`, says what it would apply in a `dry_run`, and only diagnoses in a `verify` (its
+/// options then play no part).
 #[derive(Debug, Clone)]
 pub struct ReconcileStep {
     cluster: Cluster,
@@ -89,6 +92,10 @@ pub struct ReconcileStep {
 impl porter_identity_core::KubernetesStep for ReconcileStep {
     async fn run(&self, report: &mut ReconcileReport) -> Result<()> {
         self.cluster.reconcile_step(report, &self.options).await
+    }
+
+    async fn diagnose(&self, report: &mut AppVerifyReport) -> Result<()> {
+        self.cluster.diagnose_step(report).await
     }
 }
 
@@ -148,17 +155,6 @@ fn changed_at(needs: &ServiceAccountNeeds, account: Option<&ServiceAccount>) -> 
     written.max(recorded)
 }
 
-/// The clouds the service account is linked on in `report` (links made or planned).
-fn clouds_of(report: &ReconcileReport, needs: &ServiceAccountNeeds) -> BTreeSet<Cloud> {
-    report
-        .workloads
-        .iter()
-        .filter(|w| w.result.is_ok())
-        .filter(|w| w.binding.workload.service_account() == needs.workload.service_account())
-        .filter_map(|w| w.binding.connection.cloud())
-        .collect()
-}
-
 /// What the cluster holds for one service account.
 struct Seen {
     account: Option<ServiceAccount>,
@@ -200,46 +196,45 @@ impl Cluster {
     ) -> Result<()> {
         let namespace = report.namespace.to_string();
         let mut workloads = self.workloads(&namespace).await?;
-        let nodes = self.nodes_if_needed(report).await?;
-        let pools = report.cluster_facts.pools_without_gke_metadata.clone();
-        for i in 0..report.service_accounts.len() {
-            let needs = &report.service_accounts[i];
-            let clouds = clouds_of(report, needs);
+        let nodes = self
+            .nodes_if_needed(&report.service_accounts, &report.cluster_facts)
+            .await?;
+        let pools = &report.cluster_facts.pools_without_gke_metadata;
+        for needs in &mut report.service_accounts {
             let found = Found {
                 workloads: &mut workloads,
                 nodes: &nodes,
-                pools_without_gke_metadata: &pools,
+                pools_without_gke_metadata: pools,
             };
             let step = self
-                .service_account_step(needs, &clouds, found, report.dry_run, options)
+                .service_account_step(needs, found, report.dry_run, options)
                 .await;
-            report.service_accounts[i].cluster = Some(step);
+            needs.cluster = Some(step);
         }
         Ok(())
     }
 
-    /// The Kubernetes findings of `report`'s service accounts, read only (for `verify`): each
-    /// service account's [`ClusterStep`] gets its findings and nothing applied. What only the
-    /// clouds know of the cluster comes from `report.cluster_facts`.
+    /// The Kubernetes findings of a verify's service accounts, read only: each service
+    /// account's [`ClusterStep`] gets its findings and nothing applied. What the links need
+    /// comes from what the clouds' verifies found; what only the clouds know of the cluster,
+    /// from `report.cluster_facts`.
     ///
     /// # Errors
     /// When the namespace's workloads cannot be read.
-    pub async fn diagnose_step(&self, report: &mut ReconcileReport) -> Result<()> {
+    async fn diagnose_step(&self, report: &mut AppVerifyReport) -> Result<()> {
         let namespace = report.namespace.to_string();
         let workloads = self.workloads(&namespace).await?;
-        let nodes = self.nodes_if_needed(report).await?;
-        let pools = report.cluster_facts.pools_without_gke_metadata.clone();
-        for i in 0..report.service_accounts.len() {
-            let needs = &report.service_accounts[i];
-            let clouds = clouds_of(report, needs);
+        let nodes = self
+            .nodes_if_needed(&report.service_accounts, &report.cluster_facts)
+            .await?;
+        let pools = &report.cluster_facts.pools_without_gke_metadata;
+        for needs in &mut report.service_accounts {
             let mut step = ClusterStep::default();
             match self.seen(needs).await {
-                Ok(seen) => {
-                    step.findings = findings(needs, &clouds, &seen, &workloads, &nodes, &pools);
-                }
+                Ok(seen) => step.findings = findings(needs, &seen, &workloads, &nodes, pools),
                 Err(e) => step.error = Some(e),
             }
-            report.service_accounts[i].cluster = Some(step);
+            needs.cluster = Some(step);
         }
         Ok(())
     }
@@ -271,14 +266,17 @@ impl Cluster {
         Ok(out)
     }
 
-    /// The cluster's nodes, when a GCP binding is in play and the GCP provider said some node
+    /// The cluster's nodes, when a GCP link is in play and the GCP provider said some node
     /// pool is not in `GKE_METADATA` mode (the finding of pods on those pools needs them).
-    async fn nodes_if_needed(&self, report: &ReconcileReport) -> Result<Vec<Node>> {
-        let gcp = report
-            .workloads
+    async fn nodes_if_needed(
+        &self,
+        service_accounts: &[ServiceAccountNeeds],
+        facts: &ClusterFacts,
+    ) -> Result<Vec<Node>> {
+        let gcp = service_accounts
             .iter()
-            .any(|w| w.result.is_ok() && w.binding.connection.cloud() == Some(Cloud::Gcp));
-        if gcp && !report.cluster_facts.pools_without_gke_metadata.is_empty() {
+            .any(|sa| sa.clouds.contains(&Cloud::Gcp));
+        if gcp && !facts.pools_without_gke_metadata.is_empty() {
             self.nodes(None).await
         } else {
             Ok(Vec::new())
@@ -299,7 +297,6 @@ impl Cluster {
     async fn service_account_step(
         &self,
         needs: &ServiceAccountNeeds,
-        clouds: &BTreeSet<Cloud>,
         found: Found<'_>,
         dry_run: bool,
         options: &StepOptions,
@@ -352,7 +349,7 @@ impl Cluster {
                 Err(e) => step.error = step.error.take().or(Some(e)),
             }
         }
-        step.findings = findings(needs, clouds, &seen, workloads, nodes, pools);
+        step.findings = findings(needs, &seen, workloads, nodes, pools);
         if dry_run && needs.patch.needs_pod_restart {
             Self::planned_restarts(&seen, workloads, options, &relabelled, &mut step);
         }
@@ -541,7 +538,6 @@ fn restarts_of_pods<'a>(
 
 fn findings(
     needs: &ServiceAccountNeeds,
-    clouds: &BTreeSet<Cloud>,
     seen: &Seen,
     workloads: &[PodWorkload],
     nodes: &[Node],
@@ -551,8 +547,8 @@ fn findings(
         workload: &needs.workload,
         patch: &needs.patch,
         changed_at: changed_at(needs, seen.account.as_ref()),
-        pod_identity: clouds.contains(&Cloud::Aws),
-        gke_workload_identity: clouds.contains(&Cloud::Gcp),
+        pod_identity: needs.clouds.contains(&Cloud::Aws),
+        gke_workload_identity: needs.clouds.contains(&Cloud::Gcp),
         pools_without_gke_metadata,
     };
     diagnose(

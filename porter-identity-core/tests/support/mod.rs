@@ -147,7 +147,13 @@ impl MemoryProvider {
                 "other identity",
                 "bind it",
             )),
-            Some(_) => {}
+            Some(_) => {
+                // What the link needs of the cluster, as a real provider says it.
+                report
+                    .service_account_patch
+                    .annotations
+                    .insert(format!("memory.example/{}", self.cloud), identity);
+            }
         }
         Ok(report)
     }
