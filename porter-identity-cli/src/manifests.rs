@@ -1,10 +1,10 @@
 //! The ServiceAccount manifests, built from `k8s-openapi` types (porter-identity-kube's
-//! `apply::service_account`, the body the Kubernetes step applies) and serialised (YAML for
+//! `service_account_manifest`, the body the Kubernetes step applies) and serialised (YAML for
 //! kubectl, or a JSON `List`), so that names, annotation values and quoting are the library's
 //! business, not string formatting's.
 
-use porter_identity::kube::apply::service_account;
 use porter_identity::kube::k8s_openapi;
+use porter_identity::kube::service_account_manifest;
 use porter_identity::{ServiceAccountPatch, Workload};
 
 /// YAML documents, one per ServiceAccount, each followed by comments saying what the pod
@@ -12,7 +12,7 @@ use porter_identity::{ServiceAccountPatch, Workload};
 pub(crate) fn yaml(accounts: &[(Workload, ServiceAccountPatch)]) -> Result<String, String> {
     let mut out = String::new();
     for (workload, patch) in accounts {
-        let object = service_account(workload, patch);
+        let object = service_account_manifest(workload, patch);
         let doc = serde_saphyr::to_string(&object).map_err(|e| {
             format!(
                 "the ServiceAccount {} cannot be written as YAML: {e}",
@@ -58,7 +58,7 @@ pub(crate) fn list(
         kind: "List",
         items: accounts
             .iter()
-            .map(|(w, p)| service_account(w, p))
+            .map(|(w, p)| service_account_manifest(w, p))
             .collect(),
     }
 }

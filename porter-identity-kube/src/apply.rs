@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 /// The field manager of everything porter-identity applies.
 pub const FIELD_MANAGER: &str = "porter-identity";
 /// The pod-template annotation a rollout restart sets (what `kubectl rollout restart` does).
-pub const RESTARTED_AT_ANNOTATION: &str = "kubectl.kubernetes.io/restartedAt";
+pub(crate) const RESTARTED_AT_ANNOTATION: &str = "kubectl.kubernetes.io/restartedAt";
 
 /// The ServiceAccount a workload runs as, with the annotations its links need: the body of a
 /// server-side apply (field manager [`FIELD_MANAGER`]) and of `porter-identity manifests`.
@@ -23,11 +23,14 @@ pub const RESTARTED_AT_ANNOTATION: &str = "kubectl.kubernetes.io/restartedAt";
 /// use porter_identity_core::{ServiceAccountPatch, Workload};
 /// let mut patch = ServiceAccountPatch::default();
 /// patch.annotations.insert("iam.gke.io/gcp-service-account".into(), "api@p-123456.iam.gserviceaccount.com".into());
-/// let sa = porter_identity_kube::apply::service_account(&Workload::for_service("shop", "shop", "api")?, &patch);
+/// let sa = porter_identity_kube::service_account_manifest(&Workload::for_service("shop", "shop", "api")?, &patch);
 /// assert_eq!(sa.metadata.name.as_deref(), Some("shop-api"));
 /// # Ok::<(), porter_identity_core::Error>(())
 /// ```
-pub fn service_account(workload: &Workload, patch: &ServiceAccountPatch) -> ServiceAccount {
+pub fn service_account_manifest(
+    workload: &Workload,
+    patch: &ServiceAccountPatch,
+) -> ServiceAccount {
     let labels = BTreeMap::from([
         (
             "app.kubernetes.io/part-of".to_owned(),
@@ -58,7 +61,7 @@ pub fn service_account(workload: &Workload, patch: &ServiceAccountPatch) -> Serv
 /// needs: server-side apply would refuse it (or, forced, take it over).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct FieldConflict {
+pub(crate) struct FieldConflict {
     /// The annotation.
     pub key: String,
     /// The field manager that owns it (`kubectl-client-side-apply`, `helm`, `argocd-controller`, …).
@@ -90,7 +93,7 @@ fn owns_annotation(fields: &Value, key: &str) -> bool {
 
 /// The annotations of `patch` that another manager than [`FIELD_MANAGER`] owns on `existing`
 /// with a different value. Same values are no conflict (server-side apply shares them).
-pub fn annotation_conflicts(
+pub(crate) fn annotation_conflicts(
     existing: &ServiceAccount,
     patch: &ServiceAccountPatch,
 ) -> Vec<FieldConflict> {
@@ -130,7 +133,7 @@ pub fn annotation_conflicts(
 /// `azure.workload.identity/use: "true"`). Changing a pod template rolls the workload's pods.
 /// `api_version` and `kind` are the workload's (`apps/v1` `Deployment`, `batch/v1` `CronJob`,
 /// …); a CronJob's pod template is under its job template.
-pub fn pod_template_labels(
+pub(crate) fn pod_template_labels(
     api_version: &str,
     kind: &str,
     namespace: &str,
@@ -153,7 +156,7 @@ pub fn pod_template_labels(
 
 /// The merge patch of a rollout restart at `now`: the pod-template annotation
 /// [`RESTARTED_AT_ANNOTATION`], as `kubectl rollout restart` sets it.
-pub fn rollout_restart(kind: &str, now: Timestamp) -> Value {
+pub(crate) fn rollout_restart(kind: &str, now: Timestamp) -> Value {
     // Kubernetes times have whole seconds.
     let stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
     let template = json!({"metadata": {"annotations": {RESTARTED_AT_ANNOTATION: stamp}}});
@@ -222,14 +225,14 @@ mod tests {
     #[test]
     fn the_service_account_body_carries_the_annotations_and_the_ownership_labels() {
         let w = Workload::for_service("shop", "shop", "api").unwrap();
-        let sa = service_account(&w, &patch("id-1"));
+        let sa = service_account_manifest(&w, &patch("id-1"));
         assert_eq!(sa.metadata.namespace.as_deref(), Some("shop"));
         assert_eq!(sa.metadata.annotations.unwrap()[KEY], "id-1");
         assert_eq!(
             sa.metadata.labels.unwrap()["app.kubernetes.io/managed-by"],
             FIELD_MANAGER
         );
-        let bare = service_account(&w, &ServiceAccountPatch::default());
+        let bare = service_account_manifest(&w, &ServiceAccountPatch::default());
         assert!(bare.metadata.annotations.is_none());
     }
 

@@ -12,14 +12,13 @@ use crate::codes;
 use crate::workloads::{PodWorkload, WorkloadKind, running_as};
 
 /// The annotation of IRSA (IAM Roles for Service Accounts).
-pub const IRSA_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
+pub(crate) const IRSA_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
 /// The label GKE puts on every node: its node pool.
-pub const GKE_NODE_POOL_LABEL: &str = "cloud.google.com/gke-nodepool";
+pub(crate) const GKE_NODE_POOL_LABEL: &str = "cloud.google.com/gke-nodepool";
 
 /// What the links of one Kubernetes service account need, from the cloud side.
 #[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct Expected<'a> {
+pub(crate) struct Expected<'a> {
     /// The workload: its namespace and ServiceAccount.
     pub workload: &'a Workload,
     /// What its links need (annotations, pod labels), merged over the clouds.
@@ -37,8 +36,7 @@ pub struct Expected<'a> {
 
 /// What the cluster holds in the workload's namespace.
 #[derive(Debug, Clone, Copy)]
-#[non_exhaustive]
-pub struct Observed<'a> {
+pub(crate) struct Observed<'a> {
     /// The ServiceAccount, if it exists.
     pub service_account: Option<&'a ServiceAccount>,
     /// The namespace's workloads with a pod template.
@@ -47,67 +45,6 @@ pub struct Observed<'a> {
     pub pods: &'a [Pod],
     /// The cluster's nodes (for GKE node pools).
     pub nodes: &'a [Node],
-}
-
-impl<'a> Expected<'a> {
-    /// What `workload` needs for `patch`: no link change time known, neither Pod Identity nor
-    /// GKE Workload Identity, no node pool without `GKE_METADATA` (set them with the methods).
-    pub fn new(workload: &'a Workload, patch: &'a ServiceAccountPatch) -> Self {
-        Expected {
-            workload,
-            patch,
-            changed_at: None,
-            pod_identity: false,
-            gke_workload_identity: false,
-            pools_without_gke_metadata: &[],
-        }
-    }
-
-    /// [`changed_at`](Self::changed_at) set.
-    #[must_use]
-    pub fn changed_at(mut self, at: Option<Timestamp>) -> Self {
-        self.changed_at = at;
-        self
-    }
-
-    /// [`pod_identity`](Self::pod_identity) set.
-    #[must_use]
-    pub fn pod_identity(mut self, yes: bool) -> Self {
-        self.pod_identity = yes;
-        self
-    }
-
-    /// [`gke_workload_identity`](Self::gke_workload_identity) set.
-    #[must_use]
-    pub fn gke_workload_identity(mut self, yes: bool) -> Self {
-        self.gke_workload_identity = yes;
-        self
-    }
-
-    /// [`pools_without_gke_metadata`](Self::pools_without_gke_metadata) set.
-    #[must_use]
-    pub fn pools_without_gke_metadata(mut self, pools: &'a [String]) -> Self {
-        self.pools_without_gke_metadata = pools;
-        self
-    }
-}
-
-impl<'a> Observed<'a> {
-    /// What the cluster holds: the ServiceAccount (if it exists), the namespace's workloads and
-    /// pods, the cluster's nodes.
-    pub fn new(
-        service_account: Option<&'a ServiceAccount>,
-        workloads: &'a [PodWorkload],
-        pods: &'a [Pod],
-        nodes: &'a [Node],
-    ) -> Self {
-        Observed {
-            service_account,
-            workloads,
-            pods,
-            nodes,
-        }
-    }
 }
 
 fn pod_service_account(pod: &Pod) -> &str {
@@ -134,7 +71,7 @@ fn without_suffix(name: &str) -> &str {
 
 /// The workload a pod belongs to, through its owner: a StatefulSet or DaemonSet directly, a
 /// Deployment through its ReplicaSet, a CronJob through its Job.
-pub fn owner_of<'a>(pod: &Pod, workloads: &'a [PodWorkload]) -> Option<&'a PodWorkload> {
+pub(crate) fn owner_of<'a>(pod: &Pod, workloads: &'a [PodWorkload]) -> Option<&'a PodWorkload> {
     let owner = pod.metadata.owner_references.as_ref()?.first()?;
     let (kind, name) = match owner.kind.as_str() {
         "StatefulSet" => (WorkloadKind::StatefulSet, owner.name.as_str()),
@@ -163,7 +100,7 @@ pub(crate) fn whole_seconds(t: Timestamp) -> Timestamp {
 
 /// The pods that started before `changed` (both in whole seconds, as Kubernetes keeps times: a
 /// pod of the same second is given the benefit of the doubt).
-pub fn pods_predating<'a>(
+pub(crate) fn pods_predating<'a>(
     pods: impl IntoIterator<Item = &'a Pod>,
     changed: Timestamp,
 ) -> impl Iterator<Item = &'a Pod> {
@@ -177,7 +114,7 @@ pub fn pods_predating<'a>(
 }
 
 /// The findings of the Kubernetes side of `expected`, given what the cluster holds.
-pub fn diagnose(expected: &Expected<'_>, observed: &Observed<'_>) -> Vec<Finding> {
+pub(crate) fn diagnose(expected: &Expected<'_>, observed: &Observed<'_>) -> Vec<Finding> {
     let ns = expected.workload.namespace().as_str();
     let sa = expected.workload.service_account().as_str();
     let mut found = Vec::new();

@@ -10,37 +10,40 @@
 //!
 //! - [`Cluster`]: the kube-rs client (from the environment, a kubeconfig or a ready
 //!   `kube::Client`) and its reads and writes, retried by the core `RetryPolicy`;
-//! - [`step`]: the Kubernetes step of a reconcile — server-side apply of the ServiceAccounts'
-//!   annotations, the Azure pod label, restarts when asked, the findings into the report;
+//! - [`step`]: the Kubernetes step, given to the core `Reconciler` — in `run`, server-side
+//!   apply of the ServiceAccounts' annotations, the Azure pod label, restarts when asked, the
+//!   findings into the report; in `dry_run`, what it would do; in `verify`, the findings only,
+//!   each with a stable code from [`codes`];
 //! - [`migrate`]: IRSA → EKS Pod Identity;
-//! - [`workloads`]: which Deployments, StatefulSets, DaemonSets and CronJobs run as a
-//!   ServiceAccount (a template that names none runs as `default`);
-//! - [`diagnose`]: the findings of one service account's links, with stable [`codes`];
-//! - [`apply`]: what porter-identity applies — the ServiceAccount's server-side-apply body,
-//!   the conflicts with another field manager, the Azure pod-template label, the rollout
-//!   restart;
 //! - [`preflight`]: before a GKE node pool is put in `GKE_METADATA` mode, the pods on it that
-//!   would lose the node's service account.
+//!   would lose the node's service account;
+//! - [`service_account_manifest`]: the ServiceAccount as porter-identity applies it (for
+//!   `kubectl apply` or a chart), and [`PodWorkload`]: a Deployment, StatefulSet, DaemonSet or
+//!   CronJob and the ServiceAccount its pods run as (a template that names none runs as
+//!   `default`).
 //!
-//! ```
-//! use porter_identity_core::{ServiceAccountPatch, Workload};
-//! use porter_identity_kube::diagnose::{diagnose, Expected, Observed};
-//! use porter_identity_kube::codes;
+//! The rest — the diagnosis rules, the server-side-apply bodies, which workloads run as a
+//! ServiceAccount — is private: it is reached through the step.
 //!
-//! let workload = Workload::for_service("shop", "shop", "api")?;
-//! let mut patch = ServiceAccountPatch::default();
-//! patch.annotations.insert("iam.gke.io/gcp-service-account".into(), "api@p-123456.iam.gserviceaccount.com".into());
-//! let expected = Expected::new(&workload, &patch).gke_workload_identity(true);
-//! // No ServiceAccount in the cluster yet:
-//! let found = diagnose(&expected, &Observed::new(None, &[], &[], &[]));
-//! assert_eq!(found[0].code, codes::SERVICE_ACCOUNT_MISSING);
-//! # Ok::<(), porter_identity_core::Error>(())
+//! ```no_run
+//! # async fn check(gcp: &dyn porter_identity_core::WorkloadIdentityProvider, app: &porter_identity_core::AppManifest) -> porter_identity_core::Result<()> {
+//! use porter_identity_core::Reconciler;
+//! use porter_identity_kube::{Cluster, step::StepOptions};
+//!
+//! let cluster = Cluster::builder().from_env().await?;
+//! let step = cluster.step(StepOptions::default());
+//! // The links on the cloud, then each ServiceAccount and its pods in the cluster: read only.
+//! let report = Reconciler::new("shop", "prod").provider(gcp).desired(app).kubernetes(&step).verify().await?;
+//! for (who, finding) in report.findings() {
+//!     println!("{who}: {finding}"); // e.g. kube.annotation.missing, with the kubectl command
+//! }
+//! # Ok(()) }
 //! ```
 
-pub mod apply;
+mod apply;
 mod cluster;
 pub mod codes;
-pub mod diagnose;
+mod diagnose;
 #[cfg(feature = "fake")]
 pub mod fake;
 #[cfg(test)]
@@ -48,13 +51,15 @@ mod fixtures;
 pub mod migrate;
 pub mod preflight;
 pub mod step;
-pub mod workloads;
+mod workloads;
 
 // The README's Rust examples, compiled as doc tests so that what it promises keeps building.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+pub use apply::{FIELD_MANAGER, service_account_manifest};
 pub use cluster::{Cluster, ClusterBuilder};
 // The typed objects this crate reads and returns, at the version it is built with.
 pub use k8s_openapi;
+pub use workloads::{PodWorkload, WorkloadKind};

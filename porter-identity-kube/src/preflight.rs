@@ -16,9 +16,9 @@ use crate::workloads::DEFAULT_SERVICE_ACCOUNT;
 /// The ServiceAccount annotation of GKE Workload Identity.
 pub const GCP_SERVICE_ACCOUNT_ANNOTATION: &str = "iam.gke.io/gcp-service-account";
 
-/// The preflight of `pool`, read from the cluster: [`pods_at_risk`] of the pool's nodes (a
-/// label selector), the pods on them (a field selector per node) and the ServiceAccounts of
-/// every namespace, and how many nodes the pool has.
+/// The preflight of `pool`, read from the cluster: the pods on the pool's nodes (a label
+/// selector, then a field selector per node) whose ServiceAccount (read in every namespace) has
+/// no `iam.gke.io/gcp-service-account` annotation, and how many nodes the pool has.
 ///
 /// # Errors
 /// [`ErrorKind::InvalidInput`](porter_identity_core::ErrorKind::InvalidInput) when `pool` is
@@ -101,7 +101,7 @@ impl fmt::Display for PodAtRisk {
 
 /// The pods on the nodes of `pool` whose ServiceAccount (among `accounts`, of every namespace)
 /// has no `iam.gke.io/gcp-service-account` annotation. Empty: the pool can be switched.
-pub fn pods_at_risk(
+pub(crate) fn pods_at_risk(
     pool: &str,
     nodes: &[Node],
     pods: &[Pod],

@@ -9,7 +9,7 @@ use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 
 /// The ServiceAccount a pod runs as when its spec names none.
-pub const DEFAULT_SERVICE_ACCOUNT: &str = "default";
+pub(crate) const DEFAULT_SERVICE_ACCOUNT: &str = "default";
 
 /// The kinds of workload with a pod template that porter-identity looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -69,7 +69,7 @@ impl fmt::Display for PodWorkload {
 
 /// The ServiceAccount a pod template runs as: `serviceAccountName`, else the deprecated
 /// `serviceAccount`, else `default` (what the API server fills in).
-pub fn service_account_of(template: Option<&PodTemplateSpec>) -> String {
+pub(crate) fn service_account_of(template: Option<&PodTemplateSpec>) -> String {
     template
         .and_then(|t| t.spec.as_ref())
         .and_then(|spec| {
@@ -133,7 +133,7 @@ impl From<&CronJob> for PodWorkload {
 }
 
 /// The workloads of `namespace` whose pods run as `service_account`, in the order given.
-pub fn running_as<'a>(
+pub(crate) fn running_as<'a>(
     workloads: &'a [PodWorkload],
     namespace: &str,
     service_account: &str,
