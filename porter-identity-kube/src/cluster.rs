@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::future::Future;
+use std::sync::Arc;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
@@ -12,9 +13,10 @@ use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, Resource};
-use porter_identity_core::{Error, ErrorKind, Result, RetryPolicy};
+use porter_identity_core::{DEFAULT_CONCURRENCY, Error, ErrorKind, Result, RetryPolicy};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::apply::{self, FIELD_MANAGER};
@@ -36,6 +38,10 @@ use crate::workloads::{PodWorkload, WorkloadKind};
 pub struct Cluster {
     client: Client,
     retry: RetryPolicy,
+    /// At most this many API calls of this cluster (and its clones) in flight: a deploy tool
+    /// that runs many reconciles side by side on one `Cluster` stays within it.
+    gate: Arc<Semaphore>,
+    concurrency: usize,
 }
 
 impl Debug for Cluster {
@@ -44,6 +50,7 @@ impl Debug for Cluster {
         f.debug_struct("Cluster")
             .field("default_namespace", &self.client.default_namespace())
             .field("retry", &self.retry)
+            .field("concurrency", &self.concurrency)
             .finish_non_exhaustive()
     }
 }
@@ -54,6 +61,7 @@ pub struct ClusterBuilder {
     client: Option<Client>,
     kubeconfig: Option<String>,
     retry: Option<RetryPolicy>,
+    concurrency: Option<usize>,
 }
 
 impl Debug for ClusterBuilder {
@@ -65,6 +73,7 @@ impl Debug for ClusterBuilder {
                 &self.kubeconfig.as_ref().map(|_| "<redacted>"),
             )
             .field("retry", &self.retry)
+            .field("concurrency", &self.concurrency)
             .finish()
     }
 }
@@ -88,6 +97,15 @@ impl ClusterBuilder {
     #[must_use]
     pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
         self.retry = Some(policy);
+        self
+    }
+
+    /// At most `n` API calls in flight (at least 1), as the clouds' providers bound theirs;
+    /// [`DEFAULT_CONCURRENCY`] otherwise. It holds for every clone of the cluster (the steps
+    /// it makes included), so reconciles run side by side on one `Cluster` share it.
+    #[must_use]
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = Some(n.max(1));
         self
     }
 
@@ -136,9 +154,12 @@ impl ClusterBuilder {
                 client_from_config(config)?
             }
         };
+        let concurrency = self.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
         Ok(Cluster {
             client,
             retry: self.retry.unwrap_or_default(),
+            gate: Arc::new(Semaphore::new(concurrency)),
+            concurrency,
         })
     }
 }
@@ -287,13 +308,17 @@ impl Cluster {
         &self.client
     }
 
-    /// One API call: retried, in a `kube.call` span (the operation, never a credential).
+    /// One API call: within the concurrency bound, retried, in a `kube.call` span (the
+    /// operation, never a credential).
     async fn call<T, F, Fut>(&self, operation: &str, mut f: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = std::result::Result<T, kube::Error>>,
     {
         let span = tracing::debug_span!("kube.call", operation);
+        // The semaphore is never closed: acquiring fails only in theory, and then the call
+        // goes through ungated. The place is held over the retries, as the clouds' gate does.
+        let _place = self.gate.acquire().await.ok();
         self.retry
             .run_kubernetes(operation, || {
                 let fut = f();

@@ -511,3 +511,38 @@ async fn a_throttling_failing_or_stalling_api_server_is_retried_and_its_wait_hon
     assert!(err.to_string().starts_with("kubernetes list "), "{err}");
     server.shutdown().await;
 }
+
+/// `.concurrency(n)` bounds the API calls in flight, across clones of the cluster (each step
+/// holds one): eight reads at once, each held by the server, never meet more than `n` at a
+/// time; without the bound they would all be in flight together.
+#[tokio::test]
+async fn concurrency_bounds_the_calls_in_flight_across_clones() {
+    use std::time::Duration;
+    let kube = FakeKube::new();
+    kube.add_service("shop", "shop-api", "api", 1, "2026-01-01T00:00:00Z");
+    let server = kube.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    for (bound, expected) in [(2, 2), (16, 8)] {
+        let cluster = Cluster::builder()
+            .kubeconfig(server.kubeconfig())
+            .concurrency(bound)
+            .build()
+            .await
+            .unwrap();
+        let before = kube.max_in_flight();
+        assert!(before <= expected, "{before}");
+        kube.stall_next(8, Duration::from_millis(300));
+        let reads = (0..8).map(|_| {
+            let cluster = cluster.clone();
+            async move { cluster.service_account("shop", "shop-api").await }
+        });
+        for read in futures_util::future::join_all(reads).await {
+            assert!(read.unwrap().is_some());
+        }
+        assert_eq!(
+            kube.max_in_flight(),
+            expected,
+            "at most {bound} calls in flight, so {expected} met at the server"
+        );
+    }
+    server.shutdown().await;
+}

@@ -244,6 +244,7 @@ async fn handle(
             json!({}),
         );
     }
+    let _in_flight = face.kube.enter();
     match face.kube.take_fault() {
         Some(Fault::Throttled) => {
             return status(

@@ -276,6 +276,18 @@ struct Faults {
     stalled: u32,
     stall: std::time::Duration,
     requests: u64,
+    in_flight: u32,
+    max_in_flight: u32,
+}
+
+/// One request being served by the HTTP face: counted in flight until dropped.
+pub(super) struct InFlight(Arc<Mutex<Faults>>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut f = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        f.in_flight = f.in_flight.saturating_sub(1);
+    }
 }
 
 /// A fault the HTTP face applies to one request.
@@ -547,6 +559,20 @@ impl FakeKube {
     /// How many requests the HTTP face has had (authorized ones, faults included).
     pub fn requests(&self) -> u64 {
         self.faults().requests
+    }
+
+    /// The most authorized requests the HTTP face has served at once (stalls included): what
+    /// a client's concurrency bound let through.
+    pub fn max_in_flight(&self) -> u32 {
+        self.faults().max_in_flight
+    }
+
+    /// Counts a request in flight until the guard is dropped.
+    pub(super) fn enter(&self) -> InFlight {
+        let mut f = self.faults();
+        f.in_flight += 1;
+        f.max_in_flight = f.max_in_flight.max(f.in_flight);
+        InFlight(Arc::clone(&self.faults))
     }
 
     fn faults(&self) -> std::sync::MutexGuard<'_, Faults> {
