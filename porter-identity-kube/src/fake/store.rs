@@ -44,6 +44,7 @@ impl fmt::Display for ObjectKey {
 
 /// One field that another manager owns with another value.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Conflict {
     /// The field, as a dotted path (`.metadata.annotations.x`).
     pub field: String,
@@ -53,6 +54,7 @@ pub struct Conflict {
 
 /// A refused server-side apply: the API server's 409 `Conflict`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ApplyConflict {
     /// Every conflicting field.
     pub conflicts: Vec<Conflict>,
