@@ -246,6 +246,9 @@ impl AwsPodIdentityProvider {
                     for i in by_account.drain().flat_map(|(_, is)| is) {
                         let _ = found.send((i, Err(e.clone())));
                     }
+                    // Even a filtered listing that failed tells the stale-link search of this
+                    // run what listing the namespace would meet: one failure, one budget.
+                    run.share(self.namespace_listing(namespace), Err(e));
                     return;
                 }
             }
@@ -254,7 +257,7 @@ impl AwsPodIdentityProvider {
             let _ = found.send((i, Ok(None)));
         }
         if only.is_none() {
-            run.share(self.namespace_listing(namespace), listed);
+            run.share(self.namespace_listing(namespace), Ok(listed));
         }
     }
 

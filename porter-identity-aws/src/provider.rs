@@ -626,7 +626,10 @@ pub(crate) struct NamespaceListing {
 }
 
 impl SharedRead for NamespaceListing {
-    type Value = Vec<AssociationSummary>;
+    /// The namespace's associations, or why its listing failed after its retries: the
+    /// stale-link search of the same run then says that error instead of listing again
+    /// against an endpoint that just gave up.
+    type Value = Result<Vec<AssociationSummary>>;
 }
 
 /// A random idempotency token for CreatePodIdentityAssociation (EKS accepts up to 64 chars).

@@ -44,11 +44,13 @@ impl AwsPodIdentityProvider {
                     .map(|b| b.workload.namespace().as_str()),
             )
             .collect();
-        // The binds of this reconcile listed the namespace moments ago: use that listing. Only
-        // associations the desired set does not want matter here, and the binds touched none.
+        // The binds of this reconcile listed the namespace moments ago: use that listing (or
+        // its failure: listing again would spend a second retry budget on an endpoint that
+        // just gave up). Only associations the desired set does not want matter here, and the
+        // binds touched none.
         let listed = join_all(namespaces.iter().map(|ns| async move {
             match run.take_shared(&self.namespace_listing(ns)) {
-                Some(listed) => Ok(listed),
+                Some(listed) => listed,
                 None => self.list_all(run, Some(ns), None).await,
             }
         }))

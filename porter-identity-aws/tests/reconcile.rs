@@ -600,3 +600,41 @@ async fn a_second_cluster_on_the_same_roles_keeps_its_own_associations() {
         ])
     );
 }
+
+/// A listing that gave up is not tried again in the same run: the stale-link search of a
+/// one-service reconcile says the binds' listing error instead of spending a second retry
+/// budget on the endpoint (it made 12 ListPodIdentityAssociations calls, 6 per chain, before).
+#[tokio::test]
+async fn the_stale_search_does_not_list_again_after_the_binds_listing_failed() {
+    let aws = fake();
+    let p = provider(&aws).await;
+    let m = manifest(
+        "services:\n  - name: api\n    connections:\n      - type: awsRole\n        role: role-0\n",
+    );
+    aws.inject_failures(
+        Some("ListPodIdentityAssociations"),
+        ErrorKind::Unavailable,
+        1_000,
+    );
+    let report = Reconciler::new("demo", NS)
+        .provider(&p)
+        .desired(&m)
+        .run()
+        .await
+        .unwrap();
+    let attempts = u64::from(retry().get_max_attempts());
+    assert_eq!(
+        aws.call_count("ListPodIdentityAssociations"),
+        attempts,
+        "one listing's attempts, not a second budget for the stale search: {report}"
+    );
+    let e = report.workloads[0].result.as_ref().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    assert_eq!(report.cleanup_errors.len(), 1, "{report}");
+    assert_eq!(
+        report.cleanup_errors[0].operation(),
+        Some("ListPodIdentityAssociations"),
+        "the stale search says the listing's error: {report}"
+    );
+    assert_eq!(aws.write_calls(), 0);
+}
