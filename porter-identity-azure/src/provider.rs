@@ -38,6 +38,19 @@ impl SharedRead for CredentialsListing {
     type Value = Vec<FederatedCredential>;
 }
 
+/// The AKS cluster's issuer read that failed in a run (after its retries), so that the other
+/// identity groups of the run and its stale-link search say that error instead of each
+/// spending a retry budget of their own on an endpoint that just gave up.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct IssuerFailure {
+    /// The cluster, `<resource group>/<name>`: two providers may share a run.
+    cluster: String,
+}
+
+impl SharedRead for IssuerFailure {
+    type Value = Error;
+}
+
 /// The ServiceAccount annotation naming the identity's client id.
 pub const CLIENT_ID_ANNOTATION: &str = "azure.workload.identity/client-id";
 /// The pod label that makes the workload identity webhook inject the token.
@@ -164,17 +177,32 @@ impl AzureWorkloadIdentityProvider {
                         resource_group,
                         name,
                     } => {
-                        let cluster = self
+                        // Inits run one at a time: a waiter that finds this run's read failed
+                        // says so without reading again.
+                        let failure = || IssuerFailure {
+                            cluster: format!("{resource_group}/{name}"),
+                        };
+                        if let Some(e) = run.take_shared(&failure()) {
+                            run.share(failure(), e.clone());
+                            return Err(e);
+                        }
+                        let read = self
                             .calls
                             .run(run, op::MANAGED_CLUSTERS_GET, || {
                                 self.api.get_managed_cluster(resource_group, name)
                             })
                             .await
-                            .map_err(|e| self.cluster_error(e))?;
-                        match cluster.issuer_url.filter(|_| cluster.oidc_issuer_enabled) {
-                            Some(url) => Ok(url),
-                            None => Err(self.oidc_disabled()),
+                            .map_err(|e| self.cluster_error(e))
+                            .and_then(|cluster| {
+                                cluster
+                                    .issuer_url
+                                    .filter(|_| cluster.oidc_issuer_enabled)
+                                    .ok_or_else(|| self.oidc_disabled())
+                            });
+                        if let Err(e) = &read {
+                            run.share(failure(), e.clone());
                         }
+                        read
                     }
                 }
             })

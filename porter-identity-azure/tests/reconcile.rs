@@ -517,3 +517,63 @@ async fn colliding_service_account_names_of_two_apps_never_clobber_each_other() 
         .collect();
     assert_eq!(after, names, "shop's credential, name and all");
 }
+
+/// One failed issuer read per run: the other identity groups of a reconcile and its stale-link
+/// search say that read's error instead of each reading the AKS cluster again with a retry
+/// budget of its own. With ARM failing every call, 3 identities made 24 ManagedClusters_Get
+/// calls before (6 per group, 6 for the stale search); now 6.
+#[tokio::test]
+async fn a_failed_issuer_read_is_not_repeated_in_the_same_run() {
+    let three = "services:
+  - name: api
+    connections:
+      - type: azureManagedIdentity
+        identityName: identity-a
+        resourceGroup: shop-rg
+  - name: worker
+    connections:
+      - type: azureManagedIdentity
+        identityName: identity-b
+        resourceGroup: shop-rg
+  - name: cron
+    connections:
+      - type: azureManagedIdentity
+        identityName: identity-c
+        resourceGroup: shop-rg
+";
+    let azure = fake();
+    let p = provider(&azure).await;
+    // Exactly one read's attempts fail: a second read in the run would succeed, and show.
+    azure.inject_failures(Some("ManagedClusters_Get"), ErrorKind::Unavailable, 6);
+    let report = Reconciler::new("demo", NS)
+        .provider(&p)
+        .desired(&manifest(three))
+        .run()
+        .await
+        .unwrap();
+    let calls = azure.calls();
+    assert_eq!(
+        calls.get("ManagedClusters_Get").copied(),
+        Some(6),
+        "one issuer read's attempts in the run: {calls:?}\n{report}"
+    );
+    assert_eq!(report.workloads.len(), 3);
+    assert!(
+        report.workloads.iter().all(|w| w
+            .result
+            .as_ref()
+            .is_err_and(|e| e.kind() == ErrorKind::Unavailable)),
+        "{report}"
+    );
+    assert_eq!(report.cleanup_errors.len(), 1, "{report}");
+    assert_eq!(azure.write_calls(), 0);
+
+    // The next run reads the cluster afresh: a failure is remembered for one run only.
+    let again = Reconciler::new("demo", NS)
+        .provider(&p)
+        .desired(&manifest(three))
+        .run()
+        .await
+        .unwrap();
+    assert!(again.is_ok(), "{again}");
+}
