@@ -574,10 +574,7 @@ async fn bind_or_unbind(
     let failed = rows.iter().any(|(_, r)| r.is_err());
     match common.output {
         Output::Text => print!("{}", output::outcome_table(&rows)),
-        Output::Json => println!(
-            "{}",
-            output::outcomes_json(if bind { "bind" } else { "unbind" }, common, &rows)?
-        ),
+        Output::Json => println!("{}", output::outcomes_json(bind, common, &rows)?),
     }
     Ok(if failed { EXIT_CLOUD } else { 0 })
 }

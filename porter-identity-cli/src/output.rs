@@ -46,57 +46,72 @@ impl Outcome {
 /// `bind -o json` and `unbind -o json`.
 #[derive(Serialize)]
 struct Outcomes<'a> {
-    command: &'a str,
+    command: &'static str,
     app: &'a str,
     namespace: &'a str,
     ok: bool,
     results: Vec<OutcomeRow<'a>>,
 }
 
-/// One binding of `bind` (`change`, `previous`) or `unbind` (`removal`), with the link's
-/// `resource_id`, or its `error`.
+/// One binding of `bind` or `unbind`: the link, what was done (`null` fields when it failed),
+/// the link's `resource_id`, and the `error`.
 #[derive(Serialize)]
 struct OutcomeRow<'a> {
     #[serde(flatten)]
     link: &'a Binding,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    change: Option<Option<&'static str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    previous: Option<Option<&'a str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    removal: Option<Option<&'static str>>,
+    #[serde(flatten)]
+    done: Done<'a>,
     resource_id: Option<&'a str>,
     error: Option<&'a Error>,
 }
 
+/// What `bind` did (`change`: `created`, `updated`, `unchanged`; `previous`) or `unbind` did
+/// (`removal`: `deleted`, `already_absent`).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Done<'a> {
+    Bind {
+        change: Option<&'static str>,
+        previous: Option<&'a str>,
+    },
+    Unbind {
+        removal: Option<&'static str>,
+    },
+}
+
 fn outcome_row<'a>(bind: bool, b: &'a Binding, r: &'a Result<Outcome, Error>) -> OutcomeRow<'a> {
-    let mut row = OutcomeRow {
-        link: b,
-        change: None,
-        previous: None,
-        removal: None,
-        resource_id: None,
-        error: None,
+    let (done, resource_id, error) = match r {
+        Ok(Outcome::Bind(o)) => (
+            Done::Bind {
+                change: Some(o.change.as_str()),
+                previous: o.change.previous(),
+            },
+            Some(o.resource_id.as_str()),
+            None,
+        ),
+        Ok(Outcome::Unbind(o)) => (
+            Done::Unbind {
+                removal: Some(o.as_str()),
+            },
+            o.resource_id(),
+            None,
+        ),
+        Err(e) if bind => (
+            Done::Bind {
+                change: None,
+                previous: None,
+            },
+            None,
+            Some(e),
+        ),
+        Err(e) => (Done::Unbind { removal: None }, None, Some(e)),
     };
-    if bind {
-        row.change = Some(None);
-        row.previous = Some(None);
-    } else {
-        row.removal = Some(None);
+    OutcomeRow {
+        link: b,
+        done,
+        resource_id,
+        error,
     }
-    match r {
-        Ok(Outcome::Bind(o)) => {
-            row.change = Some(Some(o.change.as_str()));
-            row.previous = Some(o.change.previous());
-            row.resource_id = Some(&o.resource_id);
-        }
-        Ok(Outcome::Unbind(o)) => {
-            row.removal = Some(Some(o.as_str()));
-            row.resource_id = o.resource_id();
-        }
-        Err(e) => row.error = Some(e),
-    }
-    row
 }
 
 /// `bind` and `unbind`: one line per binding.
@@ -122,13 +137,12 @@ pub(crate) fn outcome_table(rows: &[(Binding, Result<Outcome, Error>)]) -> Strin
 
 /// `bind` and `unbind` as JSON.
 pub(crate) fn outcomes_json(
-    command: &str,
+    bind: bool,
     common: &Common,
     rows: &[(Binding, Result<Outcome, Error>)],
 ) -> Result<String, Failure> {
-    let bind = command == "bind";
     pretty(&Outcomes {
-        command,
+        command: if bind { "bind" } else { "unbind" },
         app: common.app(),
         namespace: &common.namespace,
         ok: rows.iter().all(|(_, r)| r.is_ok()),

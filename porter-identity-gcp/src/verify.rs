@@ -107,17 +107,10 @@ impl GcpWorkloadIdentityProvider {
             }
             PoolSource::Gke(cluster) => cluster,
         };
-        let found = match self
-            .calls
-            .run(run, op::CLUSTERS_GET, || self.api.get_cluster(cluster))
-            .await
-        {
+        let found = match self.read_cluster(run, cluster).await {
             Ok(found) => found,
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                report.push(Finding::from_error(
-                    codes::CLUSTER_NOT_FOUND,
-                    &self.cluster_error(cluster, e),
-                ));
+                report.push(Finding::from_error(codes::CLUSTER_NOT_FOUND, &e));
                 return Ok(None);
             }
             Err(e) => return Err(e),
