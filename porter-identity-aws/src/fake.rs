@@ -390,6 +390,27 @@ impl FakeAws {
         self.lock().calls.count(op)
     }
 
+    /// Makes every EKS operation (not IAM's) fail with `kind` for its next `count` calls: the
+    /// EKS endpoint down, or throttling, while IAM answers.
+    pub fn inject_eks_failures(&self, kind: ErrorKind, count: u32) -> &Self {
+        for op in Self::eks_operations() {
+            self.inject_failures(Some(op), kind, count);
+        }
+        self
+    }
+
+    /// EKS calls so far (IAM's not counted), failed ones included.
+    pub fn eks_calls(&self) -> u64 {
+        Self::eks_operations().map(|op| self.call_count(op)).sum()
+    }
+
+    fn eks_operations() -> impl Iterator<Item = &'static str> {
+        op::ALL
+            .into_iter()
+            .filter(|o| o.endpoint() == "eks")
+            .map(Operation::name)
+    }
+
     /// Create, Update and DeletePodIdentityAssociation calls so far, failed ones included.
     pub fn write_calls(&self) -> u64 {
         self.lock().calls.sum(&state::WRITE_OPERATIONS)

@@ -3,24 +3,30 @@
 
 use porter_identity_core::{Cloud, Operation};
 
-const fn aws(name: &'static str) -> Operation {
-    Operation::new(Cloud::Aws, name)
+/// An operation of the EKS API.
+const fn eks(name: &'static str) -> Operation {
+    Operation::new(Cloud::Aws, name).on_endpoint("eks")
 }
 
-pub(crate) const DESCRIBE_CLUSTER: Operation = aws("DescribeCluster");
-pub(crate) const DESCRIBE_ADDON: Operation = aws("DescribeAddon");
-pub(crate) const GET_ROLE: Operation = aws("GetRole");
-pub(crate) const LIST_POD_IDENTITY_ASSOCIATIONS: Operation = aws("ListPodIdentityAssociations");
+/// An operation of the IAM API: another endpoint, whose failures do not stop EKS calls.
+const fn iam(name: &'static str) -> Operation {
+    Operation::new(Cloud::Aws, name).on_endpoint("iam")
+}
+
+pub(crate) const DESCRIBE_CLUSTER: Operation = eks("DescribeCluster");
+pub(crate) const DESCRIBE_ADDON: Operation = eks("DescribeAddon");
+pub(crate) const GET_ROLE: Operation = iam("GetRole");
+pub(crate) const LIST_POD_IDENTITY_ASSOCIATIONS: Operation = eks("ListPodIdentityAssociations");
 pub(crate) const DESCRIBE_POD_IDENTITY_ASSOCIATION: Operation =
-    aws("DescribePodIdentityAssociation");
-pub(crate) const CREATE_POD_IDENTITY_ASSOCIATION: Operation = aws("CreatePodIdentityAssociation");
-pub(crate) const UPDATE_POD_IDENTITY_ASSOCIATION: Operation = aws("UpdatePodIdentityAssociation");
-pub(crate) const DELETE_POD_IDENTITY_ASSOCIATION: Operation = aws("DeletePodIdentityAssociation");
-pub(crate) const LIST_ATTACHED_ROLE_POLICIES: Operation = aws("ListAttachedRolePolicies");
-pub(crate) const GET_POLICY: Operation = aws("GetPolicy");
-pub(crate) const GET_POLICY_VERSION: Operation = aws("GetPolicyVersion");
-pub(crate) const LIST_ROLE_POLICIES: Operation = aws("ListRolePolicies");
-pub(crate) const GET_ROLE_POLICY: Operation = aws("GetRolePolicy");
+    eks("DescribePodIdentityAssociation");
+pub(crate) const CREATE_POD_IDENTITY_ASSOCIATION: Operation = eks("CreatePodIdentityAssociation");
+pub(crate) const UPDATE_POD_IDENTITY_ASSOCIATION: Operation = eks("UpdatePodIdentityAssociation");
+pub(crate) const DELETE_POD_IDENTITY_ASSOCIATION: Operation = eks("DeletePodIdentityAssociation");
+pub(crate) const LIST_ATTACHED_ROLE_POLICIES: Operation = iam("ListAttachedRolePolicies");
+pub(crate) const GET_POLICY: Operation = iam("GetPolicy");
+pub(crate) const GET_POLICY_VERSION: Operation = iam("GetPolicyVersion");
+pub(crate) const LIST_ROLE_POLICIES: Operation = iam("ListRolePolicies");
+pub(crate) const GET_ROLE_POLICY: Operation = iam("GetRolePolicy");
 
 /// Every operation, for the fake's counters.
 #[cfg(feature = "fake")]

@@ -416,3 +416,20 @@ async fn unbind_leaves_other_services_alone() {
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].service_account, "shop-worker");
 }
+
+#[tokio::test]
+async fn a_down_eks_endpoint_costs_one_budget() {
+    // The EKS endpoint down; IAM answers.
+    let aws = fake();
+    let p = provider(&aws).await;
+    testing::a_down_endpoint_costs_one_budget(
+        &p,
+        &factory,
+        RetryPolicy::default().get_max_attempts(),
+        &|| {
+            aws.inject_eks_failures(ErrorKind::Unavailable, 1_000_000);
+        },
+        &|| aws.eks_calls(),
+    )
+    .await;
+}

@@ -301,8 +301,11 @@ async fn a_503_endpoint_gets_exactly_the_retry_policys_attempts() {
             .expect("from_env");
         let err = p.bind(&binding("api", "any-role")).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+        // Three attempts of the joined reads in all, not more: the SDK retried none of them.
         assert!(
-            err.fix().is_some_and(|f| f.contains("tried 3 times")),
+            err.fix().is_some_and(
+                |f| f.contains("failed 3 attempts in a row") || f.contains("tried 3 times")
+            ),
             "{err}"
         );
         return;
@@ -335,15 +338,16 @@ async fn a_503_endpoint_gets_exactly_the_retry_policys_attempts() {
         .expect("a 503 that outlived its retries says what to do");
     assert!(fix.contains("retry the deploy later"), "{fix}");
     assert!(fix.contains("health.aws.amazon.com"), "{fix}");
-    // Each call the bind made (DescribeCluster, GetRole, the listing) was tried three times,
-    // and the endpoint saw exactly those attempts: no retry underneath.
-    for (cloud, operation, n) in attempts.iter() {
-        assert_eq!(n, 3, "{cloud} {operation}: {attempts:?}");
-    }
-    assert!(
-        attempts.get(Cloud::Aws, "DescribeCluster") == 3,
+    // The EKS reads the bind joins (DescribeCluster and the listing) spent one budget of
+    // three attempts between them; GetRole, on IAM's endpoint, stopped when the cluster read
+    // beside it gave up. And the endpoint saw exactly those attempts: no retry underneath.
+    assert_eq!(
+        attempts.get(Cloud::Aws, "DescribeCluster")
+            + attempts.get(Cloud::Aws, "ListPodIdentityAssociations"),
+        3,
         "{attempts:?}"
     );
+    assert!(attempts.get(Cloud::Aws, "GetRole") <= 3, "{attempts:?}");
     let in_process = server.requests();
     assert_eq!(
         u64::from(in_process),

@@ -5,7 +5,8 @@
 use porter_identity_core::{Cloud, Operation};
 
 const fn azure(name: &'static str) -> Operation {
-    Operation::new(Cloud::Azure, name)
+    // Every call is an Azure Resource Manager call (management.azure.com).
+    Operation::new(Cloud::Azure, name).on_endpoint("arm")
 }
 
 pub(crate) const MANAGED_CLUSTERS_GET: Operation = azure("ManagedClusters_Get");

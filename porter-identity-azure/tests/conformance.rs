@@ -668,3 +668,19 @@ async fn another_apps_credential_is_reported_by_verify() {
     );
     assert_eq!(azure.credentials(RG, "shared").len(), 1);
 }
+
+#[tokio::test]
+async fn a_down_endpoint_costs_one_budget() {
+    let cloud = suite_fake();
+    let p = provider(&cloud).await;
+    testing::a_down_endpoint_costs_one_budget(
+        &p,
+        &factory,
+        retry().get_max_attempts(),
+        &|| {
+            cloud.inject_failures(None, ErrorKind::Unavailable, 1_000_000);
+        },
+        &|| cloud.calls().values().sum(),
+    )
+    .await;
+}

@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::Semaphore;
 
+use crate::streak::Streak;
 use crate::{Cloud, Error, ErrorKind, Result, RetryPolicy, RunContext};
 
 /// How many cloud calls a provider makes at once unless told otherwise.
@@ -29,13 +31,40 @@ pub const DEFAULT_CONCURRENCY: usize = 16;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Operation {
     cloud: Cloud,
+    endpoint: &'static str,
     name: &'static str,
 }
 
 impl Operation {
-    /// The operation `name` of `cloud`'s API.
+    /// The operation `name` of `cloud`'s API, on the cloud's one endpoint (see
+    /// [`on_endpoint`](Self::on_endpoint)).
     pub const fn new(cloud: Cloud, name: &'static str) -> Self {
-        Operation { cloud, name }
+        Operation {
+            cloud,
+            endpoint: "",
+            name,
+        }
+    }
+
+    /// The same operation, served by the cloud's `endpoint` (`"eks"`, `"iam"`): operations of
+    /// one endpoint share its failure streak in a run, so that chains of calls joined for one
+    /// operation spend one retry budget against an endpoint that is down, not one each; an
+    /// endpoint that is down does not stop the calls of another.
+    ///
+    /// ```
+    /// use porter_identity_core::{Cloud, Operation};
+    /// const GET_ROLE: Operation = Operation::new(Cloud::Aws, "GetRole").on_endpoint("iam");
+    /// assert_eq!(GET_ROLE.endpoint(), "iam");
+    /// assert_eq!(Operation::new(Cloud::Azure, "Identities_Get").endpoint(), "");
+    /// ```
+    #[must_use]
+    pub const fn on_endpoint(self, endpoint: &'static str) -> Self {
+        Operation { endpoint, ..self }
+    }
+
+    /// The endpoint serving it: `""` for a cloud's one endpoint.
+    pub const fn endpoint(self) -> &'static str {
+        self.endpoint
     }
 
     /// The cloud.
@@ -94,6 +123,13 @@ impl fmt::Display for Operation {
 /// A call keeps its place while it backs off, so a throttled cloud slows the whole provider
 /// down instead of being hit by fresh calls. Cloning is cheap and shares the gate.
 ///
+/// One failure, one budget: the calls of one endpoint in one run share a failure streak. When
+/// an endpoint has failed `max_attempts` attempts in a row (5xx, no answer in time) in a run,
+/// it is taken as down for that run: the calls waiting to retry stop with their last error, and
+/// new calls go one at a time, each tried once, until one succeeds. So chains of calls joined
+/// for one operation make `max_attempts` attempts in all against an endpoint that is down, not
+/// `max_attempts` each. Throttling and other answers end a streak: they say the endpoint is up.
+///
 /// ```
 /// use porter_identity_core::{Cloud, Operation, RetryPolicy, RunContext};
 /// use porter_identity_core::provider::CloudCalls;
@@ -114,7 +150,13 @@ pub struct CloudCalls {
     retry: RetryPolicy,
     concurrency: usize,
     gate: Arc<Semaphore>,
+    /// Names this gate's endpoints' failure streaks in a run: two providers of one cloud in
+    /// one run (two clusters, two regions) keep theirs apart.
+    id: u64,
 }
+
+/// The next [`CloudCalls`]' id.
+static NEXT_GATE: AtomicU64 = AtomicU64::new(0);
 
 impl CloudCalls {
     /// A gate letting `concurrency` calls (at least 1) through at once.
@@ -124,6 +166,7 @@ impl CloudCalls {
             retry,
             concurrency,
             gate: Arc::new(Semaphore::new(concurrency)),
+            id: NEXT_GATE.fetch_add(1, Ordering::Relaxed),
         }
     }
 
@@ -136,8 +179,9 @@ impl CloudCalls {
     {
         // The semaphore is never closed, so acquiring only fails in theory; then the call
         // simply goes through ungated.
+        let streak = self.streak(run, operation);
         let _place = self.gate.acquire().await.ok();
-        self.retry.run_counted(run, operation, call).await
+        self.retry.run_counted(run, operation, &streak, call).await
     }
 
     /// Runs one attempt of an operation whose retry belongs to the caller: a compare-and-set
@@ -154,12 +198,18 @@ impl CloudCalls {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
+        let streak = self.streak(run, operation);
         let _place = self.gate.acquire().await.ok();
         self.retry
             .clone()
             .max_attempts(1)
-            .run_counted(run, operation, call)
+            .run_counted(run, operation, &streak, call)
             .await
+    }
+
+    /// The failure streak of `operation`'s endpoint in `run`.
+    fn streak(&self, run: &RunContext, operation: Operation) -> Arc<Streak> {
+        run.streak(self.id, operation.endpoint(), self.retry.get_max_attempts())
     }
 
     /// How many calls may be in flight at once.
@@ -235,9 +285,151 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
+    use crate::ErrorKind;
+
     use super::*;
 
     const OP: Operation = Operation::new(Cloud::Aws, "Op");
+
+    const EKS_A: Operation =
+        Operation::new(Cloud::Aws, "ListPodIdentityAssociations").on_endpoint("eks");
+    const EKS_B: Operation = Operation::new(Cloud::Aws, "DescribeCluster").on_endpoint("eks");
+    const IAM: Operation = Operation::new(Cloud::Aws, "GetRole").on_endpoint("iam");
+
+    /// A chain of `operation` that always fails with `kind`, counting its attempts.
+    async fn always(
+        calls: &CloudCalls,
+        run: &RunContext,
+        operation: Operation,
+        kind: ErrorKind,
+        attempts: &AtomicUsize,
+    ) -> Result<()> {
+        calls
+            .run(run, operation, || async {
+                attempts.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                Err(operation.error(kind, "HTTP 503"))
+            })
+            .await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn joined_chains_share_one_budget_against_a_down_endpoint() {
+        let calls = CloudCalls::new(RetryPolicy::default().jitter_seed(1), 16);
+        let run = RunContext::apply();
+        let (a, b, c) = (
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+        );
+        let (ra, rb, rc) = futures_util::future::join3(
+            always(&calls, &run, EKS_A, ErrorKind::Unavailable, &a),
+            always(&calls, &run, EKS_B, ErrorKind::Unavailable, &b),
+            always(&calls, &run, EKS_A, ErrorKind::Unavailable, &c),
+        )
+        .await;
+        let total = a.load(Ordering::SeqCst) + b.load(Ordering::SeqCst) + c.load(Ordering::SeqCst);
+        assert_eq!(total, 6, "max_attempts in all, not 6 per chain");
+        assert_eq!(run.calls().total(), 6);
+        for r in [ra, rb, rc] {
+            let e = r.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Unavailable);
+            let fix = e.fix().unwrap();
+            assert!(
+                fix.contains("failed 6 attempts in a row in this run"),
+                "{fix}"
+            );
+            assert!(fix.contains("retry the deploy later"), "{fix}");
+        }
+        // Once down, a new call of the endpoint is tried once, not six times.
+        let d = AtomicUsize::new(0);
+        assert!(
+            always(&calls, &run, EKS_B, ErrorKind::Unavailable, &d)
+                .await
+                .is_err()
+        );
+        assert_eq!(d.load(Ordering::SeqCst), 1);
+        // Another endpoint of the same cloud, and the same endpoint in another run, keep theirs.
+        let e = AtomicUsize::new(0);
+        assert!(
+            always(&calls, &run, IAM, ErrorKind::Unavailable, &e)
+                .await
+                .is_err()
+        );
+        assert_eq!(e.load(Ordering::SeqCst), 6);
+        let f = AtomicUsize::new(0);
+        let other_run = RunContext::apply();
+        assert!(
+            always(&calls, &other_run, EKS_A, ErrorKind::Unavailable, &f)
+                .await
+                .is_err()
+        );
+        assert_eq!(f.load(Ordering::SeqCst), 6);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttling_keeps_a_budget_per_call() {
+        // Throttling says the endpoint is up: each call keeps its own attempts.
+        let calls = CloudCalls::new(RetryPolicy::default().jitter_seed(2), 16);
+        let run = RunContext::apply();
+        let (a, b) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let _ = futures_util::future::join(
+            always(&calls, &run, EKS_A, ErrorKind::Throttled, &a),
+            always(&calls, &run, EKS_B, ErrorKind::Throttled, &b),
+        )
+        .await;
+        assert_eq!((a.load(Ordering::SeqCst), b.load(Ordering::SeqCst)), (6, 6));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_that_failed_together_retry_and_succeed() {
+        // A blip: the first attempt of each of 16 calls in flight at once fails; the endpoint
+        // is back for their retries.
+        let calls = CloudCalls::new(RetryPolicy::default().jitter_seed(3), 16);
+        let run = RunContext::apply();
+        let first = AtomicUsize::new(0);
+        let one = || async {
+            let tried = std::sync::atomic::AtomicBool::new(false);
+            calls
+                .run(&run, EKS_A, || async {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    if tried.swap(true, Ordering::SeqCst) {
+                        Ok(())
+                    } else {
+                        first.fetch_add(1, Ordering::SeqCst);
+                        Err(EKS_A.error(ErrorKind::Unavailable, "HTTP 503"))
+                    }
+                })
+                .await
+        };
+        let results = futures_util::future::join_all((0..16).map(|_| one())).await;
+        let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert!(failed.is_empty(), "{failed:?}");
+        assert_eq!(first.load(Ordering::SeqCst), 16);
+        assert_eq!(run.calls().total(), 32);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flaky_endpoint_does_not_stop_a_batch() {
+        // One call in three fails: successes keep ending the streak.
+        let calls = CloudCalls::new(RetryPolicy::default().jitter_seed(5), 16);
+        let run = RunContext::apply();
+        let n = AtomicUsize::new(0);
+        let one = || {
+            calls.run(&run, EKS_A, || async {
+                let k = n.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                if k.is_multiple_of(3) {
+                    Err(EKS_A.error(ErrorKind::Unavailable, "HTTP 503"))
+                } else {
+                    Ok(())
+                }
+            })
+        };
+        let results = futures_util::future::join_all((0..60).map(|_| one())).await;
+        let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert!(failed.is_empty(), "{failed:?}");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn the_gate_bounds_calls_in_flight() {

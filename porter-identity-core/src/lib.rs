@@ -52,6 +52,7 @@ mod report;
 mod retry;
 mod run;
 mod stale;
+mod streak;
 mod verify;
 mod yaml;
 

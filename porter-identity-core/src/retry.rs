@@ -7,15 +7,21 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::streak::{Answer, Streak};
 use crate::{Cloud, Error, ErrorKind, Operation, Result, RunContext, Target};
 
 /// How a provider retries a cloud call that failed with a retryable error
 /// ([`Error::is_retryable`](crate::Error::is_retryable): throttling, transient failures, calls
 /// that timed out, and cloud-specific conflicts a retry resolves).
 ///
-/// - **Per-attempt timeout** ([`attempt_timeout`](Self::attempt_timeout), 20 s by default): an
+/// - **Per-attempt timeout** ([`attempt_timeout`](Self::attempt_timeout), 5 s by default): an
 ///   attempt that has not answered by then is dropped and counts as a transient failure
-///   (`Unavailable`), retried like a 5xx. Every write porter-identity makes is idempotent (a
+///   (`Unavailable`), retried like a 5xx. Each attempt after one that was cut gets twice the
+///   time, up to [`max_attempt_timeout`](Self::max_attempt_timeout) (20 s by default). Every
+///   call porter-identity makes answers in well under a second when the cloud is well, so a
+///   call that has not answered in 5 s has most likely lost its request or connection and is
+///   better sent again than waited for; a cloud that is merely slow still gets its time on the
+///   retries (5 + 10 + 20 s). Every write porter-identity makes is idempotent (a
 ///   create carries an idempotency token, an update sets a value, a delete of an absent link is
 ///   success), so a retried attempt whose first try did land duplicates nothing.
 /// - **Backoff**: the delay before retry *n* (1-based) is a uniformly random duration in
@@ -47,18 +53,21 @@ pub struct RetryPolicy {
     initial_backoff: Duration,
     max_backoff: Duration,
     attempt_timeout: Duration,
+    max_attempt_timeout: Duration,
     deadline: Duration,
     seed: Option<u64>,
 }
 
 impl Default for RetryPolicy {
-    /// 6 attempts, 200 ms initial backoff, 10 s maximum backoff, 20 s per attempt, 60 s in all.
+    /// 6 attempts, 200 ms initial backoff, 10 s maximum backoff, 5 s for a first attempt
+    /// (doubling after each attempt cut, up to 20 s), 60 s in all.
     fn default() -> Self {
         RetryPolicy {
             max_attempts: 6,
             initial_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
-            attempt_timeout: Duration::from_secs(20),
+            attempt_timeout: Duration::from_secs(5),
+            max_attempt_timeout: Duration::from_secs(20),
             deadline: Duration::from_secs(60),
             seed: None,
         }
@@ -95,10 +104,30 @@ impl RetryPolicy {
         self
     }
 
-    /// How long one attempt may take before it is dropped and retried (at least 1 ms).
+    /// How long a first attempt may take before it is dropped and retried (at least 1 ms).
+    /// Each attempt after one that was cut gets twice the time of the one before, up to
+    /// [`max_attempt_timeout`](Self::max_attempt_timeout) (or this timeout, if longer).
     #[must_use]
     pub fn attempt_timeout(mut self, d: Duration) -> Self {
         self.attempt_timeout = d.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The longest an attempt may take, after earlier attempts were cut by their timeout.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use porter_identity_core::RetryPolicy;
+    ///
+    /// // Every attempt gets 20 s, none fewer.
+    /// let patient = RetryPolicy::default()
+    ///     .attempt_timeout(Duration::from_secs(20))
+    ///     .max_attempt_timeout(Duration::from_secs(20));
+    /// assert_eq!(patient.get_max_attempt_timeout(), Duration::from_secs(20));
+    /// ```
+    #[must_use]
+    pub fn max_attempt_timeout(mut self, d: Duration) -> Self {
+        self.max_attempt_timeout = d.max(Duration::from_millis(1));
         self
     }
 
@@ -122,9 +151,14 @@ impl RetryPolicy {
         self.max_attempts
     }
 
-    /// The configured per-attempt timeout.
+    /// The configured timeout of a first attempt.
     pub fn get_attempt_timeout(&self) -> Duration {
         self.attempt_timeout
+    }
+
+    /// The configured longest attempt timeout.
+    pub fn get_max_attempt_timeout(&self) -> Duration {
+        self.max_attempt_timeout
     }
 
     /// The configured deadline.
@@ -159,11 +193,13 @@ impl RetryPolicy {
         .await
     }
 
-    /// [`run`](Self::run), counting each attempt in `run`.
+    /// [`run`](Self::run), counting each attempt in `run` and spending the budget of its
+    /// endpoint's failure `streak` in `run`.
     pub(crate) async fn run_counted<T, F, Fut>(
         &self,
         run: &RunContext,
         operation: Operation,
+        streak: &Streak,
         call: F,
     ) -> Result<T>
     where
@@ -174,7 +210,7 @@ impl RetryPolicy {
             Target::Cloud(operation.cloud()),
             operation.name(),
             Some(self.attempt_timeout),
-            Some((run, operation)),
+            Some((run, operation, streak)),
             call,
         )
         .await
@@ -251,15 +287,16 @@ impl RetryPolicy {
 
     /// The retry loop of `operation` of `target`: of [`run`](Self::run) and
     /// [`run_kubernetes`](Self::run_kubernetes) (`per_attempt` set: each attempt is one call,
-    /// cut at the per-attempt timeout) and of [`run_cycle`](Self::run_cycle) (`None`: an
-    /// attempt is a cycle of calls with timeouts of their own, cut only by the deadline). With
-    /// `count`, each attempt is counted in its run.
+    /// cut at the per-attempt timeout, which doubles after each attempt it cut) and of
+    /// [`run_cycle`](Self::run_cycle) (`None`: an attempt is a cycle of calls with timeouts of
+    /// their own, cut only by the deadline). With `counted`, each attempt is counted in its run
+    /// and admitted by its endpoint's failure streak.
     async fn attempts<T, F, Fut>(
         &self,
         target: Target,
         operation: &str,
         per_attempt: Option<Duration>,
-        count: Option<(&RunContext, Operation)>,
+        counted: Option<(&RunContext, Operation, &Streak)>,
         mut call: F,
     ) -> Result<T>
     where
@@ -267,7 +304,7 @@ impl RetryPolicy {
         Fut: Future<Output = Result<T>>,
     {
         let error = |kind, message: String| Error::call(kind, target, operation, message);
-        let attempt_timeout = per_attempt.unwrap_or(self.deadline);
+        let mut attempt_timeout = per_attempt.unwrap_or(self.deadline);
         let started = Instant::now();
         let mut rng = match self.seed {
             Some(seed) => fastrand::Rng::with_seed(seed),
@@ -276,12 +313,43 @@ impl RetryPolicy {
         let mut attempt = 1;
         let mut last: Option<Error> = None;
         loop {
+            let ticket = match counted {
+                Some((run, operation, streak)) => {
+                    let left = self.deadline.saturating_sub(started.elapsed());
+                    match tokio::time::timeout(left, streak.admit(attempt > 1)).await {
+                        Ok(Some(ticket)) => {
+                            run.record_call(operation);
+                            Some(ticket)
+                        }
+                        Ok(None) => {
+                            // The endpoint is down for this run: the budget is spent.
+                            let err = last.take().unwrap_or_else(|| {
+                                error(ErrorKind::Unavailable, "the endpoint is down".into())
+                            });
+                            let err = self.stopped(err, attempt - 1, started.elapsed(), streak);
+                            tracing::warn!(operation = operation.name(), attempt, error = %err, "endpoint down, retries stopped");
+                            return Err(err);
+                        }
+                        Err(_) => {
+                            let err =
+                                self.deadline_error(error, target, attempt - 1, last.as_ref());
+                            tracing::warn!(operation = operation.name(), attempt, error = %err, "retry deadline reached");
+                            return Err(err);
+                        }
+                    }
+                }
+                None => None,
+            };
             let left = self.deadline.saturating_sub(started.elapsed());
             let limit = attempt_timeout.min(left);
-            if let Some((run, operation)) = count {
-                run.record_call(operation);
+            let outcome = tokio::time::timeout(limit, call()).await;
+            if let Some(ticket) = ticket {
+                ticket.answered(match &outcome {
+                    Ok(result) => Answer::of(result),
+                    Err(_) => Answer::Outage,
+                });
             }
-            let err = match tokio::time::timeout(limit, call()).await {
+            let err = match outcome {
                 Ok(Ok(v)) => return Ok(v),
                 Ok(Err(e)) => e,
                 Err(_) if limit < attempt_timeout || per_attempt.is_none() => {
@@ -291,13 +359,22 @@ impl RetryPolicy {
                     tracing::warn!(operation, attempt, error = %err, "retry deadline reached");
                     return Err(err);
                 }
-                Err(_) => error(
-                    ErrorKind::Unavailable,
-                    format!(
-                        "no answer within {} (the per-attempt timeout)",
-                        Secs(attempt_timeout)
-                    ),
-                ),
+                Err(_) => {
+                    let err = error(
+                        ErrorKind::Unavailable,
+                        format!(
+                            "no answer within {} (the per-attempt timeout)",
+                            Secs(attempt_timeout)
+                        ),
+                    );
+                    // A stall is most often a lost request or connection, so the first
+                    // attempts are cut early; an endpoint that is merely slow gets twice the
+                    // time on each retry, up to the longest attempt timeout.
+                    attempt_timeout = attempt_timeout
+                        .saturating_mul(2)
+                        .min(self.max_attempt_timeout.max(self.attempt_timeout));
+                    err
+                }
             };
             if !err.is_retryable() {
                 return Err(err);
@@ -335,7 +412,23 @@ impl RetryPolicy {
         if err.fix().is_some() {
             return err;
         }
-        let fix = retry_fix(err.kind(), err.target(), attempts, elapsed);
+        let fix = retry_fix(err.kind(), err.target(), attempts, elapsed, None);
+        err.with_fix(fix)
+    }
+
+    /// The last error of an operation whose retries stopped because its endpoint failed
+    /// `streak.limit()` attempts in a row in this run.
+    fn stopped(&self, err: Error, attempts: u32, elapsed: Duration, streak: &Streak) -> Error {
+        if err.fix().is_some() {
+            return err;
+        }
+        let fix = retry_fix(
+            err.kind(),
+            err.target(),
+            attempts,
+            elapsed,
+            Some(streak.limit()),
+        );
         err.with_fix(fix)
     }
 
@@ -362,17 +455,31 @@ impl RetryPolicy {
             Some(target),
             attempts,
             self.deadline,
+            None,
         ))
     }
 }
 
 /// What a caller can do about an operation that failed transiently every time it was tried.
-fn retry_fix(kind: ErrorKind, target: Option<Target>, attempts: u32, elapsed: Duration) -> String {
-    let tried = format!(
+/// `down`: the operation stopped because its endpoint failed that many attempts in a row in
+/// the run.
+fn retry_fix(
+    kind: ErrorKind,
+    target: Option<Target>,
+    attempts: u32,
+    elapsed: Duration,
+    down: Option<u32>,
+) -> String {
+    let mut tried = format!(
         "it was tried {attempts} time{} over {}",
         if attempts == 1 { "" } else { "s" },
         Secs(elapsed)
     );
+    if let Some(limit) = down {
+        tried.push_str(&format!(
+            ", and its endpoint failed {limit} attempts in a row in this run (of this call and of the calls made beside it), so it was not tried again"
+        ));
+    }
     let status = target
         .and_then(Target::cloud)
         .map_or_else(String::new, |c| {
@@ -541,16 +648,34 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_stalled_attempt_is_timed_out_and_retried() {
+    async fn a_stalled_attempt_is_timed_out_and_retried_with_twice_the_time() {
         let p = RetryPolicy::default()
             .attempt_timeout(Duration::from_secs(2))
             .jitter_seed(4);
         let (r, calls, took) = stalling(&p, &[1, 2]).await;
         assert_eq!(r.unwrap(), 3);
         assert_eq!(calls, 3);
-        // two timeouts of 2 s plus two jittered delays of at most 200 + 400 ms
-        assert!(took >= Duration::from_secs(4), "{took:?}");
-        assert!(took <= Duration::from_millis(4600), "{took:?}");
+        // timeouts of 2 s then 4 s, plus two jittered delays of at most 200 + 400 ms
+        assert!(took >= Duration::from_secs(6), "{took:?}");
+        assert!(took <= Duration::from_millis(6600), "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_defaults_cut_a_stall_at_5_s_and_give_a_slow_cloud_up_to_20_s() {
+        let p = RetryPolicy::default().jitter_seed(4);
+        assert_eq!(p.get_attempt_timeout(), Duration::from_secs(5));
+        assert_eq!(p.get_max_attempt_timeout(), Duration::from_secs(20));
+        // One stall: 5 s lost, not 20.
+        let (r, calls, took) = stalling(&p, &[1]).await;
+        assert_eq!((r.unwrap(), calls), (2, 2));
+        assert!(took < Duration::from_millis(5300), "{took:?}");
+        // Three stalls in a row: 5 + 10 + 20 s, the last capped.
+        let p = p.max_attempts(10).deadline(Duration::from_secs(600));
+        let (r, _, took) = stalling(&p, &[1, 2, 3, 4]).await;
+        assert_eq!(r.unwrap(), 5);
+        let waited = Duration::from_secs(5 + 10 + 20 + 20);
+        assert!(took >= waited, "{took:?}");
+        assert!(took <= waited + Duration::from_secs(4), "{took:?}");
     }
 
     #[tokio::test(start_paused = true)]

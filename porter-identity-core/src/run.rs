@@ -11,6 +11,7 @@ use std::fmt;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::streak::Streak;
 use crate::{CallCounts, Operation};
 
 /// Whether a run may write.
@@ -81,6 +82,8 @@ struct Inner {
     calls: Mutex<CallCounts>,
     /// One typed map per key type: `TypeId::of::<K>()` → `HashMap<K, K::Value>`.
     reads: Mutex<HashMap<TypeId, Box<dyn Any + Send>>>,
+    /// The failure streak of each endpoint of each provider's gate (see `streak.rs`).
+    streaks: Mutex<HashMap<(u64, &'static str), Arc<Streak>>>,
 }
 
 impl fmt::Debug for RunContext {
@@ -100,6 +103,7 @@ impl RunContext {
                 mode,
                 calls: Mutex::new(CallCounts::default()),
                 reads: Mutex::new(HashMap::new()),
+                streaks: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -141,6 +145,18 @@ impl RunContext {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .add(operation, 1);
+    }
+
+    /// The failure streak, in this run, of `endpoint` as the gate `gate` calls it: made on
+    /// first use with `limit` failures in a row.
+    pub(crate) fn streak(&self, gate: u64, endpoint: &'static str, limit: u32) -> Arc<Streak> {
+        self.inner
+            .streaks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry((gate, endpoint))
+            .or_insert_with(|| Arc::new(Streak::new(limit)))
+            .clone()
     }
 
     /// Keeps `value`, read from the cloud, under `key` for the rest of this run. A later

@@ -244,6 +244,64 @@ pub async fn transient_failures_are_retried(
         .expect("unbind must retry transient failures");
 }
 
+/// Workload 9 of app `down-endpoint`, run last on its provider (the cloud stays down): after
+/// `down()` makes the cloud's endpoint answer 503 to every call, one bind makes exactly
+/// `max_attempts` calls to it (`calls()` counts them), however many reads the provider joins
+/// for it: one failure, one budget. So does a one-service reconcile, whose stale-link search
+/// adds no call of its own. Each ends with a retryable `Unavailable` error with a fix (one for
+/// the workload and, at most, one for the stale-link search), and nothing is written.
+pub async fn a_down_endpoint_costs_one_budget(
+    provider: &dyn WorkloadIdentityProvider,
+    factory: &dyn BindingFactory,
+    max_attempts: u32,
+    down: &(dyn Fn() + Send + Sync),
+    calls: &(dyn Fn() -> u64 + Send + Sync),
+) {
+    let b = of_app(factory, "down-endpoint", 9, 0);
+    down();
+    let before = calls();
+    let e = provider
+        .bind(&b)
+        .await
+        .expect_err("a bind against an endpoint that is down fails");
+    assert_eq!(
+        calls() - before,
+        u64::from(max_attempts),
+        "one bind: max_attempts calls in all, not per joined read ({e})"
+    );
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    assert!(e.is_retryable(), "{e}");
+    assert!(e.fix().is_some(), "the error says what to do: {e}");
+
+    let before = calls();
+    let report = reconciler(provider, &b)
+        .desired_bindings([b.clone()])
+        .run()
+        .await
+        .expect("a reconcile reports its errors");
+    assert_eq!(
+        calls() - before,
+        u64::from(max_attempts),
+        "a one-service reconcile: max_attempts calls in all\n{report}"
+    );
+    assert_eq!(report.workloads.len(), 1, "{report}");
+    let e = report.workloads[0]
+        .result
+        .as_ref()
+        .expect_err("the workload's error");
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    assert!(e.fix().is_some(), "{e}");
+    assert!(report.cleanup_errors.len() <= 1, "{report}");
+    assert!(
+        report
+            .cleanup_errors
+            .iter()
+            .all(|e| e.kind() == ErrorKind::Unavailable),
+        "{report}"
+    );
+    assert_eq!(report.changes(), 0, "{report}");
+}
+
 /// Workload 8: after `interfere(n)` makes the cloud refuse the next `n` writes because someone
 /// else wrote first (a stale GCP etag, Azure's concurrent-writes 409), bind and unbind still
 /// succeed (the provider re-reads and retries), and nothing is left half done: the link is

@@ -5,18 +5,29 @@
 
 use porter_identity_core::{Cloud, Operation};
 
-const fn gcp(name: &'static str) -> Operation {
-    Operation::new(Cloud::Gcp, name)
+/// An operation of the GKE API (`container.googleapis.com`).
+const fn gke(name: &'static str) -> Operation {
+    Operation::new(Cloud::Gcp, name).on_endpoint("container")
 }
 
-pub(crate) const CLUSTERS_GET: Operation = gcp("clusters.get");
-pub(crate) const NODE_POOLS_GET: Operation = gcp("nodePools.get");
-pub(crate) const NODE_POOLS_UPDATE: Operation = gcp("nodePools.update");
-pub(crate) const SERVICE_ACCOUNTS_GET: Operation = gcp("serviceAccounts.get");
-pub(crate) const GET_IAM_POLICY: Operation = gcp("getIamPolicy");
-pub(crate) const SET_IAM_POLICY: Operation = gcp("setIamPolicy");
-pub(crate) const SERVICE_ACCOUNTS_KEYS_LIST: Operation = gcp("serviceAccounts.keys.list");
-pub(crate) const PROJECTS_GET_IAM_POLICY: Operation = gcp("projects.getIamPolicy");
+/// An operation of the IAM API (`iam.googleapis.com`).
+const fn iam(name: &'static str) -> Operation {
+    Operation::new(Cloud::Gcp, name).on_endpoint("iam")
+}
+
+/// An operation of the Resource Manager API (`cloudresourcemanager.googleapis.com`).
+const fn resource_manager(name: &'static str) -> Operation {
+    Operation::new(Cloud::Gcp, name).on_endpoint("cloudresourcemanager")
+}
+
+pub(crate) const CLUSTERS_GET: Operation = gke("clusters.get");
+pub(crate) const NODE_POOLS_GET: Operation = gke("nodePools.get");
+pub(crate) const NODE_POOLS_UPDATE: Operation = gke("nodePools.update");
+pub(crate) const SERVICE_ACCOUNTS_GET: Operation = iam("serviceAccounts.get");
+pub(crate) const GET_IAM_POLICY: Operation = iam("getIamPolicy");
+pub(crate) const SET_IAM_POLICY: Operation = iam("setIamPolicy");
+pub(crate) const SERVICE_ACCOUNTS_KEYS_LIST: Operation = iam("serviceAccounts.keys.list");
+pub(crate) const PROJECTS_GET_IAM_POLICY: Operation = resource_manager("projects.getIamPolicy");
 
 /// Every operation, for the fake's counters.
 #[cfg(feature = "fake")]

@@ -735,3 +735,19 @@ async fn a_cancelled_bind_does_not_take_the_binds_it_coalesced_with_down() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_down_endpoint_costs_one_budget() {
+    let cloud = suite_fake();
+    let p = provider(&cloud).await;
+    testing::a_down_endpoint_costs_one_budget(
+        &p,
+        &factory,
+        retry().get_max_attempts(),
+        &|| {
+            cloud.inject_failures(None, ErrorKind::Unavailable, 1_000_000);
+        },
+        &|| cloud.calls().values().sum(),
+    )
+    .await;
+}
