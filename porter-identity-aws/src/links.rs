@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::pin;
 
-use futures_util::future::{join, join_all};
+use futures_util::future::{Either, join, join_all, select, try_join};
 use futures_util::stream::{self, StreamExt};
 use porter_identity_core::provider::{batch_refusals, batch_results};
 use porter_identity_core::{
@@ -77,6 +77,19 @@ impl<'b> RoleChecks<'b> {
     }
 }
 
+/// Runs `main` with `warm_up` beside it, and returns `main`'s output as soon as it has one:
+/// the warm-up is dropped then, whatever it was doing.
+async fn beside<T>(main: impl Future<Output = T>, warm_up: impl Future<Output = ()>) -> T {
+    let warm_up = async {
+        warm_up.await;
+        std::future::pending::<()>().await;
+    };
+    match select(pin!(main), pin!(warm_up)).await {
+        Either::Left((out, _)) => out,
+        Either::Right(((), _)) => unreachable!("the warm-up never ends"),
+    }
+}
+
 impl AwsPodIdentityProvider {
     pub(crate) async fn plan_batch(
         &self,
@@ -85,12 +98,11 @@ impl AwsPodIdentityProvider {
     ) -> Vec<Result<Plan>> {
         let (refused, roles) = self.admit(bindings);
         let work = |i: usize, found| self.plan_one(run, &bindings[i], found, &roles);
-        let (results, ()) = join(
+        beside(
             self.each_with_association(run, bindings, refused, work),
             self.prefetch_roles(run, &roles),
         )
-        .await;
-        results
+        .await
     }
 
     pub(crate) async fn bind_batch(
@@ -100,12 +112,11 @@ impl AwsPodIdentityProvider {
     ) -> Vec<Result<BindOutcome>> {
         let (refused, roles) = self.admit(bindings);
         let work = |i: usize, found| self.bind_one(run, &bindings[i], found, &roles);
-        let (results, ()) = join(
+        beside(
             self.each_with_association(run, bindings, refused, work),
             self.prefetch_roles(run, &roles),
         )
-        .await;
-        results
+        .await
     }
 
     pub(crate) async fn unbind_batch(
@@ -139,7 +150,9 @@ impl AwsPodIdentityProvider {
     }
 
     /// Starts every role check of the batch at once, beside the listing: by the time a
-    /// binding needs its role, it is usually known.
+    /// binding needs its role, it is usually known. Only a warm-up: each binding awaits its
+    /// own role's check, so the prefetch is dropped once every binding is done (a listing that
+    /// failed leaves its bindings' roles unchecked, not checked to no end).
     async fn prefetch_roles(&self, run: &RunContext, roles: &RoleChecks<'_>) {
         join_all(roles.firsts.iter().map(|b| roles.check(self, run, b))).await;
     }
@@ -278,17 +291,19 @@ impl AwsPodIdentityProvider {
         if let Some(owner) = &summary.owner_arn {
             return Err(self.addon_owned(binding, owner, operation));
         }
-        // The role check and the describe are independent reads: make them together.
-        let (role, described) = join(
-            roles.check(self, run, binding),
-            self.describe(run, &summary.association_id),
-        )
-        .await;
-        let role = role?;
-        let association = match described {
-            Ok(a) => a,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok((role, Current::None)),
-            Err(e) => return Err(e),
+        // The role check and the describe are independent reads: make them together, and
+        // stop both when either fails.
+        let described = async {
+            match self.describe(run, &summary.association_id).await {
+                Ok(a) => Ok(Some(a)),
+                // Deleted since the listing: none.
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            }
+        };
+        let (role, described) = try_join(roles.check(self, run, binding), described).await?;
+        let Some(association) = described else {
+            return Ok((role, Current::None));
         };
         ownership::check(binding, &association, &self.cluster, operation)?;
         let current = if association.role_arn == role.arn {

@@ -9,7 +9,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use futures_util::future::join;
+use futures_util::future::try_join;
 use futures_util::stream::Stream;
 use porter_identity_core::provider::{
     CloudCalls, SharedRead, batch_refusals, each_binding, ensure_cloud, pages,
@@ -249,9 +249,8 @@ impl AwsPodIdentityProvider {
         let info = cell
             .get_or_try_init(|| async {
                 // Two independent reads: the role by name needs no cluster to be read.
-                let (cluster, info) = join(self.cluster_info(run), self.get_role(run, role, binding)).await;
-                let cluster = cluster?;
-                let info = info?;
+                // Either failing stops the other.
+                let (cluster, info) = try_join(self.cluster_info(run), self.get_role(run, role, binding)).await?;
                 self.check_account(cluster, &info.arn)?;
                 let check = trust::check_trust_policy_raw(&info.assume_role_policy_document);
                 if !check.is_ok() {

@@ -268,7 +268,9 @@ async fn create_race_with_other_role_updates_the_winner() {
 
 #[tokio::test]
 async fn addon_owned_association_is_refused_untouched() {
-    let mut api = mock_with_role("api-role", TRUST);
+    // Only the listing is expected: the refusal ends the bind before the role and cluster
+    // reads beside it are made (a mock call without an expectation fails the test).
+    let mut api = MockEksIamApi::new();
     let mut seq = Sequence::new();
     let owner = "arn:aws:eks:us-east-1:111122223333:addon/prod/aws-ebs-csi-driver/x";
     list_returns(&mut api, &mut seq, vec![summary("a-1", Some(owner))]);

@@ -478,14 +478,15 @@ async fn two_deploy_processes_reconciling_at_once_converge_without_duplicates() 
 #[tokio::test(start_paused = true)]
 async fn an_endpoint_that_stalls_one_call_in_five_does_not_stall_the_deploy() {
     // Tried as a user: an EKS endpoint that answered one call in five only after 60 s made
-    // ten binds take 60 s. With the per-attempt timeout, a stalled call is dropped and retried.
+    // ten binds take 60 s, and 40 s with 20 s attempt timeouts (a retried call stalled again).
+    // With the default policy, a stalled call is cut at 5 s and its retry gets 10 s.
     let aws = fake();
     aws.set_latency(Duration::from_millis(10));
     aws.stall_every(5, Duration::from_secs(60));
     let p = AwsPodIdentityProvider::builder()
         .cluster(CLUSTER)
         .api(aws.clone())
-        .retry_policy(retry().attempt_timeout(Duration::from_secs(2)))
+        .retry_policy(RetryPolicy::default())
         .build()
         .await
         .unwrap();
@@ -499,7 +500,7 @@ async fn an_endpoint_that_stalls_one_call_in_five_does_not_stall_the_deploy() {
         .unwrap();
     let took = started.elapsed();
     assert!(report.is_ok(), "{report}");
-    assert!(took < Duration::from_secs(20), "the deploy took {took:?}");
+    assert!(took < Duration::from_secs(30), "the deploy took {took:?}");
     // Stalled creates had created: their retries, with the same clientRequestToken, got the
     // same association back. One association per workload, no more.
     assert_eq!(aws.associations(CLUSTER).len(), 10);
@@ -637,4 +638,34 @@ async fn the_stale_search_does_not_list_again_after_the_binds_listing_failed() {
         "the stale search says the listing's error: {report}"
     );
     assert_eq!(aws.write_calls(), 0);
+}
+
+/// When one joined chain gives up, the operation stops: a listing refused for good (access
+/// denied) ends the bind, and the cluster read beside it (failing with 503s) is dropped instead
+/// of going on to its own six attempts.
+#[tokio::test]
+async fn a_joined_chain_does_not_outlive_its_siblings_failure() {
+    let aws = fake();
+    let p = provider(&aws).await;
+    aws.reset_calls();
+    aws.inject_failures(
+        Some("ListPodIdentityAssociations"),
+        ErrorKind::PermissionDenied,
+        1,
+    );
+    aws.inject_failures(Some("DescribeCluster"), ErrorKind::Unavailable, 10_000);
+    aws.set_latency(Duration::from_millis(5));
+    let binding = Binding::new(
+        Workload::for_service(NS, "demo", "api").unwrap(),
+        Connection::aws_role(RoleRef::parse("role-0").unwrap()),
+    );
+    let e = p.bind(&binding).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
+    assert_eq!(aws.call_count("ListPodIdentityAssociations"), 1);
+    assert_eq!(
+        aws.call_count("DescribeCluster"),
+        1,
+        "the cluster read stops with the bind: {:?}",
+        aws.calls()
+    );
 }

@@ -5,7 +5,7 @@
 
 use std::future::Future;
 
-use futures_util::future::{join, join3};
+use futures_util::future::{try_join, try_join3};
 use porter_identity_core::provider::{batch_refusals, per_group};
 use porter_identity_core::{
     BindChange, BindOutcome, Binding, Cloud, Error, ErrorKind, Operation, Plan, PlanAction, Result,
@@ -107,15 +107,16 @@ impl AzureWorkloadIdentityProvider {
         first: &Binding,
     ) -> Result<(String, Identity, Vec<FederatedCredential>)> {
         let (rg, name) = Self::identity_ref(first)?;
-        let (issuer, identity, listed) = join3(
+        // The first to fail stops the others: one failure, one budget.
+        let (issuer, identity, listed) = try_join3(
             self.issuer(run),
             self.identity(run, first),
-            self.list_credentials(run, rg.as_str(), name.as_str()),
+            self.listed(run, first, rg.as_str(), name.as_str()),
         )
-        .await;
-        let issuer = issuer?.to_owned();
-        let identity = identity?;
-        let listed = self.shared_listing(run, first, &issuer, listed)?;
+        .await
+        .map_err(|e| self.issuer_stopped(run, e))?;
+        let issuer = issuer.to_owned();
+        self.share_listing(run, first, &issuer, &listed)?;
         Ok((issuer, identity, listed))
     }
 
@@ -127,32 +128,46 @@ impl AzureWorkloadIdentityProvider {
         first: &Binding,
     ) -> Result<(String, Vec<FederatedCredential>)> {
         let (rg, name) = Self::identity_ref(first)?;
-        let (issuer, listed) = join(
+        let (issuer, listed) = try_join(
             self.issuer(run),
-            self.list_credentials(run, rg.as_str(), name.as_str()),
+            self.listed(run, first, rg.as_str(), name.as_str()),
         )
-        .await;
-        let issuer = issuer?.to_owned();
-        let listed = self.shared_listing(run, first, &issuer, listed)?;
+        .await
+        .map_err(|e| self.issuer_stopped(run, e))?;
+        let issuer = issuer.to_owned();
+        self.share_listing(run, first, &issuer, &listed)?;
         Ok((issuer, listed))
     }
 
-    /// A group's listing of its identity's credentials, offered to the stale-link search of the
-    /// same reconcile; a 404 says which identity is missing.
-    fn shared_listing(
+    /// The credentials of the identity of a group's `first` binding; a 404 says which
+    /// identity is missing.
+    async fn listed(
+        &self,
+        run: &RunContext,
+        first: &Binding,
+        rg: &str,
+        name: &str,
+    ) -> Result<Vec<FederatedCredential>> {
+        self.list_credentials(run, rg, name)
+            .await
+            .map_err(|e| self.missing_identity(first, e))
+    }
+
+    /// Offers a group's listing of its identity's credentials to the stale-link search of the
+    /// same reconcile.
+    fn share_listing(
         &self,
         run: &RunContext,
         first: &Binding,
         issuer: &str,
-        listed: Result<Vec<FederatedCredential>>,
-    ) -> Result<Vec<FederatedCredential>> {
+        listed: &[FederatedCredential],
+    ) -> Result<()> {
         let (rg, name) = Self::identity_ref(first)?;
-        let listed = listed.map_err(|e| self.missing_identity(first, e))?;
         run.share(
             self.credentials_listing(issuer, rg.as_str(), name.as_str()),
-            listed.clone(),
+            listed.to_vec(),
         );
-        Ok(listed)
+        Ok(())
     }
 
     /// A listing of a missing identity fails with ARM's 404: say which identity.

@@ -210,6 +210,28 @@ impl AzureWorkloadIdentityProvider {
             .map(String::as_str)
     }
 
+    /// The error of reads joined with the issuer's: when it is an outage of ARM (whose one
+    /// endpoint serves the cluster read too) and the issuer read was stopped with them before
+    /// it could say so, the run remembers it as the issuer read's failure, so that the stale-link
+    /// search of the run does not try the endpoint again. Returns `e`.
+    pub(crate) fn issuer_stopped(&self, run: &RunContext, e: Error) -> Error {
+        if let ClusterSource::Aks {
+            resource_group,
+            name,
+        } = &self.cluster
+            && self.issuer.get().is_none()
+            && e.kind() == ErrorKind::Unavailable
+            && e.is_retryable()
+        {
+            let failure = || IssuerFailure {
+                cluster: format!("{resource_group}/{name}"),
+            };
+            let known = run.take_shared(&failure());
+            run.share(failure(), known.unwrap_or_else(|| e.clone()));
+        }
+        e
+    }
+
     pub(crate) fn cluster_error(&self, e: Error) -> Error {
         match (&self.cluster, e.kind()) {
             (

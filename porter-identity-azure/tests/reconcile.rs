@@ -577,3 +577,31 @@ async fn a_failed_issuer_read_is_not_repeated_in_the_same_run() {
         .unwrap();
     assert!(again.is_ok(), "{again}");
 }
+
+/// When one joined read gives up, the bind stops: an identity that does not exist (a 404, for
+/// good) ends the bind, and the cluster read beside it (failing with 503s) is dropped instead
+/// of going on to its own six attempts.
+#[tokio::test]
+async fn a_joined_read_does_not_outlive_its_siblings_failure() {
+    let azure = fake();
+    let p = provider(&azure).await;
+    azure.reset_calls();
+    azure.inject_failures(Some("ManagedClusters_Get"), ErrorKind::Unavailable, 1_000);
+    azure.set_latency(Duration::from_millis(5));
+    let b = Binding::new(
+        Workload::for_service(NS, "demo", "api").unwrap(),
+        Connection::azure_managed_identity(
+            AzureIdentityName::parse("no-such-identity").unwrap(),
+            AzureResourceGroup::parse(RG).unwrap(),
+        ),
+    );
+    let e = p.bind(&b).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert!(e.to_string().contains("no-such-identity"), "{e}");
+    assert_eq!(
+        azure.call_count("ManagedClusters_Get"),
+        1,
+        "the cluster read stops with the bind: {:?}",
+        azure.calls()
+    );
+}
