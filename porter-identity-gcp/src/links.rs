@@ -135,11 +135,12 @@ impl GcpWorkloadIdentityProvider {
         batch: Vec<Pending>,
     ) {
         let edits: Vec<(String, Edit)> = batch.iter().map(|p| (p.member.clone(), p.edit)).collect();
+        let unsure = Mutex::new(vec![false; edits.len()]);
         let outcome = self
             .calls
             .retry_policy()
             .run_cycle(Cloud::Gcp, op::SET_IAM_POLICY.name(), || {
-                self.cycle(run, email, &edits)
+                self.cycle(run, email, &edits, &unsure)
             })
             .await;
         tracing::debug!(
@@ -171,12 +172,24 @@ impl GcpWorkloadIdentityProvider {
     /// nothing, a fresh read decides, so that `Unchanged` and `AlreadyAbsent` are never said
     /// from memory. A deploy that binds and then removes stale members thus reads each policy
     /// once.
+    ///
+    /// `unsure` marks the edits of a write whose answer was lost (cut by its timeout, or a
+    /// 5xx): it may have landed. An edit it carried that a later read finds as asked is said
+    /// `Changed`, since that write made it, not `AsAsked`.
     async fn cycle(
         &self,
         run: &RunContext,
         email: &GcpServiceAccountEmail,
         edits: &[(String, Edit)],
+        unsure: &Mutex<Vec<bool>>,
     ) -> Result<Result<Vec<Edited>>> {
+        let credited = |each: &[Edited]| -> Vec<Edited> {
+            let unsure = unsure.lock().unwrap_or_else(PoisonError::into_inner);
+            each.iter()
+                .zip(unsure.iter())
+                .map(|(r, unsure)| if *unsure { Edited::Changed } else { *r })
+                .collect()
+        };
         let from_memory = self
             .remembered_policy(email)
             .map(|p| apply(p, edits))
@@ -189,7 +202,7 @@ impl GcpWorkloadIdentityProvider {
             },
         };
         if !each.contains(&Edited::Changed) {
-            return Ok(Ok(each));
+            return Ok(Ok(credited(&each)));
         }
         let adds = edits
             .iter()
@@ -207,10 +220,16 @@ impl GcpWorkloadIdentityProvider {
         match written {
             Ok(now) => {
                 self.remember_policy(email, Some(now));
-                Ok(Ok(each))
+                Ok(Ok(credited(&each)))
             }
             Err(e) => {
                 self.remember_policy(email, None);
+                if e.kind() == ErrorKind::Unavailable {
+                    let mut unsure = unsure.lock().unwrap_or_else(PoisonError::into_inner);
+                    for (unsure, r) in unsure.iter_mut().zip(&each) {
+                        *unsure |= *r == Edited::Changed;
+                    }
+                }
                 if e.is_retryable() {
                     Err(e)
                 } else {
