@@ -198,6 +198,21 @@ fn count_calls(timed: bool) {
 
 fn main() {
     count_calls(common::timed());
+    common::failure_table(
+        fake,
+        provider,
+        common::Failing {
+            // The EKS endpoint fails; IAM answers.
+            down: &|aws: &FakeAws| {
+                aws.inject_eks_failures(porter_identity::ErrorKind::Unavailable, 1_000_000);
+            },
+            stall: &|aws: &FakeAws| {
+                aws.stall_every(5, Duration::from_secs(60));
+            },
+            calls: &|aws: &FakeAws| aws.eks_calls(),
+        },
+        &bindings(10),
+    );
     divan::main();
 }
 

@@ -265,6 +265,20 @@ fn count_calls(timed: bool) {
 
 fn main() {
     count_calls(common::timed());
+    common::failure_table(
+        fake,
+        provider,
+        common::Failing {
+            down: &|azure: &FakeAzure| {
+                azure.inject_failures(None, porter_identity::ErrorKind::Unavailable, 1_000_000);
+            },
+            stall: &|azure: &FakeAzure| {
+                azure.stall_every(5, Duration::from_secs(60));
+            },
+            calls: &|azure: &FakeAzure| azure.calls().values().sum(),
+        },
+        &bindings(10),
+    );
     divan::main();
 }
 

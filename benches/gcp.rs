@@ -219,6 +219,20 @@ fn count_calls(timed: bool) {
 
 fn main() {
     count_calls(common::timed());
+    common::failure_table(
+        fake,
+        provider,
+        common::Failing {
+            down: &|gcp: &FakeGcp| {
+                gcp.inject_failures(None, porter_identity::ErrorKind::Unavailable, 1_000_000);
+            },
+            stall: &|gcp: &FakeGcp| {
+                gcp.stall_every(5, Duration::from_secs(60));
+            },
+            calls: &|gcp: &FakeGcp| gcp.calls().values().sum(),
+        },
+        &bindings(10),
+    );
     divan::main();
 }
 

@@ -205,3 +205,115 @@ pub(crate) fn bench_deploy<C, P: WorkloadIdentityProvider>(
         })
         .bench_local_values(|(p, _c)| rt.block_on(reconcile(&p, all, previous)));
 }
+
+/// How a failure case makes its cloud fail, on a fresh fake.
+pub(crate) struct Failing<'a, C> {
+    /// Every call of the endpoint answers 503.
+    pub(crate) down: &'a dyn Fn(&C),
+    /// One call in five answers only after 60 s.
+    pub(crate) stall: &'a dyn Fn(&C),
+    /// The calls of the endpoint so far.
+    pub(crate) calls: &'a dyn Fn(&C) -> u64,
+}
+
+/// The failure table of a cloud, with the provider's default `RetryPolicy`, in virtual time
+/// (tokio's paused clock: the fake's 503s, backoffs and 60 s stalls take no real time, and the
+/// times shown are what they would take). Checked on every run:
+///
+/// - the endpoint down (503 to every call): one bind, and a one-service reconcile, make
+///   exactly `max_attempts` calls of it;
+/// - one call in five stalling for 60 s: ten binds (one reconcile) all succeed within 30 s.
+pub(crate) fn failure_table<C, P: WorkloadIdentityProvider>(
+    cloud: impl Fn() -> C,
+    provider: impl Fn(&C) -> P,
+    failing: Failing<'_, C>,
+    bindings: &[Binding],
+) {
+    let max_attempts = porter_identity::RetryPolicy::default().get_max_attempts();
+    println!(
+        "\nThe same provider with the default RetryPolicy ({max_attempts} attempts), in virtual time:"
+    );
+    println!(
+        "| case                                              | calls | wall (virtual) | target |"
+    );
+    println!(
+        "|---------------------------------------------------|------:|---------------:|--------|"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("paused runtime");
+    let row = |label: &str, calls: u64, wall: Duration, target: &str| {
+        println!(
+            "| {label:<49} | {calls:>5} | {:>12.1} s | {target} |",
+            wall.as_secs_f64()
+        );
+    };
+
+    let c = cloud();
+    let p = provider(&c);
+    (failing.down)(&c);
+    let start = tokio::time::Instant::now();
+    let before = (failing.calls)(&c);
+    let bound = rt.block_on(p.bind(&bindings[0]));
+    let wall = rt.block_on(async { start.elapsed() });
+    let calls = (failing.calls)(&c) - before;
+    row("endpoint down: one bind", calls, wall, "= max_attempts");
+    assert!(bound.is_err());
+    assert_eq!(
+        calls,
+        u64::from(max_attempts),
+        "one bind against a down endpoint"
+    );
+
+    let c = cloud();
+    let p = provider(&c);
+    (failing.down)(&c);
+    let before = (failing.calls)(&c);
+    let (report, wall) = rt.block_on(timed_reconcile(&p, &bindings[..1]));
+    let calls = (failing.calls)(&c) - before;
+    row(
+        "endpoint down: one-service reconcile",
+        calls,
+        wall,
+        "= max_attempts",
+    );
+    assert!(report.workloads[0].result.is_err(), "{report}");
+    assert_eq!(
+        calls,
+        u64::from(max_attempts),
+        "a one-service reconcile against a down endpoint\n{report}"
+    );
+
+    let c = cloud();
+    let p = provider(&c);
+    (failing.stall)(&c);
+    let before = (failing.calls)(&c);
+    let (report, wall) = rt.block_on(timed_reconcile(&p, &bindings[..10]));
+    let calls = (failing.calls)(&c) - before;
+    row(
+        "1 call in 5 stalls 60 s: 10 binds",
+        calls,
+        wall,
+        "< 30 s, all bound",
+    );
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(report.changes(), 10, "{report}");
+    assert!(wall < Duration::from_secs(30), "ten binds took {wall:?}");
+}
+
+/// One reconcile of `desired`, and how long it took on the runtime's clock.
+async fn timed_reconcile(
+    p: &dyn WorkloadIdentityProvider,
+    desired: &[Binding],
+) -> (ReconcileReport, Duration) {
+    let start = tokio::time::Instant::now();
+    let report = Reconciler::new(APP, NAMESPACE)
+        .provider(p)
+        .desired_bindings(desired.to_vec())
+        .run()
+        .await
+        .expect("reconcile");
+    (report, start.elapsed())
+}
