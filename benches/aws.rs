@@ -23,6 +23,7 @@ mod common;
 use std::time::Duration;
 
 use common::{APP, CONCURRENCY, LATENCY, Measured, NAMESPACE};
+use futures_util::StreamExt;
 use porter_identity::{BindChange, Binding, Connection, RoleRef, Workload};
 use porter_identity_aws::AwsPodIdentityProvider;
 use porter_identity_aws::fake::FakeAws;
@@ -72,6 +73,71 @@ fn bindings(n: usize) -> Vec<Binding> {
             )
         })
         .collect()
+}
+
+/// Associations of others in the app's namespace: another app's (tagged) and hand-made ones.
+const OTHERS: usize = 2000;
+
+/// The app's namespace also holds `OTHERS` associations, half another app's and half made by
+/// hand: an unchanged re-deploy, with and without the previous deploy, makes ≤ 1.05 EKS calls
+/// per workload of the app (the stale-link search reads only the associations whose service
+/// account can be the app's).
+fn shared_namespace(rt: &tokio::runtime::Runtime) {
+    use porter_identity_aws::api::{CreateAssociation, EksIamApi};
+    let aws = fake();
+    aws.set_latency(Duration::ZERO);
+    rt.block_on(
+        futures_util::stream::iter(0..OTHERS).for_each_concurrent(64, |i| {
+            let aws = aws.clone();
+            async move {
+                let (service_account, tags) = if i % 2 == 0 {
+                    let service = format!("svc-{i}");
+                    let tags = [
+                        ("managed-by", "porter-identity"),
+                        ("porter-identity/app", "billing"),
+                        ("porter-identity/service", service.as_str()),
+                    ]
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .into();
+                    (format!("billing-{service}"), tags)
+                } else {
+                    (format!("legacy-{i}"), Default::default())
+                };
+                aws.create_pod_identity_association(CreateAssociation {
+                    cluster: CLUSTER.into(),
+                    namespace: NAMESPACE.into(),
+                    service_account,
+                    role_arn: aws.role_arn("role-0"),
+                    client_request_token: format!("other-{i}"),
+                    tags,
+                })
+                .await
+                .expect("another's association");
+            }
+        }),
+    );
+    let all = bindings(N);
+    rt.block_on(common::reconcile(&provider(&aws), &all, &[]));
+    aws.set_latency(LATENCY);
+    for (label, previous) in [
+        ("shared namespace (+2,000), with previous", &all[..]),
+        ("shared namespace (+2,000), no previous", &[][..]),
+    ] {
+        let p = provider(&aws);
+        let (m, report) = measure(rt, &aws, label, N, common::reconcile(&p, &all, previous));
+        assert_eq!(report.changes(), 0, "{label}");
+        assert!(
+            report.removed.is_empty() && report.kept.is_empty(),
+            "{label}: {report}"
+        );
+        assert_eq!(m.writes(), 0, "{label}");
+        let eks = m.total() - m.count(&["GetRole"]);
+        assert!(
+            eks as f64 <= 1.05 * N as f64,
+            "{label}: {eks} EKS calls for {N} workloads"
+        );
+    }
+    assert_eq!(aws.associations(CLUSTER).len(), N + OTHERS);
 }
 
 /// 1.25 × calls × latency / concurrency: the wall-time target of the deploy API.
@@ -181,6 +247,8 @@ fn count_calls(timed: bool) {
         REMOVED as u64,
         "nothing but the deletes is written"
     );
+
+    shared_namespace(&rt);
 
     // The old way, for comparison: a loop of bind over the unchanged workloads.
     let kept = &all[..N - REMOVED];

@@ -50,6 +50,9 @@ fn manifest(yaml: &str) -> AppManifest {
     AppManifest::from_yaml_str(yaml).unwrap()
 }
 
+const ONE_SERVICE: &str =
+    "services:\n  - name: api\n    connections:\n      - type: awsRole\n        role: role-0\n";
+
 /// The first deploy of app `demo`: three services, one with a non-identity connection too.
 const BEFORE: &str = r"
 services:
@@ -96,13 +99,18 @@ fn associations(aws: &FakeAws) -> BTreeMap<String, String> {
 
 /// An association made by hand (no porter-identity tags) for `service_account`, to role-0.
 async fn create_by_hand(aws: &FakeAws, service_account: &str) {
+    create_association(aws, service_account, BTreeMap::new()).await;
+}
+
+/// An association of `service_account` to role-0, with `tags`.
+async fn create_association(aws: &FakeAws, service_account: &str, tags: BTreeMap<String, String>) {
     aws.create_pod_identity_association(CreateAssociation {
         cluster: CLUSTER.into(),
         namespace: NS.into(),
         service_account: service_account.into(),
         role_arn: role_arn("role-0"),
         client_request_token: format!("by-hand-{service_account}"),
-        tags: BTreeMap::new(),
+        tags,
     })
     .await
     .unwrap();
@@ -668,4 +676,82 @@ async fn a_joined_chain_does_not_outlive_its_siblings_failure() {
         "the cluster read stops with the bind: {:?}",
         aws.calls()
     );
+}
+
+/// Creates an association of `service_account` tagged as made by porter-identity for `app`'s
+/// `service`.
+async fn create_tagged(aws: &FakeAws, service_account: &str, app: &str, service: &str) {
+    let tags = [
+        ("managed-by", "porter-identity"),
+        ("porter-identity/app", app),
+        ("porter-identity/service", service),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .into();
+    create_association(aws, service_account, tags).await;
+}
+
+/// The stale-link search costs the app, not the namespace: without a previous deploy it reads
+/// only the associations whose service account can be one of the app's derived names, so other
+/// apps' and hand-made associations in a shared namespace are not described. An association
+/// of the app under an explicit name is found through the previous deploy.
+#[tokio::test]
+async fn the_stale_search_reads_only_what_can_be_the_apps() {
+    let aws = fake();
+    let p = provider(&aws).await;
+    create_tagged(&aws, "demo-old", "demo", "old").await;
+    create_tagged(&aws, "custom-sa", "demo", "batch").await;
+    for i in 0..5 {
+        create_tagged(
+            &aws,
+            &format!("billing-svc-{i}"),
+            "billing",
+            &format!("svc-{i}"),
+        )
+        .await;
+        create_by_hand(&aws, &format!("legacy-{i}")).await;
+    }
+    aws.reset_calls();
+    let m = manifest(ONE_SERVICE);
+    let report = Reconciler::new("demo", NS)
+        .provider(&p)
+        .desired(&m)
+        .run()
+        .await
+        .unwrap();
+    assert!(report.is_ok(), "{report}");
+    let removed: Vec<String> = report
+        .removed
+        .iter()
+        .map(|r| r.binding.workload.service_account().to_string())
+        .collect();
+    assert_eq!(removed, ["demo-old"], "{report}");
+    assert_eq!(
+        aws.call_count("DescribePodIdentityAssociation"),
+        1,
+        "only demo-old is read: {:?}",
+        aws.calls()
+    );
+    let left: Vec<String> = aws
+        .associations(CLUSTER)
+        .into_iter()
+        .map(|a| a.service_account)
+        .collect();
+    assert!(left.contains(&"custom-sa".to_owned()), "{left:?}");
+    assert_eq!(left.len(), 1 + 1 + 10, "api, custom-sa and the ten others");
+
+    // Named by the previous deploy, the explicit name is found, proven by its tags and removed.
+    let custom = Binding::new(
+        Workload::new(NS, "custom-sa", "demo", "batch").unwrap(),
+        Connection::aws_role(RoleRef::parse("role-0").unwrap()),
+    );
+    let report = Reconciler::new("demo", NS)
+        .provider(&p)
+        .desired(&m)
+        .previous_bindings([custom])
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(report.removed.len(), 1, "{report}");
+    assert_eq!(aws.associations(CLUSTER).len(), 1 + 10);
 }

@@ -173,6 +173,40 @@ impl ServiceAccountName {
         let prefix = full[..LABEL_MAX - 1 - HASH_HEX].trim_end_matches('-');
         Ok(ServiceAccountName(format!("{prefix}-{hash}")))
     }
+
+    /// Whether this name can be what [`for_service`](Self::for_service) derives for some
+    /// service of `app`: `<app>-<service>`, or the hashed form of a long one. A provider's
+    /// stale-link search reads only the links of such names (and of the names the previous
+    /// deploy gave): a link of the app under an explicit name is found through the previous
+    /// deploy.
+    ///
+    /// ```
+    /// use porter_identity_core::ServiceAccountName;
+    /// let derived = |app: &str, service: &str| ServiceAccountName::for_service(app, service).unwrap();
+    /// assert!(derived("shop", "api").may_be_derived_for("shop"));
+    /// assert!(!derived("shop", "api").may_be_derived_for("cart"));
+    /// let long_app = "a".repeat(60);
+    /// assert!(derived(&long_app, "worker").may_be_derived_for(&long_app));
+    /// assert!(!derived(&long_app, "worker").may_be_derived_for("a"));
+    /// ```
+    pub fn may_be_derived_for(&self, app: &str) -> bool {
+        let head = format!("{app}-");
+        if self.0.starts_with(&head) {
+            return true;
+        }
+        // The hashed form keeps the first characters of `<app>-<service>`: when `<app>-` is
+        // longer than they are, they are all the app's, so the name can be checked whole.
+        let kept = LABEL_MAX - 1 - HASH_HEX;
+        let Some(prefix) = head.get(..kept) else {
+            return false;
+        };
+        self.0
+            .strip_prefix(prefix.trim_end_matches('-'))
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|hash| {
+                hash.len() == HASH_HEX && hash.bytes().all(|b| b.is_ascii_hexdigit())
+            })
+    }
 }
 string_newtype!(ServiceAccountName);
 
@@ -291,6 +325,43 @@ mod tests {
         let sa = ServiceAccountName::for_service(&app, &svc).unwrap();
         assert!(!sa.as_str().contains("--"), "{sa}");
         assert!(Namespace::parse(sa.as_str()).is_ok());
+    }
+
+    #[test]
+    fn every_derived_name_may_be_its_apps_and_few_are_anothers() {
+        let apps = [
+            "shop",
+            "shop-admin",
+            &"a".repeat(40),
+            &"b".repeat(55),
+            &"c".repeat(63),
+        ];
+        let services = ["api", "w", &"s".repeat(30), &"t".repeat(63)];
+        for app in apps {
+            for service in services {
+                let sa = ServiceAccountName::for_service(app, service).unwrap();
+                assert!(sa.may_be_derived_for(app), "{sa} of {app}/{service}");
+                for other in ["cart", "b", &"a".repeat(41), "c"] {
+                    assert!(!sa.may_be_derived_for(other), "{sa} is not {other}'s");
+                }
+            }
+        }
+        // Hashed names keep 52 characters: apps that share them cannot be told apart by name
+        // (the link's own marks then decide).
+        let sa = ServiceAccountName::for_service(&"c".repeat(63), "api").unwrap();
+        assert!(sa.may_be_derived_for(&"c".repeat(62)));
+        // A name made by hand, and one that only looks hashed.
+        assert!(
+            !ServiceAccountName::parse("default")
+                .unwrap()
+                .may_be_derived_for("shop")
+        );
+        let lookalike = format!("{}-zzzzzzzzzz", "c".repeat(52));
+        assert!(
+            !ServiceAccountName::parse(&lookalike)
+                .unwrap()
+                .may_be_derived_for(&"c".repeat(63))
+        );
     }
 
     #[test]
