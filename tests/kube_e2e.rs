@@ -873,3 +873,107 @@ async fn a_second_app_on_the_same_service_account_name_is_refused_not_clobbered(
     assert_eq!(annotation(&cluster).await, second_email);
     server.shutdown().await;
 }
+
+/// An unchanged re-deploy reads the namespace once and writes nothing: the ServiceAccounts
+/// already carry exactly what porter-identity would apply, under its field manager. A value
+/// changed since by another field manager makes the apply go out again, and its conflict is
+/// reported before anything is written; an annotation porter-identity no longer applies makes
+/// it go out too, and is removed.
+#[tokio::test]
+async fn an_unchanged_step_reads_the_namespace_once_and_sends_no_apply() {
+    let (fake, p) = gcp().await;
+    let kube = FakeKube::new();
+    let services = ["api", "worker", "cron"];
+    for s in services {
+        kube.add_service(NS, &format!("shop-{s}"), s, 1, AN_HOUR_AGO);
+    }
+    let (cluster, server) = cluster_of(&kube).await;
+    let bindings: Vec<Binding> = services.iter().map(|s| gcp_binding(s)).collect();
+    let step = cluster.step(StepOptions::default());
+    let deploy = || async {
+        Reconciler::new("shop", NS)
+            .provider(&p)
+            .desired_bindings(bindings.clone())
+            .kubernetes(&step)
+            .run()
+            .await
+            .unwrap()
+    };
+    let first = deploy().await;
+    assert!(first.is_ok(), "{first}");
+
+    kube.reset_requests();
+    let again = deploy().await;
+    assert!(again.is_ok(), "{again}");
+    assert_eq!(kube.writes(), 0, "an unchanged step sends no apply");
+    assert_eq!(
+        kube.requests(),
+        6,
+        "the namespace's ServiceAccounts, pods and four kinds of workload, once"
+    );
+    assert!(
+        again
+            .service_accounts
+            .iter()
+            .all(|sa| sa.cluster.as_ref().is_some_and(|c| c.applied.is_empty()))
+    );
+
+    // Another manager changes our annotation: the apply is sent, refused, and says who.
+    let key = ObjectKey::new("v1", "ServiceAccount", NS, "shop-worker");
+    kube.update(
+        &key,
+        "kubectl-edit",
+        json!({"metadata": {"annotations": {"iam.gke.io/gcp-service-account": "other@shop-project-123456.iam.gserviceaccount.com"}}}),
+    );
+    let before = kube.get(&key);
+    kube.reset_requests();
+    let conflicted = deploy().await;
+    let worker = conflicted
+        .service_accounts
+        .iter()
+        .find(|sa| sa.workload.service_account().as_str() == "shop-worker")
+        .unwrap();
+    let err = worker
+        .cluster
+        .as_ref()
+        .unwrap()
+        .error
+        .clone()
+        .expect("a conflict");
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert!(err.to_string().contains("kubectl-edit"), "{err}");
+    assert_eq!(kube.get(&key), before, "nothing written");
+    assert_eq!(kube.writes(), 1, "only the refused apply of shop-worker");
+
+    // An annotation porter-identity applied and no longer applies: the apply removes it.
+    let api = ObjectKey::new("v1", "ServiceAccount", NS, "shop-api");
+    kube.apply(
+        &api,
+        porter_identity_kube::FIELD_MANAGER,
+        json!({"metadata": {"annotations": {"iam.gke.io/gcp-service-account": gcp_email(), "porter.run/identity-app": "shop", "stale.example/key": "x"}}}),
+        false,
+    )
+    .unwrap();
+    kube.reset_requests();
+    let forced = cluster.step(StepOptions::default().force_conflicts(true));
+    let report = Reconciler::new("shop", NS)
+        .provider(&p)
+        .desired_bindings(bindings.clone())
+        .kubernetes(&forced)
+        .run()
+        .await
+        .unwrap();
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(
+        kube.writes(),
+        2,
+        "shop-api (a key to remove) and shop-worker (taken over)"
+    );
+    let annotations = kube.get(&api).unwrap()["metadata"]["annotations"].clone();
+    assert!(
+        annotations.get("stale.example/key").is_none(),
+        "{annotations}"
+    );
+    drop(fake);
+    server.shutdown().await;
+}

@@ -129,6 +129,68 @@ pub(crate) fn annotation_conflicts(
     out
 }
 
+/// Whether `account` already carries exactly what an apply of `annotations` by
+/// porter-identity would leave: each annotation with its value, and porter-identity's field
+/// manager owning these annotations and nothing else (an apply would then remove nothing
+/// either). Then the apply is not sent: a re-deploy that changes nothing writes nothing.
+pub(crate) fn already_applied(
+    account: Option<&ServiceAccount>,
+    annotations: &BTreeMap<String, String>,
+) -> bool {
+    let Some(account) = account else {
+        return false;
+    };
+    let current = account.metadata.annotations.clone().unwrap_or_default();
+    if annotations.iter().any(|(k, v)| current.get(k) != Some(v)) {
+        return false;
+    }
+    let ours: Vec<&Value> = account
+        .metadata
+        .managed_fields
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .filter(|e| {
+            e.manager.as_deref() == Some(FIELD_MANAGER) && e.operation.as_deref() == Some("Apply")
+        })
+        .filter_map(|e| e.fields_v1.as_ref().map(|f| &f.0))
+        .collect();
+    let mut owned = std::collections::BTreeSet::new();
+    for fields in ours {
+        let Some(top) = fields.as_object() else {
+            return false;
+        };
+        for (key, value) in top {
+            if key == "." {
+                continue;
+            }
+            if key != "f:metadata" {
+                return false;
+            }
+            let Some(metadata) = value.as_object() else {
+                return false;
+            };
+            for (key, value) in metadata {
+                match key.as_str() {
+                    "." => {}
+                    "f:annotations" => {
+                        let Some(keys) = value.as_object() else {
+                            return false;
+                        };
+                        owned.extend(
+                            keys.keys()
+                                .filter(|k| *k != ".")
+                                .map(|k| k.strip_prefix("f:").unwrap_or(k).to_owned()),
+                        );
+                    }
+                    _ => return false,
+                }
+            }
+        }
+    }
+    owned.iter().eq(annotations.keys())
+}
+
 /// The server-side-apply body that sets `labels` on the pod template of a workload (Azure's
 /// `azure.workload.identity/use: "true"`). Changing a pod template rolls the workload's pods.
 /// `api_version` and `kind` are the workload's (`apps/v1` `Deployment`, `batch/v1` `CronJob`,
@@ -220,6 +282,31 @@ mod tests {
         assert!(
             annotation_conflicts(&existing("old-id", FIELD_MANAGER), &patch("new-id")).is_empty()
         );
+    }
+
+    #[test]
+    fn an_apply_is_skipped_only_when_it_would_change_and_remove_nothing() {
+        let wanted = BTreeMap::from([(KEY.to_owned(), "id-1".to_owned())]);
+        let ours = existing("id-1", FIELD_MANAGER);
+        assert!(already_applied(Some(&ours), &wanted));
+        assert!(!already_applied(None, &wanted), "a missing ServiceAccount");
+        let other_value = BTreeMap::from([(KEY.to_owned(), "id-2".to_owned())]);
+        assert!(
+            !already_applied(Some(&ours), &other_value),
+            "a value to change"
+        );
+        assert!(
+            !already_applied(Some(&ours), &BTreeMap::new()),
+            "an annotation we no longer apply, to remove"
+        );
+        let theirs = existing("id-1", "helm");
+        assert!(
+            !already_applied(Some(&theirs), &wanted),
+            "the same value, but not ours: the apply takes a share of it"
+        );
+        let mut more = wanted.clone();
+        more.insert("porter.run/identity-app".into(), "shop".into());
+        assert!(!already_applied(Some(&ours), &more), "one more to set");
     }
 
     #[test]

@@ -416,6 +416,24 @@ impl Cluster {
         Ok(self.call(&op, || api.list(&lp)).await?.items)
     }
 
+    /// Every pod of `namespace`.
+    ///
+    /// # Errors
+    /// When the API server cannot be read.
+    pub async fn pods_in(&self, namespace: &str) -> Result<Vec<Pod>> {
+        let api: Api<Pod> = self.api_in(Some(namespace));
+        let lp = ListParams::default();
+        Ok(self
+            .call(&format!("list pods in {namespace}"), || api.list(&lp))
+            .await?
+            .items)
+    }
+
+    /// How many API calls of this cluster may be in flight at once.
+    pub(crate) fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+
     /// The pods on `node`, in every namespace.
     ///
     /// # Errors

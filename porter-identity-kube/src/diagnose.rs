@@ -47,7 +47,9 @@ pub(crate) struct Observed<'a> {
     pub nodes: &'a [Node],
 }
 
-fn pod_service_account(pod: &Pod) -> &str {
+/// The ServiceAccount a pod runs as (`default` when its spec names none, as the API server
+/// fills it in).
+pub(crate) fn pod_service_account(pod: &Pod) -> &str {
     pod.spec
         .as_ref()
         .and_then(|s| {

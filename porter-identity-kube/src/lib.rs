@@ -49,6 +49,7 @@ pub mod fake;
 #[cfg(test)]
 mod fixtures;
 pub mod migrate;
+mod namespace;
 pub mod preflight;
 pub mod step;
 mod workloads;

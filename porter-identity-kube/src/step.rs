@@ -8,6 +8,11 @@
 //! what it finds. Before a ServiceAccount's pod templates are labelled, its annotations must
 //! apply: a conflict with another field manager stops that service account's step with nothing
 //! of it written.
+//!
+//! The step reads each namespace once (its ServiceAccounts, pods and workloads), then decides
+//! per service account; the writes of the service accounts run side by side, bounded by the
+//! cluster's concurrency. A ServiceAccount that already carries exactly what porter-identity
+//! would apply, under its field manager, gets no apply: an unchanged re-deploy writes nothing.
 
 use std::collections::BTreeMap;
 
@@ -18,9 +23,12 @@ use porter_identity_core::{
     Result, ServiceAccountNeeds,
 };
 
+use futures_util::stream::{self, StreamExt};
+
 use crate::Cluster;
-use crate::apply::annotation_conflicts;
+use crate::apply::{already_applied, annotation_conflicts};
 use crate::diagnose::{Expected, Observed, diagnose, owner_of, pods_predating, whole_seconds};
+use crate::namespace::{NamespaceView, Seen};
 use crate::workloads::{PodWorkload, running_as};
 
 /// The ServiceAccount annotation where porter-identity records when a link of the service
@@ -99,13 +107,6 @@ impl porter_identity_core::KubernetesStep for ReconcileStep {
     }
 }
 
-/// What the step read of the namespace and the cluster, for every service account.
-struct Found<'a> {
-    workloads: &'a mut [PodWorkload],
-    nodes: &'a [Node],
-    pools_without_gke_metadata: &'a [String],
-}
-
 /// A workload restarted (or that would be), and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -155,12 +156,6 @@ fn changed_at(needs: &ServiceAccountNeeds, account: Option<&ServiceAccount>) -> 
     written.max(recorded)
 }
 
-/// What the cluster holds for one service account.
-struct Seen {
-    account: Option<ServiceAccount>,
-    pods: Vec<Pod>,
-}
-
 impl Cluster {
     /// The Kubernetes step with `options`, for [`Reconciler::kubernetes`](porter_identity_core::Reconciler::kubernetes):
     /// one call deploys the clouds' side and then the cluster's.
@@ -194,21 +189,71 @@ impl Cluster {
         report: &mut ReconcileReport,
         options: &StepOptions,
     ) -> Result<()> {
-        let namespace = report.namespace.to_string();
-        let mut workloads = self.workloads(&namespace).await?;
-        let nodes = self
-            .nodes_if_needed(&report.service_accounts, &report.cluster_facts)
-            .await?;
+        let dry_run = report.dry_run;
+        let (mut views, nodes) = futures_util::future::try_join(
+            NamespaceView::read_all(
+                self,
+                namespaces(&report.service_accounts, &report.namespace),
+            ),
+            self.nodes_if_needed(&report.service_accounts, &report.cluster_facts),
+        )
+        .await?;
+        // Each service account's writes, side by side: the cluster's gate bounds the calls in
+        // flight. Decided from the namespace as read, before any of them.
+        // Indexes rather than references: the step's future must be Send for every lifetime,
+        // which a closure over borrowed items does not prove.
+        let written: Vec<Written> = {
+            let (views, accounts) = (&views, &report.service_accounts);
+            stream::iter(0..accounts.len())
+                .map(|i| {
+                    let needs = &accounts[i];
+                    let view = &views[needs.workload.namespace().as_str()];
+                    let seen = view.seen(needs.workload.service_account().as_str());
+                    self.service_account_writes(needs, seen, &view.workloads, dry_run, options)
+                })
+                .buffered(self.concurrency())
+                .collect()
+                .await
+        };
+        // What the writes changed: the labels on the templates, and (pods roll) the pods.
+        let mut reread: BTreeMap<String, Result<()>> = BTreeMap::new();
+        for (needs, w) in report.service_accounts.iter().zip(&written) {
+            let ns = needs.workload.namespace().as_str();
+            let view = views.get_mut(ns).expect("every namespace was read");
+            for relabelled in &w.relabelled {
+                view.relabel(relabelled);
+            }
+            if !dry_run && (!w.step.applied.is_empty() || !w.step.restarted.is_empty()) {
+                reread.insert(ns.to_owned(), Ok(()));
+            }
+        }
+        for (ns, outcome) in &mut reread {
+            match self.pods_in(ns).await {
+                Ok(pods) => views.get_mut(ns.as_str()).expect("read").set_pods(pods),
+                Err(e) => *outcome = Err(e),
+            }
+        }
         let pools = &report.cluster_facts.pools_without_gke_metadata;
-        for needs in &mut report.service_accounts {
-            let found = Found {
-                workloads: &mut workloads,
-                nodes: &nodes,
-                pools_without_gke_metadata: pools,
-            };
-            let step = self
-                .service_account_step(needs, found, report.dry_run, options)
-                .await;
+        for (needs, w) in report.service_accounts.iter_mut().zip(written) {
+            let Written {
+                mut step,
+                mut seen,
+                relabelled,
+            } = w;
+            let ns = needs.workload.namespace().to_string();
+            let view = &views[ns.as_str()];
+            let changed = !step.applied.is_empty() || !step.restarted.is_empty();
+            match reread.get(&ns) {
+                Some(Ok(())) if changed => {
+                    seen.pods = view.seen(needs.workload.service_account().as_str()).pods;
+                }
+                Some(Err(e)) if changed => step.error = step.error.take().or(Some(e.clone())),
+                _ => {}
+            }
+            step.findings = findings(needs, &seen, &view.workloads, &nodes, pools);
+            if dry_run && needs.patch.needs_pod_restart {
+                Self::planned_restarts(&seen, &view.workloads, options, &relabelled, &mut step);
+            }
             needs.cluster = Some(step);
         }
         Ok(())
@@ -222,18 +267,20 @@ impl Cluster {
     /// # Errors
     /// When the namespace's workloads cannot be read.
     async fn diagnose_step(&self, report: &mut AppVerifyReport) -> Result<()> {
-        let namespace = report.namespace.to_string();
-        let workloads = self.workloads(&namespace).await?;
-        let nodes = self
-            .nodes_if_needed(&report.service_accounts, &report.cluster_facts)
-            .await?;
+        let (views, nodes) = futures_util::future::try_join(
+            NamespaceView::read_all(
+                self,
+                namespaces(&report.service_accounts, &report.namespace),
+            ),
+            self.nodes_if_needed(&report.service_accounts, &report.cluster_facts),
+        )
+        .await?;
         let pools = &report.cluster_facts.pools_without_gke_metadata;
         for needs in &mut report.service_accounts {
+            let view = &views[needs.workload.namespace().as_str()];
+            let seen = view.seen(needs.workload.service_account().as_str());
             let mut step = ClusterStep::default();
-            match self.seen(needs).await {
-                Ok(seen) => step.findings = findings(needs, &seen, &workloads, &nodes, pools),
-                Err(e) => step.error = Some(e),
-            }
+            step.findings = findings(needs, &seen, &view.workloads, &nodes, pools);
             needs.cluster = Some(step);
         }
         Ok(())
@@ -250,12 +297,16 @@ impl Cluster {
         report: &ReconcileReport,
         dry_run: bool,
     ) -> Result<Vec<Restart>> {
-        let namespace = report.namespace.to_string();
-        let workloads = self.workloads(&namespace).await?;
+        let views = NamespaceView::read_all(
+            self,
+            namespaces(&report.service_accounts, &report.namespace),
+        )
+        .await?;
         let mut out = Vec::new();
         for needs in &report.service_accounts {
-            let seen = self.seen(needs).await?;
-            let restarts = restarts_of(needs, &seen, &workloads);
+            let view = &views[needs.workload.namespace().as_str()];
+            let seen = view.seen(needs.workload.service_account().as_str());
+            let restarts = restarts_of(needs, &seen, &view.workloads);
             if !dry_run {
                 for r in &restarts {
                     self.rollout_restart(&r.workload, Timestamp::now()).await?;
@@ -283,39 +334,17 @@ impl Cluster {
         }
     }
 
-    async fn seen(&self, needs: &ServiceAccountNeeds) -> Result<Seen> {
-        let ns = needs.workload.namespace().as_str();
-        let sa = needs.workload.service_account().as_str();
-        let (account, pods) = futures_util::future::try_join(
-            self.service_account(ns, sa),
-            self.pods_running_as(ns, sa),
-        )
-        .await?;
-        Ok(Seen { account, pods })
-    }
-
-    async fn service_account_step(
+    /// The writes of one service account (none in a dry run): its annotations, its pod
+    /// templates' labels, and its restarts when asked.
+    async fn service_account_writes(
         &self,
         needs: &ServiceAccountNeeds,
-        found: Found<'_>,
+        mut seen: Seen,
+        workloads: &[PodWorkload],
         dry_run: bool,
         options: &StepOptions,
-    ) -> ClusterStep {
-        let Found {
-            workloads,
-            nodes,
-            pools_without_gke_metadata: pools,
-        } = found;
+    ) -> Written {
         let mut step = ClusterStep::default();
-        let mut seen = match self.seen(needs).await {
-            Ok(seen) => seen,
-            Err(e) => {
-                step.error = Some(e);
-                return step;
-            }
-        };
-        let ns = needs.workload.namespace().as_str();
-        let sa = needs.workload.service_account().as_str();
         // The templates just labelled: they roll their pods anyway.
         let relabelled = match self
             .apply_needs(needs, &mut seen, workloads, dry_run, options, &mut step)
@@ -330,8 +359,7 @@ impl Cluster {
         if options.restart && step.error.is_none() {
             let restarts: Vec<Restart> = restarts_of(needs, &seen, workloads)
                 .into_iter()
-                // A template just labelled rolls its pods anyway.
-                .filter(|r| !relabelled.contains(&r.workload))
+                .filter(|r| !is_among(&r.workload, &relabelled))
                 .collect();
             for r in restarts {
                 if !dry_run
@@ -343,17 +371,11 @@ impl Cluster {
                 step.restarted.push(r.to_workload_restart());
             }
         }
-        if !dry_run && (!step.applied.is_empty() || !step.restarted.is_empty()) {
-            match self.pods_running_as(ns, sa).await {
-                Ok(pods) => seen.pods = pods,
-                Err(e) => step.error = step.error.take().or(Some(e)),
-            }
+        Written {
+            step,
+            seen,
+            relabelled,
         }
-        step.findings = findings(needs, &seen, workloads, nodes, pools);
-        if dry_run && needs.patch.needs_pod_restart {
-            Self::planned_restarts(&seen, workloads, options, &relabelled, &mut step);
-        }
-        step
     }
 
     /// In a plan: the links this deploy would make are newer than every running pod, so the
@@ -368,7 +390,7 @@ impl Cluster {
     ) {
         let restarts: Vec<Restart> = restarts_of_pods(&seen.pods, workloads)
             .into_iter()
-            .filter(|r| !relabelled.contains(&r.workload))
+            .filter(|r| !is_among(&r.workload, relabelled))
             .collect();
         if restarts.is_empty() {
             return;
@@ -394,7 +416,7 @@ impl Cluster {
         &self,
         needs: &ServiceAccountNeeds,
         seen: &mut Seen,
-        workloads: &mut [PodWorkload],
+        workloads: &[PodWorkload],
         dry_run: bool,
         options: &StepOptions,
         step: &mut ClusterStep,
@@ -453,7 +475,7 @@ impl Cluster {
                     .with_fix("change the value with the tool that set it, or apply with force (the CLI's --force-conflicts)"));
                 }
             }
-        } else {
+        } else if !already_applied(seen.account.as_ref(), &annotations) {
             let applied = self
                 .apply_service_account_annotations(ns, sa, &annotations, options.force_conflicts)
                 .await?;
@@ -464,15 +486,7 @@ impl Cluster {
         if needs.patch.pod_labels.is_empty() {
             return Ok(relabelled);
         }
-        let names: Vec<(String, String)> = running_as(workloads, ns, sa)
-            .iter()
-            .map(|w| (w.kind.as_str().to_owned(), w.name.clone()))
-            .collect();
-        for w in workloads.iter_mut().filter(|w| {
-            names
-                .iter()
-                .any(|(k, n)| k == w.kind.as_str() && *n == w.name)
-        }) {
+        for w in running_as(workloads, ns, sa) {
             let missing = needs
                 .patch
                 .pod_labels
@@ -495,11 +509,39 @@ impl Cluster {
                 "label {} on the pod template of {w} (changing a pod template rolls its pods)",
                 labels.join(", ")
             ));
+            let mut w = w.clone();
             w.template_labels.extend(needs.patch.pod_labels.clone());
-            relabelled.push(w.clone());
+            relabelled.push(w);
         }
         Ok(relabelled)
     }
+}
+
+/// One service account's writes: its step so far, what it now holds, and the workloads whose
+/// templates were labelled.
+struct Written {
+    step: ClusterStep,
+    seen: Seen,
+    relabelled: Vec<PodWorkload>,
+}
+
+/// The namespaces of `service_accounts` (and the report's own).
+fn namespaces<'a>(
+    service_accounts: &'a [ServiceAccountNeeds],
+    namespace: &'a porter_identity_core::Namespace,
+) -> impl Iterator<Item = &'a str> {
+    std::iter::once(namespace.as_str()).chain(
+        service_accounts
+            .iter()
+            .map(|sa| sa.workload.namespace().as_str()),
+    )
+}
+
+/// Whether `workload` is one of `among` (the same object, whatever its labels now).
+fn is_among(workload: &PodWorkload, among: &[PodWorkload]) -> bool {
+    among.iter().any(|w| {
+        w.kind == workload.kind && w.namespace == workload.namespace && w.name == workload.name
+    })
 }
 
 /// The workloads whose pods predate the service account's links.

@@ -245,7 +245,11 @@ async fn handle(
         );
     }
     let _in_flight = face.kube.enter();
-    match face.kube.take_fault() {
+    let latency = face.kube.latency();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    match face.kube.take_fault(method != Method::GET) {
         Some(Fault::Throttled) => {
             return status(
                 StatusCode::TOO_MANY_REQUESTS,

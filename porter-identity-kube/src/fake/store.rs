@@ -278,6 +278,10 @@ struct Faults {
     stalled: u32,
     stall: std::time::Duration,
     requests: u64,
+    /// Requests that write (every method but GET).
+    writes: u64,
+    /// Added to every request before it is served.
+    latency: std::time::Duration,
     in_flight: u32,
     max_in_flight: u32,
 }
@@ -563,6 +567,31 @@ impl FakeKube {
         self.faults().requests
     }
 
+    /// How many of them were writes (a patch, a create, a delete: every method but GET).
+    pub fn writes(&self) -> u64 {
+        self.faults().writes
+    }
+
+    /// Forgets the requests counted so far (e.g. after setup).
+    pub fn reset_requests(&self) -> &Self {
+        let mut f = self.faults();
+        f.requests = 0;
+        f.writes = 0;
+        f.max_in_flight = f.in_flight;
+        self
+    }
+
+    /// Every request to the HTTP face is answered `latency` later, as a remote API server is.
+    pub fn set_latency(&self, latency: std::time::Duration) -> &Self {
+        self.faults().latency = latency;
+        self
+    }
+
+    /// The latency every request gets.
+    pub(super) fn latency(&self) -> std::time::Duration {
+        self.faults().latency
+    }
+
     /// The most authorized requests the HTTP face has served at once (stalls included): what
     /// a client's concurrency bound let through.
     pub fn max_in_flight(&self) -> u32 {
@@ -583,9 +612,12 @@ impl FakeKube {
 
     /// Counts a request and takes the fault it gets, if any (throttling first, then 503s, then
     /// stalls).
-    pub(super) fn take_fault(&self) -> Option<Fault> {
+    pub(super) fn take_fault(&self, write: bool) -> Option<Fault> {
         let mut f = self.faults();
         f.requests += 1;
+        if write {
+            f.writes += 1;
+        }
         if f.throttled > 0 {
             f.throttled -= 1;
             Some(Fault::Throttled)
