@@ -362,10 +362,13 @@ async fn a_503_endpoint_gets_exactly_the_retry_policys_attempts() {
         &[(ONE_LAYER_CHILD, "1"), ("AWS_ENDPOINT_URL", &server.url)],
     )
     .await;
-    assert_eq!(
-        server.requests() - before,
-        in_process,
-        "from_env keeps the SDK's retries off: the same attempts as in process"
+    // The same budget as in process: three EKS attempts, and at most three GetRole, dropped
+    // when the cluster read beside it gave up (how many were made depends on timing). With the
+    // SDK's three attempts under each, there would be at least nine.
+    let child = server.requests() - before;
+    assert!(
+        (3..=6).contains(&child),
+        "from_env keeps the SDK's retries off: {child} requests (in process: {in_process})"
     );
 }
 
