@@ -239,17 +239,8 @@ pub(crate) fn failure_table<C, P: WorkloadIdentityProvider>(
     println!(
         "|---------------------------------------------------|------:|---------------:|--------|"
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .expect("paused runtime");
-    let row = |label: &str, calls: u64, wall: Duration, target: &str| {
-        println!(
-            "| {label:<49} | {calls:>5} | {:>12.1} s | {target} |",
-            wall.as_secs_f64()
-        );
-    };
+    let rt = paused_runtime();
+    let row = failure_row;
 
     let c = cloud();
     let p = provider(&c);
@@ -316,4 +307,48 @@ async fn timed_reconcile(
         .await
         .expect("reconcile");
     (report, start.elapsed())
+}
+
+/// A runtime on tokio's paused clock: sleeps (the fakes' latency, backoffs, stalls) take no
+/// real time, and `Instant`s measure what they would take.
+pub(crate) fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("paused runtime")
+}
+
+/// One row of the failure table.
+pub(crate) fn failure_row(label: &str, calls: u64, wall: Duration, target: &str) {
+    println!(
+        "| {label:<49} | {calls:>5} | {:>12.1} s | {target} |",
+        wall.as_secs_f64()
+    );
+}
+
+/// Five deploy processes (`processes`, providers with state of their own) bind four workloads
+/// each (`of(p, w)`) at once, in virtual time: all must bind. Returns the wall time.
+pub(crate) fn five_processes<P: WorkloadIdentityProvider>(
+    processes: &[P],
+    of: impl Fn(usize, usize) -> Binding,
+) -> Duration {
+    let rt = paused_runtime();
+    rt.block_on(async {
+        let start = tokio::time::Instant::now();
+        let results =
+            futures_util::future::join_all(processes.iter().enumerate().map(|(p, provider)| {
+                let bindings: Vec<Binding> = (0..4).map(|w| of(p, w)).collect();
+                async move {
+                    provider
+                        .bind_all(&porter_identity::RunContext::apply(), &bindings)
+                        .await
+                }
+            }))
+            .await;
+        for r in results.iter().flatten() {
+            assert!(r.is_ok(), "{r:?}");
+        }
+        start.elapsed()
+    })
 }

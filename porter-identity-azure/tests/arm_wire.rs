@@ -570,3 +570,32 @@ async fn the_faces_json_has_the_members_of_the_official_examples() {
     assert_eq!(deleted.status().as_u16(), 204);
     server.shutdown().await;
 }
+
+/// Five deploy processes, each with its own provider over HTTP and the default `RetryPolicy`,
+/// bind four workloads each to one identity while every write holds it for 150 ms (the 409
+/// meanwhile): all 20 bind, none fails, each credential once.
+#[tokio::test]
+async fn five_processes_on_one_identity_over_http_all_bind_with_the_default_policy() {
+    let (azure, server) = start().await;
+    azure.add_identity(RG, "contended");
+    azure.set_latency(Duration::from_millis(150));
+    let mut processes = Vec::new();
+    for _ in 0..5 {
+        processes.push(provider_with(&azure, &server, RetryPolicy::default()).await);
+    }
+    let processes: Vec<&dyn WorkloadIdentityProvider> = processes
+        .iter()
+        .map(|p| p as &dyn WorkloadIdentityProvider)
+        .collect();
+    porter_identity_core::testing::contended_binds_all_succeed(&processes, 4, &|p, w| {
+        binding("shop", &format!("p{p}-w{w}"), "contended")
+    })
+    .await;
+    assert_eq!(azure.credentials(RG, "contended").len(), 20);
+    assert!(
+        azure.call_count("FederatedIdentityCredentials_CreateOrUpdate") > 20,
+        "the processes contended: {:?}",
+        azure.calls()
+    );
+    server.shutdown().await;
+}

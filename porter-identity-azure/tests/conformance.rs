@@ -684,3 +684,63 @@ async fn a_down_endpoint_costs_one_budget() {
     )
     .await;
 }
+
+/// Five deploy processes (five providers, each with its own state) bind four workloads each to
+/// one identity at once, with the default `RetryPolicy`, while each write holds the identity
+/// for the fake's latency (Azure answers the concurrent-writes 409 meanwhile). Returns the wall
+/// time (on the paused clock) and the 409s suffered, after checking that all 20 bound, once.
+async fn five_processes_on_one_identity(azure: &FakeAzure, identity: &str) -> (Duration, u64) {
+    azure.add_identity(RG, identity);
+    let mut processes = Vec::new();
+    for _ in 0..5 {
+        processes.push(provider_with(azure, RetryPolicy::default()).await);
+    }
+    let processes: Vec<&dyn WorkloadIdentityProvider> = processes
+        .iter()
+        .map(|p| p as &dyn WorkloadIdentityProvider)
+        .collect();
+    let puts = || azure.call_count("FederatedIdentityCredentials_CreateOrUpdate");
+    let before = puts();
+    let wall = testing::contended_binds_all_succeed(&processes, 4, &|p, w| {
+        binding("prod", "shop", &format!("p{p}-w{w}"), identity)
+    })
+    .await;
+    assert_eq!(azure.credentials(RG, identity).len(), 20, "{identity}");
+    (wall, puts() - before - 20)
+}
+
+#[tokio::test(start_paused = true)]
+async fn five_processes_on_one_identity_all_bind_with_the_default_policy() {
+    // 150 ms per write: ten rounds in a row, none failing.
+    let azure = fake();
+    azure.set_latency(Duration::from_millis(150));
+    for round in 0..10 {
+        five_processes_on_one_identity(&azure, &format!("busy-150ms-{round}")).await;
+    }
+    // 1 s per write: the identity is busy 20 s at least; all bind within 1.5 × that.
+    let azure = fake();
+    azure.set_latency(Duration::from_secs(1));
+    let (wall, refused) = five_processes_on_one_identity(&azure, "busy-1s").await;
+    assert!(wall <= Duration::from_secs(30), "{wall:?}, {refused} 409s");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_identity_busy_past_the_deadline_fails_clearly_and_half_writes_nothing() {
+    let azure = fake();
+    azure.add_identity(RG, "always-busy");
+    azure.inject_failures(
+        Some("FederatedIdentityCredentials_CreateOrUpdate"),
+        ErrorKind::Conflict,
+        1_000_000,
+    );
+    let p = provider_with(&azure, RetryPolicy::default()).await;
+    let e = p
+        .bind(&binding("prod", "shop", "api", "always-busy"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    let fix = e.fix().expect("a fix");
+    assert!(fix.contains("another writer"), "{fix}");
+    assert!(fix.contains("RetryPolicy::deadline"), "{fix}");
+    assert!(azure.credentials(RG, "always-busy").is_empty());
+}

@@ -32,6 +32,13 @@ use crate::{Cloud, Error, ErrorKind, Operation, Result, RunContext, Target};
 ///   — attempts in flight included — ends by the [`deadline`](Self::deadline). The last error
 ///   is returned; when it is retryable, its fix says what the caller can do.
 ///
+/// - **Contended writes**: a write refused because another writer holds the object — Azure's
+///   concurrent-writes 409 on one managed identity, GCP's stale etag — is a retryable
+///   `Conflict`. It waits for the other writer: it is retried until the deadline, not only
+///   `max_attempts` times (unless the policy allows no retry at all), each delay a random
+///   duration between `initial_backoff` and three times the one before, at most 2 s
+///   ("decorrelated jitter"), so that contending deploy processes spread out.
+///
 /// Non-retryable errors are returned at once. This is the only retry layer: the providers turn
 /// the cloud SDKs' own retries off, so that these counts and this deadline are the truth.
 ///
@@ -164,6 +171,11 @@ impl RetryPolicy {
     /// The configured deadline.
     pub fn get_deadline(&self) -> Duration {
         self.deadline
+    }
+
+    /// The longest wait between two attempts of a contended write.
+    fn contended_ceiling(&self) -> Duration {
+        self.max_backoff.min(CONTENDED_MAX_BACKOFF)
     }
 
     /// The upper bound of the delay before retry `retry` (1-based), before jitter.
@@ -312,6 +324,7 @@ impl RetryPolicy {
         };
         let mut attempt = 1;
         let mut last: Option<Error> = None;
+        let mut contended_delay = self.initial_backoff;
         loop {
             let ticket = match counted {
                 Some((run, operation, streak)) => {
@@ -379,13 +392,25 @@ impl RetryPolicy {
             if !err.is_retryable() {
                 return Err(err);
             }
-            if attempt >= self.max_attempts {
+            // A write refused because another writer holds the object (Azure's concurrent
+            // writes to one identity, GCP's stale etag) waits for that writer: it is retried
+            // until the deadline, not only max_attempts times, with a backoff that reaches the
+            // time a write takes and decorrelated jitter, so that contending processes spread
+            // out instead of colliding again.
+            let contended = is_contention(&err) && self.max_attempts > 1;
+            if attempt >= self.max_attempts && !contended {
                 return Err(self.gave_up(err, attempt, started.elapsed()));
             }
-            let ceiling = self.backoff_ceiling(attempt);
-            let jitter = Duration::from_nanos(
-                rng.u64(0..=u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX)),
-            );
+            let jitter = if contended {
+                let upper = contended_delay
+                    .saturating_mul(3)
+                    .min(self.contended_ceiling())
+                    .max(self.initial_backoff);
+                contended_delay = random_between(&mut rng, self.initial_backoff, upper);
+                contended_delay
+            } else {
+                random_between(&mut rng, Duration::ZERO, self.backoff_ceiling(attempt))
+            };
             // A cloud that says when to come back (Retry-After) is not asked sooner.
             let delay = err.retry_after().map_or(jitter, |wait| wait.max(jitter));
             if started.elapsed() + delay >= self.deadline {
@@ -409,7 +434,9 @@ impl RetryPolicy {
     /// without a fix of its own gets one: what the caller can do about a cloud that throttles
     /// or fails.
     fn gave_up(&self, err: Error, attempts: u32, elapsed: Duration) -> Error {
-        if err.fix().is_some() {
+        // A fix of the error's own is kept; one an inner retry loop gave (a cycle's single
+        // write attempt) is replaced by this loop's, which counts the attempts that matter.
+        if err.fix().is_some_and(|f| !f.starts_with(TRIED)) {
             return err;
         }
         let fix = retry_fix(err.kind(), err.target(), attempts, elapsed, None);
@@ -419,7 +446,7 @@ impl RetryPolicy {
     /// The last error of an operation whose retries stopped because its endpoint failed
     /// `streak.limit()` attempts in a row in this run.
     fn stopped(&self, err: Error, attempts: u32, elapsed: Duration, streak: &Streak) -> Error {
-        if err.fix().is_some() {
+        if err.fix().is_some_and(|f| !f.starts_with(TRIED)) {
             return err;
         }
         let fix = retry_fix(
@@ -460,6 +487,25 @@ impl RetryPolicy {
     }
 }
 
+/// How every fix of an operation that ran out of attempts or time begins.
+const TRIED: &str = "it was tried";
+
+/// The most a contended write waits between attempts: about what a write of an identity or a
+/// policy takes, so that a writer finds the object free soon after the one before is done.
+const CONTENDED_MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Whether `err` is a write refused because another writer holds the object: a retryable
+/// conflict.
+fn is_contention(err: &Error) -> bool {
+    err.kind() == ErrorKind::Conflict && err.is_retryable()
+}
+
+/// A uniformly random duration in `[low, high]`.
+fn random_between(rng: &mut fastrand::Rng, low: Duration, high: Duration) -> Duration {
+    let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    Duration::from_nanos(rng.u64(nanos(low)..=nanos(high.max(low))))
+}
+
 /// What a caller can do about an operation that failed transiently every time it was tried.
 /// `down`: the operation stopped because its endpoint failed that many attempts in a row in
 /// the run.
@@ -471,7 +517,7 @@ fn retry_fix(
     down: Option<u32>,
 ) -> String {
     let mut tried = format!(
-        "it was tried {attempts} time{} over {}",
+        "{TRIED} {attempts} time{} over {}",
         if attempts == 1 { "" } else { "s" },
         Secs(elapsed)
     );
@@ -489,6 +535,11 @@ fn retry_fix(
                 c.status_page()
             )
         });
+    if kind == ErrorKind::Conflict {
+        return format!(
+            "{tried}: another writer (another deploy process) kept writing to the same object the whole time; retry the deploy, spread the deploys that write to one identity or service account over time, or allow more time with RetryPolicy::deadline"
+        );
+    }
     if kind == ErrorKind::Throttled {
         format!(
             "{tried}: retry the deploy later, make fewer calls at once (a lower concurrency on the provider's builder), or allow more attempts and time with RetryPolicy::max_attempts and RetryPolicy::deadline{status}"
@@ -579,6 +630,44 @@ mod tests {
         .await;
         assert!(r.is_ok());
         assert_eq!(calls, 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_contended_write_waits_for_the_other_writer_until_the_deadline() {
+        let busy = || {
+            Error::cloud(
+                ErrorKind::Conflict,
+                Cloud::Azure,
+                "Put",
+                "concurrent writes",
+            )
+            .retryable(true)
+        };
+        // Busy for 20 attempts: more than max_attempts, well within the deadline.
+        let p = RetryPolicy::default().jitter_seed(11);
+        let start = Instant::now();
+        let (r, calls) = failing_n(&p, 20, busy).await;
+        assert_eq!(r.unwrap(), 21);
+        assert_eq!(calls, 21);
+        let took = start.elapsed();
+        // Delays of 200 ms to 2 s each: the backoff reaches the time a write takes.
+        assert!(took >= Duration::from_millis(200 * 20), "{took:?}");
+        assert!(took <= Duration::from_secs(2 * 20), "{took:?}");
+
+        // Busy past the deadline: a clear error counting the attempts, with its fix.
+        let p = p.deadline(Duration::from_secs(10));
+        let (r, calls) = failing_n(&p, u32::MAX, busy).await;
+        let err = r.unwrap_err();
+        assert!(calls > 6, "{calls}");
+        let fix = err.fix().unwrap();
+        assert!(fix.contains(&format!("tried {calls} times")), "{fix}");
+        assert!(fix.contains("another writer"), "{fix}");
+
+        // Throttling keeps its max_attempts; a policy without retries retries nothing.
+        let (_, calls) = failing_n(&RetryPolicy::default().jitter_seed(1), 20, throttled).await;
+        assert_eq!(calls, 6);
+        let (_, calls) = failing_n(&RetryPolicy::none(), 20, busy).await;
+        assert_eq!(calls, 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -302,6 +302,40 @@ pub async fn a_down_endpoint_costs_one_budget(
     assert_eq!(report.changes(), 0, "{report}");
 }
 
+/// Several deploy processes on one cloud object: `processes` (providers with state of their
+/// own, as separate deploy processes have) each bind `per_process` workloads (`of(process,
+/// workload)`, all on one identity or service account) at once, each in a run of its own. Every
+/// bind must create its link, whatever the contention. Returns the wall time (on tokio's clock:
+/// virtual under a paused runtime).
+pub async fn contended_binds_all_succeed(
+    processes: &[&dyn WorkloadIdentityProvider],
+    per_process: usize,
+    of: &(dyn Fn(usize, usize) -> Binding + Send + Sync),
+) -> std::time::Duration {
+    let start = tokio::time::Instant::now();
+    let results =
+        futures_util::future::join_all(processes.iter().enumerate().map(|(p, provider)| {
+            let bindings: Vec<Binding> = (0..per_process).map(|w| of(p, w)).collect();
+            async move {
+                (
+                    provider.bind_all(&RunContext::apply(), &bindings).await,
+                    bindings,
+                )
+            }
+        }))
+        .await;
+    let wall = start.elapsed();
+    for (results, bindings) in results {
+        for (r, b) in results.iter().zip(&bindings) {
+            let outcome = r
+                .as_ref()
+                .unwrap_or_else(|e| panic!("{b}: a contended bind failed: {e}"));
+            assert_eq!(outcome.change, BindChange::Created, "{b}");
+        }
+    }
+    wall
+}
+
 /// Workload 8: after `interfere(n)` makes the cloud refuse the next `n` writes because someone
 /// else wrote first (a stale GCP etag, Azure's concurrent-writes 409), bind and unbind still
 /// succeed (the provider re-reads and retries), and nothing is left half done: the link is

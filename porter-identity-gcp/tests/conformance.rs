@@ -194,22 +194,29 @@ async fn a_stale_etag_redoes_the_cycle_and_loses_nothing_of_the_other_writer() {
     );
 }
 
-#[tokio::test]
+/// A stale etag is contention: retried until the deadline (not only max_attempts times), and a
+/// writer that never stops interfering ends in a clear conflict counting the attempts.
+#[tokio::test(start_paused = true)]
 async fn a_writer_that_never_stops_interfering_ends_in_a_clear_conflict() {
     let gcp = fake();
     let sa = email("shop-api");
-    gcp.add_service_account(&sa).interfere_with_writes(100);
-    let p = provider_with(&gcp, retry().max_attempts(4)).await;
+    gcp.add_service_account(&sa)
+        .interfere_with_writes(1_000_000);
+    let policy = RetryPolicy::default().deadline(Duration::from_secs(10));
+    let p = provider_with(&gcp, policy).await;
     let e = p
         .bind(&binding("shop", "shop", "api", "shop-api"))
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
-    assert!(e.fix().is_some(), "says what to do: {e}");
-    assert_eq!(
-        gcp.calls()["setIamPolicy"],
-        4,
-        "bounded by the policy's attempts"
+    let sets = gcp.calls()["setIamPolicy"];
+    assert!(sets > 6, "past max_attempts, up to the deadline: {sets}");
+    let fix = e.fix().expect("says what to do");
+    assert!(fix.contains(&format!("tried {sets} times")), "{fix}");
+    assert!(fix.contains("RetryPolicy::deadline"), "{fix}");
+    assert!(
+        gcp.workload_identity_users(&sa).is_empty(),
+        "nothing half-written"
     );
 }
 
@@ -750,4 +757,40 @@ async fn a_down_endpoint_costs_one_budget() {
         &|| cloud.calls().values().sum(),
     )
     .await;
+}
+
+/// Five deploy processes (five providers, each with its own state) bind four workloads each to
+/// one GCP service account at once, with the default `RetryPolicy`, while every call takes the
+/// fake's latency (a policy read can go stale while another process writes: `ABORTED`).
+/// Returns the wall time on the paused clock, after checking that all 20 members are there.
+async fn five_processes_on_one_account(gcp: &FakeGcp, account: &str) -> Duration {
+    gcp.add_service_account(&email(account));
+    let mut processes = Vec::new();
+    for _ in 0..5 {
+        processes.push(provider_with(gcp, RetryPolicy::default()).await);
+    }
+    let processes: Vec<&dyn WorkloadIdentityProvider> = processes
+        .iter()
+        .map(|p| p as &dyn WorkloadIdentityProvider)
+        .collect();
+    let wall = testing::contended_binds_all_succeed(&processes, 4, &|p, w| {
+        binding("conformance", "app", &format!("p{p}-w{w}"), account)
+    })
+    .await;
+    assert_eq!(gcp.workload_identity_users(&email(account)).len(), 20);
+    wall
+}
+
+#[tokio::test(start_paused = true)]
+async fn five_processes_on_one_service_account_all_bind_with_the_default_policy() {
+    let gcp = fake();
+    gcp.set_latency(Duration::from_millis(150));
+    for round in 0..10 {
+        five_processes_on_one_account(&gcp, &format!("busy-150ms-{round}")).await;
+    }
+    let gcp = fake();
+    gcp.set_latency(Duration::from_secs(1));
+    let wall = five_processes_on_one_account(&gcp, "busy-1s").await;
+    // Each process writes its four members in one read-modify-write: five writes of ~3 calls.
+    assert!(wall <= Duration::from_secs(30), "{wall:?}");
 }
