@@ -328,27 +328,14 @@ pub(crate) fn failure_row(label: &str, calls: u64, wall: Duration, target: &str)
 }
 
 /// Five deploy processes (`processes`, providers with state of their own) bind four workloads
-/// each (`of(p, w)`) at once, in virtual time: all must bind. Returns the wall time.
+/// each (`of(p, w)`) at once, in virtual time: all must bind
+/// ([`contended_binds_all_succeed`](porter_identity_core::testing::contended_binds_all_succeed)).
+/// Returns the wall time.
 pub(crate) fn five_processes<P: WorkloadIdentityProvider>(
     processes: &[P],
-    of: impl Fn(usize, usize) -> Binding,
+    of: impl Fn(usize, usize) -> Binding + Send + Sync,
 ) -> Duration {
-    let rt = paused_runtime();
-    rt.block_on(async {
-        let start = tokio::time::Instant::now();
-        let results =
-            futures_util::future::join_all(processes.iter().enumerate().map(|(p, provider)| {
-                let bindings: Vec<Binding> = (0..4).map(|w| of(p, w)).collect();
-                async move {
-                    provider
-                        .bind_all(&porter_identity::RunContext::apply(), &bindings)
-                        .await
-                }
-            }))
-            .await;
-        for r in results.iter().flatten() {
-            assert!(r.is_ok(), "{r:?}");
-        }
-        start.elapsed()
-    })
+    paused_runtime().block_on(porter_identity_core::testing::contended_binds_all_succeed(
+        processes, 4, &of,
+    ))
 }

@@ -583,10 +583,6 @@ async fn five_processes_on_one_identity_over_http_all_bind_with_the_default_poli
     for _ in 0..5 {
         processes.push(provider_with(&azure, &server, RetryPolicy::default()).await);
     }
-    let processes: Vec<&dyn WorkloadIdentityProvider> = processes
-        .iter()
-        .map(|p| p as &dyn WorkloadIdentityProvider)
-        .collect();
     porter_identity_core::testing::contended_binds_all_succeed(&processes, 4, &|p, w| {
         binding("shop", &format!("p{p}-w{w}"), "contended")
     })

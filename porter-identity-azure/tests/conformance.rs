@@ -695,10 +695,6 @@ async fn five_processes_on_one_identity(azure: &FakeAzure, identity: &str) -> (D
     for _ in 0..5 {
         processes.push(provider_with(azure, RetryPolicy::default()).await);
     }
-    let processes: Vec<&dyn WorkloadIdentityProvider> = processes
-        .iter()
-        .map(|p| p as &dyn WorkloadIdentityProvider)
-        .collect();
     let puts = || azure.call_count("FederatedIdentityCredentials_CreateOrUpdate");
     let before = puts();
     let wall = testing::contended_binds_all_succeed(&processes, 4, &|p, w| {

@@ -307,8 +307,8 @@ pub async fn a_down_endpoint_costs_one_budget(
 /// workload)`, all on one identity or service account) at once, each in a run of its own. Every
 /// bind must create its link, whatever the contention. Returns the wall time (on tokio's clock:
 /// virtual under a paused runtime).
-pub async fn contended_binds_all_succeed(
-    processes: &[&dyn WorkloadIdentityProvider],
+pub async fn contended_binds_all_succeed<P: WorkloadIdentityProvider>(
+    processes: &[P],
     per_process: usize,
     of: &(dyn Fn(usize, usize) -> Binding + Send + Sync),
 ) -> std::time::Duration {

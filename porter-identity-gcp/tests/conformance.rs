@@ -769,10 +769,6 @@ async fn five_processes_on_one_account(gcp: &FakeGcp, account: &str) -> Duration
     for _ in 0..5 {
         processes.push(provider_with(gcp, RetryPolicy::default()).await);
     }
-    let processes: Vec<&dyn WorkloadIdentityProvider> = processes
-        .iter()
-        .map(|p| p as &dyn WorkloadIdentityProvider)
-        .collect();
     let wall = testing::contended_binds_all_succeed(&processes, 4, &|p, w| {
         binding("conformance", "app", &format!("p{p}-w{w}"), account)
     })

@@ -216,39 +216,43 @@ impl Cluster {
                 .await
         };
         // What the writes changed: the labels on the templates, and (pods roll) the pods.
-        let mut reread: BTreeMap<String, Result<()>> = BTreeMap::new();
+        let mut rolled = std::collections::BTreeSet::new();
         for (needs, w) in report.service_accounts.iter().zip(&written) {
             let ns = needs.workload.namespace().as_str();
             let view = views.get_mut(ns).expect("every namespace was read");
             for relabelled in &w.relabelled {
                 view.relabel(relabelled);
             }
-            if !dry_run && (!w.step.applied.is_empty() || !w.step.restarted.is_empty()) {
-                reread.insert(ns.to_owned(), Ok(()));
+            if !dry_run && w.changed() {
+                rolled.insert(ns.to_owned());
             }
         }
-        for (ns, outcome) in &mut reread {
-            match self.pods_in(ns).await {
+        // The pods of each namespace where writes rolled them, read again; a read that fails
+        // is the error of the service accounts that wrote there.
+        let mut unread = BTreeMap::new();
+        for ns in rolled {
+            match self.pods_in(&ns).await {
                 Ok(pods) => views.get_mut(ns.as_str()).expect("read").set_pods(pods),
-                Err(e) => *outcome = Err(e),
+                Err(e) => {
+                    unread.insert(ns, e);
+                }
             }
         }
         let pools = &report.cluster_facts.pools_without_gke_metadata;
         for (needs, w) in report.service_accounts.iter_mut().zip(written) {
+            let changed = !dry_run && w.changed();
             let Written {
                 mut step,
                 mut seen,
                 relabelled,
             } = w;
-            let ns = needs.workload.namespace().to_string();
-            let view = &views[ns.as_str()];
-            let changed = !step.applied.is_empty() || !step.restarted.is_empty();
-            match reread.get(&ns) {
-                Some(Ok(())) if changed => {
-                    seen.pods = view.seen(needs.workload.service_account().as_str()).pods;
+            let ns = needs.workload.namespace().as_str();
+            let view = &views[ns];
+            if changed {
+                match unread.get(ns) {
+                    Some(e) => step.error = step.error.take().or(Some(e.clone())),
+                    None => seen.pods = view.seen(needs.workload.service_account().as_str()).pods,
                 }
-                Some(Err(e)) if changed => step.error = step.error.take().or(Some(e.clone())),
-                _ => {}
             }
             step.findings = findings(needs, &seen, &view.workloads, &nodes, pools);
             if dry_run && needs.patch.needs_pod_restart {
@@ -523,6 +527,13 @@ struct Written {
     step: ClusterStep,
     seen: Seen,
     relabelled: Vec<PodWorkload>,
+}
+
+impl Written {
+    /// Whether it applied or restarted something (or would have, in a dry run).
+    fn changed(&self) -> bool {
+        !self.step.applied.is_empty() || !self.step.restarted.is_empty()
+    }
 }
 
 /// The namespaces of `service_accounts` (and the report's own).
