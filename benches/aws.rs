@@ -110,6 +110,7 @@ fn shared_namespace(rt: &tokio::runtime::Runtime) {
                     role_arn: aws.role_arn("role-0"),
                     client_request_token: format!("other-{i}"),
                     tags,
+                    ..CreateAssociation::default()
                 })
                 .await
                 .expect("another's association");

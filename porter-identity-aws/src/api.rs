@@ -15,7 +15,7 @@ use porter_identity_core::Result;
 pub const POD_IDENTITY_AGENT_ADDON: &str = "eks-pod-identity-agent";
 
 /// The parts of an EKS cluster (DescribeCluster) the logic uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClusterInfo {
     /// Cluster name.
     pub name: String,
@@ -23,6 +23,9 @@ pub struct ClusterInfo {
     pub arn: String,
     /// `CREATING`, `ACTIVE`, `DELETING`, `FAILED`, `UPDATING`, `PENDING`.
     pub status: String,
+    /// `identity.oidc.issuer`: the cluster's OIDC issuer URL, which IRSA roles trust through
+    /// an IAM OIDC provider.
+    pub oidc_issuer: Option<String>,
 }
 
 impl ClusterInfo {
@@ -84,8 +87,38 @@ pub struct AssociationPage {
     pub next_token: Option<String>,
 }
 
+/// What an association asks of EKS beside its role: chain into a target role, leave out the
+/// session tags, narrow the session with a policy. Create, Update and the association carry
+/// the same three fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AssociationSettings {
+    /// `targetRoleArn`: the role EKS assumes with the association's role; its credentials are
+    /// the pods'.
+    pub target_role_arn: Option<String>,
+    /// `disableSessionTags`.
+    pub disable_session_tags: bool,
+    /// `policy`: a session policy (JSON text).
+    pub policy: Option<String>,
+}
+
+impl AssociationSettings {
+    /// Whether two settings ask the same of EKS: a session policy compares as JSON, since EKS
+    /// may return it spaced otherwise than it was sent.
+    pub fn same_as(&self, other: &AssociationSettings) -> bool {
+        let policy = |p: &Option<String>| {
+            p.as_deref()
+                .filter(|p| !p.trim().is_empty())
+                .map(|p| serde_json::from_str::<serde_json::Value>(p).map_err(|_| p.to_owned()))
+        };
+        self.target_role_arn.as_deref().filter(|t| !t.is_empty())
+            == other.target_role_arn.as_deref().filter(|t| !t.is_empty())
+            && self.disable_session_tags == other.disable_session_tags
+            && policy(&self.policy) == policy(&other.policy)
+    }
+}
+
 /// A Pod Identity association in full (Describe/Create/UpdatePodIdentityAssociation).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Association {
     /// Association ID (`a-…`).
     pub association_id: String,
@@ -95,8 +128,13 @@ pub struct Association {
     pub namespace: String,
     /// Service account.
     pub service_account: String,
-    /// The role the pods get.
+    /// The association's role (the role the pods get, unless a target role is set).
     pub role_arn: String,
+    /// The target role, session tags and session policy.
+    pub settings: AssociationSettings,
+    /// `externalId`: made by EKS for an association with a target role; the target role's trust
+    /// policy may require it as `sts:ExternalId`.
+    pub external_id: Option<String>,
     /// Set when an EKS add-on owns the association.
     pub owner_arn: Option<String>,
     /// Tags.
@@ -107,7 +145,7 @@ pub struct Association {
 }
 
 /// The input of CreatePodIdentityAssociation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CreateAssociation {
     /// Cluster name.
     pub cluster: String,
@@ -117,10 +155,55 @@ pub struct CreateAssociation {
     pub service_account: String,
     /// Role ARN.
     pub role_arn: String,
+    /// The target role, session tags and session policy.
+    pub settings: AssociationSettings,
     /// Idempotency token: the same token within 24 hours returns the same association.
     pub client_request_token: String,
     /// Tags (porter-identity's managed-by marker, app, service).
     pub tags: BTreeMap<String, String>,
+}
+
+/// The input of UpdatePodIdentityAssociation, with EKS's semantics: a field that is `None` is
+/// left as it is; `Some("")` removes a target role or a policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpdateAssociation {
+    /// Cluster name.
+    pub cluster: String,
+    /// Association ID.
+    pub association_id: String,
+    /// Role ARN.
+    pub role_arn: String,
+    /// `targetRoleArn`: `Some("")` removes the target role.
+    pub target_role_arn: Option<String>,
+    /// `disableSessionTags`.
+    pub disable_session_tags: Option<bool>,
+    /// `policy`: `Some("")` removes the session policy.
+    pub policy: Option<String>,
+}
+
+impl UpdateAssociation {
+    /// The update that makes `current` have `role_arn` and `wanted`: every setting sent, those
+    /// to remove as `""`.
+    pub fn to(
+        cluster: &str,
+        current: &Association,
+        role_arn: &str,
+        wanted: &AssociationSettings,
+    ) -> Self {
+        let removed_or = |wanted: &Option<String>, now: &Option<String>| match (wanted, now) {
+            (Some(w), _) => Some(w.clone()),
+            (None, Some(n)) if !n.is_empty() => Some(String::new()),
+            (None, _) => None,
+        };
+        UpdateAssociation {
+            cluster: cluster.to_owned(),
+            association_id: current.association_id.clone(),
+            role_arn: role_arn.to_owned(),
+            target_role_arn: removed_or(&wanted.target_role_arn, &current.settings.target_role_arn),
+            disable_session_tags: Some(wanted.disable_session_tags),
+            policy: removed_or(&wanted.policy, &current.settings.policy),
+        }
+    }
 }
 
 /// A managed policy attached to a role (ListAttachedRolePolicies).
@@ -167,12 +250,10 @@ pub trait EksIamApi: Send + Sync + Debug {
         &self,
         input: CreateAssociation,
     ) -> Result<Association>;
-    /// EKS UpdatePodIdentityAssociation (role only).
+    /// EKS UpdatePodIdentityAssociation: the role and the settings, in place.
     async fn update_pod_identity_association(
         &self,
-        cluster: &str,
-        association_id: &str,
-        role_arn: &str,
+        input: UpdateAssociation,
     ) -> Result<Association>;
     /// EKS DeletePodIdentityAssociation.
     async fn delete_pod_identity_association(
@@ -200,6 +281,7 @@ mod tests {
             name: "prod".into(),
             arn: arn.into(),
             status: "ACTIVE".into(),
+            ..ClusterInfo::default()
         }
     }
 

@@ -1,8 +1,11 @@
 //! `AwsPodIdentityProviderBuilder`: how a provider gets its cluster, credentials and retries.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use porter_identity_core::{Cloud, DEFAULT_CONCURRENCY, Error, ErrorKind, Result, RetryPolicy};
+use porter_identity_core::{
+    AwsRoleMode, Cloud, DEFAULT_CONCURRENCY, Error, ErrorKind, Result, RetryPolicy,
+};
 
 use crate::AwsPodIdentityProvider;
 use crate::api::EksIamApi;
@@ -39,6 +42,8 @@ pub struct AwsPodIdentityProviderBuilder {
     retry: Option<RetryPolicy>,
     concurrency: Option<usize>,
     api: Option<Arc<dyn EksIamApi>>,
+    target_accounts: BTreeMap<String, Arc<dyn EksIamApi>>,
+    mode: AwsRoleMode,
 }
 
 impl AwsPodIdentityProviderBuilder {
@@ -71,6 +76,42 @@ impl AwsPodIdentityProviderBuilder {
     /// Uses any implementation of the port: a fake, a mock, or your own client.
     pub fn api(mut self, api: impl EksIamApi + 'static) -> Self {
         self.api = Some(Arc::new(api));
+        self
+    }
+
+    /// Credentials that can read IAM roles of `account`, where target roles live (a role
+    /// chained into with `targetRole`). Bind then checks, before any write, that each target
+    /// role of that account trusts the association's role. Without them, a target role in an
+    /// account other than the cluster's is "not checked from here": the bind goes on and says
+    /// which statements the target needs. Only IAM GetRole is called with them.
+    ///
+    /// ```no_run
+    /// # async fn run() -> porter_identity_core::Result<()> {
+    /// use porter_identity_aws::AwsPodIdentityProvider;
+    /// let data_account = aws_config::from_env().profile_name("data-readonly").load().await;
+    /// let aws = AwsPodIdentityProvider::builder()
+    ///     .cluster("prod-us-east-1")
+    ///     .target_account("444455556666", &data_account)
+    ///     .from_env()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn target_account(self, account_id: &str, config: &aws_config::SdkConfig) -> Self {
+        self.target_account_api(account_id, SdkApi::from_sdk_config(config))
+    }
+
+    /// [`target_account`](Self::target_account) with any implementation of the port (a fake of
+    /// the other account, a mock).
+    pub fn target_account_api(mut self, account_id: &str, api: impl EksIamApi + 'static) -> Self {
+        self.target_accounts
+            .insert(account_id.to_owned(), Arc::new(api));
+        self
+    }
+
+    /// How pods get their roles when a connection does not say (`mode:` in porter.yaml):
+    /// [`AwsRoleMode::PodIdentity`] (the default) or [`AwsRoleMode::Irsa`].
+    pub fn mode(mut self, mode: AwsRoleMode) -> Self {
+        self.mode = mode;
         self
     }
 
@@ -109,11 +150,25 @@ impl AwsPodIdentityProviderBuilder {
                 "call .from_env().await, .sdk_config(&config) or .api(..) on the builder",
             ));
         };
-        AwsPodIdentityProvider::with_concurrency(
+        if let Some(bad) = self
+            .target_accounts
+            .keys()
+            .find(|a| a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(Error::invalid_input(
+                "target_account",
+                format!("{bad:?} is not an AWS account ID"),
+                "pass the 12-digit ID of the account the target roles are in, as in their ARNs",
+            ));
+        }
+        let mut provider = AwsPodIdentityProvider::with_concurrency(
             &cluster,
             api,
             self.retry.unwrap_or_default(),
             self.concurrency.unwrap_or(DEFAULT_CONCURRENCY),
-        )
+        )?;
+        provider.target_accounts = self.target_accounts;
+        provider.mode = self.mode;
+        Ok(provider)
     }
 }

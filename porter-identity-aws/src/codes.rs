@@ -34,6 +34,18 @@ pub const ASSOCIATION_ADDON_OWNED: &str = "aws.association.addon_owned";
 /// The association's tags name another app or service (their service-account names collide):
 /// porter-identity will not touch it.
 pub const ASSOCIATION_OTHER_OWNER: &str = "aws.association.other_owner";
+/// The association's target role, session tags or session policy differ from porter.yaml's.
+pub const ASSOCIATION_SETTINGS_DIFFER: &str = "aws.association.settings_differ";
+/// The target role is in an account the provider has no credentials for: its trust policy was
+/// not read (info; the finding gives the statements it needs).
+pub const TARGET_ROLE_NOT_CHECKED: &str = "aws.target_role.not_checked";
+/// The target role does not exist.
+pub const TARGET_ROLE_NOT_FOUND: &str = "aws.target_role.not_found";
+/// The target role's trust policy does not let the association's role assume it (or requires
+/// another `sts:ExternalId`).
+pub const TARGET_ROLE_UNTRUSTED: &str = "aws.target_role.untrusted";
+/// No permission policy of the association's role allows `sts:AssumeRole` on the target role.
+pub const TARGET_ROLE_NOT_ASSUMABLE: &str = "aws.target_role.not_assumable";
 
 /// `Action: "*"` allowed.
 pub const LINT_WILDCARD_ACTION: &str = "lint.wildcard_action";

@@ -25,7 +25,7 @@
 //!         service_account: "api".into(),
 //!         role_arn: aws.role_arn("shop-api"),
 //!         client_request_token: "token-1".into(),
-//!         tags: Default::default(),
+//!         ..CreateAssociation::default()
 //!     })
 //!     .await?;
 //! assert!(created.association_id.starts_with("a-"));
@@ -50,8 +50,8 @@ use async_trait::async_trait;
 use porter_identity_core::{ErrorKind, Operation, Result};
 
 use crate::api::{
-    AddonInfo, Association, AssociationPage, AssociationSummary, AttachedPolicy, ClusterInfo,
-    CreateAssociation, EksIamApi, RoleInfo,
+    AddonInfo, Association, AssociationPage, AssociationSettings, AssociationSummary,
+    AttachedPolicy, ClusterInfo, CreateAssociation, EksIamApi, RoleInfo, UpdateAssociation,
 };
 use crate::operation as op;
 
@@ -464,6 +464,12 @@ fn to_association(r: AssociationRecord) -> Association {
         namespace: r.namespace,
         service_account: r.service_account,
         role_arn: r.role_arn,
+        settings: AssociationSettings {
+            target_role_arn: r.target_role_arn,
+            disable_session_tags: r.disable_session_tags,
+            policy: r.policy,
+        },
+        external_id: r.external_id,
         owner_arn: r.owner_arn,
         tags: r.tags,
         changed_at: std::time::Duration::try_from_secs_f64(r.modified_at.max(r.created_at))
@@ -489,6 +495,7 @@ impl EksIamApi for FakeAws {
             .api_call(op::DESCRIBE_CLUSTER, |s| s.describe_cluster(cluster))
             .await?;
         Ok(ClusterInfo {
+            oidc_issuer: Some(c.oidc_issuer()),
             name: c.name,
             arn: c.arn,
             status: c.status,
@@ -569,9 +576,9 @@ impl EksIamApi for FakeAws {
             role_arn: input.role_arn,
             client_request_token: Some(input.client_request_token),
             tags: input.tags,
-            disable_session_tags: None,
-            target_role_arn: None,
-            policy: None,
+            disable_session_tags: input.settings.disable_session_tags.then_some(true),
+            target_role_arn: input.settings.target_role_arn,
+            policy: input.settings.policy,
         };
         self.api_call(op::CREATE_POD_IDENTITY_ASSOCIATION, |s| {
             s.create_association(input)
@@ -582,16 +589,17 @@ impl EksIamApi for FakeAws {
 
     async fn update_pod_identity_association(
         &self,
-        cluster: &str,
-        association_id: &str,
-        role_arn: &str,
+        input: UpdateAssociation,
     ) -> Result<Association> {
+        let (cluster, association_id) = (input.cluster, input.association_id);
         let input = UpdateInput {
-            role_arn: Some(role_arn.to_owned()),
-            ..UpdateInput::default()
+            role_arn: Some(input.role_arn),
+            disable_session_tags: input.disable_session_tags,
+            target_role_arn: input.target_role_arn,
+            policy: input.policy,
         };
         self.api_call(op::UPDATE_POD_IDENTITY_ASSOCIATION, |s| {
-            s.update_association(cluster, association_id, input)
+            s.update_association(&cluster, &association_id, input)
         })
         .await
         .map(to_association)

@@ -30,6 +30,7 @@
 
 pub mod api;
 mod builder;
+mod chain;
 pub mod codes;
 mod links;
 mod lint;
@@ -41,6 +42,7 @@ mod provider;
 mod provider_tests;
 mod sdk;
 mod stale;
+mod target_role;
 mod trust;
 mod verify;
 

@@ -17,23 +17,33 @@ use porter_identity_core::{
 };
 use tokio::sync::{OnceCell, mpsc};
 
-use crate::api::{Association, AssociationSummary, RoleInfo};
+use crate::api::{Association, AssociationSettings, AssociationSummary, RoleInfo};
 use crate::operation as op;
 use crate::ownership::{self, Owner};
-use crate::provider::AwsPodIdentityProvider;
+use crate::provider::{AwsPodIdentityProvider, chain_of};
+use crate::target_role::ChainCheck;
 
 /// What the listing found for one binding: its service account's association, none, or the
 /// error that kept the listing from saying.
 type Found = Result<Option<AssociationSummary>>;
 
-/// A binding's service account's association, against the binding's role.
+/// A binding's service account's association, against the binding's role and settings.
 enum Current {
     /// None: create one.
     None,
-    /// One with the binding's role: nothing to do.
+    /// One with the binding's role, target role, session tags and policy: nothing to do.
     Same(Association),
-    /// One with another role: update it in place.
+    /// One that differs in any of them: update it in place.
     Other(Association),
+}
+
+/// What `current` found for one binding: its checked role, what it asks of the association
+/// beside the role, its association, and how its target role (if any) was checked.
+struct Checked {
+    role: RoleInfo,
+    wanted: AssociationSettings,
+    current: Current,
+    chain: ChainCheck,
 }
 
 /// The role checks of one batch: one check per distinct role, its result (error included)
@@ -284,6 +294,39 @@ impl AwsPodIdentityProvider {
         found: Option<AssociationSummary>,
         roles: &RoleChecks<'_>,
         operation: Operation,
+    ) -> Result<Checked> {
+        let wanted = Self::wanted_settings(binding)?;
+        let (role, current) = self
+            .current_association(run, binding, found, roles, operation, &wanted)
+            .await?;
+        // The target role's external ID is the association's, while it keeps that target.
+        let external_id = match &current {
+            Current::Same(a) | Current::Other(a)
+                if a.settings.target_role_arn == wanted.target_role_arn =>
+            {
+                a.external_id.as_deref()
+            }
+            _ => None,
+        };
+        let chain = self
+            .check_chain(run, binding, &role, external_id, false)
+            .await?;
+        Ok(Checked {
+            role,
+            wanted,
+            current,
+            chain,
+        })
+    }
+
+    async fn current_association(
+        &self,
+        run: &RunContext,
+        binding: &Binding,
+        found: Option<AssociationSummary>,
+        roles: &RoleChecks<'_>,
+        operation: Operation,
+        wanted: &AssociationSettings,
     ) -> Result<(RoleInfo, Current)> {
         let Some(summary) = found else {
             return Ok((roles.check(self, run, binding).await?, Current::None));
@@ -306,7 +349,7 @@ impl AwsPodIdentityProvider {
             return Ok((role, Current::None));
         };
         ownership::check(binding, &association, &self.cluster, operation)?;
-        let current = if association.role_arn == role.arn {
+        let current = if association.role_arn == role.arn && association.settings.same_as(wanted) {
             Current::Same(association)
         } else {
             Current::Other(association)
@@ -321,7 +364,12 @@ impl AwsPodIdentityProvider {
         found: Option<AssociationSummary>,
         roles: &RoleChecks<'_>,
     ) -> Result<Plan> {
-        let (role, current) = self
+        let Checked {
+            role,
+            wanted,
+            current,
+            chain,
+        } = self
             .current(
                 run,
                 binding,
@@ -331,6 +379,10 @@ impl AwsPodIdentityProvider {
             )
             .await?;
         let w = &binding.workload;
+        let to = match &wanted.target_role_arn {
+            Some(target) => format!("{} -> {target}", role.arn),
+            None => role.arn.clone(),
+        };
         // The link as it is, when this plan leaves it so: when it last changed.
         let unchanged_since = match &current {
             Current::Same(a) => a.changed_at,
@@ -340,27 +392,31 @@ impl AwsPodIdentityProvider {
             Current::None => (
                 PlanAction::Create,
                 format!(
-                    "create a Pod Identity association of {w} to {} in cluster {}",
-                    role.arn, self.cluster
+                    "create a Pod Identity association of {w} to {to} in cluster {}",
+                    self.cluster
                 ),
             ),
             Current::Same(_) => (
                 PlanAction::Unchanged,
-                format!("{w} is already associated with {}", role.arn),
+                format!("{w} is already associated with {to}"),
             ),
-            Current::Other(a) => (
-                PlanAction::Update {
-                    current: a.role_arn.clone(),
-                },
-                format!(
-                    "update the association of {w} from {} to {}",
-                    a.role_arn, role.arn
-                ),
-            ),
+            Current::Other(a) => {
+                let from = chain_of(&a);
+                let what = if from == to {
+                    format!("the session settings of the association of {w} ({to})")
+                } else {
+                    format!("the association of {w} from {from} to {to}")
+                };
+                (
+                    PlanAction::Update { current: from },
+                    format!("update {what}"),
+                )
+            }
         };
         let changed = action != PlanAction::Unchanged;
         let mut service_account_patch = Self::patch(changed);
         service_account_patch.changed_at = unchanged_since;
+        chain.note_on(&mut service_account_patch);
         Ok(Plan::new(action, description, service_account_patch))
     }
 
@@ -371,7 +427,12 @@ impl AwsPodIdentityProvider {
         found: Option<AssociationSummary>,
         roles: &RoleChecks<'_>,
     ) -> Result<BindOutcome> {
-        let (role, current) = self
+        let Checked {
+            role,
+            wanted,
+            current,
+            chain,
+        } = self
             .current(
                 run,
                 binding,
@@ -380,18 +441,16 @@ impl AwsPodIdentityProvider {
                 op::CREATE_POD_IDENTITY_ASSOCIATION,
             )
             .await?;
-        match current {
-            Current::None => self.create(run, binding, &role.arn).await,
+        let mut outcome = match current {
+            Current::None => self.create(run, binding, &role.arn).await?,
             Current::Same(a) => {
                 let patch = Self::patch_of(false, Some(&a));
-                Ok(BindOutcome::new(
-                    BindChange::Unchanged,
-                    a.association_arn,
-                    patch,
-                ))
+                BindOutcome::new(BindChange::Unchanged, a.association_arn, patch)
             }
-            Current::Other(a) => self.update(run, a, &role.arn).await,
-        }
+            Current::Other(a) => self.update(run, a, &role.arn, &wanted).await?,
+        };
+        chain.note_on(&mut outcome.service_account_patch);
+        Ok(outcome)
     }
 
     /// Deletes the association `found` for `binding`'s service account. `unbind` adopts an

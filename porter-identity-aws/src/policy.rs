@@ -43,6 +43,20 @@ pub(crate) struct Statement {
     pub(crate) not_resource: bool,
     /// The statement has a non-empty `Condition`, which cannot be evaluated offline.
     pub(crate) has_condition: bool,
+    /// The `Condition` block, one entry per operator and key (values as written; an entry
+    /// whose values are not strings is kept with none, so it still counts as a condition).
+    pub(crate) conditions: Vec<Condition>,
+}
+
+/// One `"<operator>": {"<key>": <values>}` entry of a `Condition` block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Condition {
+    /// `StringEquals`, `StringLike`, `ForAnyValue:StringEquals`, … as written.
+    pub(crate) operator: String,
+    /// The condition key as written (`sts:ExternalId`, `oidc.eks….amazonaws.com/id/…:sub`).
+    pub(crate) key: String,
+    /// The values.
+    pub(crate) values: Vec<String>,
 }
 
 impl Statement {
@@ -373,9 +387,9 @@ fn parse_statement_fields(
         (None, None) => (None, false),
     };
 
-    let has_condition = match object.get("Condition") {
-        None | Some(Value::Null) => false,
-        Some(Value::Object(map)) => !map.is_empty(),
+    let (has_condition, conditions) = match object.get("Condition") {
+        None | Some(Value::Null) => (false, Vec::new()),
+        Some(Value::Object(map)) => (!map.is_empty(), parse_conditions(map)),
         Some(other) => return Err(wrong_type("Condition", "an object", other)),
     };
 
@@ -388,7 +402,40 @@ fn parse_statement_fields(
         resources,
         not_resource,
         has_condition,
+        conditions,
     })
+}
+
+/// The entries of a `Condition` block. Lenient: IAM validates the block when the policy is
+/// saved, and an entry read wrong here must still count as a condition, never vanish.
+fn parse_conditions(block: &Map<String, Value>) -> Vec<Condition> {
+    let mut out = Vec::new();
+    for (operator, keys) in block {
+        let Value::Object(keys) = keys else {
+            out.push(Condition {
+                operator: operator.clone(),
+                key: String::new(),
+                values: Vec::new(),
+            });
+            continue;
+        };
+        for (key, values) in keys {
+            let values = match values {
+                Value::String(s) => vec![s.clone()],
+                Value::Array(items) => items
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            out.push(Condition {
+                operator: operator.clone(),
+                key: key.clone(),
+                values,
+            });
+        }
+    }
+    out
 }
 
 /// A key that is present with a non-null value.

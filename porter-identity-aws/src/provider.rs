@@ -4,7 +4,7 @@
 //! logic (one listing per namespace) is in `links`, the stale-link search in `stale`, the
 //! diagnosis in `verify`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -15,17 +15,18 @@ use porter_identity_core::provider::{
     CloudCalls, SharedRead, batch_refusals, each_binding, ensure_cloud, pages,
 };
 use porter_identity_core::{
-    BindChange, BindOutcome, Binding, Cloud, Connection, Error, ErrorKind, Operation, Plan, Result,
-    RetryPolicy, RoleRef, RunContext, ServiceAccountPatch, StaleLink, StaleQuery, UnbindOutcome,
-    VerifyReport, Workload, WorkloadIdentityProvider,
+    AwsRoleMode, AwsRoleOptions, BindChange, BindOutcome, Binding, Cloud, Connection, Error,
+    ErrorKind, Operation, Plan, Result, RetryPolicy, RoleRef, RunContext, ServiceAccountPatch,
+    StaleLink, StaleQuery, UnbindOutcome, VerifyReport, Workload, WorkloadIdentityProvider,
 };
 use tokio::sync::OnceCell;
 
 use crate::api::{
-    Association, AssociationPage, AssociationSummary, ClusterInfo, CreateAssociation, EksIamApi,
-    RoleInfo,
+    Association, AssociationPage, AssociationSettings, AssociationSummary, ClusterInfo,
+    CreateAssociation, EksIamApi, RoleInfo, UpdateAssociation,
 };
 use crate::operation as op;
+use crate::target_role::{ChainKey, ChainRead};
 use crate::{ownership, trust};
 
 /// Links Kubernetes workloads of one EKS cluster to IAM roles with EKS Pod Identity
@@ -59,7 +60,12 @@ pub struct AwsPodIdentityProvider {
     pub(crate) calls: CloudCalls,
     cluster_info: OnceCell<ClusterInfo>,
     checked_roles: Mutex<HashMap<String, Arc<OnceCell<RoleInfo>>>>,
+    pub(crate) checked_chains: Mutex<HashMap<ChainKey, Arc<OnceCell<ChainRead>>>>,
     association_roles: Mutex<HashMap<String, String>>,
+    /// The port of each account whose target roles the caller's credentials can read.
+    pub(crate) target_accounts: BTreeMap<String, Arc<dyn EksIamApi>>,
+    /// The mode of connections that do not say theirs.
+    pub(crate) mode: AwsRoleMode,
 }
 
 impl fmt::Debug for AwsPodIdentityProvider {
@@ -69,6 +75,8 @@ impl fmt::Debug for AwsPodIdentityProvider {
             .field("api", &self.api)
             .field("retry", self.calls.retry_policy())
             .field("concurrency", &self.calls.concurrency())
+            .field("mode", &self.mode)
+            .field("target_accounts", &self.target_accounts.keys())
             .finish_non_exhaustive()
     }
 }
@@ -105,7 +113,10 @@ impl AwsPodIdentityProvider {
             calls: CloudCalls::new(retry, concurrency),
             cluster_info: OnceCell::new(),
             checked_roles: Mutex::new(HashMap::new()),
+            checked_chains: Mutex::new(HashMap::new()),
             association_roles: Mutex::new(HashMap::new()),
+            target_accounts: BTreeMap::new(),
+            mode: AwsRoleMode::default(),
         })
     }
 
@@ -115,15 +126,29 @@ impl AwsPodIdentityProvider {
     }
 
     pub(crate) fn role_ref(binding: &Binding) -> Result<&RoleRef> {
+        Self::role_and_options(binding).map(|(role, _)| role)
+    }
+
+    pub(crate) fn role_and_options(binding: &Binding) -> Result<(&RoleRef, &AwsRoleOptions)> {
         ensure_cloud(Cloud::Aws, binding)?;
         match &binding.connection {
-            Connection::AwsRole { role, .. } => Ok(role),
+            Connection::AwsRole { role, options, .. } => Ok((role, options)),
             _ => Err(Error::invalid_input(
                 "binding.connection",
                 "is not awsRole",
                 "pass an awsRole binding",
             )),
         }
+    }
+
+    /// What the binding's association must ask of EKS beside its role.
+    pub(crate) fn wanted_settings(binding: &Binding) -> Result<AssociationSettings> {
+        let (_, options) = Self::role_and_options(binding)?;
+        Ok(AssociationSettings {
+            target_role_arn: options.target_role.as_ref().map(|t| t.as_str().to_owned()),
+            disable_session_tags: options.session_tags_disabled(),
+            policy: options.session_policy.clone(),
+        })
     }
 
     // ---- the cluster and the roles ---------------------------------------------------------
@@ -393,6 +418,7 @@ impl AwsPodIdentityProvider {
             namespace: w.namespace().to_string(),
             service_account: w.service_account().to_string(),
             role_arn: role_arn.to_owned(),
+            settings: Self::wanted_settings(binding)?,
             // One token per bind, reused by its retries: a retried create that already
             // succeeded (its answer lost to a timeout) returns the same association.
             client_request_token: client_request_token(),
@@ -441,7 +467,8 @@ impl AwsPodIdentityProvider {
         }
         let current = self.describe(run, &summary.association_id).await?;
         ownership::check(binding, &current, &self.cluster, op)?;
-        if current.role_arn == role_arn {
+        let wanted = Self::wanted_settings(binding)?;
+        if current.role_arn == role_arn && current.settings.same_as(&wanted) {
             let patch = Self::patch_of(false, Some(&current));
             Ok(BindOutcome::new(
                 BindChange::Unchanged,
@@ -449,7 +476,7 @@ impl AwsPodIdentityProvider {
                 patch,
             ))
         } else {
-            self.update(run, current, role_arn).await
+            self.update(run, current, role_arn, &wanted).await
         }
     }
 
@@ -503,22 +530,20 @@ impl AwsPodIdentityProvider {
         run: &RunContext,
         current: Association,
         role_arn: &str,
+        wanted: &AssociationSettings,
     ) -> Result<BindOutcome> {
+        let input = UpdateAssociation::to(&self.cluster, &current, role_arn, wanted);
         let updated = self
             .calls
             .run(run, op::UPDATE_POD_IDENTITY_ASSOCIATION, || {
-                self.api.update_pod_identity_association(
-                    &self.cluster,
-                    &current.association_id,
-                    role_arn,
-                )
+                self.api.update_pod_identity_association(input.clone())
             })
             .await?;
         self.remember_role(&updated);
         let patch = Self::patch_of(true, Some(&updated));
         Ok(BindOutcome::new(
             BindChange::Updated {
-                previous: current.role_arn,
+                previous: chain_of(&current),
             },
             updated.association_arn,
             patch,
@@ -629,6 +654,14 @@ impl SharedRead for NamespaceListing {
     /// stale-link search of the same run then says that error instead of listing again
     /// against an endpoint that just gave up.
     type Value = Result<Vec<AssociationSummary>>;
+}
+
+/// An association's role chain in words: `role`, or `role -> target` with a target role.
+pub(crate) fn chain_of(a: &Association) -> String {
+    match &a.settings.target_role_arn {
+        Some(target) => format!("{} -> {target}", a.role_arn),
+        None => a.role_arn.clone(),
+    }
 }
 
 /// A random idempotency token for CreatePodIdentityAssociation (EKS accepts up to 64 chars).

@@ -76,6 +76,7 @@ fn untagged(id: &str, role: &str) -> Association {
         owner_arn: None,
         tags: Default::default(),
         changed_at: None,
+        ..Association::default()
     }
 }
 
@@ -97,6 +98,7 @@ fn mock_with_role(role: &'static str, trust: &'static str) -> MockEksIamApi {
                 name: "prod".into(),
                 arn: format!("arn:aws:eks:us-east-1:{ACCOUNT}:cluster/prod"),
                 status: "ACTIVE".into(),
+                ..ClusterInfo::default()
             })
         });
     api.expect_get_role()
@@ -188,10 +190,12 @@ async fn other_role_is_updated_in_place() {
         .in_sequence(&mut seq)
         .returning(|_, _| Ok(association("a-1", "old-role")));
     api.expect_update_pod_identity_association()
-        .withf(|c, id, role| c == "prod" && id == "a-1" && role == role_arn("new-role"))
+        .withf(|u| {
+            u.cluster == "prod" && u.association_id == "a-1" && u.role_arn == role_arn("new-role")
+        })
         .times(1)
         .in_sequence(&mut seq)
-        .returning(|_, _, _| Ok(association("a-1", "new-role")));
+        .returning(|_| Ok(association("a-1", "new-role")));
     let outcome = provider(api)
         .bind(&binding("api", "new-role"))
         .await
@@ -258,7 +262,7 @@ async fn create_race_with_other_role_updates_the_winner() {
     api.expect_update_pod_identity_association()
         .times(1)
         .in_sequence(&mut seq)
-        .returning(|_, _, _| Ok(association("a-9", "api-role")));
+        .returning(|_| Ok(association("a-9", "api-role")));
     let outcome = provider(api)
         .bind(&binding("api", "api-role"))
         .await
@@ -346,6 +350,7 @@ async fn foreign_account_arn_is_refused_without_get_role() {
             name: "prod".into(),
             arn: format!("arn:aws:eks:us-east-1:{ACCOUNT}:cluster/prod"),
             status: "ACTIVE".into(),
+            ..ClusterInfo::default()
         })
     });
     let err = provider(api)
@@ -365,6 +370,7 @@ async fn missing_role_names_the_service_and_the_fix() {
             name: "prod".into(),
             arn: format!("arn:aws:eks:us-east-1:{ACCOUNT}:cluster/prod"),
             status: "ACTIVE".into(),
+            ..ClusterInfo::default()
         })
     });
     api.expect_get_role().times(1).returning(|_| {
@@ -580,9 +586,9 @@ async fn another_apps_association_is_never_changed_or_deleted() {
 async fn an_untagged_association_is_adopted() {
     let mut api = mock_with_association(untagged("a-1", "old-role"), true);
     api.expect_update_pod_identity_association()
-        .withf(|_, id, role| id == "a-1" && role == role_arn("new-role"))
+        .withf(|u| u.association_id == "a-1" && u.role_arn == role_arn("new-role"))
         .times(1)
-        .returning(|_, _, _| Ok(untagged("a-1", "new-role")));
+        .returning(|_| Ok(untagged("a-1", "new-role")));
     let outcome = provider(api)
         .bind(&binding("api", "new-role"))
         .await
@@ -664,9 +670,9 @@ async fn bind_all_lists_the_namespace_once_and_describes_only_the_batch() {
             })
         });
     api.expect_update_pod_identity_association()
-        .withf(|_, id, _| id == "a-2")
+        .withf(|u| u.association_id == "a-2")
         .times(1)
-        .returning(|_, _, _| Ok(tagged("a-2", "api-role", "demo", "worker")));
+        .returning(|_| Ok(tagged("a-2", "api-role", "demo", "worker")));
     api.expect_create_pod_identity_association()
         .withf(|input| input.service_account == "demo-cron")
         .times(1)

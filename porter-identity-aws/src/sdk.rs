@@ -21,8 +21,8 @@ use porter_identity_core::{Cloud, Error, ErrorKind, Result};
 use tracing::Instrument;
 
 use crate::api::{
-    AddonInfo, Association, AssociationPage, AssociationSummary, AttachedPolicy, ClusterInfo,
-    CreateAssociation, EksIamApi, RoleInfo,
+    AddonInfo, Association, AssociationPage, AssociationSettings, AssociationSummary,
+    AttachedPolicy, ClusterInfo, CreateAssociation, EksIamApi, RoleInfo, UpdateAssociation,
 };
 use crate::operation as op;
 
@@ -434,6 +434,15 @@ fn association(
         namespace: required(operation, "namespace", a.namespace())?,
         service_account: required(operation, "serviceAccount", a.service_account())?,
         role_arn: required(operation, "roleArn", a.role_arn())?,
+        settings: AssociationSettings {
+            target_role_arn: a
+                .target_role_arn()
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned),
+            disable_session_tags: a.disable_session_tags().unwrap_or(false),
+            policy: a.policy().filter(|p| !p.is_empty()).map(str::to_owned),
+        },
+        external_id: a.external_id().filter(|e| !e.is_empty()).map(str::to_owned),
         owner_arn: a.owner_arn().filter(|o| !o.is_empty()).map(str::to_owned),
         changed_at: a
             .modified_at()
@@ -470,6 +479,12 @@ impl EksIamApi for SdkApi {
                 .status()
                 .map(|s| s.as_str().to_owned())
                 .unwrap_or_default(),
+            oidc_issuer: c
+                .identity()
+                .and_then(|i| i.oidc())
+                .and_then(|o| o.issuer())
+                .filter(|i| !i.is_empty())
+                .map(str::to_owned),
         })
     }
 
@@ -610,7 +625,8 @@ impl EksIamApi for SdkApi {
             cluster = input.cluster.as_str(),
             namespace = input.namespace.as_str(),
             service_account = input.service_account.as_str(),
-            role_arn = input.role_arn.as_str()
+            role_arn = input.role_arn.as_str(),
+            target_role_arn = input.settings.target_role_arn.as_deref()
         );
         let tags = (!input.tags.is_empty())
             .then(|| input.tags.into_iter().collect::<HashMap<String, String>>());
@@ -621,6 +637,11 @@ impl EksIamApi for SdkApi {
             .namespace(input.namespace)
             .service_account(input.service_account)
             .role_arn(input.role_arn)
+            .set_target_role_arn(input.settings.target_role_arn)
+            // Sent only when on: false is EKS's default, and an older endpoint (or emulator)
+            // that lacks the field then sees the request it knows.
+            .set_disable_session_tags(input.settings.disable_session_tags.then_some(true))
+            .set_policy(input.settings.policy)
             .client_request_token(input.client_request_token)
             .set_tags(tags)
             .send();
@@ -630,24 +651,26 @@ impl EksIamApi for SdkApi {
 
     async fn update_pod_identity_association(
         &self,
-        cluster: &str,
-        association_id: &str,
-        role_arn: &str,
+        input: UpdateAssociation,
     ) -> Result<Association> {
         const OP: &str = op::UPDATE_POD_IDENTITY_ASSOCIATION.name();
         let span = tracing::info_span!(
             "aws.call",
             operation = OP,
-            cluster,
-            association_id,
-            role_arn
+            cluster = input.cluster.as_str(),
+            association_id = input.association_id.as_str(),
+            role_arn = input.role_arn.as_str(),
+            target_role_arn = input.target_role_arn.as_deref()
         );
         let request = self
             .eks
             .update_pod_identity_association()
-            .cluster_name(cluster)
-            .association_id(association_id)
-            .role_arn(role_arn)
+            .cluster_name(input.cluster)
+            .association_id(input.association_id)
+            .role_arn(input.role_arn)
+            .set_target_role_arn(input.target_role_arn)
+            .set_disable_session_tags(input.disable_session_tags)
+            .set_policy(input.policy)
             .send();
         let out = call(span, Service::Eks, OP, request).await?;
         association(OP, out.association())

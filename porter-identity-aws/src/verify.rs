@@ -8,10 +8,14 @@ use porter_identity_core::{
     Binding, ErrorKind, Finding, Result, RoleRef, RunContext, Severity, VerifyReport,
 };
 
-use crate::api::{AssociationSummary, ClusterInfo, POD_IDENTITY_AGENT_ADDON, RoleInfo};
+use crate::api::AssociationSettings;
+use crate::api::{
+    AssociationSummary, AttachedPolicy, ClusterInfo, POD_IDENTITY_AGENT_ADDON, RoleInfo,
+};
 use crate::operation as op;
 use crate::ownership::{self, Owner};
 use crate::provider::AwsPodIdentityProvider;
+use crate::target_role::ChainCheck;
 use crate::{codes, lint, trust};
 
 /// How many DescribePodIdentityAssociation calls verify makes at once for the shared-role lint.
@@ -80,16 +84,48 @@ impl AwsPodIdentityProvider {
         role: &RoleInfo,
         report: &mut VerifyReport,
     ) -> Result<()> {
+        let mut flagged = Vec::new();
+        let docs = self
+            .permission_documents(run, role, |policy| {
+                // A broad managed policy is its own finding: its document would repeat it in
+                // other words, so it is not read.
+                match lint::lint_attached_policy(policy) {
+                    Some(finding) => {
+                        flagged.push(finding);
+                        true
+                    }
+                    None => false,
+                }
+            })
+            .await?;
+        for finding in flagged {
+            report.push(finding);
+        }
+        for (name, doc) in &docs {
+            for finding in lint::lint_policy_raw(name, doc) {
+                report.push(finding);
+            }
+        }
+        Ok(())
+    }
+
+    /// The permission policies of `role`, as (name, document as IAM returns it): the attached
+    /// managed policies (except those `skip` says), then the inline ones.
+    pub(crate) async fn permission_documents(
+        &self,
+        run: &RunContext,
+        role: &RoleInfo,
+        mut skip: impl FnMut(&AttachedPolicy) -> bool + Send,
+    ) -> Result<Vec<(String, String)>> {
         let attached = self
             .calls
             .run(run, op::LIST_ATTACHED_ROLE_POLICIES, || {
                 self.api.list_attached_role_policies(&role.name)
             })
             .await?;
+        let mut docs = Vec::new();
         for policy in &attached {
-            if let Some(finding) = lint::lint_attached_policy(policy) {
-                // Its document would repeat the same finding in other words.
-                report.push(finding);
+            if skip(policy) {
                 continue;
             }
             let doc = self
@@ -98,9 +134,7 @@ impl AwsPodIdentityProvider {
                     self.api.get_managed_policy_document(&policy.arn)
                 })
                 .await?;
-            for finding in lint::lint_policy_raw(&policy.name, &doc) {
-                report.push(finding);
-            }
+            docs.push((policy.name.clone(), doc));
         }
         let inline = self
             .calls
@@ -115,7 +149,55 @@ impl AwsPodIdentityProvider {
                     self.api.get_role_policy(&role.name, name)
                 })
                 .await?;
-            for finding in lint::lint_policy_raw(name, &doc) {
+            docs.push((name.clone(), doc));
+        }
+        Ok(docs)
+    }
+
+    /// The target role's checks, as findings: not checked from here (info), missing, not
+    /// trusting the association's role, or not assumable by it (errors).
+    async fn verify_chain(
+        &self,
+        run: &RunContext,
+        binding: &Binding,
+        role: &RoleInfo,
+        external_id: Option<&str>,
+        report: &mut VerifyReport,
+    ) -> Result<()> {
+        match self
+            .check_chain(run, binding, role, external_id, true)
+            .await
+        {
+            Ok(ChainCheck::NotChecked(note)) => report.push(Finding::new(
+                Severity::Info,
+                codes::TARGET_ROLE_NOT_CHECKED,
+                note,
+                "nothing to do if the target role's trust policy has the statement above",
+            )),
+            Ok(ChainCheck::None | ChainCheck::Checked) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                report.push(Finding::from_error(codes::TARGET_ROLE_NOT_FOUND, &e));
+            }
+            Err(e) if e.kind() == ErrorKind::Conflict => {
+                let code = if e.operation() == Some(op::GET_ROLE_POLICY.name()) {
+                    codes::TARGET_ROLE_NOT_ASSUMABLE
+                } else {
+                    codes::TARGET_ROLE_UNTRUSTED
+                };
+                report.push(Finding::from_error(code, &e));
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// The connection's session policy, linted with the rules of role policies: it narrows
+    /// the role, but a wide one narrows nothing.
+    fn lint_session_policy(&self, binding: &Binding, report: &mut VerifyReport) -> Result<()> {
+        let (_, options) = Self::role_and_options(binding)?;
+        if let Some(policy) = &options.session_policy {
+            let name = format!("session policy of {}", binding.workload);
+            for finding in lint::lint_policy_raw(&name, policy) {
                 report.push(finding);
             }
         }
@@ -232,6 +314,7 @@ impl AwsPodIdentityProvider {
         report: &mut VerifyReport,
     ) -> Result<()> {
         let w = &binding.workload;
+        self.lint_session_policy(binding, report)?;
         let Some(summary) = self.association_of(run, w).await? else {
             report.push(Finding::error(
                 codes::ASSOCIATION_MISSING,
@@ -241,6 +324,9 @@ impl AwsPodIdentityProvider {
                 ),
                 "run bind for this service",
             ));
+            if let Some(role) = role {
+                self.verify_chain(run, binding, role, None, report).await?;
+            }
             return Ok(());
         };
         if let Some(owner) = &summary.owner_arn {
@@ -286,10 +372,47 @@ impl AwsPodIdentityProvider {
             ));
             return Ok(());
         }
+        let wanted = Self::wanted_settings(binding)?;
+        if !a.settings.same_as(&wanted) {
+            report.push(Finding::error(
+                codes::ASSOCIATION_SETTINGS_DIFFER,
+                format!(
+                    "the association of {} asks {} of EKS, not {} as porter.yaml says",
+                    binding.workload,
+                    describe_settings(&a.settings),
+                    describe_settings(&wanted)
+                ),
+                "run bind for this service to change the association in place",
+            ));
+        }
+        let external_id = (a.settings.target_role_arn == wanted.target_role_arn)
+            .then_some(a.external_id.as_deref())
+            .flatten();
+        self.verify_chain(run, binding, role, external_id, report)
+            .await?;
         let sharing = self.service_accounts_of_role(run, &role.arn).await?;
         if let Some(finding) = lint::lint_shared_role(&role.arn, &sharing) {
             report.push(finding);
         }
         Ok(())
     }
+}
+
+/// An association's settings in words, for a finding.
+fn describe_settings(s: &AssociationSettings) -> String {
+    let target = s
+        .target_role_arn
+        .as_deref()
+        .map_or("no target role".to_owned(), |t| format!("target role {t}"));
+    let tags = if s.disable_session_tags {
+        "session tags off"
+    } else {
+        "session tags on"
+    };
+    let policy = if s.policy.is_some() {
+        "a session policy"
+    } else {
+        "no session policy"
+    };
+    format!("{target}, {tags}, {policy}")
 }

@@ -853,3 +853,84 @@ async fn the_server_stops_on_shutdown() {
         .unwrap();
     assert!(refused, "still accepting connections after shutdown");
 }
+
+/// The port over the real SDK against the HTTP face: the target role, session tags and session
+/// policy go out on Create and Update and come back with EKS's external ID; an update that
+/// drops the target (`targetRoleArn: ""`) removes it and its external ID; a policy with
+/// session tags on is refused as EKS refuses it.
+#[tokio::test]
+async fn target_role_session_tags_and_policy_through_the_port() {
+    use porter_identity_aws::SdkApi;
+    use porter_identity_aws::api::{
+        AssociationSettings, CreateAssociation, EksIamApi, UpdateAssociation,
+    };
+    let (aws, server) = start().await;
+    let iam = aws_sdk_iam::Client::from_conf(
+        aws_sdk_iam::Config::builder()
+            .behavior_version(aws_sdk_iam::config::BehaviorVersion::latest())
+            .region(aws_sdk_iam::config::Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
+            .endpoint_url(server.url())
+            .build(),
+    );
+    let api = SdkApi::new(client(&server), iam);
+    let target = "arn:aws:iam::444455556666:role/shop-data";
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::shop/*"}]}"#;
+    let created = api
+        .create_pod_identity_association(CreateAssociation {
+            cluster: "prod".into(),
+            namespace: "shop".into(),
+            service_account: "api".into(),
+            role_arn: aws.role_arn("app"),
+            settings: AssociationSettings {
+                target_role_arn: Some(target.into()),
+                disable_session_tags: true,
+                policy: Some(policy.into()),
+            },
+            client_request_token: "token-target".into(),
+            ..CreateAssociation::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(created.settings.target_role_arn.as_deref(), Some(target));
+    assert!(created.settings.disable_session_tags);
+    assert_eq!(created.settings.policy.as_deref(), Some(policy));
+    let external_id = created
+        .external_id
+        .clone()
+        .expect("EKS makes an external ID");
+    let described = api
+        .describe_pod_identity_association("prod", &created.association_id)
+        .await
+        .unwrap();
+    assert_eq!(described.external_id.as_deref(), Some(external_id.as_str()));
+
+    // Session tags back on while the policy stays: EKS refuses it, nothing changes.
+    let refused = api
+        .update_pod_identity_association(UpdateAssociation {
+            cluster: "prod".into(),
+            association_id: created.association_id.clone(),
+            role_arn: aws.role_arn("app"),
+            disable_session_tags: Some(false),
+            ..UpdateAssociation::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::InvalidInput, "{refused}");
+    assert!(aws.associations("prod")[0].settings.disable_session_tags);
+
+    // The target and the policy dropped, tags on: one update, in place.
+    let plain = AssociationSettings::default();
+    let updated = api
+        .update_pod_identity_association(UpdateAssociation::to(
+            "prod",
+            &described,
+            &aws.role_arn("app"),
+            &plain,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(updated.association_id, created.association_id);
+    assert!(updated.settings.same_as(&plain), "{:?}", updated.settings);
+    assert_eq!(updated.external_id, None);
+}

@@ -111,6 +111,7 @@ async fn create_association(aws: &FakeAws, service_account: &str, tags: BTreeMap
         role_arn: role_arn("role-0"),
         client_request_token: format!("by-hand-{service_account}"),
         tags,
+        ..CreateAssociation::default()
     })
     .await
     .unwrap();

@@ -5,8 +5,10 @@ use std::collections::BTreeMap;
 use serde::ser::SerializeMap;
 use serde_json::Value;
 
+use crate::aws_role_options::{session_policy_text, target_not_arn};
 use crate::{
-    AzureIdentityName, AzureResourceGroup, Cloud, GcpServiceAccountEmail, Result, RoleRef,
+    AwsRoleMode, AwsRoleOptions, AzureIdentityName, AzureResourceGroup, Cloud,
+    GcpServiceAccountEmail, Result, RoleRef,
 };
 
 /// One entry of `services[].connections[]` in porter.yaml, tagged by its `type`.
@@ -32,11 +34,14 @@ use crate::{
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Connection {
-    /// `type: awsRole`: an IAM role for EKS Pod Identity.
+    /// `type: awsRole`: an IAM role for EKS Pod Identity (or IRSA).
     #[non_exhaustive]
     AwsRole {
         /// `role`: the role's name or ARN.
         role: RoleRef,
+        /// porter-identity's own keys: `targetRole`, `disableSessionTags`, `sessionPolicy`,
+        /// `mode`.
+        options: AwsRoleOptions,
     },
     /// `type: azureManagedIdentity`: a user-assigned managed identity.
     #[non_exhaustive]
@@ -80,7 +85,32 @@ impl Connection {
     /// # Ok::<(), porter_identity_core::Error>(())
     /// ```
     pub fn aws_role(role: RoleRef) -> Self {
-        Connection::AwsRole { role }
+        Connection::AwsRole {
+            role,
+            options: AwsRoleOptions::default(),
+        }
+    }
+
+    /// `type: awsRole` with porter-identity's own keys (a target role, session tags, a
+    /// session policy, the mode), checked together.
+    ///
+    /// ```
+    /// use porter_identity_core::{AwsRoleMode, AwsRoleOptions, Connection, RoleRef};
+    /// let c = Connection::aws_role_with(
+    ///     RoleRef::parse("shop-api")?,
+    ///     AwsRoleOptions::default().mode(AwsRoleMode::Irsa),
+    /// )?;
+    /// assert_eq!(c.describe(), "awsRole shop-api (IRSA)");
+    /// # Ok::<(), porter_identity_core::Error>(())
+    /// ```
+    pub fn aws_role_with(role: RoleRef, options: AwsRoleOptions) -> Result<Self> {
+        if let Some(target) = &options.target_role
+            && !target.is_arn()
+        {
+            return Err(target_not_arn(target.as_str()));
+        }
+        options.validate()?;
+        Ok(Connection::AwsRole { role, options })
     }
 
     /// `type: azureManagedIdentity`: the user-assigned managed identity `identity_name` in
@@ -128,7 +158,16 @@ impl Connection {
     /// A one-line description, e.g. `awsRole my-role`.
     pub fn describe(&self) -> String {
         match self {
-            Connection::AwsRole { role } => format!("awsRole {role}"),
+            Connection::AwsRole { role, options } => {
+                let mut s = format!("awsRole {role}");
+                if let Some(target) = &options.target_role {
+                    s.push_str(&format!(" -> {target}"));
+                }
+                if options.mode == Some(AwsRoleMode::Irsa) {
+                    s.push_str(" (IRSA)");
+                }
+                s
+            }
             Connection::AzureManagedIdentity {
                 identity_name,
                 resource_group,
@@ -192,6 +231,7 @@ impl Connection {
         Ok(match kind {
             "awsRole" => Connection::AwsRole {
                 role: checked("role", RoleRef::parse(text("role", "my-app-role")?))?,
+                options: aws_role_options(fields)?,
             },
             "azureManagedIdentity" => {
                 let name = text("identityName", "my-app-identity")?;
@@ -225,6 +265,66 @@ impl Connection {
     }
 }
 
+/// porter-identity's own keys of an `awsRole` connection, each checked, then checked together.
+fn aws_role_options(
+    fields: &serde_json::Map<String, Value>,
+) -> std::result::Result<AwsRoleOptions, FieldProblem> {
+    let mut options = AwsRoleOptions::default();
+    let wrong_type = |name: &str, want: &str, example: &str, v: &Value| FieldProblem {
+        field: name.into(),
+        problem: format!("must be {want}, found {}", value_kind(v)),
+        fix: format!("write it as `{name}: {example}`"),
+    };
+    match fields.get("targetRole") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) => {
+            let role = checked("targetRole", RoleRef::parse(s))?;
+            options = checked("targetRole", options.target_role(role))?;
+        }
+        Some(v) => {
+            return Err(wrong_type(
+                "targetRole",
+                "a string",
+                "arn:aws:iam::444455556666:role/my-data-role",
+                v,
+            ));
+        }
+    }
+    match fields.get("disableSessionTags") {
+        None | Some(Value::Null) => {}
+        Some(Value::Bool(b)) => options.disable_session_tags = Some(*b),
+        Some(v) => return Err(wrong_type("disableSessionTags", "true or false", "true", v)),
+    }
+    match fields.get("sessionPolicy") {
+        None | Some(Value::Null) => {}
+        Some(v) => options.session_policy = Some(checked("sessionPolicy", session_policy_text(v))?),
+    }
+    match fields.get("mode") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) => options.mode = Some(checked("mode", AwsRoleMode::parse(s))?),
+        Some(v) => return Err(wrong_type("mode", "a string", "irsa", v)),
+    }
+    checked_options(options.validate().map(|()| options))
+}
+
+/// Places an error of the options taken together on the field it names (`awsRole.<key>`).
+fn checked_options(r: Result<AwsRoleOptions>) -> std::result::Result<AwsRoleOptions, FieldProblem> {
+    r.map_err(|e| {
+        let field = match &e {
+            crate::Error::InvalidInput { field, .. } => {
+                field.strip_prefix("awsRole.").unwrap_or(field).to_owned()
+            }
+            _ => "type".to_owned(),
+        };
+        let (problem, fix) = e.into_problem_and_fix();
+        FieldProblem {
+            field,
+            problem,
+            fix,
+        }
+    })
+}
+
 /// Places a validator's error on `field`.
 fn checked<T>(field: &str, r: Result<T>) -> std::result::Result<T, FieldProblem> {
     r.map_err(|e| {
@@ -254,7 +354,21 @@ impl serde::Serialize for Connection {
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("type", self.type_name())?;
         match self {
-            Connection::AwsRole { role } => map.serialize_entry("role", role)?,
+            Connection::AwsRole { role, options } => {
+                map.serialize_entry("role", role)?;
+                if let Some(target) = &options.target_role {
+                    map.serialize_entry("targetRole", target)?;
+                }
+                if let Some(disable) = options.disable_session_tags {
+                    map.serialize_entry("disableSessionTags", &disable)?;
+                }
+                if let Some(policy) = options.session_policy_value() {
+                    map.serialize_entry("sessionPolicy", &policy)?;
+                }
+                if let Some(mode) = options.mode {
+                    map.serialize_entry("mode", mode.as_str())?;
+                }
+            }
             Connection::AzureManagedIdentity {
                 identity_name,
                 resource_group,
@@ -339,5 +453,98 @@ mod tests {
         let err =
             serde_json::from_str::<Connection>(r#"{"type":"awsRole","role":""}"#).unwrap_err();
         assert!(err.to_string().contains("field `role`"), "{err}");
+    }
+
+    #[test]
+    fn aws_role_extension_keys() {
+        let c = parse(
+            r#"{"type":"awsRole","role":"shop-api","targetRole":"arn:aws:iam::444455556666:role/data",
+                "sessionPolicy":{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]},
+                "mode":"podIdentity"}"#,
+        )
+        .unwrap();
+        let Connection::AwsRole { options, .. } = &c else {
+            panic!("{c:?}")
+        };
+        assert_eq!(
+            options.target_role.as_ref().map(RoleRef::as_str),
+            Some("arn:aws:iam::444455556666:role/data")
+        );
+        assert!(
+            options.session_tags_disabled(),
+            "a session policy turns the tags off"
+        );
+        assert_eq!(options.mode, Some(AwsRoleMode::PodIdentity));
+        assert_eq!(
+            c.describe(),
+            "awsRole shop-api -> arn:aws:iam::444455556666:role/data"
+        );
+        let back: Connection = serde_json::from_value(serde_json::to_value(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+        // A policy written as a string of JSON reads the same.
+        let s = parse(
+            r#"{"type":"awsRole","role":"r","sessionPolicy":"{\"Statement\":{\"Effect\":\"Allow\"}}"}"#,
+        )
+        .unwrap();
+        let Connection::AwsRole { options, .. } = &s else {
+            panic!("{s:?}")
+        };
+        assert_eq!(
+            options.session_policy.as_deref(),
+            Some(r#"{"Statement":{"Effect":"Allow"}}"#)
+        );
+    }
+
+    #[test]
+    fn aws_role_extension_keys_name_their_field() {
+        for (json, field, says) in [
+            (
+                r#"{"type":"awsRole","role":"r","targetRole":"data"}"#,
+                "targetRole",
+                "full role ARN",
+            ),
+            (
+                r#"{"type":"awsRole","role":"r","targetRole":"arn:aws:s3:::b"}"#,
+                "targetRole",
+                "not an IAM role",
+            ),
+            (
+                r#"{"type":"awsRole","role":"r","targetRole":7}"#,
+                "targetRole",
+                "a number",
+            ),
+            (
+                r#"{"type":"awsRole","role":"r","disableSessionTags":"yes"}"#,
+                "disableSessionTags",
+                "true or false",
+            ),
+            (
+                r#"{"type":"awsRole","role":"r","sessionPolicy":"{"}"#,
+                "sessionPolicy",
+                "not JSON",
+            ),
+            (
+                r#"{"type":"awsRole","role":"r","mode":"IRSA"}"#,
+                "mode",
+                "mode: irsa",
+            ),
+            (
+                r#"{"type":"awsRole","role":"r","disableSessionTags":false,"sessionPolicy":{"Statement":{"Effect":"Allow"}}}"#,
+                "disableSessionTags",
+                "session tags disabled",
+            ),
+            (
+                r#"{"type":"awsRole","role":"r","mode":"irsa","targetRole":"arn:aws:iam::444455556666:role/data"}"#,
+                "targetRole",
+                "IRSA",
+            ),
+        ] {
+            let p = parse(json).unwrap_err();
+            assert_eq!(p.field, field, "{json}: {p:?}");
+            assert!(
+                p.problem.contains(says) || p.fix.contains(says),
+                "{json}: {p:?}"
+            );
+        }
     }
 }

@@ -31,6 +31,7 @@
 //! ```
 
 mod app_verify;
+mod aws_role_options;
 mod batch;
 mod binding;
 mod calls;
@@ -64,6 +65,7 @@ mod fake_server;
 pub mod testing;
 
 pub use app_verify::{AppVerifyReport, WorkloadVerify};
+pub use aws_role_options::{AwsRoleMode, AwsRoleOptions, MAX_SESSION_POLICY_CHARS};
 pub use binding::{Binding, LinkKey, Workload};
 pub use calls::{CallCounts, DEFAULT_CONCURRENCY, Operation};
 pub use cloud::Cloud;

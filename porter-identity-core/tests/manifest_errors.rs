@@ -1501,3 +1501,46 @@ fn a_byte_order_mark_is_not_content() {
         .expect("a BOM before the YAML is allowed");
     assert_eq!(m.services()[0].name(), "api");
 }
+
+#[test]
+fn aws_role_extension_keys_read_from_yaml_and_point_at_their_line() {
+    let m = AppManifest::from_yaml_str(&with_connection(&[
+        "type: awsRole",
+        "role: shop-api",
+        "targetRole: arn:aws:iam::444455556666:role/shop-data",
+        "sessionPolicy:",
+        "  Version: '2012-10-17'",
+        "  Statement:",
+        "    - {Effect: Allow, Action: 's3:GetObject', Resource: 'arn:aws:s3:::shop/*'}",
+    ]))
+    .expect("valid");
+    let Connection::AwsRole { role, options, .. } = &m.services()[1].connections()[1] else {
+        panic!("{:?}", m.services()[1].connections());
+    };
+    assert_eq!(role.name(), "shop-api");
+    assert_eq!(
+        options.target_role.as_ref().map(|r| r.account()),
+        Some(Some("444455556666"))
+    );
+    assert!(options.session_tags_disabled());
+    assert!(
+        options
+            .session_policy
+            .as_deref()
+            .is_some_and(|p| p.contains(r#""Action":"s3:GetObject""#)),
+        "{options:?}"
+    );
+
+    let at = |lines: &[&str]| {
+        let e = manifest_err(&with_connection(lines));
+        let m = e.manifest().expect("manifest error").clone();
+        (m.path, m.location.map(|l| l.line), m.fix)
+    };
+    let (path, line, fix) = at(&["type: awsRole", "role: r", "targetRole: shop-data"]);
+    assert_eq!(path, "services[1].connections[1].targetRole");
+    assert_eq!(line, Some(CONN_LINE + 2));
+    assert!(fix.contains("arn:aws:iam::"), "{fix}");
+    let (path, line, _) = at(&["type: awsRole", "role: r", "mode: fargate"]);
+    assert_eq!(path, "services[1].connections[1].mode");
+    assert_eq!(line, Some(CONN_LINE + 2));
+}

@@ -382,6 +382,7 @@ fn association_json(a: &AssociationRecord) -> Value {
     for (member, value) in [
         ("ownerArn", &a.owner_arn),
         ("targetRoleArn", &a.target_role_arn),
+        ("externalId", &a.external_id),
         ("policy", &a.policy),
     ] {
         if let Some(value) = value {
@@ -449,7 +450,7 @@ fn cluster_json(c: &ClusterRecord) -> Value {
         },
         "identity": {
             "oidc": {
-                "issuer": format!("https://oidc.eks.{region}.amazonaws.com/id/{}", c.endpoint_id),
+                "issuer": c.oidc_issuer(),
             },
         },
         "status": c.status,

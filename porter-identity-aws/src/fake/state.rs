@@ -91,6 +91,17 @@ pub(crate) struct ClusterRecord {
     by_id: HashMap<String, u64>,
 }
 
+impl ClusterRecord {
+    /// The cluster's OIDC issuer URL, as EKS makes it: `https://oidc.eks.<region>.amazonaws.com/id/<ID>`.
+    pub(crate) fn oidc_issuer(&self) -> String {
+        let region = self.arn.split(':').nth(3).unwrap_or_default();
+        format!(
+            "https://oidc.eks.{region}.amazonaws.com/id/{}",
+            self.endpoint_id
+        )
+    }
+}
+
 /// An installed add-on.
 #[derive(Debug, Clone)]
 pub(crate) struct AddonRecord {
@@ -121,6 +132,8 @@ pub(crate) struct AssociationRecord {
     pub(crate) modified_at: f64,
     pub(crate) disable_session_tags: bool,
     pub(crate) target_role_arn: Option<String>,
+    /// Made by EKS when a target role is set, kept while it stays.
+    pub(crate) external_id: Option<String>,
     pub(crate) policy: Option<String>,
 }
 
@@ -573,6 +586,7 @@ impl State {
             modified_at: now,
             disable_session_tags: false,
             target_role_arn: None,
+            external_id: None,
             policy: None,
         }
     }
@@ -614,6 +628,36 @@ impl State {
         }
     }
 
+    /// EKS's checks of the target role, session tags and session policy. It cannot read a
+    /// target role in another account, so only its ARN is checked; a session policy must be
+    /// JSON and needs session tags off.
+    fn check_settings(
+        target_role_arn: Option<&str>,
+        disable_session_tags: bool,
+        policy: Option<&str>,
+    ) -> Result<(), AwsError> {
+        if let Some(target) = target_role_arn.filter(|t| !t.is_empty())
+            && (role_name_of(target).is_none() || account_of(target).is_none_or(|a| a.len() != 12))
+        {
+            return Err(AwsError::invalid_parameter(format!(
+                "The target role ARN {target} is not a valid IAM role ARN."
+            )));
+        }
+        if let Some(policy) = policy.filter(|p| !p.is_empty()) {
+            if serde_json::from_str::<serde_json::Value>(policy).is_err() {
+                return Err(AwsError::invalid_parameter(
+                    "The policy is not valid JSON.".to_owned(),
+                ));
+            }
+            if !disable_session_tags {
+                return Err(AwsError::invalid_parameter(
+                    "disableSessionTags must be true when a policy is specified.".to_owned(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn check_tags(tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
         if tags.len() > MAX_TAGS {
             return Err(AwsError::invalid_parameter(format!(
@@ -650,6 +694,11 @@ impl State {
             }
         }
         Self::check_tags(&input.tags)?;
+        Self::check_settings(
+            input.target_role_arn.as_deref(),
+            input.disable_session_tags.unwrap_or(false),
+            input.policy.as_deref(),
+        )?;
         let token = input.client_request_token.clone().filter(|t| !t.is_empty());
         if let Some((token, used)) = token.as_ref().and_then(|t| Some((t, self.tokens.get(t)?))) {
             // A retry with the same token gets the first answer, even if the association
@@ -689,8 +738,11 @@ impl State {
             input.tags.clone(),
         );
         record.disable_session_tags = input.disable_session_tags.unwrap_or(false);
-        record.target_role_arn.clone_from(&input.target_role_arn);
-        record.policy.clone_from(&input.policy);
+        record.target_role_arn = input.target_role_arn.clone().filter(|t| !t.is_empty());
+        if record.target_role_arn.is_some() {
+            record.external_id = Some(self.uuid_like());
+        }
+        record.policy = input.policy.clone().filter(|p| !p.is_empty());
         self.insert_association(record.clone());
         if let Some(token) = token {
             self.tokens.insert(
@@ -752,6 +804,23 @@ impl State {
         if let Some(role_arn) = &input.role_arn {
             self.check_role(role_arn)?;
         }
+        // The settings as they will be: a field not sent stays, "" removes.
+        let after = |sent: &Option<String>, now: &Option<String>| match sent {
+            Some(v) if v.is_empty() => None,
+            Some(v) => Some(v.clone()),
+            None => now.clone(),
+        };
+        let target = after(&input.target_role_arn, &current.target_role_arn);
+        let policy = after(&input.policy, &current.policy);
+        let disable = input
+            .disable_session_tags
+            .unwrap_or(current.disable_session_tags);
+        Self::check_settings(target.as_deref(), disable, policy.as_deref())?;
+        let external_id = match (&target, &current.target_role_arn) {
+            (None, _) => None,
+            (Some(_), Some(_)) => current.external_id.clone(),
+            (Some(_), None) => Some(self.uuid_like()),
+        };
         let seq = current.seq;
         let c = self.cluster_mut(cluster)?;
         let Some(record) = c.associations.get_mut(&seq) else {
@@ -762,15 +831,10 @@ impl State {
         if let Some(role_arn) = input.role_arn {
             record.role_arn = role_arn;
         }
-        if let Some(disable) = input.disable_session_tags {
-            record.disable_session_tags = disable;
-        }
-        if input.target_role_arn.is_some() {
-            record.target_role_arn = input.target_role_arn;
-        }
-        if input.policy.is_some() {
-            record.policy = input.policy;
-        }
+        record.disable_session_tags = disable;
+        record.target_role_arn = target;
+        record.external_id = external_id;
+        record.policy = policy;
         record.modified_at = now();
         Ok(record.clone())
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use porter_identity_core::{Cloud, ErrorKind};
 
 use super::*;
-use crate::api::POD_IDENTITY_AGENT_ADDON;
+use crate::api::{POD_IDENTITY_AGENT_ADDON, UpdateAssociation};
 
 const ACCOUNT: &str = "111122223333";
 
@@ -27,6 +27,17 @@ fn create(aws: &FakeAws, ns: &str, sa: &str, role: &str, token: &str) -> CreateA
         role_arn: aws.role_arn(role),
         client_request_token: token.into(),
         tags: BTreeMap::from([("managed-by".to_owned(), "porter-identity".to_owned())]),
+        ..CreateAssociation::default()
+    }
+}
+
+/// An update of the role only, as the port's callers send it on cluster `prod`.
+fn update(association_id: &str, role_arn: &str) -> UpdateAssociation {
+    UpdateAssociation {
+        cluster: "prod".into(),
+        association_id: association_id.into(),
+        role_arn: role_arn.into(),
+        ..UpdateAssociation::default()
     }
 }
 
@@ -172,7 +183,7 @@ async fn trust_policy_is_checked_on_create_and_update() {
         .await
         .unwrap();
     let err = aws
-        .update_pod_identity_association("prod", &ok.association_id, &aws.role_arn("no-tag"))
+        .update_pod_identity_association(update(&ok.association_id, &aws.role_arn("no-tag")))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
@@ -180,7 +191,7 @@ async fn trust_policy_is_checked_on_create_and_update() {
     // Fixing the trust policy makes the same update pass, and it changes only the role.
     aws.set_trust_policy("no-tag", &pods_trust_policy());
     let updated = aws
-        .update_pod_identity_association("prod", &ok.association_id, &aws.role_arn("no-tag"))
+        .update_pod_identity_association(update(&ok.association_id, &aws.role_arn("no-tag")))
         .await
         .unwrap();
     assert_eq!(updated.association_id, ok.association_id);
@@ -205,7 +216,7 @@ async fn unknown_things_are_not_found() {
         aws.describe_pod_identity_association("prod", "a-0000000000000000")
             .await
             .unwrap_err(),
-        aws.update_pod_identity_association("prod", "a-0000000000000000", &aws.role_arn("app"))
+        aws.update_pod_identity_association(update("a-0000000000000000", &aws.role_arn("app")))
             .await
             .unwrap_err(),
         aws.delete_pod_identity_association("prod", "a-0000000000000000")
@@ -437,7 +448,7 @@ async fn addon_owned_associations_are_listed_but_cannot_be_changed() {
     assert_eq!(listed[0].owner_arn.as_deref(), Some(owner));
     assert_eq!(aws.calls().get("CreatePodIdentityAssociation"), None);
     for err in [
-        aws.update_pod_identity_association("prod", &owned.association_id, &aws.role_arn("other"))
+        aws.update_pod_identity_association(update(&owned.association_id, &aws.role_arn("other")))
             .await
             .unwrap_err(),
         aws.delete_pod_identity_association("prod", &owned.association_id)
@@ -515,7 +526,7 @@ async fn counters_count_each_call_by_aws_name() {
     let _ = aws
         .create_pod_identity_association(create(&aws, "shop", "api", "app", "t2"))
         .await;
-    aws.update_pod_identity_association("prod", &created.association_id, &aws.role_arn("other"))
+    aws.update_pod_identity_association(update(&created.association_id, &aws.role_arn("other")))
         .await
         .unwrap();
     aws.list_pod_identity_associations("prod", None, None, None)

@@ -614,6 +614,7 @@ async fn create_sends_the_token_and_tags_and_reads_the_association() {
                 "porter-identity".to_owned(),
             )]
             .into(),
+            ..CreateAssociation::default()
         })
         .await
         .unwrap();
