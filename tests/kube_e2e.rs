@@ -12,9 +12,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use porter_identity::{
-    AppVerifyReport, AzureIdentityName, AzureResourceGroup, Binding, Cloud, Connection, ErrorKind,
-    GcpServiceAccountEmail, ReconcileReport, Reconciler, RoleRef, ServiceAccountNeeds, Workload,
-    WorkloadIdentityProvider,
+    AppVerifyReport, AwsRoleMode, AzureIdentityName, AzureResourceGroup, Binding, Cloud,
+    Connection, ErrorKind, GcpServiceAccountEmail, ReconcileReport, Reconciler, RoleRef,
+    ServiceAccountNeeds, Workload, WorkloadIdentityProvider,
 };
 use porter_identity_aws::AwsPodIdentityProvider;
 use porter_identity_aws::fake::{FakeAws, pods_trust_policy};
@@ -263,6 +263,118 @@ async fn full_loop(
 async fn aws_pod_identity_then_the_cluster_side() {
     let (_fake, p) = aws().await;
     full_loop(&p, aws_binding("api", "api-role"), None).await;
+}
+
+/// IRSA: no agent on the cluster, the IAM OIDC provider of its issuer, and `irsa-role` trusting
+/// it for exactly `shop/shop-api`.
+async fn aws_irsa() -> (FakeAws, AwsPodIdentityProvider) {
+    let fake = FakeAws::new("123456789012", "us-east-1");
+    fake.add_cluster("prod");
+    fake.add_cluster_oidc_provider("prod");
+    let host = fake
+        .cluster_oidc_issuer("prod")
+        .trim_start_matches("https://")
+        .to_owned();
+    fake.add_role(
+        "irsa-role",
+        &json!({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Federated": format!("arn:aws:iam::123456789012:oidc-provider/{host}")},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringEquals": {
+                format!("{host}:sub"): format!("system:serviceaccount:{NS}:shop-api"),
+                format!("{host}:aud"): "sts.amazonaws.com",
+            }},
+        }]})
+        .to_string(),
+    );
+    let p = AwsPodIdentityProvider::builder()
+        .cluster("prod")
+        .api(fake.clone())
+        .mode(AwsRoleMode::Irsa)
+        .build()
+        .await
+        .unwrap();
+    (fake, p)
+}
+
+#[tokio::test]
+async fn aws_irsa_then_the_cluster_side() {
+    let (fake, p) = aws_irsa().await;
+    full_loop(
+        &p,
+        aws_binding("api", "irsa-role"),
+        Some((
+            "eks.amazonaws.com/role-arn",
+            "arn:aws:iam::123456789012:role/irsa-role".to_owned(),
+        )),
+    )
+    .await;
+    assert_eq!(fake.write_calls(), 0, "IRSA writes nothing in AWS");
+}
+
+#[tokio::test]
+async fn an_irsa_annotation_goes_when_its_link_is_removed_and_another_managers_stays() {
+    let (_fake, p) = aws_irsa().await;
+    let kube = FakeKube::new();
+    kube.add_service(NS, "shop-api", "api", 1, AN_HOUR_AGO);
+    let (cluster, server) = cluster_of(&kube).await;
+    let binding = aws_binding("api", "irsa-role");
+    let mut report = reconcile(&p, vec![binding.clone()], false).await;
+    cluster
+        .reconcile_step(&mut report, &StepOptions::default())
+        .await
+        .unwrap();
+    // Another tool's annotation on the same ServiceAccount.
+    kube.merge_patch(
+        &ObjectKey::new("v1", "ServiceAccount", NS, "shop-api"),
+        "kubectl",
+        &json!({"metadata": {"annotations": {"example.com/owner": "team-a"}}}),
+    )
+    .unwrap();
+    let annotations = |c: &Cluster| {
+        let c = c.clone();
+        async move {
+            c.service_account(NS, "shop-api")
+                .await
+                .unwrap()
+                .unwrap()
+                .metadata
+                .annotations
+                .unwrap_or_default()
+        }
+    };
+    assert!(
+        annotations(&cluster)
+            .await
+            .contains_key("eks.amazonaws.com/role-arn")
+    );
+
+    // The next deploy drops the connection: the link is stale by the previous deploy.
+    let mut report = Reconciler::new("shop", NS)
+        .provider(&p)
+        .desired_bindings(Vec::new())
+        .previous_bindings(vec![binding])
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(report.removed.len(), 1, "{report}");
+    cluster
+        .reconcile_step(&mut report, &StepOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        report.removed[0].error.is_none(),
+        "{:?}",
+        report.removed[0].error
+    );
+    let left = annotations(&cluster).await;
+    assert!(!left.contains_key("eks.amazonaws.com/role-arn"), "{left:?}");
+    assert_eq!(
+        left.get("example.com/owner").map(String::as_str),
+        Some("team-a")
+    );
+    server.shutdown().await;
 }
 
 #[tokio::test]

@@ -206,6 +206,38 @@ impl UpdateAssociation {
     }
 }
 
+/// An IAM OIDC identity provider (GetOpenIDConnectProvider): what IRSA roles trust.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OidcProvider {
+    /// Its ARN: `arn:<partition>:iam::<account>:oidc-provider/<issuer host and path>`.
+    pub arn: String,
+    /// The issuer it trusts, as IAM returns it (without `https://`).
+    pub url: String,
+    /// The audiences it accepts: IRSA's tokens are for `sts.amazonaws.com`.
+    pub client_ids: Vec<String>,
+}
+
+/// A Fargate profile's selector: pods of `namespace` (wildcards `*` and `?` allowed) with all of
+/// `labels` run on Fargate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FargateSelector {
+    /// The namespace pattern.
+    pub namespace: String,
+    /// The pod labels it requires (none: every pod of the namespace).
+    pub labels: BTreeMap<String, String>,
+}
+
+/// An EKS Fargate profile (DescribeFargateProfile).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FargateProfile {
+    /// Its name.
+    pub name: String,
+    /// `CREATING`, `ACTIVE`, `DELETING`, `CREATE_FAILED`, `DELETE_FAILED`.
+    pub status: String,
+    /// Its selectors.
+    pub selectors: Vec<FargateSelector>,
+}
+
 /// A managed policy attached to a role (ListAttachedRolePolicies).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttachedPolicy {
@@ -270,6 +302,14 @@ pub trait EksIamApi: Send + Sync + Debug {
     async fn list_role_policies(&self, role_name: &str) -> Result<Vec<String>>;
     /// IAM GetRolePolicy: the inline policy's document as returned (URL-encoded JSON).
     async fn get_role_policy(&self, role_name: &str, policy_name: &str) -> Result<String>;
+    /// IAM ListOpenIDConnectProviders: the ARNs of the account's OIDC providers.
+    async fn list_open_id_connect_providers(&self) -> Result<Vec<String>>;
+    /// IAM GetOpenIDConnectProvider.
+    async fn get_open_id_connect_provider(&self, arn: &str) -> Result<OidcProvider>;
+    /// EKS ListFargateProfiles, all pages: the profile names of a cluster.
+    async fn list_fargate_profiles(&self, cluster: &str) -> Result<Vec<String>>;
+    /// EKS DescribeFargateProfile.
+    async fn describe_fargate_profile(&self, cluster: &str, name: &str) -> Result<FargateProfile>;
 }
 
 #[cfg(test)]

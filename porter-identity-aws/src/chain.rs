@@ -182,7 +182,7 @@ fn reaches(s: &Statement, arn: &str) -> bool {
 }
 
 /// IAM's `*`/`?` wildcards in a resource ARN or a `StringLike` value, case-sensitive.
-fn glob(pattern: &str, text: &str) -> bool {
+pub(crate) fn glob(pattern: &str, text: &str) -> bool {
     let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
     let (mut pi, mut ti) = (0, 0);
     let (mut star, mut mark) = (None, 0);

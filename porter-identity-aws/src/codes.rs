@@ -46,6 +46,22 @@ pub const TARGET_ROLE_NOT_FOUND: &str = "aws.target_role.not_found";
 pub const TARGET_ROLE_UNTRUSTED: &str = "aws.target_role.untrusted";
 /// No permission policy of the association's role allows `sts:AssumeRole` on the target role.
 pub const TARGET_ROLE_NOT_ASSUMABLE: &str = "aws.target_role.not_assumable";
+/// A Pod Identity binding whose namespace a Fargate profile selects: Fargate pods get no Pod
+/// Identity credentials (the fix names IRSA mode).
+pub const FARGATE_SELECTED: &str = "aws.fargate.selected";
+/// IRSA: the account has no IAM OIDC provider for the cluster's issuer.
+pub const IRSA_OIDC_PROVIDER_MISSING: &str = "aws.irsa.oidc_provider_missing";
+/// IRSA: the OIDC provider does not accept the audience `sts.amazonaws.com`.
+pub const IRSA_AUDIENCE_MISSING: &str = "aws.irsa.audience_missing";
+/// IRSA: the role's trust policy does not let the OIDC provider in for the service account.
+pub const IRSA_TRUST_MISSING: &str = "aws.irsa.trust_missing";
+/// IRSA: the role trusts a wildcard subject (or any subject): other service accounts may
+/// assume it too.
+pub const IRSA_WILDCARD_SUBJECT: &str = "aws.irsa.wildcard_subject";
+/// IRSA: the role is in an account the provider has no credentials for (info).
+pub const IRSA_NOT_CHECKED: &str = "aws.irsa.not_checked";
+/// IRSA: the service account also has a Pod Identity association.
+pub const IRSA_WITH_ASSOCIATION: &str = "aws.irsa.with_association";
 
 /// `Action: "*"` allowed.
 pub const LINT_WILDCARD_ACTION: &str = "lint.wildcard_action";

@@ -51,7 +51,8 @@ use porter_identity_core::{ErrorKind, Operation, Result};
 
 use crate::api::{
     AddonInfo, Association, AssociationPage, AssociationSettings, AssociationSummary,
-    AttachedPolicy, ClusterInfo, CreateAssociation, EksIamApi, RoleInfo, UpdateAssociation,
+    AttachedPolicy, ClusterInfo, CreateAssociation, EksIamApi, FargateProfile, FargateSelector,
+    OidcProvider, RoleInfo, UpdateAssociation,
 };
 use crate::operation as op;
 
@@ -340,6 +341,65 @@ impl FakeAws {
             secs(created),
             secs(modified),
         )
+    }
+
+    /// The OIDC issuer URL of a cluster (`https://oidc.eks.<region>.amazonaws.com/id/<ID>`),
+    /// which DescribeCluster returns as `identity.oidc.issuer`.
+    ///
+    /// # Panics
+    /// If the cluster does not exist.
+    pub fn cluster_oidc_issuer(&self, cluster: &str) -> String {
+        self.lock()
+            .describe_cluster(cluster)
+            .unwrap_or_else(|_| panic!("FakeAws::cluster_oidc_issuer: no cluster `{cluster}`"))
+            .oidc_issuer()
+    }
+
+    /// Adds an IAM OIDC identity provider for `issuer` accepting `client_ids` (IRSA needs
+    /// `sts.amazonaws.com`), as `aws iam create-open-id-connect-provider` does; its ARN.
+    pub fn add_oidc_provider(&self, issuer: &str, client_ids: &[&str]) -> String {
+        self.lock().add_oidc_provider(issuer, client_ids)
+    }
+
+    /// Adds the IAM OIDC provider of a cluster's issuer for IRSA (audience
+    /// `sts.amazonaws.com`), as `eksctl utils associate-iam-oidc-provider` does; its ARN.
+    ///
+    /// # Panics
+    /// If the cluster does not exist.
+    pub fn add_cluster_oidc_provider(&self, cluster: &str) -> String {
+        let issuer = self.cluster_oidc_issuer(cluster);
+        self.add_oidc_provider(&issuer, &["sts.amazonaws.com"])
+    }
+
+    /// Deletes an IAM OIDC provider (no-op when absent).
+    pub fn remove_oidc_provider(&self, arn: &str) -> &Self {
+        self.lock().remove_oidc_provider(arn);
+        self
+    }
+
+    /// Adds an ACTIVE Fargate profile to a cluster: pods of a namespace matching each
+    /// selector's pattern (`*` and `?` allowed) with all its labels run on Fargate.
+    ///
+    /// # Panics
+    /// If the cluster does not exist.
+    pub fn add_fargate_profile(
+        &self,
+        cluster: &str,
+        name: &str,
+        selectors: &[(&str, &[(&str, &str)])],
+    ) -> &Self {
+        let selectors = selectors
+            .iter()
+            .map(|(ns, labels)| {
+                let labels = labels
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect();
+                ((*ns).to_owned(), labels)
+            })
+            .collect();
+        self.lock().add_fargate_profile(cluster, name, selectors);
+        self
     }
 
     /// Sets the per-cluster association quota (EKS's is 5,000), so tests can reach it cheaply.
@@ -650,5 +710,49 @@ impl EksIamApi for FakeAws {
             s.get_role_policy(role_name, policy_name)
         })
         .await
+    }
+
+    async fn list_open_id_connect_providers(&self) -> Result<Vec<String>> {
+        self.api_call(op::LIST_OPEN_ID_CONNECT_PROVIDERS, |s| {
+            Ok(s.list_oidc_providers())
+        })
+        .await
+    }
+
+    async fn get_open_id_connect_provider(&self, arn: &str) -> Result<OidcProvider> {
+        let p = self
+            .api_call(op::GET_OPEN_ID_CONNECT_PROVIDER, |s| {
+                s.get_oidc_provider(arn)
+            })
+            .await?;
+        Ok(OidcProvider {
+            arn: p.arn,
+            url: p.url,
+            client_ids: p.client_ids,
+        })
+    }
+
+    async fn list_fargate_profiles(&self, cluster: &str) -> Result<Vec<String>> {
+        self.api_call(op::LIST_FARGATE_PROFILES, |s| {
+            s.list_fargate_profiles(cluster)
+        })
+        .await
+    }
+
+    async fn describe_fargate_profile(&self, cluster: &str, name: &str) -> Result<FargateProfile> {
+        let p = self
+            .api_call(op::DESCRIBE_FARGATE_PROFILE, |s| {
+                s.describe_fargate_profile(cluster, name)
+            })
+            .await?;
+        Ok(FargateProfile {
+            name: p.name,
+            status: p.status,
+            selectors: p
+                .selectors
+                .into_iter()
+                .map(|(namespace, labels)| FargateSelector { namespace, labels })
+                .collect(),
+        })
     }
 }

@@ -32,6 +32,8 @@ pub mod api;
 mod builder;
 mod chain;
 pub mod codes;
+mod irsa;
+mod irsa_link;
 mod links;
 mod lint;
 mod operation;

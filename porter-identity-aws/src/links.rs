@@ -12,8 +12,8 @@ use futures_util::future::{Either, join, join_all, select, try_join};
 use futures_util::stream::{self, StreamExt};
 use porter_identity_core::provider::{batch_refusals, batch_results};
 use porter_identity_core::{
-    BindChange, BindOutcome, Binding, Cloud, Error, ErrorKind, Operation, Plan, PlanAction, Result,
-    RunContext, UnbindOutcome,
+    AwsRoleMode, BindChange, BindOutcome, Binding, Cloud, Error, ErrorKind, Operation, Plan,
+    PlanAction, Result, RunContext, UnbindOutcome,
 };
 use tokio::sync::{OnceCell, mpsc};
 
@@ -143,11 +143,12 @@ impl AwsPodIdentityProvider {
     /// The refusals of a plan or bind batch, and the role checks of the bindings it admits.
     fn admit<'b>(&self, bindings: &'b [Binding]) -> (Vec<Option<Error>>, RoleChecks<'b>) {
         let refused = self.refusals(bindings, true);
+        // IRSA bindings check their roles their own way (no Pod Identity trust).
         let roles = RoleChecks::new(
             bindings
                 .iter()
                 .zip(&refused)
-                .filter(|(_, r)| r.is_none())
+                .filter(|(b, r)| r.is_none() && self.mode_of(b) == AwsRoleMode::PodIdentity)
                 .map(|(b, _)| b),
         );
         (refused, roles)
@@ -364,6 +365,9 @@ impl AwsPodIdentityProvider {
         found: Option<AssociationSummary>,
         roles: &RoleChecks<'_>,
     ) -> Result<Plan> {
+        if self.mode_of(binding) == AwsRoleMode::Irsa {
+            return self.plan_irsa(run, binding, found).await;
+        }
         let Checked {
             role,
             wanted,
@@ -427,6 +431,9 @@ impl AwsPodIdentityProvider {
         found: Option<AssociationSummary>,
         roles: &RoleChecks<'_>,
     ) -> Result<BindOutcome> {
+        if self.mode_of(binding) == AwsRoleMode::Irsa {
+            return self.bind_irsa(run, binding, found).await;
+        }
         let Checked {
             role,
             wanted,

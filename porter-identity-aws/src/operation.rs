@@ -27,10 +27,14 @@ pub(crate) const GET_POLICY: Operation = iam("GetPolicy");
 pub(crate) const GET_POLICY_VERSION: Operation = iam("GetPolicyVersion");
 pub(crate) const LIST_ROLE_POLICIES: Operation = iam("ListRolePolicies");
 pub(crate) const GET_ROLE_POLICY: Operation = iam("GetRolePolicy");
+pub(crate) const LIST_OPEN_ID_CONNECT_PROVIDERS: Operation = iam("ListOpenIDConnectProviders");
+pub(crate) const GET_OPEN_ID_CONNECT_PROVIDER: Operation = iam("GetOpenIDConnectProvider");
+pub(crate) const LIST_FARGATE_PROFILES: Operation = eks("ListFargateProfiles");
+pub(crate) const DESCRIBE_FARGATE_PROFILE: Operation = eks("DescribeFargateProfile");
 
 /// Every operation, for the fake's counters.
 #[cfg(feature = "fake")]
-pub(crate) const ALL: [Operation; 13] = [
+pub(crate) const ALL: [Operation; 17] = [
     DESCRIBE_CLUSTER,
     DESCRIBE_ADDON,
     GET_ROLE,
@@ -44,6 +48,10 @@ pub(crate) const ALL: [Operation; 13] = [
     GET_POLICY_VERSION,
     LIST_ROLE_POLICIES,
     GET_ROLE_POLICY,
+    LIST_OPEN_ID_CONNECT_PROVIDERS,
+    GET_OPEN_ID_CONNECT_PROVIDER,
+    LIST_FARGATE_PROFILES,
+    DESCRIBE_FARGATE_PROFILE,
 ];
 
 /// The operations that write, for the fake's counters.

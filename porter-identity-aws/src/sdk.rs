@@ -22,7 +22,8 @@ use tracing::Instrument;
 
 use crate::api::{
     AddonInfo, Association, AssociationPage, AssociationSettings, AssociationSummary,
-    AttachedPolicy, ClusterInfo, CreateAssociation, EksIamApi, RoleInfo, UpdateAssociation,
+    AttachedPolicy, ClusterInfo, CreateAssociation, EksIamApi, FargateProfile, FargateSelector,
+    OidcProvider, RoleInfo, UpdateAssociation,
 };
 use crate::operation as op;
 
@@ -788,6 +789,87 @@ impl EksIamApi for SdkApi {
             .send();
         let out = call(span, Service::Iam, OP, request).await?;
         required(OP, "PolicyDocument", Some(out.policy_document()))
+    }
+
+    async fn list_open_id_connect_providers(&self) -> Result<Vec<String>> {
+        const OP: &str = op::LIST_OPEN_ID_CONNECT_PROVIDERS.name();
+        let span = tracing::info_span!("aws.call", operation = OP);
+        let request = self.iam.list_open_id_connect_providers().send();
+        let out = call(span, Service::Iam, OP, request).await?;
+        Ok(out
+            .open_id_connect_provider_list()
+            .iter()
+            .filter_map(|p| p.arn().map(str::to_owned))
+            .collect())
+    }
+
+    async fn get_open_id_connect_provider(&self, arn: &str) -> Result<OidcProvider> {
+        const OP: &str = op::GET_OPEN_ID_CONNECT_PROVIDER.name();
+        let span = tracing::info_span!("aws.call", operation = OP, arn);
+        let request = self
+            .iam
+            .get_open_id_connect_provider()
+            .open_id_connect_provider_arn(arn)
+            .send();
+        let out = call(span, Service::Iam, OP, request).await?;
+        Ok(OidcProvider {
+            arn: arn.to_owned(),
+            url: required(OP, "Url", out.url())?,
+            client_ids: out.client_id_list().to_vec(),
+        })
+    }
+
+    async fn list_fargate_profiles(&self, cluster: &str) -> Result<Vec<String>> {
+        const OP: &str = op::LIST_FARGATE_PROFILES.name();
+        collect_pages(op::LIST_FARGATE_PROFILES, |token, page| async move {
+            let span = tracing::info_span!("aws.call", operation = OP, cluster, page);
+            let request = self
+                .eks
+                .list_fargate_profiles()
+                .cluster_name(cluster)
+                .set_next_token(token)
+                .send();
+            let out = call(span, Service::Eks, OP, request).await?;
+            let next = out
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned);
+            Ok((out.fargate_profile_names().to_vec(), next))
+        })
+        .await
+    }
+
+    async fn describe_fargate_profile(&self, cluster: &str, name: &str) -> Result<FargateProfile> {
+        const OP: &str = op::DESCRIBE_FARGATE_PROFILE.name();
+        let span = tracing::info_span!("aws.call", operation = OP, cluster, profile = name);
+        let request = self
+            .eks
+            .describe_fargate_profile()
+            .cluster_name(cluster)
+            .fargate_profile_name(name)
+            .send();
+        let out = call(span, Service::Eks, OP, request).await?;
+        let p = out
+            .fargate_profile()
+            .ok_or_else(|| missing_field(OP, "fargateProfile"))?;
+        Ok(FargateProfile {
+            name: p.fargate_profile_name().unwrap_or(name).to_owned(),
+            status: p
+                .status()
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_default(),
+            selectors: p
+                .selectors()
+                .iter()
+                .map(|sel| FargateSelector {
+                    namespace: sel.namespace().unwrap_or_default().to_owned(),
+                    labels: sel
+                        .labels()
+                        .map(|l| l.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                        .unwrap_or_default(),
+                })
+                .collect(),
+        })
     }
 }
 

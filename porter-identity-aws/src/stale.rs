@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use futures_util::future::join_all;
 use futures_util::stream::{self, StreamExt};
 use porter_identity_core::{
-    Binding, Connection, ErrorKind, Evidence, Operation, Result, RoleRef, RunContext,
+    AwsRoleMode, Binding, Connection, ErrorKind, Evidence, Operation, Result, RoleRef, RunContext,
     ServiceAccountName, StaleAction, StaleLink, StaleQuery, UnbindOutcome, Workload,
 };
 
@@ -60,9 +60,11 @@ impl AwsPodIdentityProvider {
         // Indexes into query.previous rather than references: the provider's futures must be
         // Send for every lifetime, which closures over borrowed items do not prove.
         let mut to_read: Vec<(AssociationSummary, Option<usize>)> = Vec::new();
+        let mut associated: HashSet<(String, String)> = HashSet::new();
         for summaries in listed {
             for s in summaries? {
                 let k = (s.namespace.clone(), s.service_account.clone());
+                associated.insert(k.clone());
                 if desired.contains(&k) {
                     continue;
                 }
@@ -109,6 +111,16 @@ impl AwsPodIdentityProvider {
                 links.push(link);
             }
         }
+        // An IRSA link of the previous deploy is its ServiceAccount's annotation, nothing in
+        // AWS: stale by the previous deploy's word, and removed by the Kubernetes step.
+        for b in query.previous {
+            if self.mode_of(b) == AwsRoleMode::Irsa
+                && !desired.contains(&key(b))
+                && !associated.contains(&key(b))
+            {
+                links.push(StaleLink::remove(b.clone(), None, Evidence::PreviousDeploy));
+            }
+        }
         Ok(links)
     }
 
@@ -131,6 +143,15 @@ impl AwsPodIdentityProvider {
                 ErrorKind::Conflict,
                 format!("{} is kept: {reason}", link.binding.workload),
             ));
+        }
+        if link.resource_id.is_none() && self.mode_of(&link.binding) == AwsRoleMode::Irsa {
+            return Ok(UnbindOutcome::Deleted {
+                resource_id: format!(
+                    "IRSA link of {} (the Kubernetes step removes its {} annotation)",
+                    link.binding.workload,
+                    crate::irsa::ROLE_ARN_ANNOTATION
+                ),
+            });
         }
         if let Some(arn) = &link.resource_id {
             // Found and judged by stale_links: its id is the last part of its ARN.

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use futures_util::stream::{self, StreamExt};
 use porter_identity_core::{
-    Binding, ErrorKind, Finding, Result, RoleRef, RunContext, Severity, VerifyReport,
+    AwsRoleMode, Binding, ErrorKind, Finding, Result, RoleRef, RunContext, Severity, VerifyReport,
 };
 
 use crate::api::AssociationSettings;
@@ -29,10 +29,14 @@ impl AwsPodIdentityProvider {
         binding: &Binding,
     ) -> Result<VerifyReport> {
         let role = Self::role_ref(binding)?;
+        if self.mode_of(binding) == AwsRoleMode::Irsa {
+            return self.verify_irsa(run, binding).await;
+        }
         let mut report = VerifyReport::default();
-        let Some(cluster) = self.verify_cluster(run, &mut report).await? else {
+        let Some(cluster) = self.verify_cluster(run, &mut report, true).await? else {
             return Ok(report);
         };
+        self.verify_fargate(run, binding, &mut report).await?;
         let info = self
             .verify_role(run, role, binding, Some(&cluster), &mut report)
             .await?;
@@ -154,6 +158,69 @@ impl AwsPodIdentityProvider {
         Ok(docs)
     }
 
+    /// Fargate profiles that select the binding's namespace: Fargate pods get no Pod Identity
+    /// credentials. Every pod of the namespace when a selector names no labels (error), else
+    /// those with its labels (warning: this side cannot see the pods' labels).
+    async fn verify_fargate(
+        &self,
+        run: &RunContext,
+        binding: &Binding,
+        report: &mut VerifyReport,
+    ) -> Result<()> {
+        let names = self
+            .calls
+            .run(run, op::LIST_FARGATE_PROFILES, || {
+                self.api.list_fargate_profiles(&self.cluster)
+            })
+            .await?;
+        let namespace = binding.workload.namespace().as_str();
+        for name in &names {
+            let profile = match self
+                .calls
+                .run(run, op::DESCRIBE_FARGATE_PROFILE, || {
+                    self.api.describe_fargate_profile(&self.cluster, name)
+                })
+                .await
+            {
+                Ok(p) => p,
+                // Deleted between the list and the describe.
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            for selector in &profile.selectors {
+                if !crate::chain::glob(&selector.namespace, namespace) {
+                    continue;
+                }
+                let (severity, which) = if selector.labels.is_empty() {
+                    (Severity::Error, "every pod of namespace".to_owned())
+                } else {
+                    let labels: Vec<String> = selector
+                        .labels
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect();
+                    (
+                        Severity::Warning,
+                        format!("pods labelled {} in namespace", labels.join(", ")),
+                    )
+                };
+                report.push(Finding::new(
+                    severity,
+                    codes::FARGATE_SELECTED,
+                    format!(
+                        "Fargate profile {} of cluster {} runs {which} {namespace} (selector {:?}) on Fargate, where EKS Pod Identity gives no credentials: {} would get none there",
+                        profile.name, self.cluster, selector.namespace, binding.workload
+                    ),
+                    format!(
+                        "bind service {} with IRSA (`mode: irsa` on its awsRole connection), or keep its pods off Fargate",
+                        binding.workload.service()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The target role's checks, as findings: not checked from here (info), missing, not
     /// trusting the association's role, or not assumable by it (errors).
     async fn verify_chain(
@@ -240,10 +307,13 @@ impl AwsPodIdentityProvider {
         Ok(out)
     }
 
-    async fn verify_cluster(
+    /// The cluster exists and is ACTIVE; with `agent`, the Pod Identity agent is installed and
+    /// healthy (IRSA needs no agent).
+    pub(crate) async fn verify_cluster(
         &self,
         run: &RunContext,
         report: &mut VerifyReport,
+        agent: bool,
     ) -> Result<Option<ClusterInfo>> {
         // Verify reads the cluster afresh: a cached status may be old.
         let fresh = match self.describe_cluster(run).await {
@@ -261,6 +331,9 @@ impl AwsPodIdentityProvider {
                 "wait for the cluster to become ACTIVE, or repair it in the EKS console",
             ));
         }
+        if !agent {
+            return Ok(Some(fresh));
+        }
         let addon = self
             .calls
             .run(run, op::DESCRIBE_ADDON, || {
@@ -276,8 +349,9 @@ impl AwsPodIdentityProvider {
                     self.cluster
                 ),
                 format!(
-                    "aws eks create-addon --cluster-name {} --addon-name {POD_IDENTITY_AGENT_ADDON}",
-                    self.cluster
+                    "aws eks create-addon --cluster-name {} --addon-name {POD_IDENTITY_AGENT_ADDON}, {}",
+                    self.cluster,
+                    Self::irsa_instead()
                 ),
             )),
             Some(a) if a.status != "ACTIVE" || !a.health_issues.is_empty() => {

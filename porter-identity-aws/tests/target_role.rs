@@ -11,7 +11,7 @@ use std::time::Duration;
 use porter_identity_aws::fake::FakeAws;
 use porter_identity_aws::{AwsPodIdentityProvider, codes};
 use porter_identity_core::{
-    AppManifest, BindChange, Binding, Cloud, ErrorKind, Finding, Reconciler, RetryPolicy, Severity,
+    AppManifest, BindChange, Binding, Cloud, ErrorKind, Reconciler, RetryPolicy, Severity,
     VerifyReport, WorkloadIdentityProvider,
 };
 
@@ -76,15 +76,6 @@ fn trusting_with_external_id(external_id: &str) -> String {
         r#"{{"Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{}"}},"Action":["sts:AssumeRole","sts:TagSession"],"Condition":{{"StringEquals":{{"sts:ExternalId":"{external_id}"}}}}}}]}}"#,
         role_arn("shop-api")
     )
-}
-
-/// The finding of `code` in `report`.
-fn finding<'r>(report: &'r VerifyReport, code: &str) -> &'r Finding {
-    report
-        .findings
-        .iter()
-        .find(|f| f.code == code)
-        .unwrap_or_else(|| panic!("no {code} in {report:?}"))
 }
 
 fn assert_no_error(report: &VerifyReport) {
@@ -290,7 +281,9 @@ async fn an_unreadable_target_is_a_note_and_an_info_finding_not_an_error() {
     );
 
     let report = p.verify(&binding(&[&target])).await.unwrap();
-    let finding = finding(&report, codes::TARGET_ROLE_NOT_CHECKED);
+    let finding = report
+        .finding(codes::TARGET_ROLE_NOT_CHECKED)
+        .unwrap_or_else(|| panic!("no {} in {:?}", codes::TARGET_ROLE_NOT_CHECKED, report));
     assert_eq!(finding.severity, Severity::Info);
     // With the external ID EKS made, in the statement to paste.
     let external_id = aws.associations(CLUSTER)[0].external_id.clone().unwrap();
@@ -325,7 +318,9 @@ async fn verify_flags_an_external_id_the_target_does_not_require() {
         &trusting_with_external_id(&format!("not-{external_id}")),
     );
     let report = p.verify(&binding(&[&target])).await.unwrap();
-    let finding = finding(&report, codes::TARGET_ROLE_UNTRUSTED);
+    let finding = report
+        .finding(codes::TARGET_ROLE_UNTRUSTED)
+        .unwrap_or_else(|| panic!("no {} in {:?}", codes::TARGET_ROLE_UNTRUSTED, report));
     assert_eq!(finding.severity, Severity::Error);
     assert!(finding.remediation.contains(&external_id), "{finding:?}");
 

@@ -165,6 +165,11 @@ impl VerifyReport {
         self.findings.iter().any(|f| f.code == code)
     }
 
+    /// The first finding with `code`, to read its message and fix.
+    pub fn finding(&self, code: &str) -> Option<&Finding> {
+        self.findings.iter().find(|f| f.code == code)
+    }
+
     /// The findings of `severity`.
     pub fn of(&self, severity: Severity) -> impl Iterator<Item = &Finding> {
         self.findings.iter().filter(move |f| f.severity == severity)

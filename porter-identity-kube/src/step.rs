@@ -27,7 +27,9 @@ use futures_util::stream::{self, StreamExt};
 
 use crate::Cluster;
 use crate::apply::{already_applied, annotation_conflicts};
-use crate::diagnose::{Expected, Observed, diagnose, owner_of, pods_predating, whole_seconds};
+use crate::diagnose::{
+    Expected, IRSA_ANNOTATION, Observed, diagnose, owner_of, pods_predating, whole_seconds,
+};
 use crate::namespace::{NamespaceView, Seen};
 use crate::workloads::{PodWorkload, running_as};
 
@@ -193,11 +195,17 @@ impl Cluster {
         let (mut views, nodes) = futures_util::future::try_join(
             NamespaceView::read_all(
                 self,
-                namespaces(&report.service_accounts, &report.namespace),
+                namespaces(&report.service_accounts, &report.namespace).chain(
+                    report
+                        .removed
+                        .iter()
+                        .map(|r| r.binding.workload.namespace().as_str()),
+                ),
             ),
             self.nodes_if_needed(&report.service_accounts, &report.cluster_facts),
         )
         .await?;
+        self.release_removed(report, &views).await;
         // Each service account's writes, side by side: the cluster's gate bounds the calls in
         // flight. Decided from the namespace as read, before any of them.
         // Indexes rather than references: the step's future must be Send for every lifetime,
@@ -261,6 +269,42 @@ impl Cluster {
             needs.cluster = Some(step);
         }
         Ok(())
+    }
+
+    /// The ServiceAccounts whose links this reconcile removed and that keep none: the
+    /// annotations porter-identity applied to them (an IRSA role, a GCP service account, an
+    /// Azure client ID, its own bookkeeping) are removed, by applying none with its field
+    /// manager. Another manager's annotations stay. A ServiceAccount that is gone is left so.
+    /// In a dry run nothing is written; a failure is the removed link's error.
+    async fn release_removed(&self, report: &mut ReconcileReport, views: &Views) {
+        if report.dry_run {
+            return;
+        }
+        let kept: std::collections::BTreeSet<(String, String)> = report
+            .service_accounts
+            .iter()
+            .map(|n| sa_key(&n.workload))
+            .collect();
+        let mut done = std::collections::BTreeSet::new();
+        for link in report.removed.iter_mut().filter(|l| l.error.is_none()) {
+            let key = sa_key(&link.binding.workload);
+            if kept.contains(&key) || !done.insert(key.clone()) {
+                continue;
+            }
+            let (ns, sa) = &key;
+            let Some(account) = views.get(ns.as_str()).and_then(|v| v.seen(sa).account) else {
+                continue;
+            };
+            if already_applied(Some(&account), &BTreeMap::new()) {
+                continue;
+            }
+            if let Err(e) = self
+                .apply_service_account_annotations(ns, sa, &BTreeMap::new(), false)
+                .await
+            {
+                link.error = Some(e);
+            }
+        }
     }
 
     /// The Kubernetes findings of a verify's service accounts, read only: each service
@@ -454,7 +498,17 @@ impl Cluster {
         }
         let mut annotations = needs.patch.annotations.clone();
         annotations.insert(LINKS_APP_ANNOTATION.to_owned(), app.to_owned());
-        if let Some(at) = changed_at(needs, seen.account.as_ref()) {
+        // A link that is an annotation (IRSA's role, say) reaches only pods admitted after it
+        // changes: on a ServiceAccount that already runs pods, that is when the link changed.
+        let annotation_changed = !dry_run
+            && seen.account.is_some()
+            && needs
+                .patch
+                .annotations
+                .iter()
+                .any(|(k, v)| current.get(k) != Some(v));
+        let now = annotation_changed.then(|| whole_seconds(Timestamp::now()));
+        if let Some(at) = changed_at(needs, seen.account.as_ref()).max(now) {
             annotations.insert(LINKS_CHANGED_AT_ANNOTATION.to_owned(), at.to_string());
         }
         let changed: Vec<String> = annotations
@@ -536,6 +590,17 @@ impl Written {
     }
 }
 
+/// The read namespaces, by name.
+type Views = BTreeMap<String, NamespaceView>;
+
+/// A workload's ServiceAccount as (namespace, name).
+fn sa_key(w: &porter_identity_core::Workload) -> (String, String) {
+    (
+        w.namespace().as_str().to_owned(),
+        w.service_account().as_str().to_owned(),
+    )
+}
+
 /// The namespaces of `service_accounts` (and the report's own).
 fn namespaces<'a>(
     service_accounts: &'a [ServiceAccountNeeds],
@@ -600,7 +665,9 @@ fn findings(
         workload: &needs.workload,
         patch: &needs.patch,
         changed_at: changed_at(needs, seen.account.as_ref()),
-        pod_identity: needs.clouds.contains(&Cloud::Aws),
+        // An IRSA link is the annotation itself, not an association beside it.
+        pod_identity: needs.clouds.contains(&Cloud::Aws)
+            && !needs.patch.annotations.contains_key(IRSA_ANNOTATION),
         gke_workload_identity: needs.clouds.contains(&Cloud::Gcp),
         pools_without_gke_metadata,
     };

@@ -53,6 +53,14 @@ pub async fn serve(fake: FakeAws, addr: SocketAddr) -> std::io::Result<FakeServe
         .route("/clusters/{name}", get(describe_cluster))
         .route("/clusters/{name}/addons/{addon}", get(describe_addon))
         .route(
+            "/clusters/{name}/fargate-profiles",
+            get(list_fargate_profiles),
+        )
+        .route(
+            "/clusters/{name}/fargate-profiles/{profile}",
+            get(describe_fargate_profile),
+        )
+        .route(
             "/clusters/{name}/pod-identity-associations",
             get(list_associations).post(create_association),
         )
@@ -171,6 +179,47 @@ async fn describe_addon(
         })
         .await
         .map(|a| json!({ "addon": addon_json(&a) }));
+    app.respond(result)
+}
+
+/// ListFargateProfiles: every profile on one page (`nextToken` never set; the fake's clusters
+/// hold a handful).
+async fn list_fargate_profiles(Shared(app): Shared<App>, Path(name): Path<String>) -> Response {
+    let result = app
+        .fake
+        .call(op::LIST_FARGATE_PROFILES, |s| {
+            s.list_fargate_profiles(&name)
+        })
+        .await
+        .map(|names| json!({ "fargateProfileNames": names }));
+    app.respond(result)
+}
+
+async fn describe_fargate_profile(
+    Shared(app): Shared<App>,
+    Path((name, profile)): Path<(String, String)>,
+) -> Response {
+    let result = app
+        .fake
+        .call(op::DESCRIBE_FARGATE_PROFILE, |s| {
+            s.describe_fargate_profile(&name, &profile)
+        })
+        .await
+        .map(|p| {
+            json!({ "fargateProfile": {
+                "fargateProfileName": p.name,
+                "fargateProfileArn": p.arn,
+                "clusterName": p.cluster,
+                "createdAt": p.created_at,
+                "status": p.status,
+                "selectors": p.selectors.iter().map(|(namespace, labels)| json!({
+                    "namespace": namespace,
+                    "labels": labels,
+                })).collect::<Vec<_>>(),
+                "subnets": [],
+                "tags": {},
+            }})
+        });
     app.respond(result)
 }
 

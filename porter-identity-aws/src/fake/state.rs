@@ -31,7 +31,7 @@ const MAX_TAGS: usize = 50;
 
 /// Every operation the fake counts, by its AWS name; [`State::inject`] refuses others so that a
 /// typo cannot make an injected failure silently never fire.
-pub(crate) const OPERATIONS: [&str; 13] = Operation::names(op::ALL);
+pub(crate) const OPERATIONS: [&str; 17] = Operation::names(op::ALL);
 
 /// The write operations ([`super::FakeAws::write_calls`]).
 pub(crate) const WRITE_OPERATIONS: [&str; 3] = Operation::names(op::WRITES);
@@ -84,6 +84,8 @@ pub(crate) struct ClusterRecord {
     /// Hex id used in the cluster's endpoint and OIDC issuer URLs.
     pub(crate) endpoint_id: String,
     pub(crate) addons: BTreeMap<String, AddonRecord>,
+    /// Fargate profiles by name.
+    pub(crate) fargate_profiles: BTreeMap<String, FargateProfileRecord>,
     /// By creation sequence, so listing is in creation order and page tokens stay valid
     /// when associations are deleted between pages.
     associations: BTreeMap<u64, AssociationRecord>,
@@ -100,6 +102,26 @@ impl ClusterRecord {
             self.endpoint_id
         )
     }
+}
+
+/// A Fargate profile: which pods (namespace pattern and labels) run on Fargate.
+#[derive(Debug, Clone)]
+pub(crate) struct FargateProfileRecord {
+    pub(crate) name: String,
+    pub(crate) cluster: String,
+    pub(crate) arn: String,
+    pub(crate) status: String,
+    pub(crate) selectors: Vec<(String, BTreeMap<String, String>)>,
+    pub(crate) created_at: f64,
+}
+
+/// An IAM OIDC identity provider.
+#[derive(Debug, Clone)]
+pub(crate) struct OidcProviderRecord {
+    pub(crate) arn: String,
+    /// The issuer without `https://`, as IAM stores it.
+    pub(crate) url: String,
+    pub(crate) client_ids: Vec<String>,
 }
 
 /// An installed add-on.
@@ -214,6 +236,8 @@ pub(crate) struct State {
     /// By lower-cased ARN: IAM role names are case-insensitive.
     roles: BTreeMap<String, RoleRecord>,
     policies: BTreeMap<String, ManagedPolicy>,
+    /// By ARN.
+    oidc_providers: BTreeMap<String, OidcProviderRecord>,
     tokens: HashMap<String, TokenUse>,
     pub(crate) association_limit: usize,
     /// Counters, injected failures, latency and stalls.
@@ -230,6 +254,7 @@ impl State {
             clusters: BTreeMap::new(),
             roles: BTreeMap::new(),
             policies: BTreeMap::new(),
+            oidc_providers: BTreeMap::new(),
             tokens: HashMap::new(),
             association_limit: DEFAULT_ASSOCIATION_LIMIT,
             calls: FakeCalls::new("FakeAws", &OPERATIONS),
@@ -281,6 +306,7 @@ impl State {
                 created_at: now(),
                 endpoint_id,
                 addons: BTreeMap::new(),
+                fargate_profiles: BTreeMap::new(),
                 associations: BTreeMap::new(),
                 by_key: HashMap::new(),
                 by_id: HashMap::new(),
@@ -901,6 +927,95 @@ impl State {
 
     pub(crate) fn get_role(&self, name: &str) -> Result<RoleRecord, AwsError> {
         self.role_by_name(name).cloned()
+    }
+
+    // ---- IAM OIDC providers and Fargate profiles --------------------------------------------
+
+    /// Adds an OIDC provider for `issuer` (with or without `https://`); its ARN.
+    pub(crate) fn add_oidc_provider(&mut self, issuer: &str, client_ids: &[&str]) -> String {
+        let url = issuer.trim_start_matches("https://").to_owned();
+        let arn = format!(
+            "arn:{}:iam::{}:oidc-provider/{url}",
+            self.partition(),
+            self.account
+        );
+        self.oidc_providers.insert(
+            arn.clone(),
+            OidcProviderRecord {
+                arn: arn.clone(),
+                url,
+                client_ids: client_ids.iter().map(|c| (*c).to_owned()).collect(),
+            },
+        );
+        arn
+    }
+
+    pub(crate) fn remove_oidc_provider(&mut self, arn: &str) {
+        self.oidc_providers.remove(arn);
+    }
+
+    pub(crate) fn list_oidc_providers(&self) -> Vec<String> {
+        self.oidc_providers.keys().cloned().collect()
+    }
+
+    pub(crate) fn get_oidc_provider(&self, arn: &str) -> Result<OidcProviderRecord, AwsError> {
+        self.oidc_providers.get(arn).cloned().ok_or_else(|| {
+            AwsError::new(
+                Code::NoSuchEntity,
+                format!("OpenIDConnect Provider not found for arn {arn}"),
+            )
+        })
+    }
+
+    /// Adds an ACTIVE Fargate profile with `selectors` (namespace pattern, labels).
+    pub(crate) fn add_fargate_profile(
+        &mut self,
+        cluster: &str,
+        name: &str,
+        selectors: Vec<(String, BTreeMap<String, String>)>,
+    ) {
+        let id = self.uuid_like();
+        let arn = format!(
+            "arn:{}:eks:{}:{}:fargateprofile/{cluster}/{name}/{id}",
+            self.partition(),
+            self.region,
+            self.account
+        );
+        let c = self.setup_cluster(cluster, "add_fargate_profile");
+        c.fargate_profiles.insert(
+            name.to_owned(),
+            FargateProfileRecord {
+                name: name.to_owned(),
+                cluster: cluster.to_owned(),
+                arn,
+                status: "ACTIVE".to_owned(),
+                selectors,
+                created_at: now(),
+            },
+        );
+    }
+
+    pub(crate) fn list_fargate_profiles(&self, cluster: &str) -> Result<Vec<String>, AwsError> {
+        Ok(self
+            .cluster(cluster)?
+            .fargate_profiles
+            .keys()
+            .cloned()
+            .collect())
+    }
+
+    pub(crate) fn describe_fargate_profile(
+        &self,
+        cluster: &str,
+        name: &str,
+    ) -> Result<FargateProfileRecord, AwsError> {
+        self.cluster(cluster)?
+            .fargate_profiles
+            .get(name)
+            .cloned()
+            .ok_or_else(|| {
+                AwsError::not_found(format!("No Fargate Profile found with name: {name}."))
+            })
     }
 
     pub(crate) fn list_attached_role_policies(
