@@ -11,8 +11,9 @@ use porter_identity_aws::AwsPodIdentityProvider;
 use porter_identity_aws::SdkApi;
 use porter_identity_aws::fake::{FakeAws, FakeServer, serve};
 use porter_identity_core::{
-    BindChange, Binding, Cloud, Connection, ErrorKind, PlanAction, Reconciler, RetryPolicy,
-    RoleRef, RunContext, UnbindOutcome, Workload, WorkloadIdentityProvider,
+    AwsRoleMode, AwsRoleOptions, BindChange, Binding, Cloud, Connection, ErrorKind, PlanAction,
+    Reconciler, RetryPolicy, RoleRef, RunContext, UnbindOutcome, Workload,
+    WorkloadIdentityProvider,
 };
 use support::{MOTO_ACCOUNT, POD_IDENTITY_TRUST_POLICY, REGION};
 
@@ -411,5 +412,227 @@ async fn a_stalled_call_over_http_is_timed_out_and_retried_without_duplicates() 
     );
     assert_eq!(fake.associations(CLUSTER).len(), 6, "nothing duplicated");
     fake.stall_every(0, std::time::Duration::ZERO);
+    server.shutdown().await;
+}
+
+/// The data account of the cross-account tests, in moto: reached by STS AssumeRole, which moto
+/// answers with credentials of the role's account (moto keeps per-account state).
+const DATA_ACCOUNT: &str = "444455556666";
+
+/// Moto configuration with credentials of `account`, obtained through STS AssumeRole.
+async fn sdk_config_of_account(account: &str) -> aws_config::SdkConfig {
+    // Loaded (not built) so that it has the time source and sleep the STS provider needs.
+    let base = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .endpoint_url(support::moto_url())
+        .credentials_provider(aws_sdk_eks::config::Credentials::new(
+            "AKIDMOTOTESTING00000",
+            "moto-testing-secret-key",
+            None,
+            None,
+            "porter-identity-tests",
+        ))
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .load()
+        .await;
+    let credentials = aws_config::sts::AssumeRoleProvider::builder(format!(
+        "arn:aws:iam::{account}:role/porter-identity-tests"
+    ))
+    .session_name("porter-identity-tests")
+    .configure(&base)
+    .build()
+    .await;
+    base.into_builder()
+        .credentials_provider(aws_sdk_eks::config::SharedCredentialsProvider::new(
+            credentials,
+        ))
+        .build()
+}
+
+fn binding_with(service: &str, role: &str, options: AwsRoleOptions) -> Binding {
+    Binding::new(
+        Workload::for_service("apps", "e2e", service).expect("workload"),
+        Connection::aws_role_with(RoleRef::parse(role).expect("role"), options).expect("options"),
+    )
+}
+
+#[tokio::test]
+async fn a_target_role_in_another_account_is_read_with_that_accounts_credentials() {
+    // The association's role, in the cluster's account, may assume roles of the data account.
+    let role = support::unique("e2e-chain");
+    let arn = support::create_pod_identity_role(&role).await;
+    support::iam()
+        .put_role_policy()
+        .role_name(&role)
+        .policy_name("chain")
+        .policy_document(format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":["sts:AssumeRole","sts:TagSession"],"Resource":"arn:aws:iam::{DATA_ACCOUNT}:role/*"}}]}}"#
+        ))
+        .send()
+        .await
+        .expect("PutRolePolicy");
+    // The target, in the data account, trusts it.
+    let data = sdk_config_of_account(DATA_ACCOUNT).await;
+    let target = support::unique("e2e-target");
+    let trust = |principal: &str| {
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{principal}"}},"Action":["sts:AssumeRole","sts:TagSession"]}}]}}"#
+        )
+    };
+    let target_arn = aws_sdk_iam::Client::new(&data)
+        .create_role()
+        .role_name(&target)
+        .assume_role_policy_document(trust(&arn))
+        .send()
+        .await
+        .expect("CreateRole in the data account")
+        .role()
+        .expect("role")
+        .arn()
+        .to_owned();
+    assert!(target_arn.contains(DATA_ACCOUNT), "{target_arn}");
+
+    let (fake, server) = fake_eks().await;
+    fake.add_role_with_arn(&arn, POD_IDENTITY_TRUST_POLICY);
+    let provider = |with_data: bool| {
+        let eks = aws_sdk_eks::Client::new(&support::sdk_config_at(&server.url()));
+        let iam = aws_sdk_iam::Client::new(&support::sdk_config());
+        let mut b = AwsPodIdentityProvider::builder()
+            .cluster(CLUSTER)
+            .api(SdkApi::new(eks, iam));
+        if with_data {
+            b = b.target_account(DATA_ACCOUNT, &data);
+        }
+        b.build()
+    };
+    let options = || {
+        AwsRoleOptions::default()
+            .target_role(RoleRef::parse(&target_arn).expect("ARN"))
+            .expect("a full ARN")
+    };
+    let b = binding_with("chained", &role, options());
+    let p = provider(true).await.expect("provider");
+    let created = p.bind(&b).await.expect("bind");
+    assert_eq!(created.change, BindChange::Created);
+    assert!(
+        created
+            .service_account_patch
+            .notes
+            .iter()
+            .all(|n| !n.contains("not checked"))
+    );
+    let a = &fake.associations(CLUSTER)[0];
+    assert_eq!(
+        a.settings.target_role_arn.as_deref(),
+        Some(target_arn.as_str())
+    );
+
+    // Without the data account's credentials: bound, with the note.
+    let unread = provider(false).await.expect("provider");
+    let again = unread.bind(&b).await.expect("bind");
+    assert_eq!(again.change, BindChange::Unchanged);
+    let notes = again.service_account_patch.notes.join("\n");
+    assert!(notes.contains("not checked from here"), "{notes}");
+
+    // The target stops trusting the role: refused before any write, by a fresh provider.
+    aws_sdk_iam::Client::new(&data)
+        .update_assume_role_policy()
+        .role_name(&target)
+        .policy_document(trust(&format!(
+            "arn:aws:iam::{MOTO_ACCOUNT}:role/someone-else"
+        )))
+        .send()
+        .await
+        .expect("UpdateAssumeRolePolicy");
+    fake.reset_calls();
+    let other = binding_with("chained-2", &role, options());
+    let err = provider(true)
+        .await
+        .expect("provider")
+        .bind(&other)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert!(err.fix().unwrap_or_default().contains(&arn), "{err:?}");
+    assert_eq!(fake.write_calls(), 0, "{:?}", fake.calls());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn irsa_over_http_reads_moto_oidc_provider_and_trust_and_writes_nothing() {
+    let (fake, server) = fake_eks().await;
+    let issuer = fake.cluster_oidc_issuer(CLUSTER);
+    let host = issuer.trim_start_matches("https://").to_owned();
+    let role = support::unique("e2e-irsa");
+    let sa = "e2e-irsa-api";
+    let trust = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"Federated":"arn:aws:iam::{MOTO_ACCOUNT}:oidc-provider/{host}"}},"Action":"sts:AssumeRoleWithWebIdentity","Condition":{{"StringEquals":{{"{host}:sub":"system:serviceaccount:apps:{sa}","{host}:aud":"sts.amazonaws.com"}}}}}}]}}"#
+    );
+    let iam = support::iam();
+    let role_arn = iam
+        .create_role()
+        .role_name(&role)
+        .assume_role_policy_document(&trust)
+        .send()
+        .await
+        .expect("CreateRole")
+        .role()
+        .expect("role")
+        .arn()
+        .to_owned();
+    let p = provider_over_http(&server).await;
+    let b = binding_with(
+        "irsa-api",
+        &role,
+        AwsRoleOptions::default().mode(AwsRoleMode::Irsa),
+    );
+    assert_eq!(b.workload.service_account().as_str(), sa);
+
+    // No IAM OIDC provider for the cluster's issuer yet.
+    let err = p.bind(&b).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert!(
+        err.fix()
+            .unwrap_or_default()
+            .contains("aws iam create-open-id-connect-provider"),
+        "{err:?}"
+    );
+    iam.create_open_id_connect_provider()
+        .url(&issuer)
+        .client_id_list("sts.amazonaws.com")
+        .send()
+        .await
+        .expect("CreateOpenIDConnectProvider");
+
+    fake.reset_calls();
+    let bound = p.bind(&b).await.expect("bind");
+    assert_eq!(bound.change, BindChange::Unchanged);
+    assert_eq!(
+        bound
+            .service_account_patch
+            .annotations
+            .get("eks.amazonaws.com/role-arn"),
+        Some(&role_arn)
+    );
+    assert_eq!(fake.write_calls(), 0);
+    // The role is as it was: IRSA writes nothing in IAM (the port has no IAM write at all).
+    let after = iam
+        .get_role()
+        .role_name(&role)
+        .send()
+        .await
+        .expect("GetRole");
+    assert_eq!(
+        support::decode_policy(
+            after
+                .role()
+                .expect("role")
+                .assume_role_policy_document()
+                .unwrap_or_default()
+        ),
+        serde_json::from_str::<serde_json::Value>(&trust).unwrap()
+    );
+    let report = p.verify(&b).await.expect("verify");
+    assert!(report.is_healthy(), "{report}");
     server.shutdown().await;
 }

@@ -202,6 +202,8 @@ mod fake {
     #[cfg(feature = "gcp")]
     use porter_identity::gcp::{GcpWorkloadIdentityProvider, fake::FakeGcp};
     use porter_identity::{AppManifest, Connection};
+    #[cfg(feature = "aws")]
+    use porter_identity::{AwsRoleMode, Binding, Cloud};
 
     use super::Clouds;
     use crate::Failure;
@@ -226,8 +228,13 @@ mod fake {
     const FAKE_AWS_ACCOUNT: &str = "123456789012";
 
     /// Providers on the built-in fake clouds, seeded with the demo cluster on each cloud and
-    /// the roles, managed identities and service accounts every one of `manifests` names.
-    pub(crate) async fn fakes(manifests: &[&AppManifest]) -> Result<Clouds, Failure> {
+    /// the roles, managed identities and service accounts every one of `manifests` names (as
+    /// app `app` in `namespace`: an IRSA role trusts its service accounts by name).
+    pub(crate) async fn fakes(
+        manifests: &[&AppManifest],
+        app: &str,
+        namespace: &str,
+    ) -> Result<Clouds, Failure> {
         let connections: Vec<&Connection> = manifests
             .iter()
             .flat_map(|m| m.services())
@@ -238,7 +245,12 @@ mod fake {
         let mut clouds = Clouds::default();
         #[cfg(feature = "aws")]
         {
-            let (provider, fake) = aws(&connections).await?;
+            let bindings: Vec<Binding> = manifests
+                .iter()
+                .filter_map(|m| m.bindings_for(Cloud::Aws, app, namespace).ok())
+                .flatten()
+                .collect();
+            let (provider, fake) = aws(&connections, &bindings).await?;
             clouds.aws = Some(provider);
             clouds.fake_aws = Some(fake);
         }
@@ -253,10 +265,13 @@ mod fake {
         Ok(clouds)
     }
 
-    /// The fake EKS and IAM: the demo cluster with the Pod Identity agent, and each role named.
+    /// The fake EKS and IAM: the demo cluster with the Pod Identity agent and its IAM OIDC
+    /// provider (for IRSA), and each role named, trusting Pod Identity and, through the OIDC
+    /// provider, the service accounts of `bindings` that run as it in IRSA mode.
     #[cfg(feature = "aws")]
     async fn aws(
         connections: &[&Connection],
+        bindings: &[Binding],
     ) -> Result<(AwsPodIdentityProvider, FakeAws), Failure> {
         let account = connections
             .iter()
@@ -268,26 +283,110 @@ mod fake {
         let aws = FakeAws::new(&account, "us-east-1");
         aws.add_cluster(FAKE_CLUSTER);
         aws.install_addon(FAKE_CLUSTER, "eks-pod-identity-agent", "ACTIVE");
+        let provider_arn = aws.add_cluster_oidc_provider(FAKE_CLUSTER);
+        let host = aws
+            .cluster_oidc_issuer(FAKE_CLUSTER)
+            .trim_start_matches("https://")
+            .to_owned();
         let mut roles = BTreeSet::new();
         for connection in connections {
             if let Connection::AwsRole { role, .. } = connection {
                 let key = role
                     .arn()
                     .map_or_else(|| role.name().to_owned(), str::to_owned);
-                if roles.insert(key) {
+                if roles.insert(key.clone()) {
+                    let irsa_subjects: Vec<String> = bindings
+                        .iter()
+                        .filter(|b| matches!(&b.connection, Connection::AwsRole { role: r, options, .. }
+                            if options.mode == Some(AwsRoleMode::Irsa) && r.arn().map_or_else(|| r.name().to_owned(), str::to_owned) == key))
+                        .map(|b| format!("system:serviceaccount:{}:{}", b.workload.namespace(), b.workload.service_account()))
+                        .collect();
+                    let trust = role_trust(&provider_arn, &host, &irsa_subjects);
                     match role.arn() {
-                        Some(arn) => aws.add_role_with_arn(arn, &FakeAws::pods_trust_policy()),
-                        None => aws.add_role(role.name(), &FakeAws::pods_trust_policy()),
+                        Some(arn) => aws.add_role_with_arn(arn, &trust),
+                        None => aws.add_role(role.name(), &trust),
                     };
                 }
             }
         }
-        let provider = AwsPodIdentityProvider::builder()
+        let mut builder = AwsPodIdentityProvider::builder()
             .cluster(FAKE_CLUSTER)
-            .api(aws.clone())
-            .build()
-            .await?;
+            .api(aws.clone());
+        for (account, fake) in target_accounts(&aws, connections) {
+            builder = builder.target_account_api(&account, fake);
+        }
+        let provider = builder.build().await?;
         Ok((provider, aws))
+    }
+
+    /// The accounts of the target roles `connections` name, each a fake holding its targets;
+    /// each target trusts the roles that chain into it, which may assume it.
+    #[cfg(feature = "aws")]
+    fn target_accounts(aws: &FakeAws, connections: &[&Connection]) -> Vec<(String, FakeAws)> {
+        use std::collections::BTreeMap;
+        // target ARN -> the roles that chain into it
+        let mut chains: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for connection in connections {
+            if let Connection::AwsRole { role, options, .. } = connection
+                && let Some(target) = &options.target_role
+            {
+                let role_arn = role
+                    .arn()
+                    .map_or_else(|| aws.role_arn(role.name()), str::to_owned);
+                if chains
+                    .entry(target.as_str().to_owned())
+                    .or_default()
+                    .insert(role_arn.clone())
+                {
+                    aws.put_role_policy(
+                        &role_arn,
+                        &format!("chain-to-{}", target.name()),
+                        &serde_json::json!({"Version": "2012-10-17", "Statement": [{
+                            "Effect": "Allow",
+                            "Action": ["sts:AssumeRole", "sts:TagSession"],
+                            "Resource": target.as_str(),
+                        }]})
+                        .to_string(),
+                    );
+                }
+            }
+        }
+        let mut accounts: BTreeMap<String, FakeAws> = BTreeMap::new();
+        for (target, principals) in chains {
+            let account = target.split(':').nth(4).unwrap_or_default().to_owned();
+            let trust = serde_json::json!({"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow",
+                "Principal": {"AWS": principals},
+                "Action": ["sts:AssumeRole", "sts:TagSession"],
+            }]})
+            .to_string();
+            accounts
+                .entry(account.clone())
+                .or_insert_with(|| FakeAws::new(&account, "us-east-1"))
+                .add_role_with_arn(&target, &trust);
+        }
+        accounts.into_iter().collect()
+    }
+
+    /// A demo role's trust policy: EKS Pod Identity, and IRSA for exactly `subjects`.
+    #[cfg(feature = "aws")]
+    fn role_trust(provider_arn: &str, host: &str, subjects: &[String]) -> String {
+        let mut doc: serde_json::Value =
+            serde_json::from_str(&FakeAws::pods_trust_policy()).expect("the fake's own policy");
+        if !subjects.is_empty()
+            && let Some(statements) = doc["Statement"].as_array_mut()
+        {
+            statements.push(serde_json::json!({
+                "Effect": "Allow",
+                "Principal": {"Federated": provider_arn},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {"StringEquals": {
+                    format!("{host}:sub"): subjects,
+                    format!("{host}:aud"): "sts.amazonaws.com",
+                }},
+            }));
+        }
+        doc.to_string()
     }
 
     /// The fake ARM: the demo AKS cluster, and each managed identity named, with a blob-reader

@@ -198,6 +198,19 @@ async fn run(cmd: Command) -> Ran {
     }
 }
 
+/// The binary with `args` on the built-in fakes, as app `demo`, its links kept in `state`.
+fn on_fakes(state: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(binary());
+    cmd.env_clear().args(args).args([
+        "--fake",
+        "--fake-state",
+        state.to_str().unwrap(),
+        "--app",
+        "demo",
+    ]);
+    cmd
+}
+
 /// The item of a JSON array of links whose `cloud` is `cloud`.
 fn of_cloud<'a>(items: &'a Value, cloud: &str) -> &'a Value {
     items
@@ -510,17 +523,7 @@ async fn the_fake_clouds_keep_their_links_in_the_state_file() {
         "services:\n  - name: api\n    connections:\n      - type: awsRole\n        role: demo-api-role\n",
     )
     .unwrap();
-    let fake = |args: &[&str]| {
-        let mut cmd = Command::new(binary());
-        cmd.env_clear().args(args).args([
-            "--fake",
-            "--fake-state",
-            state.to_str().unwrap(),
-            "--app",
-            "demo",
-        ]);
-        cmd
-    };
+    let fake = |args: &[&str]| on_fakes(&state, args);
     let example = example.to_str().unwrap();
     // The cloud side alone: the fake cluster's ServiceAccounts lack their annotations.
     let first = json(&run(fake(&["apply", "-f", example, "-o", "json"])).await);
@@ -809,4 +812,134 @@ async fn the_kubernetes_side_through_kubeconfig() {
         );
     }
     server.shutdown().await;
+}
+
+/// Every way AWS gives a pod its role, on the built-in fakes through the binary: a
+/// cross-account target role on the association (the chain shown by plan and in the JSON),
+/// and IRSA (no AWS write; the ServiceAccount gets `eks.amazonaws.com/role-arn` from the
+/// cluster side), then the IRSA service dropped: its annotation goes.
+#[tokio::test(flavor = "multi_thread")]
+async fn aws_target_roles_and_irsa_on_the_fake_clouds() {
+    let dir = std::env::temp_dir().join(unique("porter-identity-cli-aws-modes"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.join("state.json");
+    let yaml = dir.join("porter.yaml");
+    let target = "arn:aws:iam::444455556666:role/demo-data";
+    std::fs::write(
+        &yaml,
+        format!(
+            "services:
+  - name: api
+    connections:
+      - type: awsRole
+        role: demo-api-role
+        targetRole: {target}
+  - name: jobs
+    connections:
+      - type: awsRole
+        role: demo-jobs-role
+        mode: irsa
+"
+        ),
+    )
+    .unwrap();
+    let fake = |args: &[&str]| on_fakes(&state, args);
+    let file = yaml.to_str().unwrap();
+    let plan = run(fake(&["plan", "-f", file])).await;
+    assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
+    assert!(
+        plan.stdout.contains(&format!("demo-api-role -> {target}")),
+        "the chain: {}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("eks.amazonaws.com/role-arn"),
+        "{}",
+        plan.stdout
+    );
+
+    let applied = json(
+        &run(fake(&[
+            "apply",
+            "--kube",
+            "--restart",
+            "-f",
+            file,
+            "-o",
+            "json",
+        ]))
+        .await,
+    );
+    assert_eq!(applied["ok"], true, "{applied}");
+    let api = applied["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["service"] == "api")
+        .unwrap();
+    assert_eq!(api["connection"]["targetRole"], target, "{api}");
+    assert_eq!(api["change"], "created", "{api}");
+    let jobs_sa = applied["service_accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "demo-jobs")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        jobs_sa["annotations"]["eks.amazonaws.com/role-arn"],
+        "arn:aws:iam::123456789012:role/demo-jobs-role",
+        "{jobs_sa}"
+    );
+    assert!(
+        jobs_sa["cluster"]["applied"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a.as_str().unwrap().contains("eks.amazonaws.com/role-arn")),
+        "{jobs_sa}"
+    );
+    let kept = std::fs::read_to_string(&state).unwrap();
+    assert!(kept.contains("eks.amazonaws.com/role-arn"), "{kept}");
+    let verified = run(fake(&["verify", "-f", file])).await;
+    assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
+
+    // The next deploy drops the IRSA service: its link, and the annotation, go.
+    let before = dir.join("before.yaml");
+    std::fs::copy(&yaml, &before).unwrap();
+    std::fs::write(
+        &yaml,
+        format!(
+            "services:
+  - name: api
+    connections:
+      - type: awsRole
+        role: demo-api-role
+        targetRole: {target}
+"
+        ),
+    )
+    .unwrap();
+    let dropped = json(
+        &run(fake(&[
+            "apply",
+            "--kube",
+            "-f",
+            file,
+            "--previous",
+            before.to_str().unwrap(),
+            "-o",
+            "json",
+        ]))
+        .await,
+    );
+    assert_eq!(dropped["ok"], true, "{dropped}");
+    assert_eq!(
+        dropped["removed"].as_array().map(Vec::len),
+        Some(1),
+        "{dropped}"
+    );
+    // The fake cluster, kept in the state file, no longer carries the annotation.
+    let kept = std::fs::read_to_string(&state).unwrap();
+    assert!(!kept.contains("eks.amazonaws.com/role-arn"), "{kept}");
 }
