@@ -212,9 +212,19 @@ fn render_service(
 /// The identity a connection names, in words.
 fn identity_of(c: &Connection) -> String {
     match c {
-        Connection::AwsRole { role, .. } if role.is_arn() => format!("role {role}"),
-        Connection::AwsRole { role, .. } => {
-            format!("role {role} (a name: its ARN is looked up when bound)")
+        Connection::AwsRole { role, options, .. } => {
+            let mut s = if role.is_arn() {
+                format!("role {role}")
+            } else {
+                format!("role {role} (a name: its ARN is looked up when bound)")
+            };
+            if let Some(target) = &options.target_role {
+                s.push_str(&format!(", chained into {target}"));
+            }
+            if options.mode == Some(porter_identity::AwsRoleMode::Irsa) {
+                s.push_str(", by IRSA (the eks.amazonaws.com/role-arn annotation)");
+            }
+            s
         }
         Connection::AzureManagedIdentity {
             identity_name,

@@ -3,7 +3,9 @@
 //! No IAM or EKS write, but one: a Pod Identity association porter-identity made for the same
 //! service account (the binding's mode changed) is deleted, since the pods must get one role.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
+
+use tokio::sync::OnceCell;
 
 use porter_identity_core::{
     AwsRoleMode, BindChange, BindOutcome, Binding, ErrorKind, Finding, Plan, PlanAction, Result,
@@ -17,6 +19,15 @@ use crate::operation as op;
 use crate::ownership::{self, Owner};
 use crate::policy::PolicyDocument;
 use crate::provider::{AwsPodIdentityProvider, chain_of};
+
+/// One IRSA read kept for the provider's lifetime once it passed.
+#[derive(Debug, Clone)]
+pub(crate) enum IrsaRead {
+    /// A role as GetRole returned it.
+    Role(RoleInfo),
+    /// The OIDC provider of the cluster's issuer exists and accepts `sts.amazonaws.com`.
+    OidcProvider,
+}
 
 /// What the IRSA checks of one binding found.
 pub(crate) struct IrsaChecked {
@@ -57,6 +68,7 @@ impl AwsPodIdentityProvider {
         &self,
         run: &RunContext,
         binding: &Binding,
+        fresh: bool,
     ) -> Result<IrsaChecked> {
         let (role, options) = Self::role_and_options(binding)?;
         options.check_mode(AwsRoleMode::Irsa)?;
@@ -93,17 +105,47 @@ impl AwsPodIdentityProvider {
                 role_arn,
             });
         };
-        let info = self.irsa_role(run, &api, role, binding, &statement).await?;
-        self.check_oidc_provider(run, &api, &provider_arn, &issuer)
-            .await?;
-        let doc = PolicyDocument::parse(&info.assume_role_policy_document).map_err(|e| {
-            op::GET_ROLE
-                .error(
-                    ErrorKind::Conflict,
-                    format!("the trust policy of role {} cannot be read: {e}", info.arn),
-                )
-                .with_fix(format!("make its trust policy hold {statement}"))
-        })?;
+        // The role and the OIDC provider are read once per provider (each service account's
+        // trust is then checked against the role as read), so IRSA costs no IAM call per
+        // workload; a role whose trust refuses a workload is read again next time, to see a fix.
+        let role_key = format!("{account}/{}", role.name());
+        if fresh {
+            // Verify reads afresh.
+            self.forget_irsa(&role_key);
+            self.forget_irsa(&provider_arn);
+        }
+        let role_cell = self.irsa_cell(&role_key);
+        let oidc_cell = self.irsa_cell(&provider_arn);
+        let (info, _) = futures_util::future::try_join(
+            role_cell.get_or_try_init(|| async {
+                self.irsa_role(run, &api, role, binding, &statement)
+                    .await
+                    .map(IrsaRead::Role)
+            }),
+            oidc_cell.get_or_try_init(|| async {
+                self.check_oidc_provider(run, &api, &provider_arn, &issuer)
+                    .await
+                    .map(|()| IrsaRead::OidcProvider)
+            }),
+        )
+        .await?;
+        let IrsaRead::Role(info) = info.clone() else {
+            unreachable!("a role key holds a role");
+        };
+        let refused = |e| {
+            self.forget_irsa(&role_key);
+            e
+        };
+        let doc = PolicyDocument::parse(&info.assume_role_policy_document)
+            .map_err(|e| {
+                op::GET_ROLE
+                    .error(
+                        ErrorKind::Conflict,
+                        format!("the trust policy of role {} cannot be read: {e}", info.arn),
+                    )
+                    .with_fix(format!("make its trust policy hold {statement}"))
+            })
+            .map_err(refused)?;
         match irsa::check_trust(&doc, &provider_arn, &issuer, &subject) {
             Ok(IrsaTrust::Exact) => Ok(IrsaChecked {
                 role_arn: info.arn,
@@ -116,7 +158,7 @@ impl AwsPodIdentityProvider {
                 )),
                 role_arn: info.arn,
             }),
-            Err(problem) => Err(op::GET_ROLE
+            Err(problem) => Err(refused(op::GET_ROLE
                 .error(
                     ErrorKind::Conflict,
                     format!(
@@ -127,8 +169,26 @@ impl AwsPodIdentityProvider {
                 .with_fix(format!(
                     "add this statement to the role's trust policy (IAM > Roles > {} > Trust relationships): {statement}",
                     info.name
-                ))),
+                )))),
         }
+    }
+
+    /// The cell of one IRSA read (a role, or an OIDC provider checked), shared by every
+    /// binding of this provider.
+    fn irsa_cell(&self, key: &str) -> Arc<OnceCell<IrsaRead>> {
+        self.irsa_reads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    fn forget_irsa(&self, key: &str) {
+        self.irsa_reads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
     }
 
     async fn irsa_role(
@@ -270,7 +330,7 @@ impl AwsPodIdentityProvider {
         binding: &Binding,
         found: Option<AssociationSummary>,
     ) -> Result<Plan> {
-        let checked = self.check_irsa(run, binding).await?;
+        let checked = self.check_irsa(run, binding, false).await?;
         let replaced = self.association_to_replace(run, binding, found).await?;
         let w = &binding.workload;
         let annotate = format!(
@@ -303,7 +363,7 @@ impl AwsPodIdentityProvider {
         binding: &Binding,
         found: Option<AssociationSummary>,
     ) -> Result<BindOutcome> {
-        let checked = self.check_irsa(run, binding).await?;
+        let checked = self.check_irsa(run, binding, false).await?;
         let replaced = self.association_to_replace(run, binding, found).await?;
         let change = match replaced {
             Some(a) => {
@@ -335,7 +395,7 @@ impl AwsPodIdentityProvider {
         {
             return Ok(report);
         }
-        match self.check_irsa(run, binding).await {
+        match self.check_irsa(run, binding, true).await {
             Ok(checked) => {
                 if let Some(note) = &checked.note {
                     let code = if note.contains("not checked from here") {

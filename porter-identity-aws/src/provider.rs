@@ -25,6 +25,7 @@ use crate::api::{
     Association, AssociationPage, AssociationSettings, AssociationSummary, ClusterInfo,
     CreateAssociation, EksIamApi, RoleInfo, UpdateAssociation,
 };
+use crate::irsa_link::IrsaRead;
 use crate::operation as op;
 use crate::target_role::{ChainKey, ChainRead};
 use crate::{ownership, trust};
@@ -61,6 +62,7 @@ pub struct AwsPodIdentityProvider {
     cluster_info: OnceCell<ClusterInfo>,
     checked_roles: Mutex<HashMap<String, Arc<OnceCell<RoleInfo>>>>,
     pub(crate) checked_chains: Mutex<HashMap<ChainKey, Arc<OnceCell<ChainRead>>>>,
+    pub(crate) irsa_reads: Mutex<HashMap<String, Arc<OnceCell<IrsaRead>>>>,
     association_roles: Mutex<HashMap<String, String>>,
     /// The port of each account whose target roles the caller's credentials can read.
     pub(crate) target_accounts: BTreeMap<String, Arc<dyn EksIamApi>>,
@@ -114,6 +116,7 @@ impl AwsPodIdentityProvider {
             cluster_info: OnceCell::new(),
             checked_roles: Mutex::new(HashMap::new()),
             checked_chains: Mutex::new(HashMap::new()),
+            irsa_reads: Mutex::new(HashMap::new()),
             association_roles: Mutex::new(HashMap::new()),
             target_accounts: BTreeMap::new(),
             mode: AwsRoleMode::default(),

@@ -194,6 +194,18 @@ async fn a_trust_policy_for_another_service_account_is_refused_with_the_statemen
     );
     assert!(fix.contains(r#":aud": "sts.amazonaws.com""#), "{fix}");
     assert!(fix.contains("sts:AssumeRoleWithWebIdentity"), "{fix}");
+    // Fixed in IAM: the same provider sees it on the next bind (a refused role is not kept).
+    aws.set_trust_policy(
+        "api-role",
+        &irsa_trust(&aws, &format!("system:serviceaccount:{NS}:{SA}"), false),
+    );
+    p.bind(&binding(""))
+        .await
+        .expect("the fixed trust is read again");
+    aws.set_trust_policy(
+        "api-role",
+        &irsa_trust(&aws, "system:serviceaccount:shop:someone-else", false),
+    );
     let v = p.verify(&binding("")).await.unwrap();
     assert_eq!(
         v.finding(codes::IRSA_TRUST_MISSING)
@@ -350,4 +362,51 @@ async fn a_fargate_namespace_in_pod_identity_mode_is_a_verify_error_naming_irsa(
     // In IRSA mode the profiles do not matter.
     let v = p.verify(&binding(IRSA)).await.unwrap();
     assert!(v.findings.iter().all(|f| f.code != codes::FARGATE_SELECTED));
+}
+
+#[tokio::test]
+async fn irsa_reads_the_role_and_the_oidc_provider_once_not_per_workload() {
+    let aws = FakeAws::new(ACCOUNT, "us-east-1");
+    aws.add_cluster(CLUSTER);
+    aws.add_cluster_oidc_provider(CLUSTER);
+    // One role for 50 services, trusting each of their service accounts.
+    let issuer = aws.cluster_oidc_issuer(CLUSTER);
+    let host = issuer.trim_start_matches("https://");
+    let subjects: Vec<String> = (0..50)
+        .map(|i| format!("system:serviceaccount:{NS}:demo-svc-{i}"))
+        .collect();
+    aws.add_role(
+        "api-role",
+        &serde_json::json!({"Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Federated": format!("arn:aws:iam::{ACCOUNT}:oidc-provider/{host}")},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringEquals": {format!("{host}:sub"): subjects, format!("{host}:aud"): "sts.amazonaws.com"}},
+        }]})
+        .to_string(),
+    );
+    let mut yaml = String::from("services:\n");
+    for i in 0..50 {
+        yaml.push_str(&format!(
+            "  - name: svc-{i}\n    connections:\n      - type: awsRole\n        role: api-role\n"
+        ));
+    }
+    let p = provider(&aws, AwsRoleMode::Irsa).await;
+    let report = Reconciler::new("demo", NS)
+        .provider(&p)
+        .desired(&AppManifest::from_yaml_str(&yaml).unwrap())
+        .run()
+        .await
+        .unwrap();
+    assert!(report.is_ok(), "{report}");
+    let calls = aws.calls();
+    for (op, n) in [
+        ("GetRole", 1),
+        ("ListOpenIDConnectProviders", 1),
+        ("GetOpenIDConnectProvider", 1),
+        ("DescribeCluster", 1),
+    ] {
+        assert_eq!(calls.get(op), Some(&n), "{op}: {calls:?}");
+    }
+    assert_eq!(aws.write_calls(), 0);
 }
