@@ -141,6 +141,60 @@ fn shared_namespace(rt: &tokio::runtime::Runtime) {
     assert_eq!(aws.associations(CLUSTER).len(), N + OTHERS);
 }
 
+/// The same 1,000 workloads in IRSA mode: no AWS write, and the roles and the IAM OIDC provider
+/// read once, not per workload (≤ 0.05 calls per workload, the namespace's listing included).
+fn irsa_deploy(rt: &tokio::runtime::Runtime) {
+    let aws = fake();
+    aws.add_cluster_oidc_provider(CLUSTER);
+    let host = aws
+        .cluster_oidc_issuer(CLUSTER)
+        .trim_start_matches("https://")
+        .to_owned();
+    let all = bindings(N);
+    for r in 0..ROLES {
+        let subjects: Vec<String> = all
+            .iter()
+            .skip(r)
+            .step_by(ROLES)
+            .map(|b| {
+                format!(
+                    "system:serviceaccount:{}:{}",
+                    b.workload.namespace(),
+                    b.workload.service_account()
+                )
+            })
+            .collect();
+        aws.set_trust_policy(
+            &format!("role-{r}"),
+            &serde_json::json!({"Statement": [{
+                "Effect": "Allow",
+                "Principal": {"Federated": format!("arn:aws:iam::123456789012:oidc-provider/{host}")},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {"StringEquals": {
+                    format!("{host}:sub"): subjects,
+                    format!("{host}:aud"): "sts.amazonaws.com",
+                }},
+            }]})
+            .to_string(),
+        );
+    }
+    let p = AwsPodIdentityProvider::builder()
+        .cluster(CLUSTER)
+        .api(aws.clone())
+        .concurrency(CONCURRENCY)
+        .mode(porter_identity::AwsRoleMode::Irsa);
+    let p = rt.block_on(p.build()).expect("provider");
+    let label = "IRSA deploy (no AWS write)";
+    let (m, report) = measure(rt, &aws, label, N, common::reconcile(&p, &all, &[]));
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(m.writes(), 0, "{label}");
+    assert!(
+        m.total() as f64 <= 0.05 * N as f64,
+        "{label}: {} calls for {N} workloads",
+        m.total()
+    );
+}
+
 /// 1.25 × calls × latency / concurrency: the wall-time target of the deploy API.
 fn wall_target(m: &Measured) -> Duration {
     m.ideal().mul_f64(1.25)
@@ -250,6 +304,7 @@ fn count_calls(timed: bool) {
     );
 
     shared_namespace(&rt);
+    irsa_deploy(&rt);
 
     // The old way, for comparison: a loop of bind over the unchanged workloads.
     let kept = &all[..N - REMOVED];

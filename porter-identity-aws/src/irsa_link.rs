@@ -23,8 +23,9 @@ use crate::provider::{AwsPodIdentityProvider, chain_of};
 /// One IRSA read kept for the provider's lifetime once it passed.
 #[derive(Debug, Clone)]
 pub(crate) enum IrsaRead {
-    /// A role as GetRole returned it.
-    Role(RoleInfo),
+    /// A role as GetRole returned it, with its trust policy read once (an app's workloads
+    /// share a few roles, and a trust policy listing many subjects is not read per workload).
+    Role(RoleInfo, Arc<std::result::Result<PolicyDocument, String>>),
     /// The OIDC provider of the cluster's issuer exists and accepts `sts.amazonaws.com`.
     OidcProvider,
 }
@@ -120,7 +121,11 @@ impl AwsPodIdentityProvider {
             role_cell.get_or_try_init(|| async {
                 self.irsa_role(run, &api, role, binding, &statement)
                     .await
-                    .map(IrsaRead::Role)
+                    .map(|info| {
+                        let doc = PolicyDocument::parse(&info.assume_role_policy_document)
+                            .map_err(|e| e.to_string());
+                        IrsaRead::Role(info, Arc::new(doc))
+                    })
             }),
             oidc_cell.get_or_try_init(|| async {
                 self.check_oidc_provider(run, &api, &provider_arn, &issuer)
@@ -129,14 +134,16 @@ impl AwsPodIdentityProvider {
             }),
         )
         .await?;
-        let IrsaRead::Role(info) = info.clone() else {
+        let IrsaRead::Role(info, doc) = info.clone() else {
             unreachable!("a role key holds a role");
         };
         let refused = |e| {
             self.forget_irsa(&role_key);
             e
         };
-        let doc = PolicyDocument::parse(&info.assume_role_policy_document)
+        let doc = doc
+            .as_ref()
+            .as_ref()
             .map_err(|e| {
                 op::GET_ROLE
                     .error(
@@ -146,7 +153,7 @@ impl AwsPodIdentityProvider {
                     .with_fix(format!("make its trust policy hold {statement}"))
             })
             .map_err(refused)?;
-        match irsa::check_trust(&doc, &provider_arn, &issuer, &subject) {
+        match irsa::check_trust(doc, &provider_arn, &issuer, &subject) {
             Ok(IrsaTrust::Exact) => Ok(IrsaChecked {
                 role_arn: info.arn,
                 note: None,

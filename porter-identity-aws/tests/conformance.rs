@@ -433,3 +433,61 @@ async fn a_down_eks_endpoint_costs_one_budget() {
     )
     .await;
 }
+
+/// The whole suite again with every binding chained into a target role in another account
+/// (read with that account's credentials): the target's path keeps every promise the plain one
+/// does — idempotent, concurrent, the ownership guard, the reconciler.
+#[tokio::test]
+async fn the_suite_passes_with_cross_account_target_roles() {
+    const DATA: &str = "444455556666";
+    let aws = fake();
+    let data = FakeAws::new(DATA, "us-east-1");
+    for r in ["role-0", "role-1"] {
+        let arn = format!("arn:aws:iam::{ACCOUNT}:role/{r}");
+        aws.put_role_policy(
+            r,
+            "chain",
+            &format!(
+                r#"{{"Statement":[{{"Effect":"Allow","Action":["sts:AssumeRole","sts:TagSession"],"Resource":"arn:aws:iam::{DATA}:role/target-*"}}]}}"#
+            ),
+        );
+        data.add_role(
+            &format!("target-{}", &r[5..]),
+            &format!(
+                r#"{{"Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{arn}"}},"Action":["sts:AssumeRole","sts:TagSession"]}}]}}"#
+            ),
+        );
+    }
+    let p = AwsPodIdentityProvider::builder()
+        .cluster(CLUSTER)
+        .api(aws.clone())
+        .target_account_api(DATA, data.clone())
+        .retry_policy(RetryPolicy::default().initial_backoff(Duration::from_millis(1)))
+        .build()
+        .await
+        .unwrap();
+    let chained = |workload: usize, identity: usize| {
+        let options = porter_identity_core::AwsRoleOptions::default()
+            .target_role(
+                RoleRef::parse(&format!("arn:aws:iam::{DATA}:role/target-{identity}")).unwrap(),
+            )
+            .unwrap();
+        Binding::new(
+            Workload::for_service("apps", "shop", &format!("svc-{workload}")).unwrap(),
+            Connection::aws_role_with(
+                RoleRef::parse(&format!("role-{identity}")).unwrap(),
+                options,
+            )
+            .unwrap(),
+        )
+    };
+    testing::run_all(&p, &chained).await;
+    assert!(
+        aws.associations(CLUSTER)
+            .iter()
+            .all(|a| a.settings.target_role_arn.is_some()),
+        "every association the suite left carries its target"
+    );
+    // The targets were read in their own account (verify reads afresh, so more than once).
+    assert!(data.call_count("GetRole") > 0);
+}

@@ -153,6 +153,8 @@ async fn a_target_role_goes_on_the_association_and_a_redeploy_changes_nothing() 
     let again = aws_provider.bind(&binding(&[&target])).await.unwrap();
     assert_eq!(again.change, BindChange::Unchanged);
     assert_eq!(aws.write_calls(), 0);
+    // A chain that passed is kept for the provider's lifetime: no second read of the target.
+    assert_eq!(data.call_count("GetRole"), 1);
 }
 
 #[tokio::test]
