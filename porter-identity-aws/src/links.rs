@@ -456,6 +456,18 @@ impl AwsPodIdentityProvider {
             }
             Current::Other(a) => self.update(run, a, &role.arn, &wanted).await?,
         };
+        // A new association (or target) has an external ID EKS made just now: a target whose
+        // trust requires another one was checked before it existed, so it is checked again.
+        // Written already: a mismatch is a note here, and an error on the next bind and verify.
+        if outcome.is_changed()
+            && chain == ChainCheck::Checked
+            && let Some(external_id) = self.external_id_of(&outcome.resource_id)
+            && let Err(e) = self
+                .check_chain(run, binding, &role, Some(&external_id), false)
+                .await
+        {
+            outcome.service_account_patch.notes.push(e.to_string());
+        }
         chain.note_on(&mut outcome.service_account_patch);
         Ok(outcome)
     }

@@ -63,7 +63,8 @@ pub struct AwsPodIdentityProvider {
     checked_roles: Mutex<HashMap<String, Arc<OnceCell<RoleInfo>>>>,
     pub(crate) checked_chains: Mutex<HashMap<ChainKey, Arc<OnceCell<ChainRead>>>>,
     pub(crate) irsa_reads: Mutex<HashMap<String, Arc<OnceCell<IrsaRead>>>>,
-    association_roles: Mutex<HashMap<String, String>>,
+    /// The role and external ID of each association described or written, by id.
+    association_roles: Mutex<HashMap<String, (String, Option<String>)>>,
     /// The port of each account whose target roles the caller's credentials can read.
     pub(crate) target_accounts: BTreeMap<String, Arc<dyn EksIamApi>>,
     /// The mode of connections that do not say theirs.
@@ -362,7 +363,21 @@ impl AwsPodIdentityProvider {
         self.association_roles
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(a.association_id.clone(), a.role_arn.clone());
+            .insert(
+                a.association_id.clone(),
+                (a.role_arn.clone(), a.external_id.clone()),
+            );
+    }
+
+    /// The external ID EKS made for the association `association_arn`, when this provider has
+    /// seen it (every association it wrote).
+    pub(crate) fn external_id_of(&self, association_arn: &str) -> Option<String> {
+        let id = association_arn.rsplit('/').next()?;
+        self.association_roles
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .and_then(|(_, e)| e.clone())
     }
 
     /// The roles of associations this provider has described, by association id.
@@ -370,7 +385,9 @@ impl AwsPodIdentityProvider {
         self.association_roles
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .iter()
+            .map(|(id, (role, _))| (id.clone(), role.clone()))
+            .collect()
     }
 
     pub(crate) fn addon_owned(&self, binding: &Binding, owner: &str, op: Operation) -> Error {

@@ -374,3 +374,37 @@ async fn a_session_policy_goes_on_the_association_with_session_tags_off_and_is_l
     assert_eq!(again.change, BindChange::Unchanged);
     assert_eq!(aws.write_calls(), 0);
 }
+
+#[tokio::test]
+async fn a_target_requiring_another_external_id_is_noted_at_creation_and_refused_after() {
+    let (aws, data) = (cluster_account(), data_account());
+    // The target trusts the role only with an external ID EKS has not made (yet).
+    data.set_trust_policy(
+        "shop-data",
+        &trusting_with_external_id("from-an-old-association"),
+    );
+    let p = provider(&aws, Some(&data)).await;
+    let target = format!("targetRole: {}", target_arn("shop-data"));
+    let created = p.bind(&binding(&[&target])).await.unwrap();
+    assert_eq!(created.change, BindChange::Created);
+    let external_id = aws.associations(CLUSTER)[0].external_id.clone().unwrap();
+    let notes = created.service_account_patch.notes.join("\n");
+    assert!(notes.contains("from-an-old-association"), "{notes}");
+    assert!(
+        notes.contains(&external_id),
+        "the statement with the new ID: {notes}"
+    );
+    // The next deploy: refused, with the same fix, and nothing written.
+    aws.reset_calls();
+    let err = p.bind(&binding(&[&target])).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert!(
+        err.fix().unwrap_or_default().contains(&external_id),
+        "{err}"
+    );
+    assert_eq!(aws.write_calls(), 0);
+    // The target fixed: bound, unchanged.
+    data.set_trust_policy("shop-data", &trusting_with_external_id(&external_id));
+    let fixed = p.bind(&binding(&[&target])).await.unwrap();
+    assert_eq!(fixed.change, BindChange::Unchanged);
+}
