@@ -43,6 +43,7 @@ pub struct AwsPodIdentityProviderBuilder {
     concurrency: Option<usize>,
     api: Option<Arc<dyn EksIamApi>>,
     target_accounts: BTreeMap<String, Arc<dyn EksIamApi>>,
+    target_profiles: BTreeMap<String, String>,
     mode: AwsRoleMode,
 }
 
@@ -100,6 +101,16 @@ impl AwsPodIdentityProviderBuilder {
         self.target_account_api(account_id, SdkApi::from_sdk_config(config))
     }
 
+    /// With [`from_env`](Self::from_env): the AWS profile (of the shared config and
+    /// credentials files) whose credentials read the IAM roles of `account`, loaded like the
+    /// default one (region, endpoints), as [`target_account`](Self::target_account) takes them.
+    /// The CLI's `--aws-target-profile ACCOUNT=PROFILE`.
+    pub fn target_account_profile(mut self, account_id: &str, profile: &str) -> Self {
+        self.target_profiles
+            .insert(account_id.to_owned(), profile.to_owned());
+        self
+    }
+
     /// [`target_account`](Self::target_account) with any implementation of the port (a fake of
     /// the other account, a mock).
     pub fn target_account_api(mut self, account_id: &str, api: impl EksIamApi + 'static) -> Self {
@@ -128,7 +139,30 @@ impl AwsPodIdentityProviderBuilder {
             )
             .with_fix("set AWS_REGION (or `region` in the AWS profile) to the cluster's region"));
         }
-        self.sdk_config(&config).build().await
+        let mut builder = self.sdk_config(&config);
+        for (account, profile) in std::mem::take(&mut builder.target_profiles) {
+            // The profile's own credentials: the default chain would take AWS_ACCESS_KEY_ID
+            // and the like from the environment first, which are the cluster account's.
+            let loaded = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .profile_name(&profile)
+                .load()
+                .await;
+            let provider_config = aws_config::provider_config::ProviderConfig::default()
+                .with_region(loaded.region().cloned())
+                .with_behavior_version(Some(aws_config::BehaviorVersion::latest()));
+            let credentials = aws_config::profile::ProfileFileCredentialsProvider::builder()
+                .configure(&provider_config)
+                .profile_name(&profile)
+                .build();
+            let other = loaded
+                .into_builder()
+                .credentials_provider(aws_sdk_iam::config::SharedCredentialsProvider::new(
+                    credentials,
+                ))
+                .build();
+            builder = builder.target_account(&account, &other);
+        }
+        builder.build().await
     }
 
     /// Builds the provider. Fails when the cluster or the API is missing or invalid.
@@ -150,6 +184,13 @@ impl AwsPodIdentityProviderBuilder {
                 "call .from_env().await, .sdk_config(&config) or .api(..) on the builder",
             ));
         };
+        if !self.target_profiles.is_empty() {
+            return Err(Error::invalid_input(
+                "target_account_profile",
+                "takes effect only with .from_env()",
+                "build with .from_env().await, or load the profile yourself and pass it with .target_account(id, &config)",
+            ));
+        }
         if let Some(bad) = self
             .target_accounts
             .keys()

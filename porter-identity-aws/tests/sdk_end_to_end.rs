@@ -456,10 +456,26 @@ fn binding_with(service: &str, role: &str, options: AwsRoleOptions) -> Binding {
     )
 }
 
-#[tokio::test]
-async fn a_target_role_in_another_account_is_read_with_that_accounts_credentials() {
-    // The association's role, in the cluster's account, may assume roles of the data account.
-    let role = support::unique("e2e-chain");
+/// A role chain in moto: the association's role in the cluster's account (trusting Pod
+/// Identity, allowed to assume the data account's roles) and a target role in the data account
+/// trusting it.
+struct Chain {
+    role: String,
+    arn: String,
+    data: aws_config::SdkConfig,
+    target: String,
+    target_arn: String,
+}
+
+/// A trust policy letting `principal` assume the role and tag its session.
+fn trusting(principal: &str) -> String {
+    format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{principal}"}},"Action":["sts:AssumeRole","sts:TagSession"]}}]}}"#
+    )
+}
+
+async fn chain(prefix: &str) -> Chain {
+    let role = support::unique(prefix);
     let arn = support::create_pod_identity_role(&role).await;
     support::iam()
         .put_role_policy()
@@ -471,18 +487,12 @@ async fn a_target_role_in_another_account_is_read_with_that_accounts_credentials
         .send()
         .await
         .expect("PutRolePolicy");
-    // The target, in the data account, trusts it.
     let data = sdk_config_of_account(DATA_ACCOUNT).await;
-    let target = support::unique("e2e-target");
-    let trust = |principal: &str| {
-        format!(
-            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{principal}"}},"Action":["sts:AssumeRole","sts:TagSession"]}}]}}"#
-        )
-    };
+    let target = support::unique(&format!("{prefix}-target"));
     let target_arn = aws_sdk_iam::Client::new(&data)
         .create_role()
         .role_name(&target)
-        .assume_role_policy_document(trust(&arn))
+        .assume_role_policy_document(trusting(&arn))
         .send()
         .await
         .expect("CreateRole in the data account")
@@ -491,6 +501,24 @@ async fn a_target_role_in_another_account_is_read_with_that_accounts_credentials
         .arn()
         .to_owned();
     assert!(target_arn.contains(DATA_ACCOUNT), "{target_arn}");
+    Chain {
+        role,
+        arn,
+        data,
+        target,
+        target_arn,
+    }
+}
+
+#[tokio::test]
+async fn a_target_role_in_another_account_is_read_with_that_accounts_credentials() {
+    let Chain {
+        role,
+        arn,
+        data,
+        target,
+        target_arn,
+    } = chain("e2e-chain").await;
 
     let (fake, server) = fake_eks().await;
     fake.add_role_with_arn(&arn, POD_IDENTITY_TRUST_POLICY);
@@ -538,7 +566,7 @@ async fn a_target_role_in_another_account_is_read_with_that_accounts_credentials
     aws_sdk_iam::Client::new(&data)
         .update_assume_role_policy()
         .role_name(&target)
-        .policy_document(trust(&format!(
+        .policy_document(trusting(&format!(
             "arn:aws:iam::{MOTO_ACCOUNT}:role/someone-else"
         )))
         .send()
@@ -634,5 +662,71 @@ async fn irsa_over_http_reads_moto_oidc_provider_and_trust_and_writes_nothing() 
     );
     let report = p.verify(&b).await.expect("verify");
     assert!(report.is_healthy(), "{report}");
+    server.shutdown().await;
+}
+
+/// `.target_account_profile(account, profile)` with `from_env`: the profile's own credentials
+/// (a role of the data account, assumed through STS from a source profile) read the target,
+/// though the environment holds the cluster account's keys. In a child process, for the
+/// environment.
+#[tokio::test]
+async fn a_target_account_profile_reads_the_target_with_the_profiles_credentials() {
+    const CHILD: &str = "PORTER_IDENTITY_TARGET_PROFILE_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        let p = AwsPodIdentityProvider::builder()
+            .cluster(CLUSTER)
+            .target_account_profile(DATA_ACCOUNT, "data-readonly")
+            .from_env()
+            .await
+            .expect("from_env");
+        let role = std::env::var("E2E_ROLE").expect("E2E_ROLE");
+        let target = std::env::var("E2E_TARGET").expect("E2E_TARGET");
+        let options = AwsRoleOptions::default()
+            .target_role(RoleRef::parse(&target).expect("ARN"))
+            .expect("a full ARN");
+        let outcome = p
+            .bind(&binding_with("profiled", &role, options))
+            .await
+            .expect("bind");
+        assert_eq!(outcome.change, BindChange::Created);
+        let notes = outcome.service_account_patch.notes.join("\n");
+        assert!(
+            !notes.contains("not checked"),
+            "the target was read: {notes}"
+        );
+        return;
+    }
+    let Chain {
+        role,
+        arn,
+        target_arn,
+        ..
+    } = chain("e2e-profiled").await;
+    let (fake, server) = fake_eks().await;
+    fake.add_role_with_arn(&arn, POD_IDENTITY_TRUST_POLICY);
+    let dir = std::env::temp_dir().join(support::unique("porter-identity-profiles"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let config = dir.join("config");
+    std::fs::write(
+        &config,
+        format!(
+            "[profile data-readonly]\nregion = {REGION}\nrole_arn = arn:aws:iam::{DATA_ACCOUNT}:role/porter-identity-reader\nsource_profile = base\n\n[profile base]\nregion = {REGION}\naws_access_key_id = AKIDPROFILEBASE00000\naws_secret_access_key = profile-base-secret\n"
+        ),
+    )
+    .expect("write the AWS config file");
+    run_child(
+        "a_target_account_profile_reads_the_target_with_the_profiles_credentials",
+        &[
+            (CHILD, "1"),
+            ("E2E_ROLE", &role),
+            ("E2E_TARGET", &target_arn),
+            ("AWS_CONFIG_FILE", config.to_str().expect("UTF-8 path")),
+            ("AWS_ENDPOINT_URL", support::moto_url()),
+            ("AWS_ENDPOINT_URL_EKS", &server.url()),
+        ],
+    )
+    .await;
+    assert_eq!(fake.associations(CLUSTER).len(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
     server.shutdown().await;
 }

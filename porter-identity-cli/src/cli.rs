@@ -233,6 +233,19 @@ pub(crate) struct Common {
     #[arg(long, value_name = "NAME")]
     pub(crate) eks_cluster: Option<String>,
 
+    /// How pods get the awsRole connections that do not say (`mode:` in porter.yaml):
+    /// podIdentity (an EKS Pod Identity association) or irsa (the eks.amazonaws.com/role-arn
+    /// annotation, for Fargate pods and clusters without the Pod Identity agent).
+    #[cfg(feature = "aws")]
+    #[arg(long, value_name = "MODE", default_value = "podIdentity", value_parser = parse_aws_mode)]
+    pub(crate) aws_mode: porter_identity::AwsRoleMode,
+
+    /// An AWS profile whose credentials read the IAM roles of ACCOUNT, where targetRole roles
+    /// live: their trust is then checked before each bind (repeat for several accounts).
+    #[cfg(feature = "aws")]
+    #[arg(long, value_name = "ACCOUNT=PROFILE", value_parser = parse_target_profile)]
+    pub(crate) aws_target_profile: Vec<(String, String)>,
+
     /// The AKS cluster, for azureManagedIdentity connections (subscription and credentials
     /// from the Azure environment).
     #[cfg(feature = "azure")]
@@ -292,4 +305,29 @@ pub(crate) fn gke_cluster(value: &str) -> Result<(String, String, String), Strin
             "--gke-cluster {value:?}: give the cluster as PROJECT/LOCATION/NAME, e.g. my-project/us-central1/prod"
         )),
     }
+}
+
+/// `--aws-mode`: `podIdentity` or `irsa`, as porter.yaml writes them.
+#[cfg(feature = "aws")]
+fn parse_aws_mode(value: &str) -> Result<porter_identity::AwsRoleMode, String> {
+    porter_identity::AwsRoleMode::parse(value)
+        .map_err(|_| format!("{value:?} is not a mode: write podIdentity (the default) or irsa"))
+}
+
+/// `--aws-target-profile ACCOUNT=PROFILE`: a 12-digit account and a profile name.
+#[cfg(feature = "aws")]
+fn parse_target_profile(value: &str) -> Result<(String, String), String> {
+    let fix = "write it as ACCOUNT=PROFILE, e.g. 444455556666=data-readonly";
+    let Some((account, profile)) = value.split_once('=') else {
+        return Err(format!("{value:?} has no `=`: {fix}"));
+    };
+    if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "{account:?} is not an AWS account ID (12 digits): {fix}"
+        ));
+    }
+    if profile.trim().is_empty() {
+        return Err(format!("the profile is empty: {fix}"));
+    }
+    Ok((account.to_owned(), profile.to_owned()))
 }

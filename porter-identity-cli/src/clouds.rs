@@ -154,8 +154,15 @@ pub(crate) async fn from_env(common: &Common, needed: &BTreeSet<Cloud>) -> Resul
     #[cfg(feature = "aws")]
     if let Some(name) = eks {
         clouds.aws = Some(
-            AwsPodIdentityProvider::builder()
-                .cluster(name)
+            common
+                .aws_target_profile
+                .iter()
+                .fold(
+                    AwsPodIdentityProvider::builder()
+                        .cluster(name)
+                        .mode(common.aws_mode),
+                    |b, (account, profile)| b.target_account_profile(account, profile),
+                )
                 .from_env()
                 .await?,
         );
@@ -229,11 +236,11 @@ mod fake {
 
     /// Providers on the built-in fake clouds, seeded with the demo cluster on each cloud and
     /// the roles, managed identities and service accounts every one of `manifests` names (as
-    /// app `app` in `namespace`: an IRSA role trusts its service accounts by name).
+    /// the app and namespace of `common`: an IRSA role trusts its service accounts by name).
+    #[cfg_attr(not(feature = "aws"), allow(unused_variables))] // only AWS's fake needs it
     pub(crate) async fn fakes(
         manifests: &[&AppManifest],
-        app: &str,
-        namespace: &str,
+        common: &crate::cli::Common,
     ) -> Result<Clouds, Failure> {
         let connections: Vec<&Connection> = manifests
             .iter()
@@ -247,10 +254,13 @@ mod fake {
         {
             let bindings: Vec<Binding> = manifests
                 .iter()
-                .filter_map(|m| m.bindings_for(Cloud::Aws, app, namespace).ok())
+                .filter_map(|m| {
+                    m.bindings_for(Cloud::Aws, common.app(), &common.namespace)
+                        .ok()
+                })
                 .flatten()
                 .collect();
-            let (provider, fake) = aws(&connections, &bindings).await?;
+            let (provider, fake) = aws(&connections, &bindings, common.aws_mode).await?;
             clouds.aws = Some(provider);
             clouds.fake_aws = Some(fake);
         }
@@ -272,6 +282,7 @@ mod fake {
     async fn aws(
         connections: &[&Connection],
         bindings: &[Binding],
+        mode: AwsRoleMode,
     ) -> Result<(AwsPodIdentityProvider, FakeAws), Failure> {
         let account = connections
             .iter()
@@ -298,7 +309,7 @@ mod fake {
                     let irsa_subjects: Vec<String> = bindings
                         .iter()
                         .filter(|b| matches!(&b.connection, Connection::AwsRole { role: r, options, .. }
-                            if options.mode == Some(AwsRoleMode::Irsa) && r.arn().map_or_else(|| r.name().to_owned(), str::to_owned) == key))
+                            if options.mode.unwrap_or(mode) == AwsRoleMode::Irsa && r.arn().map_or_else(|| r.name().to_owned(), str::to_owned) == key))
                         .map(|b| format!("system:serviceaccount:{}:{}", b.workload.namespace(), b.workload.service_account()))
                         .collect();
                     let trust = role_trust(&provider_arn, &host, &irsa_subjects);
@@ -311,6 +322,7 @@ mod fake {
         }
         let mut builder = AwsPodIdentityProvider::builder()
             .cluster(FAKE_CLUSTER)
+            .mode(mode)
             .api(aws.clone());
         for (account, fake) in target_accounts(&aws, connections) {
             builder = builder.target_account_api(&account, fake);

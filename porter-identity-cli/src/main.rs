@@ -311,12 +311,7 @@ async fn fake_clouds(
     };
     seeds.push(manifest.clone());
     seeds.extend(previous.cloned());
-    let clouds = clouds::fakes(
-        &seeds.iter().collect::<Vec<_>>(),
-        common.app(),
-        &common.namespace,
-    )
-    .await?;
+    let clouds = clouds::fakes(&seeds.iter().collect::<Vec<_>>(), common).await?;
     if let (Some(s), Some(path)) = (state, &common.fake_state) {
         s.replay(&clouds, path).await?;
     }

@@ -943,3 +943,39 @@ async fn aws_target_roles_and_irsa_on_the_fake_clouds() {
     let kept = std::fs::read_to_string(&state).unwrap();
     assert!(!kept.contains("eks.amazonaws.com/role-arn"), "{kept}");
 }
+
+/// `--aws-mode irsa` makes IRSA the default of connections that do not say; a malformed
+/// `--aws-target-profile` or `--aws-mode` is a usage error (exit 2) naming the fix.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_aws_mode_and_target_profile_flags() {
+    let dir = std::env::temp_dir().join(unique("porter-identity-cli-aws-flags"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.join("state.json");
+    let yaml = dir.join("porter.yaml");
+    std::fs::write(
+        &yaml,
+        "services:\n  - name: jobs\n    connections:\n      - type: awsRole\n        role: demo-jobs-role\n",
+    )
+    .unwrap();
+    let file = yaml.to_str().unwrap();
+    let plan = run(on_fakes(
+        &state,
+        &["plan", "-f", file, "--aws-mode", "irsa"],
+    ))
+    .await;
+    assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
+    assert!(
+        plan.stdout.contains("eks.amazonaws.com/role-arn"),
+        "{}",
+        plan.stdout
+    );
+    for (flag, value, says) in [
+        ("--aws-mode", "fargate", "podIdentity"),
+        ("--aws-target-profile", "data-readonly", "ACCOUNT=PROFILE"),
+        ("--aws-target-profile", "4444=data", "12 digits"),
+    ] {
+        let bad = run(on_fakes(&state, &["plan", "-f", file, flag, value])).await;
+        assert_eq!(bad.code, 2, "{flag} {value}: {}", bad.stderr);
+        assert!(bad.stderr.contains(says), "{flag} {value}: {}", bad.stderr);
+    }
+}
