@@ -765,6 +765,11 @@ async fn every_response_conforms_to_the_botocore_model() {
     );
     let created = create(&client, &aws, "shop", "api", "app").await;
     let id = created.association_id().unwrap();
+    aws.add_fargate_profile(
+        "prod",
+        "serverless",
+        &[("batch-*", &[]), ("shop", &[("compute", "fargate")])],
+    );
     aws.add_addon_owned_association(
         "prod",
         "kube-system",
@@ -791,6 +796,14 @@ async fn every_response_conforms_to_the_botocore_model() {
         (
             "DescribePodIdentityAssociation",
             format!("/clusters/prod/pod-identity-associations/{id}"),
+        ),
+        (
+            "ListFargateProfiles",
+            "/clusters/prod/fargate-profiles".to_owned(),
+        ),
+        (
+            "DescribeFargateProfile",
+            "/clusters/prod/fargate-profiles/serverless".to_owned(),
         ),
     ] {
         let (status, _, body) = raw_get(addr, &path).await;
@@ -933,4 +946,43 @@ async fn target_role_session_tags_and_policy_through_the_port() {
     assert_eq!(updated.association_id, created.association_id);
     assert!(updated.settings.same_as(&plain), "{:?}", updated.settings);
     assert_eq!(updated.external_id, None);
+}
+
+#[tokio::test]
+async fn fargate_profiles_through_the_sdk() {
+    let (aws, server) = start().await;
+    aws.add_fargate_profile("prod", "serverless", &[("shop", &[("compute", "fargate")])]);
+    let client = client(&server);
+    let listed = client
+        .list_fargate_profiles()
+        .cluster_name("prod")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.fargate_profile_names(), ["serverless"]);
+    let described = client
+        .describe_fargate_profile()
+        .cluster_name("prod")
+        .fargate_profile_name("serverless")
+        .send()
+        .await
+        .unwrap();
+    let profile = described.fargate_profile().unwrap();
+    let selector = &profile.selectors()[0];
+    assert_eq!(selector.namespace(), Some("shop"));
+    assert_eq!(
+        selector
+            .labels()
+            .and_then(|l| l.get("compute"))
+            .map(String::as_str),
+        Some("fargate")
+    );
+    let missing = client
+        .describe_fargate_profile()
+        .cluster_name("prod")
+        .fargate_profile_name("nope")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(status(&missing), 404);
 }
