@@ -30,12 +30,46 @@ pub(crate) enum IrsaRead {
     OidcProvider,
 }
 
+/// Something to say about an IRSA link that works (or may).
+#[derive(Debug, Clone)]
+enum IrsaNote {
+    /// The role is in an account the provider cannot read.
+    NotChecked(String),
+    /// The role trusts a wildcard (or any) subject.
+    Wildcard(String),
+}
+
+impl IrsaNote {
+    fn text(&self) -> &str {
+        match self {
+            IrsaNote::NotChecked(t) | IrsaNote::Wildcard(t) => t,
+        }
+    }
+
+    /// Its verify finding.
+    fn finding(&self) -> Finding {
+        let (severity, code, fix) = match self {
+            IrsaNote::NotChecked(_) => (
+                Severity::Info,
+                codes::IRSA_NOT_CHECKED,
+                "nothing to do if the role and the account hold what the message says",
+            ),
+            IrsaNote::Wildcard(_) => (
+                Severity::Warning,
+                codes::IRSA_WILDCARD_SUBJECT,
+                "narrow the role's trust policy to the statement above",
+            ),
+        };
+        Finding::new(severity, code, self.text(), fix)
+    }
+}
+
 /// What the IRSA checks of one binding found.
 pub(crate) struct IrsaChecked {
     /// The role, when it could be read.
     role_arn: String,
-    /// A note for the deploy log: a wildcard subject, or a role not checked from here.
-    note: Option<String>,
+    /// What the deploy log and verify are told beside the annotation, if anything.
+    note: Option<IrsaNote>,
 }
 
 impl AwsPodIdentityProvider {
@@ -48,7 +82,7 @@ impl AwsPodIdentityProvider {
     }
 
     /// The ServiceAccount patch of an IRSA link: the annotation.
-    fn irsa_patch(role_arn: &str, note: Option<String>) -> ServiceAccountPatch {
+    fn irsa_patch(role_arn: &str, note: Option<IrsaNote>) -> ServiceAccountPatch {
         let mut patch = ServiceAccountPatch::default();
         patch
             .annotations
@@ -57,7 +91,7 @@ impl AwsPodIdentityProvider {
             "IRSA: the ServiceAccount carries {}={role_arn}; pods started before it was set get no credentials until restarted",
             irsa::ROLE_ARN_ANNOTATION
         ));
-        patch.notes.extend(note);
+        patch.notes.extend(note.map(|n| n.text().to_owned()));
         patch
     }
 
@@ -100,9 +134,9 @@ impl AwsPodIdentityProvider {
                 .arn()
                 .map_or_else(|| arn_of(role.name()), str::to_owned);
             return Ok(IrsaChecked {
-                note: Some(format!(
+                note: Some(IrsaNote::NotChecked(format!(
                     "role {role_arn} was not checked from here (it is in account {account}, and the provider has no credentials for that account); its trust policy needs {statement}, and account {account} the IAM OIDC provider of {issuer}"
-                )),
+                ))),
                 role_arn,
             });
         };
@@ -159,10 +193,10 @@ impl AwsPodIdentityProvider {
                 note: None,
             }),
             Ok(IrsaTrust::Wildcard(pattern)) => Ok(IrsaChecked {
-                note: Some(format!(
+                note: Some(IrsaNote::Wildcard(format!(
                     "role {} trusts {pattern} of cluster {}'s issuer, not only {subject}: every service account that matches may assume it; narrow its trust policy to {statement}",
                     info.arn, self.cluster
-                )),
+                ))),
                 role_arn: info.arn,
             }),
             Err(problem) => Err(refused(op::GET_ROLE
@@ -405,22 +439,7 @@ impl AwsPodIdentityProvider {
         match self.check_irsa(run, binding, true).await {
             Ok(checked) => {
                 if let Some(note) = &checked.note {
-                    let code = if note.contains("not checked from here") {
-                        codes::IRSA_NOT_CHECKED
-                    } else {
-                        codes::IRSA_WILDCARD_SUBJECT
-                    };
-                    let severity = if code == codes::IRSA_NOT_CHECKED {
-                        Severity::Info
-                    } else {
-                        Severity::Warning
-                    };
-                    report.push(Finding::new(
-                        severity,
-                        code,
-                        note.clone(),
-                        "narrow the role's trust policy to the statement above",
-                    ));
+                    report.push(note.finding());
                 }
                 report.service_account_patch = Self::irsa_patch(&checked.role_arn, None);
             }

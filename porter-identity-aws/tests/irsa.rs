@@ -410,3 +410,38 @@ async fn irsa_reads_the_role_and_the_oidc_provider_once_not_per_workload() {
     }
     assert_eq!(aws.write_calls(), 0);
 }
+
+#[tokio::test]
+async fn an_irsa_role_in_an_account_the_provider_cannot_read_is_noted_not_refused() {
+    let aws = fake();
+    let p = provider(&aws, AwsRoleMode::Irsa).await;
+    let elsewhere = "arn:aws:iam::999999999999:role/shared-irsa";
+    let b = manifest("")
+        .bindings_for(Cloud::Aws, "demo", NS)
+        .unwrap()
+        .into_iter()
+        .map(|b| {
+            Binding::new(
+                b.workload,
+                porter_identity_core::Connection::aws_role(
+                    porter_identity_core::RoleRef::parse(elsewhere).unwrap(),
+                ),
+            )
+        })
+        .next()
+        .unwrap();
+    let outcome = p.bind(&b).await.unwrap();
+    assert_eq!(
+        outcome.service_account_patch.annotations.get(ANNOTATION),
+        Some(&elsewhere.to_owned())
+    );
+    let notes = outcome.service_account_patch.notes.join("\n");
+    assert!(notes.contains("not checked from here"), "{notes}");
+    let v = p.verify(&b).await.unwrap();
+    assert_eq!(
+        v.finding(codes::IRSA_NOT_CHECKED).map(|f| f.severity),
+        Some(Severity::Info),
+        "{v:?}"
+    );
+    assert!(v.is_healthy(), "{v:?}");
+}
