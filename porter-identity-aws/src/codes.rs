@@ -49,6 +49,9 @@ pub const TARGET_ROLE_NOT_ASSUMABLE: &str = "aws.target_role.not_assumable";
 /// A Pod Identity binding whose namespace a Fargate profile selects: Fargate pods get no Pod
 /// Identity credentials (the fix names IRSA mode).
 pub const FARGATE_SELECTED: &str = "aws.fargate.selected";
+/// The cluster's Fargate profiles could not be read for lack of permission (info): whether
+/// Fargate runs the pods is not known.
+pub const FARGATE_NOT_READ: &str = "aws.fargate.not_read";
 /// IRSA: the account has no IAM OIDC provider for the cluster's issuer.
 pub const IRSA_OIDC_PROVIDER_MISSING: &str = "aws.irsa.oidc_provider_missing";
 /// IRSA: the OIDC provider does not accept the audience `sts.amazonaws.com`.

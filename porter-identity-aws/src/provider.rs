@@ -636,8 +636,19 @@ impl WorkloadIdentityProvider for AwsPodIdentityProvider {
         bindings: &[Binding],
     ) -> Vec<Result<VerifyReport>> {
         let refused = batch_refusals(bindings, false, |b| Self::role_ref(b).map(drop));
+        // The cluster's Fargate profiles matter to Pod Identity bindings: read once for all.
+        let fargate = if bindings
+            .iter()
+            .zip(&refused)
+            .any(|(b, r)| r.is_none() && self.mode_of(b) == AwsRoleMode::PodIdentity)
+        {
+            self.fargate_profiles(run).await
+        } else {
+            Ok(Vec::new())
+        };
+        let fargate = &fargate;
         each_binding(bindings, refused, self.calls.concurrency(), |b| {
-            self.verify_binding(run, b)
+            self.verify_binding(run, b, fargate)
         })
         .await
     }

@@ -10,7 +10,8 @@ use porter_identity_core::{
 
 use crate::api::AssociationSettings;
 use crate::api::{
-    AssociationSummary, AttachedPolicy, ClusterInfo, POD_IDENTITY_AGENT_ADDON, RoleInfo,
+    AssociationSummary, AttachedPolicy, ClusterInfo, FargateProfile, POD_IDENTITY_AGENT_ADDON,
+    RoleInfo,
 };
 use crate::operation as op;
 use crate::ownership::{self, Owner};
@@ -23,10 +24,12 @@ const DESCRIBE_CONCURRENCY: usize = 8;
 
 impl AwsPodIdentityProvider {
     /// The whole diagnosis of one binding.
+    /// `fargate`: the cluster's Fargate profiles, read once for the whole verify batch.
     pub(crate) async fn verify_binding(
         &self,
         run: &RunContext,
         binding: &Binding,
+        fargate: &Result<Vec<FargateProfile>>,
     ) -> Result<VerifyReport> {
         let role = Self::role_ref(binding)?;
         if self.mode_of(binding) == AwsRoleMode::Irsa {
@@ -36,7 +39,7 @@ impl AwsPodIdentityProvider {
         let Some(cluster) = self.verify_cluster(run, &mut report, true).await? else {
             return Ok(report);
         };
-        self.verify_fargate(run, binding, &mut report).await?;
+        self.verify_fargate(binding, fargate, &mut report)?;
         let info = self
             .verify_role(run, role, binding, Some(&cluster), &mut report)
             .await?;
@@ -161,32 +164,58 @@ impl AwsPodIdentityProvider {
     /// Fargate profiles that select the binding's namespace: Fargate pods get no Pod Identity
     /// credentials. Every pod of the namespace when a selector names no labels (error), else
     /// those with its labels (warning: this side cannot see the pods' labels).
-    async fn verify_fargate(
-        &self,
-        run: &RunContext,
-        binding: &Binding,
-        report: &mut VerifyReport,
-    ) -> Result<()> {
+    /// The cluster's Fargate profiles (ListFargateProfiles, then DescribeFargateProfile of
+    /// each): read once per verify batch, not per binding.
+    pub(crate) async fn fargate_profiles(&self, run: &RunContext) -> Result<Vec<FargateProfile>> {
         let names = self
             .calls
             .run(run, op::LIST_FARGATE_PROFILES, || {
                 self.api.list_fargate_profiles(&self.cluster)
             })
             .await?;
-        let namespace = binding.workload.namespace().as_str();
+        let mut profiles = Vec::with_capacity(names.len());
         for name in &names {
-            let profile = match self
+            match self
                 .calls
                 .run(run, op::DESCRIBE_FARGATE_PROFILE, || {
                     self.api.describe_fargate_profile(&self.cluster, name)
                 })
                 .await
             {
-                Ok(p) => p,
+                Ok(p) => profiles.push(p),
                 // Deleted between the list and the describe.
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
-            };
+            }
+        }
+        Ok(profiles)
+    }
+
+    /// Fargate profiles that select the binding's namespace: Fargate pods get no Pod Identity
+    /// credentials. Every pod of the namespace when a selector names no labels (error), else
+    /// those with its labels (warning: this side cannot see the pods' labels). Profiles that
+    /// could not be read for lack of permission are an info finding, not a failed verify.
+    fn verify_fargate(
+        &self,
+        binding: &Binding,
+        fargate: &Result<Vec<FargateProfile>>,
+        report: &mut VerifyReport,
+    ) -> Result<()> {
+        let profiles = match fargate {
+            Ok(profiles) => profiles,
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+                report.push(Finding::new(
+                    Severity::Info,
+                    codes::FARGATE_NOT_READ,
+                    format!("the cluster's Fargate profiles were not read: {e}"),
+                    "grant eks:ListFargateProfiles and eks:DescribeFargateProfile to check whether Fargate runs the pods (Pod Identity does not serve them)",
+                ));
+                return Ok(());
+            }
+            Err(e) => return Err(e.clone()),
+        };
+        let namespace = binding.workload.namespace().as_str();
+        for profile in profiles {
             for selector in &profile.selectors {
                 if !crate::chain::glob(&selector.namespace, namespace) {
                     continue;

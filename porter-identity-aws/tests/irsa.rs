@@ -445,3 +445,40 @@ async fn an_irsa_role_in_an_account_the_provider_cannot_read_is_noted_not_refuse
     );
     assert!(v.is_healthy(), "{v:?}");
 }
+
+#[tokio::test]
+async fn an_apps_verify_reads_the_fargate_profiles_once_and_survives_not_being_allowed_to() {
+    let aws = FakeAws::new(ACCOUNT, "us-east-1");
+    aws.add_cluster(CLUSTER)
+        .install_addon(CLUSTER, "eks-pod-identity-agent", "ACTIVE")
+        .add_role("api-role", &FakeAws::pods_trust_policy())
+        .add_fargate_profile(CLUSTER, "a", &[("other", &[])])
+        .add_fargate_profile(CLUSTER, "b", &[("batch-*", &[])]);
+    let p = provider(&aws, AwsRoleMode::PodIdentity).await;
+    let mut yaml = String::from("services:\n");
+    for i in 0..5 {
+        yaml.push_str(&format!(
+            "  - name: svc-{i}\n    connections:\n      - type: awsRole\n        role: api-role\n"
+        ));
+    }
+    let manifest = AppManifest::from_yaml_str(&yaml).unwrap();
+    aws.reset_calls();
+    let report = Reconciler::new("demo", NS)
+        .provider(&p)
+        .desired(&manifest)
+        .verify()
+        .await
+        .unwrap();
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(aws.call_count("ListFargateProfiles"), 1);
+    assert_eq!(aws.call_count("DescribeFargateProfile"), 2);
+
+    // Not allowed to read them: an info finding, the rest of the verify as before.
+    aws.inject_failures(Some("ListFargateProfiles"), ErrorKind::PermissionDenied, 1);
+    let v = p.verify(&binding("")).await.unwrap();
+    assert_eq!(
+        v.finding(codes::FARGATE_NOT_READ).map(|f| f.severity),
+        Some(Severity::Info),
+        "{v:?}"
+    );
+}
