@@ -432,6 +432,64 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_stall_while_the_endpoint_answers_others_is_retried_with_the_same_time() {
+        // One call stalls on its first three attempts while another call of the endpoint keeps
+        // being answered: each retry gets 5 s (a lost request), not 10 and 20 s; the fourth cut
+        // in a row would get more. Alone, the same stalls double the time (a slow endpoint).
+        let stalls = |n: usize| {
+            let calls = CloudCalls::new(RetryPolicy::default().max_attempts(10).jitter_seed(3), 16);
+            let run = RunContext::apply();
+            (calls, run, AtomicUsize::new(0), n)
+        };
+        let (calls, run, tries, n) = stalls(3);
+        let started = tokio::time::Instant::now();
+        let stalled = async {
+            let r = calls
+                .run(&run, EKS_A, || async {
+                    if tries.fetch_add(1, Ordering::SeqCst) < n {
+                        std::future::pending::<()>().await;
+                    }
+                    Ok(())
+                })
+                .await;
+            (r, started.elapsed())
+        };
+        let others = async {
+            for _ in 0..80 {
+                calls
+                    .run(&run, EKS_B, || async {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        Ok(())
+                    })
+                    .await
+                    .unwrap();
+            }
+        };
+        let ((r, lone), ()) = futures_util::future::join(stalled, others).await;
+        r.unwrap();
+        // 3 × 5 s cut, plus at most three jittered delays (100 + 200 + 400 ms).
+        assert!(lone < Duration::from_millis(15_800), "{lone:?}");
+
+        let (calls, run, tries, n) = stalls(3);
+        let started = tokio::time::Instant::now();
+        calls
+            .run(&run, EKS_A, || async {
+                if tries.fetch_add(1, Ordering::SeqCst) < n {
+                    std::future::pending::<()>().await;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        // Nothing else answered: 5 + 10 + 20 s.
+        assert!(
+            started.elapsed() >= Duration::from_secs(35),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn the_gate_bounds_calls_in_flight() {
         let calls = CloudCalls::new(RetryPolicy::none(), 3);
         let run = RunContext::apply();

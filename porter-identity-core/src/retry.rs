@@ -7,7 +7,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::streak::{Answer, Streak};
+use crate::streak::{Answer, Streak, Ticket};
+
+/// Cut attempts of one call in a row, each while the endpoint answered others, after which its
+/// retries get more time anyway: the call itself may be slow.
+const LONE_STALLS_BEFORE_GROWING: u32 = 3;
 use crate::{Cloud, Error, ErrorKind, Operation, Result, RunContext, Target};
 
 /// How a provider retries a cloud call that failed with a retryable error
@@ -16,12 +20,13 @@ use crate::{Cloud, Error, ErrorKind, Operation, Result, RunContext, Target};
 ///
 /// - **Per-attempt timeout** ([`attempt_timeout`](Self::attempt_timeout), 5 s by default): an
 ///   attempt that has not answered by then is dropped and counts as a transient failure
-///   (`Unavailable`), retried like a 5xx. Each attempt after one that was cut gets twice the
-///   time, up to [`max_attempt_timeout`](Self::max_attempt_timeout) (20 s by default). Every
-///   call porter-identity makes answers in well under a second when the cloud is well, so a
-///   call that has not answered in 5 s has most likely lost its request or connection and is
-///   better sent again than waited for; a cloud that is merely slow still gets its time on the
-///   retries (5 + 10 + 20 s). Every write porter-identity makes is idempotent (a
+///   (`Unavailable`), retried like a 5xx. Every call porter-identity makes answers in well under
+///   a second when the cloud is well, so a call that has not answered in 5 s has most likely
+///   lost its request or connection and is better sent again than waited for. When the
+///   endpoint answered other calls of the run meanwhile, that is what happened, and the retry
+///   gets the same time (after three such cuts in a row, more: the call may be slow on its
+///   own); when it answered none, it may be merely slow, and each retry gets twice the time,
+///   up to [`max_attempt_timeout`](Self::max_attempt_timeout) (20 s by default: 5 + 10 + 20 s). Every write porter-identity makes is idempotent (a
 ///   create carries an idempotency token, an update sets a value, a delete of an absent link is
 ///   success), so a retried attempt whose first try did land duplicates nothing.
 /// - **Backoff**: the delay before retry *n* (1-based) is a uniformly random duration in
@@ -325,6 +330,8 @@ impl RetryPolicy {
         let mut attempt = 1;
         let mut last: Option<Error> = None;
         let mut contended_delay = self.initial_backoff;
+        // Attempts of this call cut in a row while the endpoint answered other calls.
+        let mut lone_stalls = 0;
         loop {
             let ticket = match counted {
                 Some((run, operation, streak)) => {
@@ -356,6 +363,7 @@ impl RetryPolicy {
             let left = self.deadline.saturating_sub(started.elapsed());
             let limit = attempt_timeout.min(left);
             let outcome = tokio::time::timeout(limit, call()).await;
+            let others_answered = ticket.as_ref().is_some_and(Ticket::others_answered);
             if let Some(ticket) = ticket {
                 ticket.answered(match &outcome {
                     Ok(result) => Answer::of(result),
@@ -380,12 +388,17 @@ impl RetryPolicy {
                             Secs(attempt_timeout)
                         ),
                     );
-                    // A stall is most often a lost request or connection, so the first
-                    // attempts are cut early; an endpoint that is merely slow gets twice the
-                    // time on each retry, up to the longest attempt timeout.
-                    attempt_timeout = attempt_timeout
-                        .saturating_mul(2)
-                        .min(self.max_attempt_timeout.max(self.attempt_timeout));
+                    // A stall is most often a lost request or connection, so attempts are cut
+                    // early. While the endpoint answers other calls, that is what a stall is:
+                    // the retry gets the same time (three in a row still get more, for a call
+                    // that is slow on its own). An endpoint that answered nothing meanwhile may
+                    // be merely slow: each retry gets twice the time, up to the longest.
+                    lone_stalls = if others_answered { lone_stalls + 1 } else { 0 };
+                    if lone_stalls == 0 || lone_stalls >= LONE_STALLS_BEFORE_GROWING {
+                        attempt_timeout = attempt_timeout
+                            .saturating_mul(2)
+                            .min(self.max_attempt_timeout.max(self.attempt_timeout));
+                    }
                     err
                 }
             };

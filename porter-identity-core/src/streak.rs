@@ -166,6 +166,12 @@ impl State {
 }
 
 impl Ticket<'_> {
+    /// Whether the endpoint answered another call since this attempt was sent: then a stall of
+    /// this one is its own lost request or connection, not a slow endpoint.
+    pub(crate) fn others_answered(&self) -> bool {
+        self.sent_after != self.streak.lock().answers
+    }
+
     /// Records what the attempt's answer says of the endpoint.
     pub(crate) fn answered(self, answer: Answer) {
         let mut s = self.streak.lock();
