@@ -378,6 +378,46 @@ async fn an_irsa_annotation_goes_when_its_link_is_removed_and_another_managers_s
 }
 
 #[tokio::test]
+async fn a_removed_link_never_strips_a_service_account_another_app_now_holds() {
+    let (_fake, p) = aws_irsa().await;
+    let kube = FakeKube::new();
+    kube.add_service(NS, "shop-api", "api", 1, AN_HOUR_AGO);
+    let (cluster, server) = cluster_of(&kube).await;
+    let binding = aws_binding("api", "irsa-role");
+    let mut report = reconcile(&p, vec![binding.clone()], false).await;
+    cluster
+        .reconcile_step(&mut report, &StepOptions::default())
+        .await
+        .unwrap();
+    // Another app took the ServiceAccount over (its service maps to the same name; forced).
+    kube.merge_patch(
+        &ObjectKey::new("v1", "ServiceAccount", NS, "shop-api"),
+        "porter-identity",
+        &json!({"metadata": {"annotations": {"porter.run/identity-app": "shop-other"}}}),
+    )
+    .unwrap();
+    let before = kube.get(&ObjectKey::new("v1", "ServiceAccount", NS, "shop-api"));
+    let mut report = Reconciler::new("shop", NS)
+        .provider(&p)
+        .desired_bindings(Vec::new())
+        .previous_bindings(vec![binding])
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(report.removed.len(), 1, "{report}");
+    cluster
+        .reconcile_step(&mut report, &StepOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        kube.get(&ObjectKey::new("v1", "ServiceAccount", NS, "shop-api")),
+        before,
+        "the other app's ServiceAccount is untouched"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn gcp_workload_identity_then_the_cluster_side() {
     let (_fake, p) = gcp().await;
     full_loop(

@@ -295,7 +295,16 @@ impl Cluster {
             let Some(account) = views.get(ns.as_str()).and_then(|v| v.seen(sa).account) else {
                 continue;
             };
-            if already_applied(Some(&account), &BTreeMap::new()) {
+            // Another app's ServiceAccount now (their service names map to the same name): its
+            // annotations, under the same field manager, are not this app's to remove.
+            let owner = account
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(LINKS_APP_ANNOTATION));
+            if owner.is_some_and(|o| o != report.app.as_str())
+                || already_applied(Some(&account), &BTreeMap::new())
+            {
                 continue;
             }
             if let Err(e) = self
