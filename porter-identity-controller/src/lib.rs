@@ -9,12 +9,15 @@
 //! - [`IdentityPolicy`] (cluster-scoped): which namespaces may link which roles, identities
 //!   and service accounts; [`policy::check`] denies what no policy names.
 //! - [`crd`]: the CRDs, made from these types (`porter-identity-controller crd`).
+//! - [`reconcile::reconcile`]: one reconcile of an object — policy, one `Reconciler` run with
+//!   the status's applied links as the previous deploy — into its new status and events.
 //!
-//! The reconcile loop (kube-runtime's `Controller`, the finalizer, events, leader election,
-//! metrics) is not built yet.
+//! The loop around it (kube-runtime's `Controller`, the finalizer, writing the status and the
+//! events, leader election, metrics) is not built yet.
 
 pub mod crd;
 pub mod policy;
+pub mod reconcile;
 mod resource;
 mod spec;
 

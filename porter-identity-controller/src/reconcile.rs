@@ -1,0 +1,376 @@
+//! One reconcile of an `AppIdentity`: its spec read with porter.yaml's rules, every link checked
+//! against the `IdentityPolicy`s (refused ones make no cloud call), then one
+//! [`Reconciler`] run over the clouds (and the cluster, with a Kubernetes step), whose previous
+//! deploy is what the status records as applied. The result is the object's new status and the
+//! events to record on it.
+
+use porter_identity_core::{
+    Binding, KubernetesStep, ReconcileReport, Reconciler, Severity, WorkloadIdentityProvider,
+};
+
+use crate::policy::{self, IdentityPolicySpec};
+use crate::resource::{
+    AppIdentity, AppIdentityStatus, ChangeCounts, Condition, ServiceAccountStatus, ServiceSpec,
+};
+use crate::spec::services_bindings;
+
+/// A Kubernetes Event to record on the object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// `Normal` or `Warning`.
+    pub type_: &'static str,
+    /// A CamelCase reason (`LinkCreated`, `PolicyDenied`, …).
+    pub reason: &'static str,
+    /// What happened, with the fix of an error.
+    pub note: String,
+}
+
+/// What one reconcile leaves: the status to write and the events to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The object's new status.
+    pub status: AppIdentityStatus,
+    /// One event per change and per error.
+    pub events: Vec<Event>,
+}
+
+/// What a reconcile runs on: the providers of the clouds the controller serves, the cluster's
+/// step when it runs one, and the cluster's `IdentityPolicy`s.
+#[derive(Debug, Clone, Copy)]
+pub struct Clouds<'a> {
+    /// One provider per cloud.
+    pub providers: &'a [&'a dyn WorkloadIdentityProvider],
+    /// The Kubernetes step (annotations, labels, restarts), if any.
+    pub kubernetes: Option<&'a dyn KubernetesStep>,
+    /// The specs of every `IdentityPolicy`.
+    pub policies: &'a [IdentityPolicySpec],
+}
+
+/// Reconciles `object` on `clouds`, at `now` (RFC 3339, for the status's times).
+///
+/// A spec that does not read is `Ready=False` (`InvalidSpec`) with the field and the fix, and
+/// nothing is called. A link no policy allows is `Ready=False` (`PolicyDenied`) with the policy
+/// to add; the allowed links are reconciled all the same, and the denied one is neither made
+/// nor, if it was made before, removed.
+pub async fn reconcile(object: &AppIdentity, clouds: Clouds<'_>, now: &str) -> Outcome {
+    let namespace = object.metadata.namespace.clone().unwrap_or_default();
+    let generation = object.metadata.generation;
+    let spec = &object.spec;
+    let previous_status = object.status.clone().unwrap_or_default();
+    let mut events = Vec::new();
+
+    let desired = match spec.bindings(&namespace) {
+        Ok(b) => b,
+        Err(e) => {
+            let message = e.to_string();
+            events.push(warning("InvalidSpec", message.clone()));
+            let mut status = previous_status;
+            status.observed_generation = generation;
+            status.conditions = vec![
+                condition("Ready", false, "InvalidSpec", &message, generation, now),
+                condition("Degraded", true, "InvalidSpec", &message, generation, now),
+            ];
+            return Outcome { status, events };
+        }
+    };
+    let (allowed, denied): (Vec<Binding>, Vec<(Binding, policy::Denial)>) = {
+        let mut allowed = Vec::new();
+        let mut denied = Vec::new();
+        for b in desired {
+            match policy::check(clouds.policies, &b) {
+                Ok(()) => allowed.push(b),
+                Err(d) => denied.push((b, d)),
+            }
+        }
+        (allowed, denied)
+    };
+    for (_, d) in &denied {
+        events.push(warning("PolicyDenied", d.to_string()));
+    }
+    // What the last reconcile applied, less what is denied now (kept as it is: removing a link
+    // the policy no longer names is the policy's owner's call, not a side effect).
+    let previous: Vec<Binding> = services_bindings(
+        &spec.app,
+        &previous_status.applied,
+        &namespace,
+        "status.applied",
+    )
+    .unwrap_or_default()
+    .into_iter()
+    .filter(|p| !denied.iter().any(|(d, _)| d.link_key() == p.link_key()))
+    .collect();
+
+    if allowed.is_empty() && previous.is_empty() {
+        // Nothing to make and nothing made before: no cloud call at all (a spec whose every
+        // link is denied asks the clouds nothing).
+        let status = status_of(Vec::new(), None, &denied, generation, now);
+        return Outcome { status, events };
+    }
+    let mut reconciler = Reconciler::new(&spec.app, &namespace)
+        .desired_bindings(allowed.clone())
+        .previous_bindings(previous);
+    for p in clouds.providers {
+        reconciler = reconciler.provider(*p);
+    }
+    if let Some(step) = clouds.kubernetes {
+        reconciler = reconciler.kubernetes(step);
+    }
+    let report = match reconciler.run().await {
+        Ok(r) => r,
+        Err(e) => {
+            let message = e.to_string();
+            events.push(warning("ReconcileFailed", message.clone()));
+            let mut status = previous_status;
+            status.observed_generation = generation;
+            status.conditions = vec![
+                condition("Ready", false, "ReconcileFailed", &message, generation, now),
+                condition(
+                    "Degraded",
+                    true,
+                    "ReconcileFailed",
+                    &message,
+                    generation,
+                    now,
+                ),
+            ];
+            return Outcome { status, events };
+        }
+    };
+    events.extend(report_events(&report));
+    let status = status_of(
+        spec_applied(spec, &allowed),
+        Some(&report),
+        &denied,
+        generation,
+        now,
+    );
+    Outcome { status, events }
+}
+
+/// The services of `spec` with only the connections `allowed` holds: what this reconcile
+/// applied, the next one's previous deploy.
+fn spec_applied(spec: &crate::AppIdentitySpec, allowed: &[Binding]) -> Vec<ServiceSpec> {
+    spec.services
+        .iter()
+        .map(|s| ServiceSpec {
+            connections: s
+                .connections
+                .iter()
+                .filter(|c| {
+                    let Ok(conn) = serde_json::from_value::<porter_identity_core::Connection>(
+                        serde_json::Value::Object((*c).clone()),
+                    ) else {
+                        return false;
+                    };
+                    allowed
+                        .iter()
+                        .any(|b| b.workload.service().as_str() == s.name && b.connection == conn)
+                })
+                .cloned()
+                .collect(),
+            ..s.clone()
+        })
+        .filter(|s| !s.connections.is_empty())
+        .collect()
+}
+
+fn status_of(
+    applied: Vec<ServiceSpec>,
+    report: Option<&ReconcileReport>,
+    denied: &[(Binding, policy::Denial)],
+    generation: Option<i64>,
+    now: &str,
+) -> AppIdentityStatus {
+    let counts = report.map(ReconcileReport::counts).unwrap_or_default();
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    let mut accounts: Vec<ServiceAccountStatus> = Vec::new();
+    for w in report.iter().flat_map(|r| &r.workloads) {
+        let a = account(&mut accounts, w.binding.workload.service_account().as_str());
+        match &w.result {
+            Ok(_) => a.linked.push(w.binding.connection.describe()),
+            Err(e) => a
+                .missing
+                .push(format!("{}: {e}", w.binding.connection.describe())),
+        }
+    }
+    for (b, d) in denied {
+        account(&mut accounts, b.workload.service_account().as_str())
+            .missing
+            .push(format!("{}: {d}", b.connection.describe()));
+    }
+    let cloud_errors: Vec<String> = report
+        .iter()
+        .flat_map(|r| r.errors())
+        .map(|(_, e)| e.to_string())
+        .collect();
+    let cluster_errors: Vec<String> = report
+        .iter()
+        .flat_map(|r| &r.service_accounts)
+        .filter_map(|sa| sa.cluster.as_ref())
+        .flat_map(|c| {
+            c.findings
+                .iter()
+                .filter(|f| f.severity == Severity::Error)
+                .map(|f| format!("{}: {} (fix: {})", f.code, f.message, f.remediation))
+        })
+        .collect();
+    let cloud_ok = cloud_errors.is_empty();
+    let cluster_ok = cluster_errors.is_empty();
+    let denials: Vec<String> = denied.iter().map(|(_, d)| d.to_string()).collect();
+    let ready = cloud_ok && cluster_ok && denials.is_empty();
+    let first = |list: &[String], ok: &str| list.first().cloned().unwrap_or_else(|| ok.to_owned());
+    let reason_ready = if !denials.is_empty() {
+        "PolicyDenied"
+    } else if !cloud_ok {
+        "CloudError"
+    } else if !cluster_ok {
+        "ClusterNotReady"
+    } else {
+        "Reconciled"
+    };
+    let ready_message = if ready {
+        format!("every link holds: {counts}")
+    } else {
+        first(
+            &[
+                denials.clone(),
+                cloud_errors.clone(),
+                cluster_errors.clone(),
+            ]
+            .concat(),
+            "",
+        )
+    };
+    AppIdentityStatus {
+        observed_generation: generation,
+        conditions: vec![
+            condition(
+                "Ready",
+                ready,
+                reason_ready,
+                &ready_message,
+                generation,
+                now,
+            ),
+            condition(
+                "CloudLinked",
+                cloud_ok,
+                if cloud_ok { "Linked" } else { "CloudError" },
+                &first(&cloud_errors, "every cloud link is made"),
+                generation,
+                now,
+            ),
+            condition(
+                "ClusterReady",
+                cluster_ok,
+                if cluster_ok {
+                    "Ready"
+                } else {
+                    "ClusterFindings"
+                },
+                &first(
+                    &cluster_errors,
+                    "the cluster side holds what the links need",
+                ),
+                generation,
+                now,
+            ),
+            condition(
+                "Degraded",
+                !cloud_ok,
+                if cloud_ok { "Healthy" } else { "CloudError" },
+                &first(&cloud_errors, "no error"),
+                generation,
+                now,
+            ),
+        ],
+        service_accounts: accounts,
+        applied,
+        counts: ChangeCounts {
+            created: count(counts.created),
+            updated: count(counts.updated),
+            unchanged: count(counts.unchanged),
+            removed: count(counts.removed),
+            kept: count(counts.kept),
+            failed: count(counts.failed),
+        },
+        last_reconcile_time: Some(now.to_owned()),
+    }
+}
+
+/// The status of ServiceAccount `name` in `accounts`, added when absent.
+fn account<'s>(
+    accounts: &'s mut Vec<ServiceAccountStatus>,
+    name: &str,
+) -> &'s mut ServiceAccountStatus {
+    let i = match accounts.iter().position(|a| a.name == name) {
+        Some(i) => i,
+        None => {
+            accounts.push(ServiceAccountStatus {
+                name: name.to_owned(),
+                ..ServiceAccountStatus::default()
+            });
+            accounts.len() - 1
+        }
+    };
+    &mut accounts[i]
+}
+
+/// One event per change of the report and per error.
+fn report_events(report: &ReconcileReport) -> Vec<Event> {
+    use porter_identity_core::BindChange;
+    let mut events = Vec::new();
+    for w in &report.workloads {
+        match &w.result {
+            Ok(c) if c.change == BindChange::Created => {
+                events.push(normal("LinkCreated", w.binding.to_string()));
+            }
+            Ok(c) if matches!(c.change, BindChange::Updated { .. }) => {
+                events.push(normal("LinkUpdated", w.binding.to_string()));
+            }
+            Ok(_) => {}
+            Err(e) => events.push(warning("LinkFailed", format!("{}: {e}", w.binding))),
+        }
+    }
+    for r in &report.removed {
+        match &r.error {
+            None => events.push(normal("LinkRemoved", r.binding.to_string())),
+            Some(e) => events.push(warning("LinkRemovalFailed", format!("{}: {e}", r.binding))),
+        }
+    }
+    events
+}
+
+fn condition(
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: &str,
+) -> Condition {
+    Condition {
+        type_: type_.to_owned(),
+        status: if status { "True" } else { "False" }.to_owned(),
+        reason: reason.to_owned(),
+        message: message.to_owned(),
+        last_transition_time: Some(now.to_owned()),
+        observed_generation: generation,
+    }
+}
+
+fn normal(reason: &'static str, note: String) -> Event {
+    Event {
+        type_: "Normal",
+        reason,
+        note,
+    }
+}
+
+fn warning(reason: &'static str, note: String) -> Event {
+    Event {
+        type_: "Warning",
+        reason,
+        note,
+    }
+}
