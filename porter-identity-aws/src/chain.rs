@@ -10,6 +10,8 @@
 //! Conditions other than `sts:ExternalId` cannot be evaluated offline and count as allowing,
 //! as in the Pod Identity trust check; a `Deny` without a condition blocks.
 
+use porter_identity_core::provider::wildcard_match;
+
 use crate::policy::{Effect, PolicyDocument, Statement};
 
 const ASSUME_ROLE: &str = "sts:AssumeRole";
@@ -125,7 +127,7 @@ fn external_id_mismatch(s: &Statement, external_id: Option<&str>) -> Option<Stri
         }
         let matches = match c.operator.as_str() {
             "StringEquals" => c.values.iter().any(|v| v == have),
-            "StringLike" => c.values.iter().any(|v| glob(v, have)),
+            "StringLike" => c.values.iter().any(|v| wildcard_match(v, have)),
             // Another operator on the key cannot be evaluated here: it may hold.
             _ => true,
         };
@@ -178,31 +180,7 @@ pub(crate) fn check_chain_permission(
 /// Whether a permission statement reaches `arn`: a `Resource` pattern matches it, or it uses
 /// `NotResource` (which reaches everything it does not list; counted as reaching).
 fn reaches(s: &Statement, arn: &str) -> bool {
-    s.not_resource || s.resources.iter().any(|r| glob(r.trim(), arn))
-}
-
-/// IAM's `*`/`?` wildcards in a resource ARN or a `StringLike` value, case-sensitive.
-pub(crate) fn glob(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti) = (0, 0);
-    let (mut star, mut mark) = (None, 0);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
+    s.not_resource || s.resources.iter().any(|r| wildcard_match(r.trim(), arn))
 }
 
 #[cfg(test)]
@@ -280,13 +258,5 @@ mod tests {
         let required = required_chain_permission_statement(TARGET, true);
         let fixed = doc(&format!("[{required}]"));
         assert_eq!(check_chain_permission(&[fixed], ROLE, TARGET, true), Ok(()));
-    }
-
-    #[test]
-    fn globs() {
-        assert!(glob("arn:aws:iam::*:role/a?c", "arn:aws:iam::1:role/abc"));
-        assert!(glob("*", ""));
-        assert!(!glob("arn:aws:iam::1:role/A", "arn:aws:iam::1:role/a"));
-        assert!(!glob("a*b", "acd"));
     }
 }

@@ -9,7 +9,8 @@
 //! before the annotation is asked for: the provider exists and accepts `sts.amazonaws.com`, and
 //! the role's trust policy lets the provider assume it for exactly this service account.
 
-use crate::chain::glob;
+use porter_identity_core::provider::wildcard_match;
+
 use crate::policy::{Effect, PolicyDocument, Statement};
 
 /// The ServiceAccount annotation that names the role (EKS's pod identity webhook reads it).
@@ -114,7 +115,7 @@ fn statement_trust(s: &Statement, host: &str, subject: &str) -> Result<IrsaTrust
             && (exact || like)
             && !c.values.iter().any(|v| {
                 if like {
-                    glob(v, AUDIENCE)
+                    wildcard_match(v, AUDIENCE)
                 } else {
                     v == AUDIENCE
                 }
@@ -130,7 +131,7 @@ fn statement_trust(s: &Statement, host: &str, subject: &str) -> Result<IrsaTrust
         }
         if exact && c.values.iter().any(|v| v == subject) {
             trust = Some(IrsaTrust::Exact);
-        } else if like && let Some(p) = c.values.iter().find(|v| glob(v, subject)) {
+        } else if like && let Some(p) = c.values.iter().find(|v| wildcard_match(v, subject)) {
             trust = Some(if p.contains(['*', '?']) {
                 IrsaTrust::Wildcard(p.clone())
             } else {

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use percent_encoding::percent_decode_str;
+use porter_identity_core::provider::wildcard_match;
 use serde_json::{Map, Value};
 
 /// A parsed IAM policy document.
@@ -503,41 +504,10 @@ fn json_type(value: &Value) -> &'static str {
 /// none, and across the `:`), `?` exactly one. So `sts:*`, `STS:assume*`, `sts:Assume?ole`
 /// and `*` all match `sts:AssumeRole`.
 pub(crate) fn action_matches(pattern: &str, action: &str) -> bool {
-    let pattern: Vec<char> = pattern
-        .trim()
-        .chars()
-        .flat_map(char::to_lowercase)
-        .collect();
-    let action: Vec<char> = action.trim().chars().flat_map(char::to_lowercase).collect();
-    wildcard_match(&pattern, &action)
-}
-
-/// Glob matching without recursion: on a mismatch, let the last `*` swallow one more
-/// character. Linear in practice, quadratic at worst, never exponential.
-fn wildcard_match(pattern: &[char], text: &[char]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match pattern.get(p) {
-            Some('*') => {
-                star = Some((p, t));
-                p += 1;
-            }
-            Some(&c) if c == '?' || c == text[t] => {
-                p += 1;
-                t += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    p = sp + 1;
-                    t = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern[p..].iter().all(|&c| c == '*')
+    wildcard_match(
+        &pattern.trim().to_lowercase(),
+        &action.trim().to_lowercase(),
+    )
 }
 
 #[cfg(test)]

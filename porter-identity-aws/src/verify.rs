@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use futures_util::stream::{self, StreamExt};
+use porter_identity_core::provider::wildcard_match;
 use porter_identity_core::{
     AwsRoleMode, Binding, ErrorKind, Finding, Result, RoleRef, RunContext, Severity, VerifyReport,
 };
@@ -217,7 +218,7 @@ impl AwsPodIdentityProvider {
         let namespace = binding.workload.namespace().as_str();
         for profile in profiles {
             for selector in &profile.selectors {
-                if !crate::chain::glob(&selector.namespace, namespace) {
+                if !wildcard_match(&selector.namespace, namespace) {
                     continue;
                 }
                 let (severity, which) = if selector.labels.is_empty() {

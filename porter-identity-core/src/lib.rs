@@ -55,6 +55,7 @@ mod run;
 mod stale;
 mod streak;
 mod verify;
+mod wildcard;
 mod yaml;
 
 #[cfg(feature = "testing")]

@@ -13,7 +13,8 @@
 //! - **Runs**: [`SharedRead`] is a typed key for a read that a provider's binds share with its
 //!   stale-link search in the same [`RunContext`](crate::RunContext).
 //! - **Names and endpoints**: [`stable_hash_hex`] for the hashed form of long names;
-//!   [`is_loopback_host`] for the rule that a plain-`http` endpoint must be loopback.
+//!   [`is_loopback_host`] for the rule that a plain-`http` endpoint must be loopback;
+//!   [`wildcard_match`] for `*`/`?` patterns (IAM actions and resources, selectors, policies).
 //!
 //! A provider implements the batch calls of [`WorkloadIdentityProvider`] only; the
 //! single-binding calls are provided. With feature `testing`,
@@ -29,3 +30,4 @@ pub use crate::names::stable_hash_hex;
 pub use crate::paging::{collect_pages, pages};
 pub use crate::provider_trait::{each_binding, ensure_cloud};
 pub use crate::run::SharedRead;
+pub use crate::wildcard::wildcard_match;
