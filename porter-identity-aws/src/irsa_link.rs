@@ -123,11 +123,7 @@ impl AwsPodIdentityProvider {
         let subject = irsa::subject(w.namespace().as_str(), w.service_account().as_str());
         let provider_arn = irsa::provider_arn(&partition, &account, &issuer);
         let statement = irsa::required_statement(&provider_arn, &issuer, &subject);
-        let api: Option<Arc<dyn EksIamApi>> = if account == cluster_account {
-            Some(self.api.clone())
-        } else {
-            self.target_accounts.get(&account).cloned()
-        };
+        let api = self.account_api(run, &account).await?;
         let arn_of = |name: &str| format!("arn:{partition}:iam::{account}:role/{name}");
         let Some(api) = api else {
             let role_arn = role

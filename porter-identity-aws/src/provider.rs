@@ -194,6 +194,22 @@ impl AwsPodIdentityProvider {
         }
     }
 
+    /// The port that reads IAM roles of `account` (a target role's, an IRSA role's): the
+    /// provider's own for the cluster's account, else one given with `.target_account(..)`;
+    /// `None` when the provider has no credentials for it.
+    pub(crate) async fn account_api(
+        &self,
+        run: &RunContext,
+        account: &str,
+    ) -> Result<Option<Arc<dyn EksIamApi>>> {
+        let cluster = self.cluster_info(run).await?;
+        Ok(if cluster.account() == Some(account) {
+            Some(self.api.clone())
+        } else {
+            self.target_accounts.get(account).cloned()
+        })
+    }
+
     /// GetRole, with the role-name check that needs no trust policy.
     pub(crate) async fn get_role(
         &self,

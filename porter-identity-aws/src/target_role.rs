@@ -3,14 +3,14 @@
 //! has no credentials for is "not checked from here": the bind goes on, and says what the
 //! target needs (see [`crate::chain`] for the rules).
 
-use std::sync::{Arc, PoisonError};
+use std::sync::PoisonError;
 
 use futures_util::future::try_join;
 use porter_identity_core::{
     Binding, Error, ErrorKind, Result, RoleRef, RunContext, ServiceAccountPatch,
 };
 
-use crate::api::{EksIamApi, RoleInfo};
+use crate::api::RoleInfo;
 use crate::chain::{
     check_chain_permission, check_target_trust, required_chain_permission_statement,
     required_target_trust_statement,
@@ -132,21 +132,6 @@ impl AwsPodIdentityProvider {
         }
     }
 
-    /// The port that reads IAM roles of `account`: the provider's own for the cluster's
-    /// account, else one given with `.target_account(..)`.
-    async fn target_api(
-        &self,
-        run: &RunContext,
-        account: &str,
-    ) -> Result<Option<Arc<dyn EksIamApi>>> {
-        let cluster = self.cluster_info(run).await?;
-        Ok(if cluster.account() == Some(account) {
-            Some(self.api.clone())
-        } else {
-            self.target_accounts.get(account).cloned()
-        })
-    }
-
     async fn read_target(
         &self,
         run: &RunContext,
@@ -154,7 +139,7 @@ impl AwsPodIdentityProvider {
         target: &RoleRef,
     ) -> Result<ChainRead> {
         let account = target.account().unwrap_or_default();
-        let Some(api) = self.target_api(run, account).await? else {
+        let Some(api) = self.account_api(run, account).await? else {
             return Ok(ChainRead::NotReadable(format!(
                 "it is in account {account}, and the provider has no credentials for that account"
             )));
