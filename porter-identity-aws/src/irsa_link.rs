@@ -3,9 +3,7 @@
 //! No IAM or EKS write, but one: a Pod Identity association porter-identity made for the same
 //! service account (the binding's mode changed) is deleted, since the pods must get one role.
 
-use std::sync::{Arc, PoisonError};
-
-use tokio::sync::OnceCell;
+use std::sync::Arc;
 
 use porter_identity_core::{
     AwsRoleMode, BindChange, BindOutcome, Binding, ErrorKind, Finding, Plan, PlanAction, Result,
@@ -142,11 +140,11 @@ impl AwsPodIdentityProvider {
         let role_key = format!("{account}/{}", role.name());
         if fresh {
             // Verify reads afresh.
-            self.forget_irsa(&role_key);
-            self.forget_irsa(&provider_arn);
+            self.irsa_reads.forget(&role_key);
+            self.irsa_reads.forget(&provider_arn);
         }
-        let role_cell = self.irsa_cell(&role_key);
-        let oidc_cell = self.irsa_cell(&provider_arn);
+        let role_cell = self.irsa_reads.cell(&role_key);
+        let oidc_cell = self.irsa_reads.cell(&provider_arn);
         let (info, _) = futures_util::future::try_join(
             role_cell.get_or_try_init(|| async {
                 self.irsa_role(run, &api, role, binding, &statement)
@@ -168,7 +166,7 @@ impl AwsPodIdentityProvider {
             unreachable!("a role key holds a role");
         };
         let refused = |e| {
-            self.forget_irsa(&role_key);
+            self.irsa_reads.forget(&role_key);
             e
         };
         let doc = doc
@@ -208,24 +206,6 @@ impl AwsPodIdentityProvider {
                     info.name
                 )))),
         }
-    }
-
-    /// The cell of one IRSA read (a role, or an OIDC provider checked), shared by every
-    /// binding of this provider.
-    fn irsa_cell(&self, key: &str) -> Arc<OnceCell<IrsaRead>> {
-        self.irsa_reads
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(key.to_owned())
-            .or_default()
-            .clone()
-    }
-
-    fn forget_irsa(&self, key: &str) {
-        self.irsa_reads
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(key);
     }
 
     async fn irsa_role(

@@ -38,6 +38,7 @@ mod links;
 mod lint;
 mod operation;
 mod ownership;
+mod passed;
 mod policy;
 mod provider;
 #[cfg(test)]

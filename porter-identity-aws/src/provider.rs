@@ -27,6 +27,7 @@ use crate::api::{
 };
 use crate::irsa_link::IrsaRead;
 use crate::operation as op;
+use crate::passed::Passed;
 use crate::target_role::{ChainKey, ChainRead};
 use crate::{ownership, trust};
 
@@ -60,9 +61,9 @@ pub struct AwsPodIdentityProvider {
     pub(crate) cluster: String,
     pub(crate) calls: CloudCalls,
     cluster_info: OnceCell<ClusterInfo>,
-    checked_roles: Mutex<HashMap<String, Arc<OnceCell<RoleInfo>>>>,
-    pub(crate) checked_chains: Mutex<HashMap<ChainKey, Arc<OnceCell<ChainRead>>>>,
-    pub(crate) irsa_reads: Mutex<HashMap<String, Arc<OnceCell<IrsaRead>>>>,
+    checked_roles: Passed<String, RoleInfo>,
+    pub(crate) checked_chains: Passed<ChainKey, ChainRead>,
+    pub(crate) irsa_reads: Passed<String, IrsaRead>,
     /// The role and external ID of each association described or written, by id.
     association_roles: Mutex<HashMap<String, (String, Option<String>)>>,
     /// The port of each account whose target roles the caller's credentials can read.
@@ -115,9 +116,9 @@ impl AwsPodIdentityProvider {
             cluster: cluster.to_owned(),
             calls: CloudCalls::new(retry, concurrency),
             cluster_info: OnceCell::new(),
-            checked_roles: Mutex::new(HashMap::new()),
-            checked_chains: Mutex::new(HashMap::new()),
-            irsa_reads: Mutex::new(HashMap::new()),
+            checked_roles: Passed::new(),
+            checked_chains: Passed::new(),
+            irsa_reads: Passed::new(),
             association_roles: Mutex::new(HashMap::new()),
             target_accounts: BTreeMap::new(),
             mode: AwsRoleMode::default(),
@@ -284,13 +285,7 @@ impl AwsPodIdentityProvider {
             // Refuse a foreign ARN before calling GetRole, which only sees the caller's account.
             self.check_account(self.cluster_info(run).await?, arn)?;
         }
-        let cell = {
-            let mut roles = self
-                .checked_roles
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            roles.entry(role.as_str().to_owned()).or_default().clone()
-        };
+        let cell = self.checked_roles.cell(&role.as_str().to_owned());
         let info = cell
             .get_or_try_init(|| async {
                 // Two independent reads: the role by name needs no cluster to be read.

@@ -3,8 +3,6 @@
 //! has no credentials for is "not checked from here": the bind goes on, and says what the
 //! target needs (see [`crate::chain`] for the rules).
 
-use std::sync::PoisonError;
-
 use futures_util::future::try_join;
 use porter_identity_core::{
     Binding, Error, ErrorKind, Result, RoleRef, RunContext, ServiceAccountPatch,
@@ -72,16 +70,10 @@ impl AwsPodIdentityProvider {
         };
         let tags = !options.session_tags_disabled();
         let key: ChainKey = (role.arn.clone(), target.as_str().to_owned(), tags);
-        let cell = {
-            let mut chains = self
-                .checked_chains
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if fresh {
-                chains.remove(&key);
-            }
-            chains.entry(key.clone()).or_default().clone()
-        };
+        if fresh {
+            self.checked_chains.forget(&key);
+        }
+        let cell = self.checked_chains.cell(&key);
         let read = cell
             .get_or_try_init(|| async {
                 let (read, ()) = try_join(
@@ -107,10 +99,7 @@ impl AwsPodIdentityProvider {
                     Ok(()) => Ok(ChainCheck::Checked),
                     Err(problem) => {
                         // Not kept: the fix is seen on the next bind.
-                        self.checked_chains
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .remove(&key);
+                        self.checked_chains.forget(&key);
                         Err(op::GET_ROLE
                             .error(
                                 ErrorKind::Conflict,
