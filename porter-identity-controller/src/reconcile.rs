@@ -4,6 +4,8 @@
 //! deploy is what the status records as applied. The result is the object's new status and the
 //! events to record on it.
 
+use std::collections::BTreeSet;
+
 use porter_identity_core::{
     Binding, KubernetesStep, ReconcileReport, Reconciler, Severity, WorkloadIdentityProvider,
 };
@@ -12,7 +14,7 @@ use crate::policy::{self, IdentityPolicySpec};
 use crate::resource::{
     AppIdentity, AppIdentityStatus, ChangeCounts, Condition, ServiceAccountStatus, ServiceSpec,
 };
-use crate::spec::services_bindings;
+use crate::spec::{ConnectionAt, indexed_bindings, services_bindings};
 
 /// A Kubernetes Event to record on the object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +61,7 @@ pub async fn reconcile(object: &AppIdentity, clouds: Clouds<'_>, now: &str) -> O
     let previous_status = object.status.clone().unwrap_or_default();
     let mut events = Vec::new();
 
-    let desired = match spec.bindings(&namespace) {
+    let desired = match indexed_bindings(&spec.app, &spec.services, &namespace, "spec.services") {
         Ok(b) => b,
         Err(e) => {
             let message = e.to_string();
@@ -73,17 +75,18 @@ pub async fn reconcile(object: &AppIdentity, clouds: Clouds<'_>, now: &str) -> O
             return Outcome { status, events };
         }
     };
-    let (allowed, denied): (Vec<Binding>, Vec<(Binding, policy::Denial)>) = {
-        let mut allowed = Vec::new();
-        let mut denied = Vec::new();
-        for b in desired {
-            match policy::check(clouds.policies, &b) {
-                Ok(()) => allowed.push(b),
-                Err(d) => denied.push((b, d)),
+    let mut allowed: Vec<Binding> = Vec::new();
+    let mut allowed_at: BTreeSet<ConnectionAt> = BTreeSet::new();
+    let mut denied: Vec<(Binding, policy::Denial)> = Vec::new();
+    for (at, b) in desired {
+        match policy::check(clouds.policies, &b) {
+            Ok(()) => {
+                allowed.push(b);
+                allowed_at.insert(at);
             }
+            Err(d) => denied.push((b, d)),
         }
-        (allowed, denied)
-    };
+    }
     for (_, d) in &denied {
         events.push(warning("PolicyDenied", d.to_string()));
     }
@@ -138,7 +141,7 @@ pub async fn reconcile(object: &AppIdentity, clouds: Clouds<'_>, now: &str) -> O
     };
     events.extend(report_events(&report));
     let status = status_of(
-        spec_applied(spec, &allowed),
+        spec_applied(spec, &allowed_at),
         Some(&report),
         &denied,
         generation,
@@ -147,26 +150,22 @@ pub async fn reconcile(object: &AppIdentity, clouds: Clouds<'_>, now: &str) -> O
     Outcome { status, events }
 }
 
-/// The services of `spec` with only the connections `allowed` holds: what this reconcile
-/// applied, the next one's previous deploy.
-fn spec_applied(spec: &crate::AppIdentitySpec, allowed: &[Binding]) -> Vec<ServiceSpec> {
+/// The services of `spec` with only the connections at `allowed`: what this reconcile applied,
+/// the next one's previous deploy.
+fn spec_applied(
+    spec: &crate::AppIdentitySpec,
+    allowed: &BTreeSet<ConnectionAt>,
+) -> Vec<ServiceSpec> {
     spec.services
         .iter()
-        .map(|s| ServiceSpec {
+        .enumerate()
+        .map(|(i, s)| ServiceSpec {
             connections: s
                 .connections
                 .iter()
-                .filter(|c| {
-                    let Ok(conn) = serde_json::from_value::<porter_identity_core::Connection>(
-                        serde_json::Value::Object((*c).clone()),
-                    ) else {
-                        return false;
-                    };
-                    allowed
-                        .iter()
-                        .any(|b| b.workload.service().as_str() == s.name && b.connection == conn)
-                })
-                .cloned()
+                .enumerate()
+                .filter(|(j, _)| allowed.contains(&(i, *j)))
+                .map(|(_, c)| c.clone())
                 .collect(),
             ..s.clone()
         })

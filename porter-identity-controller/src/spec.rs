@@ -25,6 +25,9 @@ impl AppIdentitySpec {
     }
 }
 
+/// Where a connection is in a spec: (service index, connection index).
+pub(crate) type ConnectionAt = (usize, usize);
+
 /// The bindings of `services` (a spec's, or what a status records as applied), with errors at
 /// `at[i]…`.
 pub(crate) fn services_bindings(
@@ -33,6 +36,19 @@ pub(crate) fn services_bindings(
     namespace: &str,
     at: &str,
 ) -> Result<Vec<Binding>> {
+    Ok(indexed_bindings(app, services, namespace, at)?
+        .into_iter()
+        .map(|(_, b)| b)
+        .collect())
+}
+
+/// [`services_bindings`], each with where its connection is.
+pub(crate) fn indexed_bindings(
+    app: &str,
+    services: &[ServiceSpec],
+    namespace: &str,
+    at: &str,
+) -> Result<Vec<(ConnectionAt, Binding)>> {
     let mut bindings = Vec::new();
     for (i, service) in services.iter().enumerate() {
         let field = |rest: &str| format!("{at}[{i}]{rest}");
@@ -65,7 +81,7 @@ pub(crate) fn services_bindings(
                 ));
             }
             seen.push((kind, j));
-            bindings.push(Binding::new(workload.clone(), connection));
+            bindings.push(((i, j), Binding::new(workload.clone(), connection)));
         }
     }
     Ok(bindings)
