@@ -313,8 +313,15 @@ async fn aws_irsa_then_the_cluster_side() {
     assert_eq!(fake.write_calls(), 0, "IRSA writes nothing in AWS");
 }
 
-#[tokio::test]
-async fn an_irsa_annotation_goes_when_its_link_is_removed_and_another_managers_stays() {
+/// App `shop`'s service `api` deployed with IRSA, clouds and cluster: its provider, the fake
+/// cluster, its client and server, and the binding.
+async fn irsa_deployed() -> (
+    AwsPodIdentityProvider,
+    FakeKube,
+    Cluster,
+    FakeKubeServer,
+    Binding,
+) {
     let (_fake, p) = aws_irsa().await;
     let kube = FakeKube::new();
     kube.add_service(NS, "shop-api", "api", 1, AN_HOUR_AGO);
@@ -325,6 +332,34 @@ async fn an_irsa_annotation_goes_when_its_link_is_removed_and_another_managers_s
         .reconcile_step(&mut report, &StepOptions::default())
         .await
         .unwrap();
+    (p, kube, cluster, server, binding)
+}
+
+/// The next deploy, which drops `binding`'s connection (stale by the previous deploy), with
+/// the Kubernetes step.
+async fn drop_the_link(
+    p: &AwsPodIdentityProvider,
+    cluster: &Cluster,
+    binding: Binding,
+) -> ReconcileReport {
+    let mut report = Reconciler::new("shop", NS)
+        .provider(p)
+        .desired_bindings(Vec::new())
+        .previous_bindings(vec![binding])
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(report.removed.len(), 1, "{report}");
+    cluster
+        .reconcile_step(&mut report, &StepOptions::default())
+        .await
+        .unwrap();
+    report
+}
+
+#[tokio::test]
+async fn an_irsa_annotation_goes_when_its_link_is_removed_and_another_managers_stays() {
+    let (p, kube, cluster, server, binding) = irsa_deployed().await;
     // Another tool's annotation on the same ServiceAccount.
     kube.merge_patch(
         &ObjectKey::new("v1", "ServiceAccount", NS, "shop-api"),
@@ -351,18 +386,7 @@ async fn an_irsa_annotation_goes_when_its_link_is_removed_and_another_managers_s
     );
 
     // The next deploy drops the connection: the link is stale by the previous deploy.
-    let mut report = Reconciler::new("shop", NS)
-        .provider(&p)
-        .desired_bindings(Vec::new())
-        .previous_bindings(vec![binding])
-        .run()
-        .await
-        .unwrap();
-    assert_eq!(report.removed.len(), 1, "{report}");
-    cluster
-        .reconcile_step(&mut report, &StepOptions::default())
-        .await
-        .unwrap();
+    let report = drop_the_link(&p, &cluster, binding).await;
     assert!(
         report.removed[0].error.is_none(),
         "{:?}",
@@ -379,16 +403,7 @@ async fn an_irsa_annotation_goes_when_its_link_is_removed_and_another_managers_s
 
 #[tokio::test]
 async fn a_removed_link_never_strips_a_service_account_another_app_now_holds() {
-    let (_fake, p) = aws_irsa().await;
-    let kube = FakeKube::new();
-    kube.add_service(NS, "shop-api", "api", 1, AN_HOUR_AGO);
-    let (cluster, server) = cluster_of(&kube).await;
-    let binding = aws_binding("api", "irsa-role");
-    let mut report = reconcile(&p, vec![binding.clone()], false).await;
-    cluster
-        .reconcile_step(&mut report, &StepOptions::default())
-        .await
-        .unwrap();
+    let (p, kube, cluster, server, binding) = irsa_deployed().await;
     // Another app took the ServiceAccount over (its service maps to the same name; forced).
     kube.merge_patch(
         &ObjectKey::new("v1", "ServiceAccount", NS, "shop-api"),
@@ -397,18 +412,7 @@ async fn a_removed_link_never_strips_a_service_account_another_app_now_holds() {
     )
     .unwrap();
     let before = kube.get(&ObjectKey::new("v1", "ServiceAccount", NS, "shop-api"));
-    let mut report = Reconciler::new("shop", NS)
-        .provider(&p)
-        .desired_bindings(Vec::new())
-        .previous_bindings(vec![binding])
-        .run()
-        .await
-        .unwrap();
-    assert_eq!(report.removed.len(), 1, "{report}");
-    cluster
-        .reconcile_step(&mut report, &StepOptions::default())
-        .await
-        .unwrap();
+    drop_the_link(&p, &cluster, binding).await;
     assert_eq!(
         kube.get(&ObjectKey::new("v1", "ServiceAccount", NS, "shop-api")),
         before,
