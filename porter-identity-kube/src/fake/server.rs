@@ -58,7 +58,9 @@ impl FakeKube {
             &credentials.token,
         );
         let acceptor = TlsAcceptor::from(Arc::new(credentials.server));
-        let router = http::router(self.clone(), credentials.token);
+        // Watches stream until told the server stops: open connections outlive its accept loop.
+        let (stopping, shutdown) = tokio::sync::watch::channel(false);
+        let router = http::router(self.clone(), credentials.token, shutdown);
         let server = FakeServer::spawn(addr, |stop| async move {
             tokio::pin!(stop);
             loop {
@@ -85,6 +87,7 @@ impl FakeKube {
                         .await;
                 });
             }
+            let _ = stopping.send(true);
         });
         Ok(FakeKubeServer { server, kubeconfig })
     }
