@@ -7,7 +7,8 @@
 use std::collections::BTreeSet;
 
 use porter_identity_core::{
-    Binding, KubernetesStep, ReconcileReport, Reconciler, Severity, WorkloadIdentityProvider,
+    Binding, CallCounts, KubernetesStep, ReconcileReport, Reconciler, Severity,
+    WorkloadIdentityProvider,
 };
 
 use crate::policy::{self, IdentityPolicySpec};
@@ -25,6 +26,9 @@ pub struct Event {
     pub reason: &'static str,
     /// What happened, with the fix of an error.
     pub note: String,
+    /// The ServiceAccount of the link it is about, if any: the Event's `related` object, so
+    /// that the events of two links stay two (the API server's event series are per object).
+    pub service_account: Option<String>,
 }
 
 /// What one reconcile leaves: the status to write and the events to record.
@@ -34,6 +38,27 @@ pub struct Outcome {
     pub status: AppIdentityStatus,
     /// One event per change and per error.
     pub events: Vec<Event>,
+    /// The cloud calls the reconcile made, retries included (what the rate limits charge).
+    pub calls: CallCounts,
+}
+
+impl Outcome {
+    /// The `Ready` condition's reason (`Reconciled`, `PolicyDenied`, `CloudError`, …).
+    pub fn ready_reason(&self) -> &str {
+        self.status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .map_or("", |c| c.reason.as_str())
+    }
+
+    /// Whether every link holds.
+    pub fn is_ready(&self) -> bool {
+        self.status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    }
 }
 
 /// What a reconcile runs on: the providers of the clouds the controller serves, the cluster's
@@ -55,6 +80,33 @@ pub struct Clouds<'a> {
 /// to add; the allowed links are reconciled all the same, and the denied one is neither made
 /// nor, if it was made before, removed.
 pub async fn reconcile(object: &AppIdentity, clouds: Clouds<'_>, now: &str) -> Outcome {
+    let mut outcome = reconcile_at(object, clouds, now).await;
+    if let Some(previous) = &object.status {
+        keep_transition_times(&previous.conditions, &mut outcome.status.conditions);
+        // The counts are of the last reconcile that changed something: a resync that changed
+        // nothing leaves them (and so the status) as they were.
+        let c = outcome.status.counts;
+        if c.created == 0 && c.updated == 0 && c.removed == 0 && c.failed == 0 {
+            outcome.status.counts = previous.counts;
+        }
+    }
+    outcome
+}
+
+/// A condition whose status is what it was keeps the time it last changed: only a change of
+/// status is a transition (Kubernetes' API conventions).
+fn keep_transition_times(previous: &[Condition], next: &mut [Condition]) {
+    for c in next {
+        if let Some(p) = previous
+            .iter()
+            .find(|p| p.type_ == c.type_ && p.status == c.status)
+        {
+            c.last_transition_time.clone_from(&p.last_transition_time);
+        }
+    }
+}
+
+async fn reconcile_at(object: &AppIdentity, clouds: Clouds<'_>, now: &str) -> Outcome {
     let namespace = object.metadata.namespace.clone().unwrap_or_default();
     let generation = object.metadata.generation;
     let spec = &object.spec;
@@ -68,11 +120,16 @@ pub async fn reconcile(object: &AppIdentity, clouds: Clouds<'_>, now: &str) -> O
             events.push(warning("InvalidSpec", message.clone()));
             let mut status = previous_status;
             status.observed_generation = generation;
+            status.last_reconcile_time = Some(now.to_owned());
             status.conditions = vec![
                 condition("Ready", false, "InvalidSpec", &message, generation, now),
                 condition("Degraded", true, "InvalidSpec", &message, generation, now),
             ];
-            return Outcome { status, events };
+            return Outcome {
+                status,
+                events,
+                calls: CallCounts::default(),
+            };
         }
     };
     let mut allowed: Vec<Binding> = Vec::new();
@@ -87,8 +144,8 @@ pub async fn reconcile(object: &AppIdentity, clouds: Clouds<'_>, now: &str) -> O
             Err(d) => denied.push((b, d)),
         }
     }
-    for (_, d) in &denied {
-        events.push(warning("PolicyDenied", d.to_string()));
+    for (b, d) in &denied {
+        events.push(about(warning("PolicyDenied", d.to_string()), b));
     }
     // What the last reconcile applied, less what is denied now (kept as it is: removing a link
     // the policy no longer names is the policy's owner's call, not a side effect).
@@ -107,7 +164,11 @@ pub async fn reconcile(object: &AppIdentity, clouds: Clouds<'_>, now: &str) -> O
         // Nothing to make and nothing made before: no cloud call at all (a spec whose every
         // link is denied asks the clouds nothing).
         let status = status_of(Vec::new(), None, &denied, generation, now);
-        return Outcome { status, events };
+        return Outcome {
+            status,
+            events,
+            calls: CallCounts::default(),
+        };
     }
     let mut reconciler = Reconciler::new(&spec.app, &namespace)
         .desired_bindings(allowed.clone())
@@ -125,6 +186,7 @@ pub async fn reconcile(object: &AppIdentity, clouds: Clouds<'_>, now: &str) -> O
             events.push(warning("ReconcileFailed", message.clone()));
             let mut status = previous_status;
             status.observed_generation = generation;
+            status.last_reconcile_time = Some(now.to_owned());
             status.conditions = vec![
                 condition("Ready", false, "ReconcileFailed", &message, generation, now),
                 condition(
@@ -136,7 +198,11 @@ pub async fn reconcile(object: &AppIdentity, clouds: Clouds<'_>, now: &str) -> O
                     now,
                 ),
             ];
-            return Outcome { status, events };
+            return Outcome {
+                status,
+                events,
+                calls: CallCounts::default(),
+            };
         }
     };
     events.extend(report_events(&report));
@@ -147,7 +213,105 @@ pub async fn reconcile(object: &AppIdentity, clouds: Clouds<'_>, now: &str) -> O
         generation,
         now,
     );
-    Outcome { status, events }
+    Outcome {
+        status,
+        events,
+        calls: report.calls,
+    }
+}
+
+/// Removes the links `object` made, before it goes (its finalizer): what its status records as
+/// applied, and the spec's links the policies allow (a reconcile may have made them and stopped
+/// before it wrote the status). Only porter-identity's own links of this app are removed, as a
+/// teardown of the SDK does; another app's, or another cluster's, are kept.
+///
+/// `Ok` with the events of the removals; `Err` with the status to write (`Ready=False`,
+/// `TeardownFailed`, naming what could not be removed and why) when any removal failed: the
+/// object then keeps its finalizer and the teardown is retried.
+pub async fn teardown(
+    object: &AppIdentity,
+    clouds: Clouds<'_>,
+    now: &str,
+) -> Result<Outcome, Outcome> {
+    let namespace = object.metadata.namespace.clone().unwrap_or_default();
+    let generation = object.metadata.generation;
+    let spec = &object.spec;
+    let previous_status = object.status.clone().unwrap_or_default();
+    let mut made: Vec<Binding> = services_bindings(
+        &spec.app,
+        &previous_status.applied,
+        &namespace,
+        "status.applied",
+    )
+    .unwrap_or_default();
+    // A spec that does not read made nothing: only what the status records goes.
+    for b in spec.bindings(&namespace).unwrap_or_default() {
+        if policy::check(clouds.policies, &b).is_ok()
+            && !made.iter().any(|m| m.link_key() == b.link_key())
+        {
+            made.push(b);
+        }
+    }
+    if made.is_empty() {
+        return Ok(Outcome {
+            status: previous_status,
+            events: Vec::new(),
+            calls: CallCounts::default(),
+        });
+    }
+    let mut reconciler = Reconciler::teardown(&spec.app, &namespace).previous_bindings(made);
+    for p in clouds.providers {
+        reconciler = reconciler.provider(*p);
+    }
+    if let Some(step) = clouds.kubernetes {
+        reconciler = reconciler.kubernetes(step);
+    }
+    let failed = |message: String, calls: CallCounts| {
+        let mut status = previous_status.clone();
+        status.observed_generation = generation;
+        let mut conditions = vec![
+            condition("Ready", false, "TeardownFailed", &message, generation, now),
+            condition(
+                "Degraded",
+                true,
+                "TeardownFailed",
+                &message,
+                generation,
+                now,
+            ),
+        ];
+        keep_transition_times(&previous_status.conditions, &mut conditions);
+        status.conditions = conditions;
+        Outcome {
+            status,
+            events: vec![warning("TeardownFailed", message)],
+            calls,
+        }
+    };
+    let report = match reconciler.run().await {
+        Ok(r) => r,
+        Err(e) => return Err(failed(e.to_string(), CallCounts::default())),
+    };
+    let errors: Vec<String> = report
+        .errors()
+        .map(|(b, e)| b.map_or_else(|| e.to_string(), |b| format!("{b}: {e}")))
+        .collect();
+    if !errors.is_empty() {
+        let mut outcome = failed(
+            format!(
+                "the links stay until they can be removed, and the object with them: {}",
+                errors.join("; ")
+            ),
+            report.calls.clone(),
+        );
+        outcome.events.extend(report_events(&report));
+        return Err(outcome);
+    }
+    Ok(Outcome {
+        status: previous_status,
+        events: report_events(&report),
+        calls: report.calls,
+    })
 }
 
 /// The services of `spec` with only the connections at `allowed`: what this reconcile applied,
@@ -228,7 +392,11 @@ fn status_of(
         "Reconciled"
     };
     let ready_message = if ready {
-        format!("every link holds: {counts}")
+        let linked: usize = accounts.iter().map(|a| a.linked.len()).sum();
+        format!(
+            "every link holds: {linked} link{}",
+            if linked == 1 { "" } else { "s" }
+        )
     } else {
         first(
             &[
@@ -322,19 +490,34 @@ fn report_events(report: &ReconcileReport) -> Vec<Event> {
     for w in &report.workloads {
         match &w.result {
             Ok(c) if c.change == BindChange::Created => {
-                events.push(normal("LinkCreated", w.binding.to_string()));
+                events.push(about(
+                    normal("LinkCreated", w.binding.to_string()),
+                    &w.binding,
+                ));
             }
             Ok(c) if matches!(c.change, BindChange::Updated { .. }) => {
-                events.push(normal("LinkUpdated", w.binding.to_string()));
+                events.push(about(
+                    normal("LinkUpdated", w.binding.to_string()),
+                    &w.binding,
+                ));
             }
             Ok(_) => {}
-            Err(e) => events.push(warning("LinkFailed", format!("{}: {e}", w.binding))),
+            Err(e) => events.push(about(
+                warning("LinkFailed", format!("{}: {e}", w.binding)),
+                &w.binding,
+            )),
         }
     }
     for r in &report.removed {
         match &r.error {
-            None => events.push(normal("LinkRemoved", r.binding.to_string())),
-            Some(e) => events.push(warning("LinkRemovalFailed", format!("{}: {e}", r.binding))),
+            None => events.push(about(
+                normal("LinkRemoved", r.binding.to_string()),
+                &r.binding,
+            )),
+            Some(e) => events.push(about(
+                warning("LinkRemovalFailed", format!("{}: {e}", r.binding)),
+                &r.binding,
+            )),
         }
     }
     events
@@ -358,11 +541,18 @@ fn condition(
     }
 }
 
+/// `event`, about the ServiceAccount of `binding`.
+fn about(mut event: Event, binding: &Binding) -> Event {
+    event.service_account = Some(binding.workload.service_account().as_str().to_owned());
+    event
+}
+
 fn normal(reason: &'static str, note: String) -> Event {
     Event {
         type_: "Normal",
         reason,
         note,
+        service_account: None,
     }
 }
 
@@ -371,5 +561,6 @@ fn warning(reason: &'static str, note: String) -> Event {
         type_: "Warning",
         reason,
         note,
+        service_account: None,
     }
 }

@@ -109,10 +109,12 @@ pub struct AppIdentityStatus {
     /// ownership marks.
     #[serde(default)]
     pub applied: Vec<ServiceSpec>,
-    /// The last reconcile's changes, by kind.
+    /// The changes of the last reconcile that changed something, by kind (a resync that
+    /// changed nothing leaves them).
     #[serde(default)]
     pub counts: ChangeCounts,
-    /// When the last reconcile ended (RFC 3339).
+    /// When the last reconcile that changed the status ran (RFC 3339). The controller writes
+    /// the status only when it changed, so that an unchanged resync writes nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_reconcile_time: Option<String>,
 }

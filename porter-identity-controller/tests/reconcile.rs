@@ -67,6 +67,15 @@ async fn run(
     p: &AwsPodIdentityProvider,
     policies: &[IdentityPolicySpec],
 ) -> Outcome {
+    run_at(o, p, policies, NOW).await
+}
+
+async fn run_at(
+    o: &AppIdentity,
+    p: &AwsPodIdentityProvider,
+    policies: &[IdentityPolicySpec],
+    now: &str,
+) -> Outcome {
     let providers: [&dyn WorkloadIdentityProvider; 1] = [p];
     reconcile(
         o,
@@ -75,7 +84,7 @@ async fn run(
             kubernetes: None,
             policies,
         },
-        NOW,
+        now,
     )
     .await
 }
@@ -114,12 +123,20 @@ async fn links_are_made_and_a_deleted_one_comes_back_on_the_next_reconcile() {
     );
     o.status = Some(first.status.clone());
 
-    // An unchanged resync writes nothing.
+    // An unchanged resync writes nothing, and leaves the status as it was: the counts are of
+    // the last reconcile that changed something, the conditions' times of their last change.
     aws.reset_calls();
-    let again = run(&o, &p, &shop_policy()).await;
-    assert_eq!(again.status.counts.unchanged, 2);
+    let again = run_at(&o, &p, &shop_policy(), "2026-12-07T12:10:00Z").await;
     assert_eq!(aws.write_calls(), 0);
     assert!(again.events.is_empty(), "{:?}", again.events);
+    let mut same = again.status.clone();
+    assert_eq!(
+        same.last_reconcile_time.as_deref(),
+        Some("2026-12-07T12:10:00Z")
+    );
+    same.last_reconcile_time
+        .clone_from(&first.status.last_reconcile_time);
+    assert_eq!(same, first.status);
 
     // Someone deletes a link by hand: the next reconcile makes it again.
     let api = aws.associations("prod")[0].clone();
