@@ -56,6 +56,10 @@ struct RunArgs {
     /// How often every AppIdentity is reconciled again, with ±10% jitter (`600`, `10m`, `30s`).
     #[arg(long, env = "PORTER_IDENTITY_RESYNC", default_value = "10m", value_parser = duration)]
     resync: Duration,
+    /// How often each AppIdentity's links are verified on the clouds (trust, permissions,
+    /// least privilege), beside every change of its spec.
+    #[arg(long, env = "PORTER_IDENTITY_VERIFY_EVERY", default_value = "1h", value_parser = duration)]
+    verify_every: Duration,
     /// A cloud's rate limit, CLOUD=RATE[/BURST] in calls per second (repeatable; defaults:
     /// aws=10/20, azure=8/40, gcp=5/20).
     #[arg(
@@ -176,6 +180,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
         .map_err(|e| format!("the Kubernetes API: {e}"))?;
     let settings = Settings {
         resync: args.resync,
+        verify_every: args.verify_every,
         concurrency: args.concurrency.max(1),
         rate_limits: args.rate_limits.clone(),
         lease_namespace: args.lease_namespace.clone(),

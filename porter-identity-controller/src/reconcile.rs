@@ -71,6 +71,10 @@ pub struct Clouds<'a> {
     pub kubernetes: Option<&'a dyn KubernetesStep>,
     /// The specs of every `IdentityPolicy`.
     pub policies: &'a [IdentityPolicySpec],
+    /// Whether to verify the links on the clouds after the run (trust, permissions, least
+    /// privilege: the cloud side of `verify`); when `false`, the findings of the last verify
+    /// in the status are kept.
+    pub verify: bool,
 }
 
 /// Reconciles `object` on `clouds`, at `now` (RFC 3339, for the status's times).
@@ -206,17 +210,100 @@ async fn reconcile_at(object: &AppIdentity, clouds: Clouds<'_>, now: &str) -> Ou
         }
     };
     events.extend(report_events(&report));
-    let status = status_of(
+    let mut status = status_of(
         spec_applied(spec, &allowed_at),
         Some(&report),
         &denied,
         generation,
         now,
     );
+    let mut calls = report.calls;
+    if clouds.verify {
+        let mut verifier = Reconciler::new(&spec.app, &namespace).desired_bindings(allowed);
+        for p in clouds.providers {
+            verifier = verifier.provider(*p);
+        }
+        match verifier.verify().await {
+            Ok(verified) => {
+                for w in &verified.workloads {
+                    let sa = w.binding.workload.service_account().as_str().to_owned();
+                    let findings = &mut account(&mut status.service_accounts, &sa).findings;
+                    match &w.result {
+                        Ok(r) => {
+                            for f in r.findings.iter().filter(|f| f.severity != Severity::Info) {
+                                findings.push(format!(
+                                    "{} {}: {} (fix: {})",
+                                    f.severity.as_str(),
+                                    f.code,
+                                    f.message,
+                                    f.remediation
+                                ));
+                                if f.severity == Severity::Error {
+                                    events.push(about(
+                                        warning(
+                                            "LinkFinding",
+                                            format!(
+                                                "{}: {}: {} (fix: {})",
+                                                w.binding, f.code, f.message, f.remediation
+                                            ),
+                                        ),
+                                        &w.binding,
+                                    ));
+                                }
+                            }
+                        }
+                        Err(e) => findings.push(format!("verify could not run: {e}")),
+                    }
+                }
+                calls.merge(&verified.calls);
+            }
+            Err(e) => {
+                for a in &mut status.service_accounts {
+                    a.findings.push(format!("verify could not run: {e}"));
+                }
+            }
+        }
+        status.last_verify_time = Some(now.to_owned());
+    } else if let Some(before) = &object.status {
+        for b in &before.service_accounts {
+            if !b.findings.is_empty() {
+                account(&mut status.service_accounts, &b.name)
+                    .findings
+                    .clone_from(&b.findings);
+            }
+        }
+        status.last_verify_time.clone_from(&before.last_verify_time);
+    }
+    apply_findings(&mut status, generation, now);
     Outcome {
         status,
         events,
-        calls: report.calls,
+        calls,
+    }
+}
+
+/// An error finding of the last verify makes the app not ready: the link exists, but the
+/// workload does not get its identity (a trust that does not let it in, say).
+fn apply_findings(status: &mut AppIdentityStatus, generation: Option<i64>, now: &str) {
+    let Some(first) = status
+        .service_accounts
+        .iter()
+        .flat_map(|a| &a.findings)
+        .find(|f| f.starts_with("error "))
+        .cloned()
+    else {
+        return;
+    };
+    for c in &mut status.conditions {
+        let update = match c.type_.as_str() {
+            "Ready" | "CloudLinked" => c.status == "True",
+            "Degraded" => c.status == "False",
+            _ => false,
+        };
+        if update {
+            let degraded = c.type_ == "Degraded";
+            *c = condition(&c.type_, degraded, "CloudFindings", &first, generation, now);
+        }
     }
 }
 
@@ -462,6 +549,7 @@ fn status_of(
             failed: count(counts.failed),
         },
         last_reconcile_time: Some(now.to_owned()),
+        last_verify_time: None,
     }
 }
 

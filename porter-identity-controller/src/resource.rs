@@ -117,6 +117,10 @@ pub struct AppIdentityStatus {
     /// the status only when it changed, so that an unchanged resync writes nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_reconcile_time: Option<String>,
+    /// When the links were last verified on the clouds (RFC 3339): at a change of the spec and
+    /// once every verify period (`--verify-every`), not at every resync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_verify_time: Option<String>,
 }
 
 /// A condition of an [`AppIdentity`], as Kubernetes conventions shape them.
@@ -152,6 +156,10 @@ pub struct ServiceAccountStatus {
     /// Its links that do not, each with why.
     #[serde(default)]
     pub missing: Vec<String>,
+    /// The last verify's warnings and errors of its links (`error aws.trust.…: … (fix: …)`):
+    /// an error makes the app not ready.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<String>,
 }
 
 /// A reconcile's changes, by kind.

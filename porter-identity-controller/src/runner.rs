@@ -71,6 +71,10 @@ pub struct Settings {
     pub lease: LeaseTiming,
     /// The first retry after a cloud error (default 5 s), doubled per failure up to `resync`.
     pub error_backoff: Duration,
+    /// How often an object's links are verified on the clouds (trust, permissions, least
+    /// privilege), beside every change of its spec (default 1 h). Verify reads more than an
+    /// unchanged reconcile, so it runs at most this often rather than at every resync.
+    pub verify_every: Duration,
 }
 
 impl Default for Settings {
@@ -84,6 +88,7 @@ impl Default for Settings {
             identity: format!("{CONTROLLER_NAME}-{}", std::process::id()),
             lease: LeaseTiming::default(),
             error_backoff: Duration::from_secs(5),
+            verify_every: Duration::from_secs(3600),
         }
     }
 }
@@ -370,6 +375,7 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
 /// token it took.
 struct Prepared {
     taken: Vec<Cloud>,
+    verify: bool,
     providers: Vec<Arc<dyn WorkloadIdentityProvider>>,
     step: ReconcileStep,
     policies: Vec<crate::IdentityPolicySpec>,
@@ -385,6 +391,7 @@ impl Prepared {
             providers,
             kubernetes: Some(&self.step),
             policies: &self.policies,
+            verify: self.verify,
         }
     }
 }
@@ -472,10 +479,32 @@ impl Context {
         let taken = self.take_tokens(object).await;
         Prepared {
             taken,
+            verify: self.verify_due(object),
             providers: self.current_providers().await,
             step: self.step(object),
             policies: self.policies(),
         }
+    }
+
+    /// Whether `object`'s links are to be verified now: never verified, its spec changed since,
+    /// or the last verify is a verify period old.
+    fn verify_due(&self, object: &AppIdentity) -> bool {
+        let Some(status) = &object.status else {
+            return true;
+        };
+        if status.observed_generation != object.metadata.generation {
+            return true;
+        }
+        let Some(last) = status
+            .last_verify_time
+            .as_deref()
+            .and_then(|t| t.parse::<Timestamp>().ok())
+        else {
+            return true;
+        };
+        let age = Timestamp::now().duration_since(last);
+        k8s_openapi::jiff::SignedDuration::try_from(self.settings.verify_every)
+            .map_or(true, |every| age >= every)
     }
 
     /// Waits for a token of every cloud `object` touches; the clouds, to charge after.

@@ -83,6 +83,7 @@ async fn run_at(
             providers: &providers,
             kubernetes: None,
             policies,
+            verify: false,
         },
         now,
     )
@@ -234,4 +235,70 @@ async fn allowed_links_are_made_beside_a_denied_one_which_is_neither_made_nor_re
     assert!(admin.missing[0].contains("no IdentityPolicy"), "{admin:?}");
     // Only the allowed link is recorded as applied.
     assert_eq!(out.status.applied.len(), 1);
+}
+
+#[tokio::test]
+async fn a_verify_finding_is_in_the_status_and_an_error_one_makes_the_app_not_ready() {
+    let aws = fake();
+    let p = provider(&aws).await;
+    let mut o = object(both_services());
+    let providers: [&dyn WorkloadIdentityProvider; 1] = [&p];
+    let clouds = |verify| Clouds {
+        providers: &providers,
+        kubernetes: None,
+        policies: &[],
+        verify,
+    };
+    let policies = shop_policy();
+    let with_policy = |verify| Clouds {
+        policies: &policies,
+        ..clouds(verify)
+    };
+    let first = reconcile(&o, with_policy(true), NOW).await;
+    assert_eq!(
+        condition(&first, "Ready"),
+        ("True", "Reconciled"),
+        "{first:?}"
+    );
+    assert_eq!(first.status.last_verify_time.as_deref(), Some(NOW));
+    o.status = Some(first.status.clone());
+
+    // The Pod Identity agent goes away: the associations stay, but no pod gets credentials.
+    aws.remove_addon("prod", "eks-pod-identity-agent");
+    let verified = reconcile(&o, with_policy(true), "2026-12-07T13:00:00Z").await;
+    let (status, reason) = condition(&verified, "Ready");
+    assert_eq!(
+        (status, reason),
+        ("False", "CloudFindings"),
+        "{:?}",
+        verified.status
+    );
+    let findings: Vec<&String> = verified
+        .status
+        .service_accounts
+        .iter()
+        .flat_map(|a| &a.findings)
+        .collect();
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.starts_with("error ") && f.contains("fix:")),
+        "{findings:?}"
+    );
+    assert!(verified.events.iter().any(|e| e.reason == "LinkFinding"));
+
+    // A resync between verifies keeps what the last verify found, and makes no verify call.
+    o.status = Some(verified.status.clone());
+    aws.reset_calls();
+    let kept = reconcile(&o, with_policy(false), "2026-12-07T13:10:00Z").await;
+    assert_eq!(condition(&kept, "Ready"), ("False", "CloudFindings"));
+    assert_eq!(
+        kept.status.service_accounts,
+        verified.status.service_accounts
+    );
+    assert_eq!(
+        kept.status.last_verify_time.as_deref(),
+        Some("2026-12-07T13:00:00Z")
+    );
+    assert_eq!(aws.call_count("DescribeAddon"), 0, "{:?}", aws.calls());
 }

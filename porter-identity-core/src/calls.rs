@@ -257,6 +257,16 @@ impl CallCounts {
             .flat_map(|(cloud, ops)| ops.iter().map(move |(op, n)| (*cloud, op.as_str(), *n)))
     }
 
+    /// Adds the calls of `other` (another run's: a reconcile's and its verify's, say).
+    pub fn merge(&mut self, other: &CallCounts) {
+        for (cloud, ops) in &other.counts {
+            let mine = self.counts.entry(*cloud).or_default();
+            for (op, n) in ops {
+                *mine.entry(op.clone()).or_default() += n;
+            }
+        }
+    }
+
     pub(crate) fn add(&mut self, operation: Operation, n: u64) {
         *self
             .counts
@@ -311,6 +321,21 @@ mod tests {
                 Err(operation.error(kind, "HTTP 503"))
             })
             .await
+    }
+
+    #[test]
+    fn merged_counts_add_up_by_cloud_and_operation() {
+        let mut a = CallCounts::default();
+        a.add(OP, 2);
+        a.add(IAM, 1);
+        let mut b = CallCounts::default();
+        b.add(OP, 3);
+        b.add(Operation::new(Cloud::Gcp, "setIamPolicy"), 1);
+        a.merge(&b);
+        assert_eq!(a.get(Cloud::Aws, "Op"), 5);
+        assert_eq!(a.get(Cloud::Aws, "GetRole"), 1);
+        assert_eq!(a.get(Cloud::Gcp, "setIamPolicy"), 1);
+        assert_eq!(a.total(), 7);
     }
 
     #[tokio::test(start_paused = true)]
