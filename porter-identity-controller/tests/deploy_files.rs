@@ -1,6 +1,8 @@
-//! The files of `deploy/` agree with the code and with the API server: `deploy/crd.yaml` is what
-//! `porter-identity-controller crd` prints, and every object `kubectl kustomize deploy/` renders
-//! is applied to the Kubernetes API fake through kube-rs, the examples after them.
+//! The files of `deploy/` agree with the code, with kustomize and with the API server:
+//! `deploy/crd.yaml` is what `porter-identity-controller crd` prints; what `kubectl kustomize
+//! deploy/` renders (kept in `tests/fixtures/kustomize-deploy.yaml`: kubectl is not a tool this
+//! project installs) is the objects of deploy/ as they are now; and every rendered object is
+//! applied to the Kubernetes API fake through kube-rs, the examples after them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -36,9 +38,64 @@ fn rendered() -> Vec<Value> {
         .collect()
 }
 
+/// The objects `kubectl kustomize deploy/` rendered, in its order.
+fn rendered_by_kustomize() -> Vec<Value> {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kustomize-deploy.yaml");
+    documents(&std::fs::read_to_string(file).unwrap())
+}
+
+/// Numbers as f64: YAML writers differ on `0` and `0.0` (schemars' `minimum: 0.0` comes back
+/// from kustomize as `0`), which are one value to the API server.
+fn normalized(value: &Value) -> Value {
+    match value {
+        Value::Number(n) => n.as_f64().map_or(Value::Null, Value::from),
+        Value::Array(items) => Value::Array(items.iter().map(normalized).collect()),
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), normalized(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// `kind/name` of each object, with the object normalized.
+fn by_kind_and_name(objects: Vec<Value>) -> std::collections::BTreeMap<String, Value> {
+    objects
+        .iter()
+        .map(|o| {
+            (
+                format!(
+                    "{}/{}",
+                    o["kind"].as_str().unwrap_or_default(),
+                    o["metadata"]["name"].as_str().unwrap_or_default()
+                ),
+                normalized(o),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_kustomize_rendering_is_of_the_deploy_files_as_they_are() {
+    let ours = by_kind_and_name(rendered());
+    let theirs = by_kind_and_name(rendered_by_kustomize());
+    let differ: std::collections::BTreeSet<&String> = ours
+        .keys()
+        .chain(theirs.keys())
+        .filter(|k| ours.get(*k) != theirs.get(*k))
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "deploy/ changed since tests/fixtures/kustomize-deploy.yaml was rendered ({differ:?} differ): run `kubectl kustomize deploy/` again (see the file's header)"
+    );
+    assert_eq!(ours.len(), 11);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rendered_object_and_the_examples_apply_to_the_api_server() {
-    let objects = rendered();
+    let objects = rendered_by_kustomize();
     let kinds: Vec<&str> = objects
         .iter()
         .map(|o| o["kind"].as_str().unwrap())
