@@ -474,16 +474,22 @@ impl Context {
             .remove(key);
     }
 
-    /// What a reconcile of `object` runs on, once it has its rate-limit tokens.
-    async fn prepare(&self, object: &AppIdentity) -> Prepared {
+    /// What a reconcile of `object` runs on, once the policies are read and it has its
+    /// rate-limit tokens. `None` when the policies can no longer be read (the controller is
+    /// stopping).
+    async fn prepare(&self, object: &AppIdentity) -> Option<Prepared> {
+        // A new leader's first reconciles may start before its watch of the policies has
+        // listed them: an empty policy set would deny every link, with a status and an Event
+        // for each, until the list arrives.
+        self.policies.wait_until_ready().await.ok()?;
         let taken = self.take_tokens(object).await;
-        Prepared {
+        Some(Prepared {
             taken,
             verify: self.verify_due(object),
             providers: self.current_providers().await,
             step: self.step(object),
             policies: self.policies(),
-        }
+        })
     }
 
     /// Whether `object`'s links are to be verified now: never verified, its spec changed since,
@@ -664,7 +670,9 @@ impl Context {
         object: Arc<AppIdentity>,
     ) -> Result<Action, Error> {
         let key = key_of(&object);
-        let run = self.prepare(&object).await;
+        let Some(run) = self.prepare(&object).await else {
+            return Ok(Action::requeue(Duration::from_secs(1)));
+        };
         let providers = run.providers();
         let outcome = reconcile::reconcile(&object, run.clouds(&providers), &now()).await;
         let taken = run.taken;
@@ -712,7 +720,9 @@ impl Context {
             self.metrics.reconciled(ReconcileResult::Deleted);
             return Ok(Action::await_change());
         }
-        let run = self.prepare(&object).await;
+        let Some(run) = self.prepare(&object).await else {
+            return Ok(Action::requeue(Duration::from_secs(1)));
+        };
         let providers = run.providers();
         let result = reconcile::teardown(&object, run.clouds(&providers), &now()).await;
         let taken = &run.taken;

@@ -277,6 +277,9 @@ async fn a_user_applies_a_policy_and_an_app_and_the_controller_keeps_its_links()
     .await;
     assert!(world.aws.associations("prod").is_empty());
     assert_eq!(world.events("shop", "LinkRemoved").await.len(), 2);
+    // The policy allowed every link from the first reconcile on: none was ever denied (a
+    // reconcile before the policies were read would have been).
+    assert!(world.events("shop", "PolicyDenied").await.is_empty());
     world.stop().await;
 }
 

@@ -254,6 +254,17 @@ async fn a_killed_leader_is_replaced_within_the_lease_and_no_link_is_written_twi
         "each link written once: {:?}",
         gcp.calls()
     );
+    // Neither leader's first reconciles ran before it had read the policies.
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "shop");
+    let denied = events
+        .list(&kube::api::ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("PolicyDenied"))
+        .count();
+    assert_eq!(denied, 0);
     for name in ["one", "two", "three", "four"] {
         assert_eq!(
             gcp.members(&email(name), porter_identity::gcp::WORKLOAD_IDENTITY_USER),
