@@ -8,7 +8,7 @@
 //!
 //! | case | target |
 //! |---|---|
-//! | converge from empty | every object `Ready=True`; one association per link, none written twice |
+//! | converge from empty (with the first verify of every object) | every object `Ready=True`; one association per link, none written twice |
 //! | one resync of all, unchanged | 0 writes on the cloud and in the cluster (the Lease aside); the SDK's unchanged re-deploy: ≤ 1 AWS call per link + 1 per object |
 //!
 //! EKS's quota of 5,000 associations per cluster is raised on the fake for the 10,000 links
