@@ -8,21 +8,22 @@
 mod support;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
-use porter_identity::ErrorKind;
 use porter_identity::aws::AwsPodIdentityProvider;
 use porter_identity::aws::api::EksIamApi;
 use porter_identity::aws::fake::FakeAws;
 use porter_identity::kube::Cluster;
 use porter_identity::kube::fake::{FakeKube, FakeKubeServer, ObjectKey};
+use porter_identity::{ErrorKind, WorkloadIdentityProvider};
 use porter_identity_controller::lease::LeaseTiming;
 use porter_identity_controller::runner::{
-    FINALIZER, IdentityController, ORPHAN_ANNOTATION, Settings,
+    FINALIZER, IdentityController, ORPHAN_ANNOTATION, ProviderFactory, Settings,
 };
 use porter_identity_controller::{AppIdentity, AppIdentityStatus};
 use serde_json::json;
@@ -84,6 +85,11 @@ impl World {
             .await
             .unwrap();
         let controller = IdentityController::new(cluster, settings).provider(Arc::new(provider));
+        self.run(controller);
+    }
+
+    /// Runs `controller` until [`stop`](Self::stop).
+    fn run(&mut self, controller: IdentityController) {
         let mut stop = self.stop.subscribe();
         self.controller = Some(tokio::spawn(controller.run(async move {
             let _ = stop.wait_for(|s| *s).await;
@@ -397,5 +403,46 @@ async fn a_failing_cloud_keeps_the_finalizer_and_says_why_and_orphaning_keeps_th
             ))
             .is_none()
     );
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_factory_builds_the_providers_afresh_every_resync_period() {
+    let mut world = World::new().await;
+    apply_file(&world.client, "examples/identitypolicy.yaml").await;
+    apply_file(&world.client, "examples/appidentity.yaml").await;
+    let builds = Arc::new(AtomicUsize::new(0));
+    let (aws, counted) = (world.aws.clone(), builds.clone());
+    let factory: ProviderFactory = Arc::new(move || {
+        let (aws, counted) = (aws.clone(), counted.clone());
+        Box::pin(async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let p = AwsPodIdentityProvider::builder()
+                .cluster("prod")
+                .api(aws)
+                .build()
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(vec![Arc::new(p) as Arc<dyn WorkloadIdentityProvider>])
+        })
+    });
+    let cluster = Cluster::builder()
+        .client(world.client.clone())
+        .build()
+        .await
+        .unwrap();
+    let controller =
+        IdentityController::new(cluster, settings("replica-a", Duration::from_secs(1)))
+            .providers_from(factory);
+    world.run(controller);
+    world.ready("shop", "shop", "True", "Reconciled").await;
+    assert_eq!(world.aws.associations("prod").len(), 2);
+    // A resync period later (1 s here), the next reconcile builds them again.
+    eventually(WAIT, "the providers built three times", || async {
+        (builds.load(Ordering::SeqCst) >= 3).then_some(())
+    })
+    .await;
+    world.ready("shop", "shop", "True", "Reconciled").await;
+    assert_eq!(world.aws.associations("prod").len(), 2);
     world.stop().await;
 }
