@@ -120,20 +120,15 @@ async fn reconcile_at(object: &AppIdentity, clouds: Clouds<'_>, now: &str) -> Ou
     let desired = match indexed_bindings(&spec.app, &spec.services, &namespace, "spec.services") {
         Ok(b) => b,
         Err(e) => {
-            let message = e.to_string();
-            events.push(warning("InvalidSpec", message.clone()));
-            let mut status = previous_status;
-            status.observed_generation = generation;
-            status.last_reconcile_time = Some(now.to_owned());
-            status.conditions = vec![
-                condition("Ready", false, "InvalidSpec", &message, generation, now),
-                condition("Degraded", true, "InvalidSpec", &message, generation, now),
-            ];
-            return Outcome {
-                status,
-                events,
-                calls: CallCounts::default(),
-            };
+            let mut outcome = failed(
+                &previous_status,
+                "InvalidSpec",
+                e.to_string(),
+                generation,
+                now,
+            );
+            outcome.status.last_reconcile_time = Some(now.to_owned());
+            return outcome;
         }
     };
     let mut allowed: Vec<Binding> = Vec::new();
@@ -186,27 +181,17 @@ async fn reconcile_at(object: &AppIdentity, clouds: Clouds<'_>, now: &str) -> Ou
     let report = match reconciler.run().await {
         Ok(r) => r,
         Err(e) => {
-            let message = e.to_string();
-            events.push(warning("ReconcileFailed", message.clone()));
-            let mut status = previous_status;
-            status.observed_generation = generation;
-            status.last_reconcile_time = Some(now.to_owned());
-            status.conditions = vec![
-                condition("Ready", false, "ReconcileFailed", &message, generation, now),
-                condition(
-                    "Degraded",
-                    true,
-                    "ReconcileFailed",
-                    &message,
-                    generation,
-                    now,
-                ),
-            ];
-            return Outcome {
-                status,
-                events,
-                calls: CallCounts::default(),
-            };
+            let mut outcome = failed(
+                &previous_status,
+                "ReconcileFailed",
+                e.to_string(),
+                generation,
+                now,
+            );
+            outcome.status.last_reconcile_time = Some(now.to_owned());
+            events.append(&mut outcome.events);
+            outcome.events = events;
+            return outcome;
         }
     };
     events.extend(report_events(&report));
@@ -354,26 +339,10 @@ pub async fn teardown(
         reconciler = reconciler.kubernetes(step);
     }
     let failed = |message: String, calls: CallCounts| {
-        let mut status = previous_status.clone();
-        status.observed_generation = generation;
-        let mut conditions = vec![
-            condition("Ready", false, "TeardownFailed", &message, generation, now),
-            condition(
-                "Degraded",
-                true,
-                "TeardownFailed",
-                &message,
-                generation,
-                now,
-            ),
-        ];
-        keep_transition_times(&previous_status.conditions, &mut conditions);
-        status.conditions = conditions;
-        Outcome {
-            status,
-            events: vec![warning("TeardownFailed", message)],
-            calls,
-        }
+        let mut outcome = failed(&previous_status, "TeardownFailed", message, generation, now);
+        keep_transition_times(&previous_status.conditions, &mut outcome.status.conditions);
+        outcome.calls = calls;
+        outcome
     };
     let report = match reconciler.run().await {
         Ok(r) => r,
@@ -626,6 +595,28 @@ fn condition(
         message: message.to_owned(),
         last_transition_time: Some(now.to_owned()),
         observed_generation: generation,
+    }
+}
+
+/// A reconcile or teardown that could not run: the previous status with `Ready=False` and
+/// `Degraded=True` for `reason`, and one Warning Event saying why.
+fn failed(
+    previous: &AppIdentityStatus,
+    reason: &'static str,
+    message: String,
+    generation: Option<i64>,
+    now: &str,
+) -> Outcome {
+    let mut status = previous.clone();
+    status.observed_generation = generation;
+    status.conditions = vec![
+        condition("Ready", false, reason, &message, generation, now),
+        condition("Degraded", true, reason, &message, generation, now),
+    ];
+    Outcome {
+        status,
+        events: vec![warning(reason, message)],
+        calls: CallCounts::default(),
     }
 }
 
